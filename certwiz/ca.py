@@ -1,0 +1,145 @@
+"""Creating a profile: the CA key, the self-signed root and an empty database."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import names, openssl
+from .errors import StateError
+from .fsutil import write_atomic
+from .openssl import Secret
+from .profile import Profile, home_dir
+from .render import render_openssl
+
+DEFAULT_CA_DAYS = 3650
+DEFAULT_CRL_DAYS = 90
+
+
+@dataclass(frozen=True)
+class CAOptions:
+    common_name: str | None = None
+    key_type: str = "ec:P-256"
+    days: int = DEFAULT_CA_DAYS
+    crl_days: int = DEFAULT_CRL_DAYS
+
+
+def keygen_args(key_type: str, out: Path, passphrase: Secret | None) -> list[openssl.Arg]:
+    """`openssl genpkey` arguments for a key type such as ec:P-256 or rsa:3072."""
+    algorithm, _, parameter = key_type.partition(":")
+    if algorithm == "ec":
+        args: list[openssl.Arg] = ["genpkey", "-algorithm", "EC", "-pkeyopt",
+                                   f"ec_paramgen_curve:{parameter}"]
+    else:
+        args = ["genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{parameter}"]
+    if passphrase is not None:
+        args += ["-aes-256-cbc", "-pass", passphrase]
+    return [*args, "-out", out]
+
+
+def subject_arg(common_name: str) -> str:
+    """A -subj value with exactly one RDN, CN=common_name: `\\`, `/`, `+` escaped."""
+    escaped = "".join("\\" + ch if ch in "\\/+" else ch for ch in common_name)
+    return f"/CN={escaped}"
+
+
+def render_cnf(profile: Profile, directory: Path, key_type: str, crl_days: int) -> str:
+    return render_openssl(
+        "openssl.cnf.j2",
+        profile=profile.name,
+        dir=directory,
+        cnf_path=profile.cnf,
+        crl_days=crl_days,
+        rsa=key_type.startswith("rsa"),
+    )
+
+
+def gencrl_args(profile: Profile, cnf: Path, out: Path, passphrase: Secret | None,
+                days: int | None = None) -> list[openssl.Arg]:
+    args: list[openssl.Arg] = ["ca", "-gencrl", "-batch", "-config", cnf, "-out", out]
+    if days is not None:
+        args += ["-crldays", str(days)]
+    if passphrase is not None:
+        args += ["-passin", passphrase]
+    return args
+
+
+def ensure_absent(profile: Profile) -> None:
+    if profile.dir.exists() or profile.dir.is_symlink():
+        raise StateError(f"profile {profile.name} already exists at {profile.dir}; "
+                         "nothing changed")
+
+
+def init(name: str, home: Path | str | None = None, options: CAOptions | None = None,
+         passphrase: Secret | None = None) -> Profile:
+    """Create profile NAME: everything is built in a scratch directory, then renamed.
+
+    So a profile either exists whole or not at all, and a second `init` on an
+    existing profile changes nothing.
+    """
+    options = options or CAOptions()
+    profile = Profile(names.profile_name(name), home_dir(home))
+    cn = names.display_name(options.common_name or f"{name} Root CA", "cn")
+    names.key_type(options.key_type)
+    names.days(options.days)
+    names.days(options.crl_days, "crl-days")
+    ensure_absent(profile)
+    profile.home.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=profile.home, prefix=f".{name}.init-"))
+    try:
+        os.chmod(work, 0o755)
+        _populate(work, profile, cn, options, passphrase)
+        # The config names the final directory, for users running openssl by hand.
+        write_atomic(work / "openssl.cnf",
+                     render_cnf(profile, profile.dir, options.key_type, options.crl_days))
+        try:
+            os.rename(work, profile.dir)
+        except OSError as exc:
+            raise StateError(f"profile {name} already exists at {profile.dir}; nothing changed"
+                             ) from exc
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return profile
+
+
+def _populate(work: Path, profile: Profile, cn: str, options: CAOptions,
+              passphrase: Secret | None) -> None:
+    for sub in ("newcerts", "issued", "reqs"):
+        (work / sub).mkdir(mode=0o755)
+    (work / "private").mkdir(mode=0o700)
+    cnf = work / "openssl.cnf"
+    write_atomic(cnf, render_cnf(profile, work, options.key_type, options.crl_days))
+    write_atomic(work / "index.txt", "")
+    write_atomic(work / "index.txt.attr", "unique_subject = no\n")
+    # A random 128-bit start (top bit clear, so it stays a positive 16-byte integer).
+    write_atomic(work / "serial", f"{secrets.randbits(127) | 1 << 120:032X}\n")
+    write_atomic(work / "crlnumber", "01\n")
+    write_atomic(work / ".lock", "", mode=0o600)
+    key = work / "private" / "ca.key"
+    openssl.run(keygen_args(options.key_type, key, passphrase))
+    req: list[openssl.Arg] = [
+        "req", "-new", "-x509", "-config", cnf, "-key", key, "-utf8",
+        "-subj", subject_arg(cn), "-days", str(options.days), "-extensions", "v3_ca",
+        "-out", work / "ca.crt",
+    ]
+    if passphrase is not None:
+        req += ["-passin", passphrase]
+    openssl.run(req)
+    os.chmod(work / "ca.crt", 0o644)
+    openssl.run(gencrl_args(profile, cnf, work / "crl.pem", passphrase))
+    os.chmod(work / "crl.pem", 0o644)
+
+
+def warn_unencrypted() -> None:
+    print(
+        "certwiz: warning: no CA passphrase given (no terminal, no --ca-passphrase-file, "
+        "no CERTWIZ_CA_PASSPHRASE): the CA key is stored unencrypted",
+        file=sys.stderr,
+    )
+

@@ -1,0 +1,82 @@
+"""Just enough DER to read a certificate's extendedKeyUsage without a process.
+
+`certwiz list` classifies every certificate of a profile as server or client;
+starting `openssl x509` once per certificate would not scale to fleets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+EKU_OID = bytes.fromhex("551d25")  # 2.5.29.37
+SERVER_AUTH = bytes.fromhex("2b06010505070301")  # 1.3.6.1.5.5.7.3.1
+CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
+
+
+class DERError(ValueError):
+    pass
+
+
+def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
+    """(tag, content, offset after) of the element at `pos`."""
+    if pos + 2 > len(data):
+        raise DERError("truncated element")
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise DERError("bad length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise DERError("truncated content")
+    return tag, data[pos : pos + length], pos + length
+
+
+def _children(content: bytes) -> list[tuple[int, bytes]]:
+    items, pos = [], 0
+    while pos < len(content):
+        tag, value, pos = _tlv(content, pos)
+        items.append((tag, value))
+    return items
+
+
+def pem_to_der(pem: bytes) -> bytes:
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start)
+    if start < 0 or stop < 0:
+        raise DERError("no PEM certificate")
+    try:
+        return base64.b64decode(b"".join(pem[start + len(begin) : stop].split()))
+    except binascii.Error as exc:
+        raise DERError(str(exc)) from exc
+
+
+def extended_key_usages(der: bytes) -> set[bytes]:
+    """The raw OIDs of the certificate's extendedKeyUsage (empty without one)."""
+    _, cert, _ = _tlv(der, 0)
+    _, tbs = _children(cert)[0]
+    for tag, content in _children(tbs):
+        if tag != 0xA3:  # [3] extensions
+            continue
+        (_, extensions), *_ = _children(content)
+        for _, extension in _children(extensions):
+            fields = _children(extension)
+            if fields[0][1] == EKU_OID:
+                _, value = fields[-1]
+                (_, usages), *_ = _children(value)
+                return {oid for _, oid in _children(usages)}
+    return set()
+
+
+def kind_of(pem: bytes) -> str:
+    """'server', 'client', 'server+client' or 'other', from the EKU."""
+    try:
+        usages = extended_key_usages(pem_to_der(pem))
+    except (DERError, IndexError, ValueError):
+        return "unknown"
+    kinds = [k for k, oid in (("server", SERVER_AUTH), ("client", CLIENT_AUTH)) if oid in usages]
+    return "+".join(kinds) or "other"

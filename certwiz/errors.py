@@ -1,0 +1,42 @@
+"""The exceptions certwiz raises; each carries the exit code the CLI uses."""
+
+from __future__ import annotations
+
+
+class CertwizError(Exception):
+    """Base of every error certwiz reports to a user as one line."""
+
+    exit_code = 1
+
+
+class InputError(CertwizError):
+    """A value given by the user breaks a rule; nothing was written."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+class StateError(CertwizError):
+    """The request does not fit the profile's state (no CA, already issued, ...)."""
+
+    exit_code = 2
+
+
+class OpenSSLError(CertwizError):
+    """`openssl` exited non-zero; the message holds its most telling line."""
+
+    def __init__(self, command: str, detail: str, returncode: int) -> None:
+        super().__init__(f"openssl {command} failed: {detail}")
+        self.command = command
+        self.detail = detail
+        self.returncode = returncode
+
+
+class LockTimeout(CertwizError):
+    """Another certwiz process held the profile's lock for too long."""
+
+    exit_code = 3

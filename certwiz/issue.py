@@ -1,0 +1,148 @@
+"""Issuing server and client certificates signed by a profile's CA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import database, names, openssl
+from .ca import keygen_args, subject_arg
+from .errors import InputError, StateError
+from .fsutil import install, scratch_dir
+from .openssl import Secret
+from .profile import Profile
+from .render import render_openssl
+
+DEFAULT_LEAF_DAYS = 365
+
+# PKCS#12 encryption presets. OpenSSL 3's default (AES-256, SHA-256 MAC) is
+# refused by macOS, older Android/Windows/Java; "compat" uses 3DES + SHA-1 MAC,
+# which those read and which needs no legacy provider in OpenSSL 3.
+P12_FORMATS: dict[str, list[str]] = {
+    "compat": ["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1"],
+    "modern": ["-certpbe", "AES-256-CBC", "-keypbe", "AES-256-CBC", "-macalg", "sha256"],
+}
+P12_NO_PASSWORD = ["-certpbe", "NONE", "-keypbe", "NONE", "-nomac"]
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What an issuance produced, for printing and for --json."""
+
+    name: str
+    kind: str
+    serial: str
+    not_after: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def check_no_valid(profile: Profile, name: str) -> None:
+    """Refuse a second valid certificate for a name (revoke it, or let it expire, first)."""
+    subject = database.oneline(name)
+    for entry in database.read(profile.index):
+        if entry.subject == subject and entry.status() == "valid":
+            raise StateError(
+                f"{name} already has a valid certificate (serial {entry.serial}, "
+                f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); "
+                f"revoke it first: certwiz revoke -p {profile.name} -n {name}"
+            )
+
+
+def _sign(profile: Profile, work: Path, csr: Path, kind: str, days: int, rsa: bool,
+          sans: list[names.San], ca_passphrase: Secret | None) -> Path:
+    extfile = work / "ext.cnf"
+    extfile.write_text(render_openssl("leaf_ext.cnf.j2", kind=kind, rsa=rsa, sans=sans))
+    cert = work / "cert.pem"
+    args: list[openssl.Arg] = [
+        "ca", "-batch", "-config", profile.cnf, "-in", csr, "-out", cert, "-notext",
+        "-utf8", "-days", str(days), "-extfile", extfile, "-extensions", "leaf_ext",
+    ]
+    if ca_passphrase is not None:
+        args += ["-passin", ca_passphrase]
+    openssl.run(args)
+    return cert
+
+
+def _entry(profile: Profile, serial_hex: str) -> database.Entry:
+    wanted = int(serial_hex, 16)
+    return next(e for e in database.read(profile.index) if e.serial_int == wanted)
+
+
+def _issue(profile: Profile, name: str, kind: str, days: int, key_type: str,
+           sans: list[names.San], ca_passphrase: Secret | None,
+           key_passphrase: Secret | None = None, p12_format: str | None = None) -> Issued:
+    names.days(days)
+    names.key_type(key_type)
+    rsa = key_type.startswith("rsa")
+    with profile.lock(), scratch_dir(profile.dir) as work:
+        check_no_valid(profile, name)
+        key, csr = work / "key.pem", work / "req.csr"
+        openssl.run(keygen_args(key_type, key, key_passphrase))
+        req: list[openssl.Arg] = ["req", "-new", "-config", profile.cnf, "-key", key, "-utf8",
+                                  "-subj", subject_arg(name), "-out", csr]
+        if key_passphrase is not None:
+            req += ["-passin", key_passphrase]
+        openssl.run(req)
+        serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
+        cert = _sign(profile, work, csr, kind, days, rsa, sans, ca_passphrase)
+        # From here on the certificate is in the database: only local file moves remain.
+        files = {"certificate": profile.cert_path(name), "key": profile.key_path(name),
+                 "csr": profile.csr_path(name)}
+        if kind == "client":
+            p12 = work / "bundle.p12"
+            _export_p12(profile, name, key, cert, p12, key_passphrase, p12_format or "compat")
+            install(p12, profile.p12_path(name), 0o600)
+            files["p12"] = profile.p12_path(name)
+        else:
+            chain = work / "fullchain.pem"
+            chain.write_bytes(cert.read_bytes() + profile.ca_cert.read_bytes())
+            install(chain, profile.fullchain_path(name), 0o644)
+            files["fullchain"] = profile.fullchain_path(name)
+        install(key, profile.key_path(name), 0o600)
+        install(csr, profile.csr_path(name), 0o644)
+        install(cert, profile.cert_path(name), 0o644)
+        entry = _entry(profile, serial_hex)
+    return Issued(name, kind, entry.serial, f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+                  {k: str(v) for k, v in files.items()})
+
+
+def _export_p12(profile: Profile, name: str, key: Path, cert: Path, out: Path,
+                passphrase: Secret | None, p12_format: str) -> None:
+    args: list[openssl.Arg] = [
+        "pkcs12", "-export", "-inkey", key, "-in", cert, "-certfile", profile.ca_cert,
+        "-name", name, "-out", out,
+    ]
+    if passphrase is None:
+        args += [*P12_NO_PASSWORD, "-passout", Secret("")]
+    else:
+        args += [*P12_FORMATS[p12_format], "-passin", passphrase, "-passout", passphrase]
+    openssl.run(args)
+
+
+def issue_server(profile: Profile, name: str, *, days: int = DEFAULT_LEAF_DAYS,
+                 sans: list[str] | tuple[str, ...] = (), key_type: str = "ec:P-256",
+                 ca_passphrase: Secret | None = None) -> Issued:
+    """A TLS server certificate: serverAuth only; SAN = the name plus every --san."""
+    primary = names.server_name(name)
+    entries = [primary]
+    for value in sans:
+        parsed = names.san(value)
+        if parsed not in entries:
+            entries.append(parsed)
+    return _issue(profile, name, "server", days, key_type, entries, ca_passphrase)
+
+
+def issue_client(profile: Profile, name: str, *, days: int = DEFAULT_LEAF_DAYS,
+                 passphrase: Secret | None = None, key_type: str = "ec:P-256",
+                 p12_format: str = "compat", ca_passphrase: Secret | None = None) -> Issued:
+    """A client certificate (clientAuth only) and its PKCS#12 bundle.
+
+    With `passphrase` None the key and bundle carry no password (-u, for bots).
+    """
+    names.client_name(name)
+    if p12_format not in P12_FORMATS:
+        choices = ", ".join(P12_FORMATS)
+        raise InputError("p12-format", f"{p12_format!r} is not one of {choices}")
+    return _issue(profile, name, "client", days, key_type, [], ca_passphrase,
+                  key_passphrase=passphrase, p12_format=p12_format)
+

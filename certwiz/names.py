@@ -1,0 +1,176 @@
+"""Validation of everything a user types, before anything touches the disk.
+
+Each check raises InputError(field, rule) with a rule a user can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import InputError
+
+PROFILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_EMAIL_LOCAL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}")
+
+MAX_DAYS = 36500
+MAX_CN = 64  # ub-common-name in RFC 5280
+
+KEY_TYPES = ("ec:P-256", "ec:P-384", "rsa:2048", "rsa:3072", "rsa:4096")
+REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "CACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+)
+# Unicode categories never allowed in a name: controls, invisible format
+# characters (right-to-left marks, zero-width joiners), surrogates, private
+# use, unassigned code points, line and paragraph separators.
+_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+@dataclass(frozen=True)
+class San:
+    """One subjectAltName entry; kind is the openssl.cnf key (DNS, IP, email, URI)."""
+
+    kind: str
+    value: str
+
+
+def profile_name(value: str) -> str:
+    if not PROFILE_RE.fullmatch(value):
+        raise InputError(
+            "profile",
+            f"{value!r} is not a valid profile name: use 1-64 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def days(value: str | int, field: str = "days") -> int:
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,6}", text) or not 1 <= int(text) <= MAX_DAYS:
+        raise InputError(field, f"{value!r} must be a whole number from 1 to {MAX_DAYS}")
+    return int(text)
+
+
+def key_type(value: str) -> str:
+    if value not in KEY_TYPES:
+        raise InputError("key-type", f"{value!r} is not one of {', '.join(KEY_TYPES)}")
+    return value
+
+
+def reason(value: str) -> str:
+    if value not in REASONS:
+        raise InputError("reason", f"{value!r} is not one of {', '.join(REASONS)}")
+    return value
+
+
+def serial(value: str) -> int:
+    text = value.strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{1,40}", text):
+        raise InputError("serial", f"{value!r} must be a hexadecimal serial number")
+    return int(text, 16)
+
+
+def dns_name(value: str, field: str, *, wildcard: bool = False) -> str:
+    """An LDH host name (RFC 1123); `*.` as the whole leftmost label only if allowed."""
+    labels = value.split(".")
+    if wildcard and labels[0] == "*" and len(labels) > 2:
+        labels = labels[1:]
+    elif "*" in value:
+        where = "as --san '*.example.com'" if not wildcard else "only as the whole leftmost label"
+        raise InputError(field, f"{value!r}: a wildcard is allowed {where}")
+    if (
+        not value
+        or len(value) > 253
+        or not all(_LABEL_RE.fullmatch(label) for label in labels)
+    ):
+        raise InputError(
+            field,
+            f"{value!r} is not a valid DNS name: labels of 1-63 letters, digits or '-' "
+            "(not at either end), separated by '.', 253 characters at most",
+        )
+    return value
+
+
+def _ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def server_name(value: str) -> San:
+    """The -n of a server: a DNS name or an IP address (it also names the files)."""
+    ip = _ip(value)
+    if ip is not None:
+        return San("IP", ip)
+    return San("DNS", dns_name(value, "name"))
+
+
+def san(value: str) -> San:
+    """A --san value: DNS name, IP address, or `email:`/`uri:` prefixed."""
+    field = "san"
+    lowered = value.lower()
+    if lowered.startswith("email:"):
+        address = value[6:]
+        local, at, domain = address.rpartition("@")
+        if not at or not _EMAIL_LOCAL_RE.fullmatch(local) or ".." in local:
+            raise InputError(field, f"{value!r} is not a valid e-mail address")
+        dns_name(domain, field)
+        return San("email", address)
+    if lowered.startswith("uri:"):
+        uri = value[4:]
+        _printable_ascii(uri, field)
+        parts = urlsplit(uri)
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", parts.scheme or "") or not (
+            parts.netloc or parts.path
+        ):
+            raise InputError(field, f"{value!r} is not an absolute URI (scheme:rest)")
+        return San("URI", uri)
+    ip = _ip(value)
+    if ip is not None:
+        return San("IP", ip)
+    return San("DNS", dns_name(value, field, wildcard=True))
+
+
+def _printable_ascii(value: str, field: str) -> None:
+    if not value or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
+        raise InputError(field, f"{value!r} must be printable ASCII without spaces")
+
+
+def display_name(value: str, field: str) -> str:
+    """A free-form name for a subject CN (client names, CA common names)."""
+    if not value:
+        raise InputError(field, "must not be empty")
+    if len(value) > MAX_CN:
+        raise InputError(field, f"is {len(value)} characters long; the limit is {MAX_CN}")
+    for ch in value:
+        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES or (ch.isspace() and ch != " "):
+            raise InputError(
+                field,
+                f"contains the control or invisible character U+{ord(ch):04X}; "
+                "use printable characters only",
+            )
+    if value != value.strip(" "):
+        raise InputError(field, "must not start or end with a space")
+    return value
+
+
+def client_name(value: str) -> str:
+    """A client name: printable, and safe as a file name (it names the files)."""
+    display_name(value, "name")
+    if "/" in value or "\\" in value:
+        raise InputError("name", f"{value!r} must not contain '/' or '\\' (it names files)")
+    if value.startswith("."):
+        raise InputError("name", f"{value!r} must not start with '.' (it names files)")
+    return value
+

@@ -1,0 +1,110 @@
+"""The only place that starts `openssl`.
+
+Secrets are handed over through pipes (`fd:N`), never on the command line,
+and a failure becomes one OpenSSLError that carries openssl's telling line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CertwizError, OpenSSLError
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A passphrase argument; `run` turns it into `fd:N` with the text behind a pipe."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+
+Arg = str | Path | Secret
+
+_ERROR_LINE = re.compile(r"^[0-9A-F]+:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):")
+
+
+def binary() -> str:
+    """The openssl to run: $CERTWIZ_OPENSSL, else the one on PATH."""
+    name = os.environ.get("CERTWIZ_OPENSSL", "openssl")
+    found = shutil.which(name)
+    if found is None:
+        raise CertwizError(f"openssl not found ({name!r}); install it, e.g. apt-get install openssl")
+    return found
+
+
+def explain(stderr: str) -> str:
+    """Pick the line of openssl's stderr that tells a user what went wrong."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [m.group(1) for m in map(_ERROR_LINE.match, lines) if m]
+    plain = [
+        line
+        for line in lines
+        if not _ERROR_LINE.match(line) and not line.startswith(("Using configuration", "Check that"))
+    ]
+    parts = plain[:1] + [r for r in reasons[:1] if not plain or r not in plain[0]]
+    return ": ".join(parts) or "no error message"
+
+
+def _pipe_with(text: str) -> int:
+    """A pipe whose read end yields `text` and a newline, then end of file."""
+    read_fd, write_fd = os.pipe()
+    data = (text + "\n").encode()
+    try:
+        if len(data) > 65536:  # larger than a pipe buffer: the write would block
+            raise CertwizError("a passphrase longer than 64 KiB is not supported")
+        os.write(write_fd, data)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return read_fd
+
+
+def build_argv(args: Sequence[Arg], fds: list[int]) -> list[str]:
+    """The argv for `args`, each Secret replaced by a fresh pipe's `fd:N`."""
+    argv = [binary()]
+    for arg in args:
+        if isinstance(arg, Secret):
+            fd = _pipe_with(arg.text)
+            fds.append(fd)
+            argv.append(f"fd:{fd}")
+        else:
+            argv.append(str(arg))
+    return argv
+
+
+def run(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = None) -> str:
+    """Run `openssl ARGS...` and return its stdout; raise OpenSSLError on failure.
+
+    Files openssl creates get mode 0600 (umask 077): callers widen what is public.
+    """
+    fds: list[int] = []
+    try:
+        argv = build_argv(args, fds)
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            input=stdin if stdin is not None else b"",
+            capture_output=True,
+            pass_fds=fds,
+            umask=0o077,
+            check=False,
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if proc.returncode != 0:
+        command = str(args[0]) if args else "?"
+        stderr = proc.stderr.decode(errors="replace")
+        raise OpenSSLError(command, explain(stderr), proc.returncode)
+    return proc.stdout.decode(errors="replace")

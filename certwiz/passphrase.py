@@ -1,0 +1,63 @@
+"""Where passphrases come from: a file, an environment variable, or a prompt."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from .errors import InputError
+from .openssl import Secret
+
+CA_ENV = "CERTWIZ_CA_PASSPHRASE"
+P12_ENV = "CERTWIZ_P12_PASSPHRASE"
+MIN_LENGTH = 4  # openssl refuses shorter passphrases when it encrypts
+
+
+def _from_file(path: Path, field: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(field, f"{path} is not UTF-8 text") from None
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        raise InputError(field, f"{path} is empty: the passphrase is its first line")
+    return lines[0]
+
+
+def _check(text: str, field: str) -> str:
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise InputError(field, "a passphrase cannot hold a newline or NUL")
+    if len(text) < MIN_LENGTH:
+        raise InputError(field, f"a passphrase needs at least {MIN_LENGTH} characters")
+    return text
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def obtain(
+    file: Path | None, env_var: str, field: str, prompt: str, *, confirm: bool
+) -> Secret | None:
+    """The passphrase from --FIELD FILE, then $ENV_VAR, then a terminal prompt.
+
+    Returns None when there is no source, or the prompt was answered empty.
+    """
+    if file is not None:
+        return Secret(_check(_from_file(file, field), field))
+    if env_var in os.environ:
+        return Secret(_check(os.environ[env_var], env_var))
+    if not _interactive():
+        return None
+    first = getpass.getpass(prompt)
+    if not first:
+        return None
+    if confirm and getpass.getpass("Again, to confirm: ") != first:
+        raise InputError(field, "the two passphrases differ")
+    return Secret(_check(first, field))

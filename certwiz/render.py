@@ -1,0 +1,60 @@
+"""The one Jinja2 environment for OpenSSL and NGINX config text.
+
+Values are escaped for OpenSSL's config syntax by the `cnf` filter, so a
+name can never add a line, a section or a `$variable` to a rendered file.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+# In OpenSSL's config syntax `\` escapes, `$` expands a variable, `#` starts a
+# comment and quotes are stripped; a backslash makes each of them literal.
+_CNF_SPECIAL = {"\\", "$", "#", '"', "'"}
+
+
+def cnf_escape(value: object) -> str:
+    """Escape a value for the right-hand side of an OpenSSL config line."""
+    text = str(value)
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\u2028\u2029\x85":
+            raise ValueError(f"control character U+{ord(ch):04X} cannot go into a config value")
+    if text != text.strip():
+        raise ValueError("a config value cannot start or end with white space")
+    return "".join("\\" + ch if ch in _CNF_SPECIAL else ch for ch in text)
+
+
+def nginx_escape(value: object) -> str:
+    """Quote a value (a path, a name) as one NGINX config argument."""
+    text = str(value)
+    bad = [ch for ch in text if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in '"\\$\'']
+    if bad:
+        raise ValueError(f"{text!r}: the character {bad[0]!r} cannot go into an nginx config")
+    return '"' + text + '"'
+
+
+@cache
+def _environment(package: str) -> jinja2.Environment:
+    root = resources.files(package)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(str(root)))),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    env.filters["cnf"] = cnf_escape
+    env.filters["nginx"] = nginx_escape
+    return env
+
+
+def render_openssl(template: str, **context: object) -> str:
+    return _environment("certwiz.openssl_templates").get_template(template).render(**context)
+
+
+def render_nginx(template: str, **context: object) -> str:
+    return _environment("certwiz.nginx_templates").get_template(template).render(**context)

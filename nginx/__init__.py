@@ -1,0 +1,1 @@
+"""NGINX configs and templates certwiz renders per profile (package data)."""
