@@ -33,8 +33,13 @@ def keygen_args(key_type: str, out: Path, passphrase: Secret | None) -> list[ope
     """`openssl genpkey` arguments for a key type such as ec:P-256 or rsa:3072."""
     algorithm, _, parameter = key_type.partition(":")
     if algorithm == "ec":
-        args: list[openssl.Arg] = ["genpkey", "-algorithm", "EC", "-pkeyopt",
-                                   f"ec_paramgen_curve:{parameter}"]
+        args: list[openssl.Arg] = [
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            f"ec_paramgen_curve:{parameter}",
+        ]
     else:
         args = ["genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{parameter}"]
     if passphrase is not None:
@@ -59,8 +64,9 @@ def render_cnf(profile: Profile, directory: Path, key_type: str, crl_days: int) 
     )
 
 
-def gencrl_args(profile: Profile, cnf: Path, out: Path, passphrase: Secret | None,
-                days: int | None = None) -> list[openssl.Arg]:
+def gencrl_args(
+    profile: Profile, cnf: Path, out: Path, passphrase: Secret | None, days: int | None = None
+) -> list[openssl.Arg]:
     args: list[openssl.Arg] = ["ca", "-gencrl", "-batch", "-config", cnf, "-out", out]
     if days is not None:
         args += ["-crldays", str(days)]
@@ -71,12 +77,15 @@ def gencrl_args(profile: Profile, cnf: Path, out: Path, passphrase: Secret | Non
 
 def ensure_absent(profile: Profile) -> None:
     if profile.dir.exists() or profile.dir.is_symlink():
-        raise StateError(f"profile {profile.name} already exists at {profile.dir}; "
-                         "nothing changed")
+        raise StateError(f"profile {profile.name} already exists at {profile.dir}; nothing changed")
 
 
-def init(name: str, home: Path | str | None = None, options: CAOptions | None = None,
-         passphrase: Secret | None = None) -> Profile:
+def init(
+    name: str,
+    home: Path | str | None = None,
+    options: CAOptions | None = None,
+    passphrase: Secret | None = None,
+) -> Profile:
     """Create profile NAME: everything is built in a scratch directory, then renamed.
 
     So a profile either exists whole or not at all, and a second `init` on an
@@ -95,21 +104,25 @@ def init(name: str, home: Path | str | None = None, options: CAOptions | None = 
         os.chmod(work, 0o755)
         _populate(work, profile, cn, options, passphrase)
         # The config names the final directory, for users running openssl by hand.
-        write_atomic(work / "openssl.cnf",
-                     render_cnf(profile, profile.dir, options.key_type, options.crl_days))
+        write_atomic(
+            work / "openssl.cnf",
+            render_cnf(profile, profile.dir, options.key_type, options.crl_days),
+        )
         try:
             os.rename(work, profile.dir)
         except OSError as exc:
-            raise StateError(f"profile {name} already exists at {profile.dir}; nothing changed"
-                             ) from exc
+            raise StateError(
+                f"profile {name} already exists at {profile.dir}; nothing changed"
+            ) from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return profile
 
 
-def _populate(work: Path, profile: Profile, cn: str, options: CAOptions,
-              passphrase: Secret | None) -> None:
+def _populate(
+    work: Path, profile: Profile, cn: str, options: CAOptions, passphrase: Secret | None
+) -> None:
     for sub in ("newcerts", "issued", "reqs"):
         (work / sub).mkdir(mode=0o755)
     (work / "private").mkdir(mode=0o700)
@@ -124,9 +137,22 @@ def _populate(work: Path, profile: Profile, cn: str, options: CAOptions,
     key = work / "private" / "ca.key"
     openssl.run(keygen_args(options.key_type, key, passphrase))
     req: list[openssl.Arg] = [
-        "req", "-new", "-x509", "-config", cnf, "-key", key, "-utf8",
-        "-subj", subject_arg(cn), "-days", str(options.days), "-extensions", "v3_ca",
-        "-out", work / "ca.crt",
+        "req",
+        "-new",
+        "-x509",
+        "-config",
+        cnf,
+        "-key",
+        key,
+        "-utf8",
+        "-subj",
+        subject_arg(cn),
+        "-days",
+        str(options.days),
+        "-extensions",
+        "v3_ca",
+        "-out",
+        work / "ca.crt",
     ]
     if passphrase is not None:
         req += ["-passin", passphrase]
@@ -142,4 +168,3 @@ def warn_unencrypted() -> None:
         "no CERTWIZ_CA_PASSPHRASE): the CA key is stored unencrypted",
         file=sys.stderr,
     )
-

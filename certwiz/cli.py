@@ -27,8 +27,9 @@ app = typer.Typer(
 )
 ca_app = typer.Typer(help="The profile's certificate authority.", no_args_is_help=True)
 server_app = typer.Typer(help="Server certificates.", no_args_is_help=True)
-client_app = typer.Typer(help="Client certificates and their PKCS#12 bundles.",
-                         no_args_is_help=True)
+client_app = typer.Typer(
+    help="Client certificates and their PKCS#12 bundles.", no_args_is_help=True
+)
 crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
 app.add_typer(server_app, name="server")
@@ -44,8 +45,11 @@ HomeOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 CAPassOpt = Annotated[
     Path | None,
-    typer.Option("--ca-passphrase-file", help=f"File whose first line is the CA passphrase "
-                 f"[or env {CA_ENV}, or a prompt on a terminal]."),
+    typer.Option(
+        "--ca-passphrase-file",
+        help=f"File whose first line is the CA passphrase "
+        f"[or env {CA_ENV}, or a prompt on a terminal].",
+    ),
 ]
 KeyTypeOpt = Annotated[str, typer.Option("--key-type", help=", ".join(names.KEY_TYPES))]
 
@@ -77,11 +81,19 @@ def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:
     """The CA passphrase, asked for only when the CA key is encrypted."""
     if not profile.ca_key_encrypted():
         return None
-    secret = obtain(file, CA_ENV, "ca-passphrase-file",
-                    f"Passphrase of the {profile.name} CA key: ", confirm=False)
+    secret = obtain(
+        file,
+        CA_ENV,
+        "ca-passphrase-file",
+        f"Passphrase of the {profile.name} CA key: ",
+        confirm=False,
+    )
     if secret is None:
-        raise InputError("ca-passphrase-file", f"the CA key of profile {profile.name} is "
-                         f"encrypted: give --ca-passphrase-file FILE or set {CA_ENV}")
+        raise InputError(
+            "ca-passphrase-file",
+            f"the CA key of profile {profile.name} is "
+            f"encrypted: give --ca-passphrase-file FILE or set {CA_ENV}",
+        )
     return secret
 
 
@@ -102,21 +114,37 @@ def ca_init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a profile: its CA key and root certificate, database and first CRL."""
-    options = ca.CAOptions(cn, names.key_type(key_type), names.days(days),
-                           names.days(crl_days, "crl-days"))
+    options = ca.CAOptions(
+        cn, names.key_type(key_type), names.days(days), names.days(crl_days, "crl-days")
+    )
     ca.ensure_absent(Profile(names.profile_name(profile), home_dir(home)))
-    secret = obtain(ca_passphrase_file, CA_ENV, "ca-passphrase-file",
-                    "Passphrase for the new CA key (empty: none): ", confirm=True)
+    secret = obtain(
+        ca_passphrase_file,
+        CA_ENV,
+        "ca-passphrase-file",
+        "Passphrase for the new CA key (empty: none): ",
+        confirm=True,
+    )
     if secret is None and not sys.stdin.isatty():
         ca.warn_unencrypted()
     created = ca.init(profile, home, options, secret)
-    info = {"profile": created.name, "dir": str(created.dir), "ca_cert": str(created.ca_cert),
-            "ca_key": str(created.ca_key), "crl": str(created.crl),
-            "openssl_cnf": str(created.cnf), "key_encrypted": secret is not None}
-    emit(as_json, info, f"Created profile {created.name} in {created.dir}\n"
-         f"  CA certificate: {created.ca_cert}\n  CA key:         {created.ca_key}"
-         f"{' (encrypted)' if secret else ''}\n  CRL:            {created.crl}\n"
-         f"Next: certwiz server issue -p {created.name} -n myserver.local")
+    info = {
+        "profile": created.name,
+        "dir": str(created.dir),
+        "ca_cert": str(created.ca_cert),
+        "ca_key": str(created.ca_key),
+        "crl": str(created.crl),
+        "openssl_cnf": str(created.cnf),
+        "key_encrypted": secret is not None,
+    }
+    emit(
+        as_json,
+        info,
+        f"Created profile {created.name} in {created.dir}\n"
+        f"  CA certificate: {created.ca_cert}\n  CA key:         {created.ca_key}"
+        f"{' (encrypted)' if secret else ''}\n  CRL:            {created.crl}\n"
+        f"Next: certwiz server issue -p {created.name} -n myserver.local",
+    )
 
 
 @server_app.command("issue")
@@ -125,8 +153,12 @@ def server_issue(
     profile: ProfileOpt,
     name: NameOpt,
     days: Annotated[str, typer.Option("--days", "-d", help="Validity in days.")] = "365",
-    san: Annotated[list[str] | None, typer.Option(
-        "--san", help="Extra subjectAltName: DNS name, IP, email:ADDR or uri:URI (repeat).")] = None,
+    san: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--san", help="Extra subjectAltName: DNS name, IP, email:ADDR or uri:URI (repeat)."
+        ),
+    ] = None,
     key_type: KeyTypeOpt = "ec:P-256",
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
@@ -140,10 +172,20 @@ def server_issue(
     valid_days = names.days(days)
     names.key_type(key_type)
     prof = open_profile(profile, home)
-    done = issue.issue_server(prof, name, days=valid_days, sans=sans, key_type=key_type,
-                              ca_passphrase=signing_passphrase(prof, ca_passphrase_file))
-    emit(as_json, asdict(done), f"Issued server certificate {done.name} "
-         f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}")
+    done = issue.issue_server(
+        prof,
+        name,
+        days=valid_days,
+        sans=sans,
+        key_type=key_type,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"Issued server certificate {done.name} "
+        f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}",
+    )
 
 
 @client_app.command("issue")
@@ -152,15 +194,25 @@ def client_issue(
     profile: ProfileOpt,
     name: NameOpt,
     days: Annotated[str, typer.Option("--days", "-d", help="Validity in days.")] = "365",
-    unencrypted: Annotated[bool, typer.Option(
-        "--unencrypted", "-u", help="Key and bundle without a password (for bots).")] = False,
-    p12_passphrase_file: Annotated[Path | None, typer.Option(
-        "--p12-passphrase-file",
-        help=f"File whose first line is the bundle password [or env {P12_ENV}, or a prompt].",
-    )] = None,
-    p12_format: Annotated[str, typer.Option(
-        "--p12-format", help="compat (3DES/SHA-1 MAC: macOS, Windows, Java, Android) or "
-        "modern (AES-256/SHA-256).")] = "compat",
+    unencrypted: Annotated[
+        bool,
+        typer.Option("--unencrypted", "-u", help="Key and bundle without a password (for bots)."),
+    ] = False,
+    p12_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--p12-passphrase-file",
+            help=f"File whose first line is the bundle password [or env {P12_ENV}, or a prompt].",
+        ),
+    ] = None,
+    p12_format: Annotated[
+        str,
+        typer.Option(
+            "--p12-format",
+            help="compat (3DES/SHA-1 MAC: macOS, Windows, Java, Android) or "
+            "modern (AES-256/SHA-256).",
+        ),
+    ] = "compat",
     key_type: KeyTypeOpt = "ec:P-256",
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
@@ -176,28 +228,47 @@ def client_issue(
     ca_secret = signing_passphrase(prof, ca_passphrase_file)
     bundle_secret = None
     if not unencrypted:
-        bundle_secret = obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file",
-                               f"Password for {name}.p12: ", confirm=True)
+        bundle_secret = obtain(
+            p12_passphrase_file,
+            P12_ENV,
+            "p12-passphrase-file",
+            f"Password for {name}.p12: ",
+            confirm=True,
+        )
         if bundle_secret is None:
-            raise InputError("p12-passphrase-file", "no bundle password: give "
-                             f"--p12-passphrase-file FILE, set {P12_ENV}, or use -u for a "
-                             "bundle without a password")
-    done = issue.issue_client(prof, name, days=valid_days, passphrase=bundle_secret,
-                              key_type=key_type, p12_format=p12_format, ca_passphrase=ca_secret)
-    emit(as_json, asdict(done), f"Issued client certificate {done.name} "
-         f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}")
+            raise InputError(
+                "p12-passphrase-file",
+                "no bundle password: give "
+                f"--p12-passphrase-file FILE, set {P12_ENV}, or use -u for a "
+                "bundle without a password",
+            )
+    done = issue.issue_client(
+        prof,
+        name,
+        days=valid_days,
+        passphrase=bundle_secret,
+        key_type=key_type,
+        p12_format=p12_format,
+        ca_passphrase=ca_secret,
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"Issued client certificate {done.name} "
+        f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}",
+    )
 
 
 @app.command("revoke")
 @reports_errors
 def revoke_cmd(
     profile: ProfileOpt,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Revoke every valid "
-                                             "certificate of this name.")] = None,
-    serial: Annotated[str | None, typer.Option("--serial", help="Revoke one serial (hex).")
-                      ] = None,
-    reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))
-                      ] = "unspecified",
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Revoke every valid certificate of this name."),
+    ] = None,
+    serial: Annotated[str | None, typer.Option("--serial", help="Revoke one serial (hex).")] = None,
+    reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -207,18 +278,29 @@ def revoke_cmd(
     if serial is not None:
         names.serial(serial)
     prof = open_profile(profile, home)
-    done = revoking.revoke(prof, name=name, serial=serial, reason=reason,
-                           ca_passphrase=signing_passphrase(prof, ca_passphrase_file))
-    emit(as_json, asdict(done), f"Revoked {', '.join(done.serials)} ({done.reason}); "
-         f"new CRL: {done.crl}\nReload nginx to enforce it: nginx -t && nginx -s reload")
+    done = revoking.revoke(
+        prof,
+        name=name,
+        serial=serial,
+        reason=reason,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"Revoked {', '.join(done.serials)} ({done.reason}); "
+        f"new CRL: {done.crl}\nReload nginx to enforce it: nginx -t && nginx -s reload",
+    )
 
 
 @crl_app.command("gen")
 @reports_errors
 def crl_gen(
     profile: ProfileOpt,
-    days: Annotated[str | None, typer.Option("--days", "-d", help="CRL validity in days "
-                                             "[default: the profile's, 90].")] = None,
+    days: Annotated[
+        str | None,
+        typer.Option("--days", "-d", help="CRL validity in days [default: the profile's, 90]."),
+    ] = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -226,8 +308,9 @@ def crl_gen(
     """Regenerate the profile's CRL (run it from a timer so it never lapses)."""
     crl_days = names.days(days) if days is not None else None
     prof = open_profile(profile, home)
-    path = revoking.generate_crl(prof, days=crl_days,
-                                 ca_passphrase=signing_passphrase(prof, ca_passphrase_file))
+    path = revoking.generate_crl(
+        prof, days=crl_days, ca_passphrase=signing_passphrase(prof, ca_passphrase_file)
+    )
     emit(as_json, {"profile": prof.name, "crl": path}, f"New CRL: {path}")
 
 
@@ -245,8 +328,9 @@ def list_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False
 
 @app.command("show")
 @reports_errors
-def show_cmd(profile: ProfileOpt, name: NameOpt, home: HomeOpt = None,
-             as_json: JsonOpt = False) -> None:
+def show_cmd(
+    profile: ProfileOpt, name: NameOpt, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
     """One certificate: status, serial, fingerprint and files."""
     info = inventory.show(open_profile(profile, home), name)
     text = "\n".join(f"{k}: {v}" for k, v in info.items() if k not in ("files", "history"))
@@ -259,8 +343,11 @@ def show_cmd(profile: ProfileOpt, name: NameOpt, home: HomeOpt = None,
 def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """The profiles under the home directory."""
     found = list_profiles(home)
-    emit(as_json, [{"profile": p.name, "dir": str(p.dir)} for p in found],
-         "\n".join(p.name for p in found) or f"no profiles in {home_dir(home)}")
+    emit(
+        as_json,
+        [{"profile": p.name, "dir": str(p.dir)} for p in found],
+        "\n".join(p.name for p in found) or f"no profiles in {home_dir(home)}",
+    )
 
 
 def main() -> None:

@@ -58,8 +58,10 @@ def show(profile: Profile, name: str) -> dict[str, object]:
     """The newest certificate of NAME (a valid one first), with its files and fingerprint."""
     mine = [c for c in certificates(profile) if c.subject == database.oneline(name)]
     if not mine:
-        raise StateError(f"{name} has no certificate in profile {profile.name}; "
-                         f"see: certwiz list -p {profile.name}")
+        raise StateError(
+            f"{name} has no certificate in profile {profile.name}; "
+            f"see: certwiz list -p {profile.name}"
+        )
     mine.sort(key=lambda c: (c.status == "valid", c.not_after))
     current = mine[-1]
     info: dict[str, object] = current.as_dict()

@@ -48,14 +48,36 @@ def check_no_valid(profile: Profile, name: str) -> None:
             )
 
 
-def _sign(profile: Profile, work: Path, csr: Path, kind: str, days: int, rsa: bool,
-          sans: list[names.San], ca_passphrase: Secret | None) -> Path:
+def _sign(
+    profile: Profile,
+    work: Path,
+    csr: Path,
+    kind: str,
+    days: int,
+    rsa: bool,
+    sans: list[names.San],
+    ca_passphrase: Secret | None,
+) -> Path:
     extfile = work / "ext.cnf"
     extfile.write_text(render_openssl("leaf_ext.cnf.j2", kind=kind, rsa=rsa, sans=sans))
     cert = work / "cert.pem"
     args: list[openssl.Arg] = [
-        "ca", "-batch", "-config", profile.cnf, "-in", csr, "-out", cert, "-notext",
-        "-utf8", "-days", str(days), "-extfile", extfile, "-extensions", "leaf_ext",
+        "ca",
+        "-batch",
+        "-config",
+        profile.cnf,
+        "-in",
+        csr,
+        "-out",
+        cert,
+        "-notext",
+        "-utf8",
+        "-days",
+        str(days),
+        "-extfile",
+        extfile,
+        "-extensions",
+        "leaf_ext",
     ]
     if ca_passphrase is not None:
         args += ["-passin", ca_passphrase]
@@ -68,9 +90,17 @@ def _entry(profile: Profile, serial_hex: str) -> database.Entry:
     return next(e for e in database.read(profile.index) if e.serial_int == wanted)
 
 
-def _issue(profile: Profile, name: str, kind: str, days: int, key_type: str,
-           sans: list[names.San], ca_passphrase: Secret | None,
-           key_passphrase: Secret | None = None, p12_format: str | None = None) -> Issued:
+def _issue(
+    profile: Profile,
+    name: str,
+    kind: str,
+    days: int,
+    key_type: str,
+    sans: list[names.San],
+    ca_passphrase: Secret | None,
+    key_passphrase: Secret | None = None,
+    p12_format: str | None = None,
+) -> Issued:
     names.days(days)
     names.key_type(key_type)
     rsa = key_type.startswith("rsa")
@@ -78,16 +108,30 @@ def _issue(profile: Profile, name: str, kind: str, days: int, key_type: str,
         check_no_valid(profile, name)
         key, csr = work / "key.pem", work / "req.csr"
         openssl.run(keygen_args(key_type, key, key_passphrase))
-        req: list[openssl.Arg] = ["req", "-new", "-config", profile.cnf, "-key", key, "-utf8",
-                                  "-subj", subject_arg(name), "-out", csr]
+        req: list[openssl.Arg] = [
+            "req",
+            "-new",
+            "-config",
+            profile.cnf,
+            "-key",
+            key,
+            "-utf8",
+            "-subj",
+            subject_arg(name),
+            "-out",
+            csr,
+        ]
         if key_passphrase is not None:
             req += ["-passin", key_passphrase]
         openssl.run(req)
         serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
         cert = _sign(profile, work, csr, kind, days, rsa, sans, ca_passphrase)
         # From here on the certificate is in the database: only local file moves remain.
-        files = {"certificate": profile.cert_path(name), "key": profile.key_path(name),
-                 "csr": profile.csr_path(name)}
+        files = {
+            "certificate": profile.cert_path(name),
+            "key": profile.key_path(name),
+            "csr": profile.csr_path(name),
+        }
         if kind == "client":
             p12 = work / "bundle.p12"
             _export_p12(profile, name, key, cert, p12, key_passphrase, p12_format or "compat")
@@ -102,15 +146,37 @@ def _issue(profile: Profile, name: str, kind: str, days: int, key_type: str,
         install(csr, profile.csr_path(name), 0o644)
         install(cert, profile.cert_path(name), 0o644)
         entry = _entry(profile, serial_hex)
-    return Issued(name, kind, entry.serial, f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
-                  {k: str(v) for k, v in files.items()})
+    return Issued(
+        name,
+        kind,
+        entry.serial,
+        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+        {k: str(v) for k, v in files.items()},
+    )
 
 
-def _export_p12(profile: Profile, name: str, key: Path, cert: Path, out: Path,
-                passphrase: Secret | None, p12_format: str) -> None:
+def _export_p12(
+    profile: Profile,
+    name: str,
+    key: Path,
+    cert: Path,
+    out: Path,
+    passphrase: Secret | None,
+    p12_format: str,
+) -> None:
     args: list[openssl.Arg] = [
-        "pkcs12", "-export", "-inkey", key, "-in", cert, "-certfile", profile.ca_cert,
-        "-name", name, "-out", out,
+        "pkcs12",
+        "-export",
+        "-inkey",
+        key,
+        "-in",
+        cert,
+        "-certfile",
+        profile.ca_cert,
+        "-name",
+        name,
+        "-out",
+        out,
     ]
     if passphrase is None:
         args += [*P12_NO_PASSWORD, "-passout", Secret("")]
@@ -119,9 +185,15 @@ def _export_p12(profile: Profile, name: str, key: Path, cert: Path, out: Path,
     openssl.run(args)
 
 
-def issue_server(profile: Profile, name: str, *, days: int = DEFAULT_LEAF_DAYS,
-                 sans: list[str] | tuple[str, ...] = (), key_type: str = "ec:P-256",
-                 ca_passphrase: Secret | None = None) -> Issued:
+def issue_server(
+    profile: Profile,
+    name: str,
+    *,
+    days: int = DEFAULT_LEAF_DAYS,
+    sans: list[str] | tuple[str, ...] = (),
+    key_type: str = "ec:P-256",
+    ca_passphrase: Secret | None = None,
+) -> Issued:
     """A TLS server certificate: serverAuth only; SAN = the name plus every --san."""
     primary = names.server_name(name)
     entries = [primary]
@@ -132,9 +204,16 @@ def issue_server(profile: Profile, name: str, *, days: int = DEFAULT_LEAF_DAYS,
     return _issue(profile, name, "server", days, key_type, entries, ca_passphrase)
 
 
-def issue_client(profile: Profile, name: str, *, days: int = DEFAULT_LEAF_DAYS,
-                 passphrase: Secret | None = None, key_type: str = "ec:P-256",
-                 p12_format: str = "compat", ca_passphrase: Secret | None = None) -> Issued:
+def issue_client(
+    profile: Profile,
+    name: str,
+    *,
+    days: int = DEFAULT_LEAF_DAYS,
+    passphrase: Secret | None = None,
+    key_type: str = "ec:P-256",
+    p12_format: str = "compat",
+    ca_passphrase: Secret | None = None,
+) -> Issued:
     """A client certificate (clientAuth only) and its PKCS#12 bundle.
 
     With `passphrase` None the key and bundle carry no password (-u, for bots).
@@ -143,6 +222,14 @@ def issue_client(profile: Profile, name: str, *, days: int = DEFAULT_LEAF_DAYS,
     if p12_format not in P12_FORMATS:
         choices = ", ".join(P12_FORMATS)
         raise InputError("p12-format", f"{p12_format!r} is not one of {choices}")
-    return _issue(profile, name, "client", days, key_type, [], ca_passphrase,
-                  key_passphrase=passphrase, p12_format=p12_format)
-
+    return _issue(
+        profile,
+        name,
+        "client",
+        days,
+        key_type,
+        [],
+        ca_passphrase,
+        key_passphrase=passphrase,
+        p12_format=p12_format,
+    )

@@ -88,11 +88,7 @@ def dns_name(value: str, field: str, *, wildcard: bool = False) -> str:
     elif "*" in value:
         where = "as --san '*.example.com'" if not wildcard else "only as the whole leftmost label"
         raise InputError(field, f"{value!r}: a wildcard is allowed {where}")
-    if (
-        not value
-        or len(value) > 253
-        or not all(_LABEL_RE.fullmatch(label) for label in labels)
-    ):
+    if not value or len(value) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
         raise InputError(
             field,
             f"{value!r} is not a valid DNS name: labels of 1-63 letters, digits or '-' "
@@ -173,4 +169,3 @@ def client_name(value: str) -> str:
     if value.startswith("."):
         raise InputError("name", f"{value!r} must not start with '.' (it names files)")
     return value
-

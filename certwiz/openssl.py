@@ -37,7 +37,9 @@ def binary() -> str:
     name = os.environ.get("CERTWIZ_OPENSSL", "openssl")
     found = shutil.which(name)
     if found is None:
-        raise CertwizError(f"openssl not found ({name!r}); install it, e.g. apt-get install openssl")
+        raise CertwizError(
+            f"openssl not found ({name!r}); install it, e.g. apt-get install openssl"
+        )
     return found
 
 
@@ -48,10 +50,14 @@ def explain(stderr: str) -> str:
     plain = [
         line
         for line in lines
-        if not _ERROR_LINE.match(line) and not line.startswith(("Using configuration", "Check that"))
+        if not _ERROR_LINE.match(line)
+        and not line.startswith(("Using configuration", "Check that"))
     ]
     parts = plain[:1] + [r for r in reasons[:1] if not plain or r not in plain[0]]
-    return ": ".join(parts) or "no error message"
+    text = ": ".join(parts) or "no error message"
+    if re.search(r"bad decrypt|read (CA )?private key|unable to load.*key", stderr, re.I):
+        text += " (is the passphrase right?)"
+    return text
 
 
 def _pipe_with(text: str) -> int:

@@ -31,7 +31,7 @@ def cnf_escape(value: object) -> str:
 def nginx_escape(value: object) -> str:
     """Quote a value (a path, a name) as one NGINX config argument."""
     text = str(value)
-    bad = [ch for ch in text if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in '"\\$\'']
+    bad = [ch for ch in text if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\"\\$'"]
     if bad:
         raise ValueError(f"{text!r}: the character {bad[0]!r} cannot go into an nginx config")
     return '"' + text + '"'

@@ -27,8 +27,9 @@ def _regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | 
         install(fresh, profile.crl, 0o644)
 
 
-def generate_crl(profile: Profile, *, days: int | None = None,
-                 ca_passphrase: Secret | None = None) -> str:
+def generate_crl(
+    profile: Profile, *, days: int | None = None, ca_passphrase: Secret | None = None
+) -> str:
     if days is not None:
         names.days(days)
     with profile.lock():
@@ -36,9 +37,15 @@ def generate_crl(profile: Profile, *, days: int | None = None,
     return str(profile.crl)
 
 
-def revoke(profile: Profile, *, name: str | None = None, serial: str | None = None,
-           reason: str = "unspecified", ca_passphrase: Secret | None = None,
-           crl_days: int | None = None) -> Revoked:
+def revoke(
+    profile: Profile,
+    *,
+    name: str | None = None,
+    serial: str | None = None,
+    reason: str = "unspecified",
+    ca_passphrase: Secret | None = None,
+    crl_days: int | None = None,
+) -> Revoked:
     """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL."""
     names.reason(reason)
     if (name is None) == (serial is None):
@@ -56,12 +63,20 @@ def revoke(profile: Profile, *, name: str | None = None, serial: str | None = No
             targets = [e for e in entries if e.subject == subject and e.status() == "valid"]
             what = str(name)
         if not targets:
-            raise StateError(f"{what} has no valid certificate in profile {profile.name}; "
-                             f"see: certwiz list -p {profile.name}")
+            raise StateError(
+                f"{what} has no valid certificate in profile {profile.name}; "
+                f"see: certwiz list -p {profile.name}"
+            )
         for entry in targets:
             args: list[openssl.Arg] = [
-                "ca", "-batch", "-config", profile.cnf, "-revoke",
-                profile.newcert_path(entry.serial), "-crl_reason", reason,
+                "ca",
+                "-batch",
+                "-config",
+                profile.cnf,
+                "-revoke",
+                profile.newcert_path(entry.serial),
+                "-crl_reason",
+                reason,
             ]
             if ca_passphrase is not None:
                 args += ["-passin", ca_passphrase]

@@ -26,8 +26,13 @@ class Result:
     stderr: str
 
 
-def run_certwiz(home: Path, *args: str, env: dict[str, str] | None = None,
-                stdin: str | None = None, cwd: Path | None = None) -> Result:
+def run_certwiz(
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+) -> Result:
     """certwiz as a user runs it: a separate process, no terminal on stdin."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
     full_env["CERTWIZ_HOME"] = str(home)

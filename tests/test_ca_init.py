@@ -25,8 +25,16 @@ def test_layout_and_modes(cli, home: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "stored unencrypted" in result.stderr  # no terminal, no passphrase: warned
     d = home / "my-app"
-    for name in ("openssl.cnf", "ca.crt", "index.txt", "index.txt.attr", "serial",
-                 "crlnumber", "crl.pem", "private/ca.key"):
+    for name in (
+        "openssl.cnf",
+        "ca.crt",
+        "index.txt",
+        "index.txt.attr",
+        "serial",
+        "crlnumber",
+        "crl.pem",
+        "private/ca.key",
+    ):
         assert (d / name).is_file(), name
     for name in ("newcerts", "issued", "reqs"):
         assert (d / name).is_dir(), name
@@ -70,8 +78,21 @@ def test_serial_is_random_128_bit_and_crl_numbered(home: Path) -> None:
 
 
 def test_options_cn_key_type_days(cli, home: Path) -> None:
-    result = cli("ca", "init", "-p", "rsa-app", "--cn", "Example Ops CA", "--key-type",
-                 "rsa:3072", "--days", "100", "--crl-days", "7", "--json")
+    result = cli(
+        "ca",
+        "init",
+        "-p",
+        "rsa-app",
+        "--cn",
+        "Example Ops CA",
+        "--key-type",
+        "rsa:3072",
+        "--days",
+        "100",
+        "--crl-days",
+        "7",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     cert = load_cert(home / "rsa-app" / "ca.crt")
     assert cert.subject.rfc4514_string() == "CN=Example Ops CA"

@@ -1,0 +1,114 @@
+"""certwiz and hand-run `openssl ca` on one profile, in both orders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+
+from certwiz import issue, revoke
+from tests.conftest import load_cert, load_crl, openssl
+
+
+def test_hand_revoke_and_gencrl_show_up_in_certwiz(cli, profile) -> None:
+    bot = issue.issue_client(profile, "bot-01")
+    issue.issue_client(profile, "bot-02")
+    openssl(
+        "ca",
+        "-config",
+        str(profile.cnf),
+        "-revoke",
+        str(profile.cert_path("bot-01")),
+        "-crl_reason",
+        "keyCompromise",
+    )
+    openssl("ca", "-config", str(profile.cnf), "-gencrl", "-out", str(profile.crl))
+    rows = {r["name"]: r for r in json.loads(cli("list", "-p", "my-app", "--json").stdout)}
+    assert rows["bot-01"]["status"] == "revoked"
+    assert rows["bot-01"]["reason"] == "keyCompromise"
+    assert rows["bot-02"]["status"] == "valid"
+    assert [e.serial_number for e in load_crl(profile.crl)] == [int(bot.serial, 16)]
+    # and certwiz keeps counting from where openssl left the CRL number
+    number = load_crl(profile.crl).extensions.get_extension_for_class(x509.CRLNumber).value
+    revoke.revoke(profile, name="bot-02")
+    after = load_crl(profile.crl).extensions.get_extension_for_class(x509.CRLNumber).value
+    assert after.crl_number == number.crl_number + 1
+
+
+def test_hand_issued_certificate_is_listed_and_revocable(cli, profile, tmp_path: Path) -> None:
+    key, csr, crt = tmp_path / "k.pem", tmp_path / "r.csr", tmp_path / "c.pem"
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
+    openssl("req", "-new", "-key", str(key), "-subj", "/CN=handmade", "-out", str(csr))
+    openssl(
+        "ca",
+        "-batch",
+        "-config",
+        str(profile.cnf),
+        "-extensions",
+        "client_ext",
+        "-in",
+        str(csr),
+        "-out",
+        str(crt),
+    )
+    cert = load_cert(crt)
+    rows = json.loads(cli("list", "-p", "my-app", "--json").stdout)
+    assert [(r["name"], r["kind"], r["status"]) for r in rows] == [("handmade", "client", "valid")]
+    assert int(rows[0]["serial"], 16) == cert.serial_number
+    # certwiz refuses a second valid "handmade" and revokes the hand-issued one by name
+    assert cli("client", "issue", "-p", "my-app", "-n", "handmade", "-u").returncode == 2
+    assert cli("revoke", "-p", "my-app", "-n", "handmade").returncode == 0
+    assert [e.serial_number for e in load_crl(profile.crl)] == [cert.serial_number]
+    verify = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            str(profile.ca_cert),
+            "-CRLfile",
+            str(profile.crl),
+            str(crt),
+        ],
+        capture_output=True,
+    )
+    assert verify.returncode != 0
+
+
+def test_certwiz_after_hand_issuance_keeps_serials_unique(profile, tmp_path: Path) -> None:
+    first = issue.issue_client(profile, "a")
+    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-subj",
+        "/CN=b",
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "ca",
+        "-batch",
+        "-config",
+        str(profile.cnf),
+        "-in",
+        str(csr),
+        "-out",
+        str(tmp_path / "b.pem"),
+    )
+    third = issue.issue_client(profile, "c")
+    serials = [
+        int(first.serial, 16),
+        load_cert(tmp_path / "b.pem").serial_number,
+        int(third.serial, 16),
+    ]
+    assert serials == sorted(set(serials))
