@@ -101,6 +101,15 @@ def _files_text(files: dict[str, str]) -> str:
     return "\n".join(f"  {kind + ':':13}{path}" for kind, path in files.items())
 
 
+def report_issued(as_json: bool, done: issue.Issued) -> None:
+    emit(
+        as_json,
+        asdict(done),
+        f"Issued {done.kind} certificate {done.name} "
+        f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}",
+    )
+
+
 @ca_app.command("init")
 @reports_errors
 def ca_init(
@@ -180,12 +189,7 @@ def server_issue(
         key_type=key_type,
         ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
     )
-    emit(
-        as_json,
-        asdict(done),
-        f"Issued server certificate {done.name} "
-        f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}",
-    )
+    report_issued(as_json, done)
 
 
 @client_app.command("issue")
@@ -251,12 +255,7 @@ def client_issue(
         p12_format=p12_format,
         ca_passphrase=ca_secret,
     )
-    emit(
-        as_json,
-        asdict(done),
-        f"Issued client certificate {done.name} "
-        f"(serial {done.serial}, valid until {done.not_after})\n{_files_text(done.files)}",
-    )
+    report_issued(as_json, done)
 
 
 @app.command("revoke")
