@@ -30,8 +30,8 @@ test: venv lint
 	$(BIN)/pytest -q
 
 lint: venv
-	$(BIN)/ruff check certwiz tests bench examples
-	$(BIN)/ruff format --check certwiz tests bench examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ca: venv
 	$(CERTWIZ) ca init -p $(PROFILE)
