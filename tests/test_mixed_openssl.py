@@ -112,3 +112,50 @@ def test_certwiz_after_hand_issuance_keeps_serials_unique(profile, tmp_path: Pat
         int(third.serial, 16),
     ]
     assert serials == sorted(set(serials))
+
+
+def test_expired_certificate_is_listed_expired_and_does_not_block(cli, profile, tmp_path) -> None:
+    key, csr, crt = tmp_path / "k.pem", tmp_path / "r.csr", tmp_path / "c.pem"
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-subj",
+        "/CN=old-bot",
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "ca",
+        "-batch",
+        "-config",
+        str(profile.cnf),
+        "-extensions",
+        "client_ext",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20200201000000Z",
+        "-in",
+        str(csr),
+        "-out",
+        str(crt),
+    )
+    (row,) = json.loads(cli("list", "-p", "my-app", "--json").stdout)
+    assert (row["name"], row["status"], row["not_after"]) == (
+        "old-bot",
+        "expired",
+        "2020-02-01T00:00:00Z",
+    )
+    assert cli("revoke", "-p", "my-app", "-n", "old-bot").returncode == 2
+    fresh = cli("client", "issue", "-p", "my-app", "-n", "old-bot", "-u", "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    assert load_cert(profile.cert_path("old-bot")).serial_number == int(
+        json.loads(fresh.stdout)["serial"], 16
+    )
