@@ -70,7 +70,7 @@ def reports_errors(func: F) -> F:
             typer.echo(f"certwiz: error: {exc.strerror}: {exc.filename}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            typer.echo("certwiz: interrupted; the profile is as it was before", err=True)
+            typer.echo("certwiz: interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
