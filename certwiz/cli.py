@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import ca, inventory, issue, names
+from . import nginx as nginx_lib
 from . import revoke as revoking
 from .errors import CertwizError, InputError
 from .openssl import Secret
@@ -31,10 +33,14 @@ client_app = typer.Typer(
     help="Client certificates and their PKCS#12 bundles.", no_args_is_help=True
 )
 crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=True)
+nginx_app = typer.Typer(
+    help="NGINX configs that enforce the profile's client certificates.", no_args_is_help=True
+)
 app.add_typer(ca_app, name="ca")
 app.add_typer(server_app, name="server")
 app.add_typer(client_app, name="client")
 app.add_typer(crl_app, name="crl")
+app.add_typer(nginx_app, name="nginx")
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile (CA workspace) name.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Certificate name (its CN).")]
@@ -52,6 +58,17 @@ CAPassOpt = Annotated[
     ),
 ]
 KeyTypeOpt = Annotated[str, typer.Option("--key-type", help=", ".join(names.KEY_TYPES))]
+ReloadOpt = Annotated[
+    bool, typer.Option("--reload", help="Then run `nginx -t` and, if it passes, `nginx -s reload`.")
+]
+NginxCmdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nginx-cmd",
+        help=f"The nginx command, split like a shell would, e.g. "
+        f"'nginx -c /etc/nginx/nginx.conf' [env: {nginx_lib.NGINX_CMD_ENV}; default: nginx].",
+    ),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -271,14 +288,18 @@ def revoke_cmd(
     ] = None,
     serial: Annotated[str | None, typer.Option("--serial", help="Revoke one serial (hex).")] = None,
     reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
+    reload: ReloadOpt = False,
+    nginx_cmd: NginxCmdOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke a certificate and regenerate the CRL."""
+    """Revoke a certificate and regenerate the CRL (nginx enforces it after a reload)."""
     names.reason(reason)
     if serial is not None:
         names.serial(serial)
+    words = nginx_lib.command_words(nginx_cmd)
+    argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
     done = revoking.revoke(
         prof,
@@ -287,11 +308,40 @@ def revoke_cmd(
         reason=reason,
         ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
     )
-    emit(
+    _deploy_crl(
         as_json,
         asdict(done),
-        f"Revoked {', '.join(done.serials)} ({done.reason}); "
-        f"new CRL: {done.crl}\nReload nginx to enforce it: nginx -t && nginx -s reload",
+        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}",
+        words,
+        argv,
+    )
+
+
+def _deploy_crl(
+    as_json: bool, data: dict[str, Any], text: str, words: list[str], argv: list[str] | None
+) -> None:
+    """Print what changed; with --reload make nginx read the new CRL, else say how."""
+    hint = nginx_lib.reload_hint(words)
+    if argv is None:
+        emit(
+            as_json,
+            {**data, "reloaded": False, "reload_command": hint},
+            f"{text}\nnginx enforces it only after a reload; run: {hint}",
+        )
+        return
+    try:
+        nginx_lib.reload(argv)
+    except nginx_lib.NginxError:
+        emit(
+            as_json,
+            {**data, "reloaded": False, "reload_command": hint},
+            f"{text}\nnginx was NOT reloaded; fix the error below, then run: {hint}",
+        )
+        raise
+    emit(
+        as_json,
+        {**data, "reloaded": True, "reload_command": hint},
+        f"{text}\nnginx: config test passed, reloaded: {shlex.join(argv)} -s reload",
     )
 
 
@@ -303,17 +353,60 @@ def crl_gen(
         str | None,
         typer.Option("--days", "-d", help="CRL validity in days [default: the profile's, 90]."),
     ] = None,
+    reload: ReloadOpt = False,
+    nginx_cmd: NginxCmdOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Regenerate the profile's CRL (run it from a timer so it never lapses)."""
     crl_days = names.days(days) if days is not None else None
+    words = nginx_lib.command_words(nginx_cmd)
+    argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
     path = revoking.generate_crl(
         prof, days=crl_days, ca_passphrase=signing_passphrase(prof, ca_passphrase_file)
     )
-    emit(as_json, {"profile": prof.name, "crl": path}, f"New CRL: {path}")
+    _deploy_crl(as_json, {"profile": prof.name, "crl": path}, f"New CRL: {path}", words, argv)
+
+
+@nginx_app.command("render")
+@reports_errors
+def nginx_render(
+    profile: ProfileOpt,
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server", help="Server name: needs a valid server certificate in the profile."
+        ),
+    ],
+    upstream: Annotated[
+        str,
+        typer.Option(
+            "--upstream", help="Where to proxy: an http(s) URL, e.g. http://127.0.0.1:8080."
+        ),
+    ],
+    listen: Annotated[str, typer.Option("--listen", help="PORT or ADDRESS:PORT.")] = "443",
+    tls: Annotated[
+        str, typer.Option("--tls", help="intermediate (TLS 1.2 + 1.3) or modern (TLS 1.3 only).")
+    ] = "intermediate",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory [default: PROFILE_DIR/nginx].")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write ssl.conf, proxy.conf and mtls_proxy.conf for NGINX (absolute paths)."""
+    prof = open_profile(profile, home)
+    done = nginx_lib.render(prof, server, upstream, listen=listen, out=out, tls=tls)
+    emit(
+        as_json,
+        asdict(done),
+        f"Wrote NGINX configs for {done.server} "
+        f"(TLS {done.tls}, listen {done.listen}, upstream {done.upstream})\n"
+        f"{_files_text(done.files)}\nInclude {done.files['site']} inside http {{ }} "
+        f"of nginx.conf, then run: nginx -t && nginx -s reload",
+    )
 
 
 @app.command("list")
