@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from dataclasses import dataclass
 
 from . import database, names, openssl
@@ -20,11 +23,23 @@ class Revoked:
 
 
 def _regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | None) -> None:
-    """Write a new CRL beside crl.pem, then rename it into place (nginx never reads half)."""
+    """Write a new CRL beside crl.pem, then rename it into place (nginx never reads half).
+
+    The new file keeps the old one's mode and group, so a CRL made readable to
+    nginx only (e.g. 0640 root:nginx) stays that way.
+    """
+    try:
+        old = profile.crl.stat()
+        mode, gid = stat.S_IMODE(old.st_mode), old.st_gid
+    except FileNotFoundError:
+        mode, gid = 0o644, -1
     with scratch_dir(profile.dir) as work:
         fresh = work / "crl.pem"
         openssl.run(gencrl_args(profile, profile.cnf, fresh, ca_passphrase, days))
-        install(fresh, profile.crl, 0o644)
+        if gid != -1 and gid != fresh.stat().st_gid:
+            with contextlib.suppress(PermissionError):
+                os.chown(fresh, -1, gid)
+        install(fresh, profile.crl, mode)
 
 
 def generate_crl(
