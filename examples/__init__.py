@@ -1,0 +1,1 @@
+"""Examples and demo helpers; the tests import the stack helpers from here."""
