@@ -1,0 +1,86 @@
+"""Finding nginx for the tests, and curl driven with a config file (no secrets in argv)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from certwiz.nginx import find_binary
+
+
+def require_nginx() -> str:
+    """The nginx binary; in CI (env CI set) a missing nginx FAILS, elsewhere it skips."""
+    found = find_binary("nginx")
+    if found is not None:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail(
+            "CI is set but nginx is missing: the nginx tests must run here (apt-get install nginx)"
+        )
+    pytest.skip("nginx not installed: apt-get install nginx to run the nginx tests")
+
+
+def require_curl() -> str:
+    found = find_binary("curl")
+    if found is not None:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("CI is set but curl is missing (apt-get install curl)")
+    pytest.skip("curl not installed: apt-get install curl to run these tests")
+
+
+@dataclass
+class CurlResult:
+    returncode: int
+    status: int
+    body: str
+    stderr: str
+
+
+def _quote(value: str) -> str:
+    """A value for a curl config file: double-quoted, `\\` and `"` escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def curl(
+    url: str,
+    workdir: Path,
+    *,
+    ca: Path,
+    resolve: str | None = None,
+    p12: Path | None = None,
+    password: str = "",
+    cert: Path | None = None,
+    key: Path | None = None,
+    headers: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
+) -> CurlResult:
+    """Real curl. The p12 password goes through a 0600 `-K` config file, never argv."""
+    config = workdir / "curl.cfg"
+    lines = [f"cacert = {_quote(str(ca))}"]
+    if p12 is not None:
+        lines += ["cert-type = P12", f"cert = {_quote(f'{p12}:{password}')}"]
+    if cert is not None:
+        lines.append(f"cert = {_quote(str(cert))}")
+    if key is not None:
+        lines.append(f"key = {_quote(str(key))}")
+    for name, value in (headers or {}).items():
+        lines.append(f"header = {_quote(f'{name}: {value}')}")
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    body = workdir / "curl.body"
+    argv = [require_curl(), "-sS", "-K", str(config), "-o", str(body), "-w", "%{http_code}"]
+    if resolve:
+        argv += ["--resolve", resolve]
+    proc = subprocess.run(
+        [*argv, *extra, url], capture_output=True, text=True, timeout=30, check=False
+    )
+    text = body.read_text(errors="replace") if body.exists() else ""
+    body.unlink(missing_ok=True)
+    status = int(proc.stdout.strip() or 0)
+    return CurlResult(proc.returncode, status, text, proc.stderr)

@@ -1,0 +1,363 @@
+"""`certwiz nginx render`, the CRL file contract, and `--reload` / `--nginx-cmd`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from certwiz import nginx as certwiz_nginx
+from tests.conftest import Result, load_crl, run_certwiz, snapshot
+from tests.nginx_support import require_nginx
+
+UPSTREAM = "http://127.0.0.1:8080"
+
+
+def make_site(home: Path) -> Path:
+    """Profile 'site' with server myserver.local and client bot; returns the profile dir."""
+    for args in (
+        ("ca", "init", "-p", "site"),
+        ("server", "issue", "-p", "site", "-n", "myserver.local"),
+        ("client", "issue", "-p", "site", "-n", "bot", "-u"),
+    ):
+        r = run_certwiz(home, *args)
+        assert r.returncode == 0, r.stderr
+    return home / "site"
+
+
+@pytest.fixture
+def site(home: Path) -> Path:
+    """A fresh site for tests that change it (revoke, CRL)."""
+    return make_site(home)
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One site for the tests that only render from it (starting certwiz costs ~0.3 s)."""
+    home = tmp_path_factory.mktemp("render") / "certs"
+    make_site(home)
+    return home
+
+
+@pytest.fixture
+def rcli(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    for key in list(os.environ):
+        if key.startswith("CERTWIZ_"):
+            monkeypatch.delenv(key)
+
+    def call(*args: str, **kwargs: object) -> Result:
+        return run_certwiz(shared_home, *args, **kwargs)  # type: ignore[arg-type]
+
+    return call
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    """Directive name -> its argument strings, ignoring comments (a tiny nginx parser)."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip() if not line.strip().startswith("return") else line
+        line = line.strip().rstrip(";").strip()
+        if not line or line in ("}",) or line.endswith("{"):
+            continue
+        name, _, args = line.partition(" ")
+        found.setdefault(name, []).append(args.strip())
+    return found
+
+
+def nginx_test(binary: str, tmp: Path, site_conf: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a wrapper nginx.conf that includes the rendered site in http {}."""
+    prefix = tmp / "prefix"
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(certwiz_nginx.render_standalone(prefix, site_conf))
+    return subprocess.run(
+        [binary, "-p", str(prefix), "-c", str(conf), "-t"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home: Path) -> None:
+    site = shared_home / "site"
+    r = rcli(
+        "nginx",
+        "render",
+        "-p",
+        "site",
+        "--server",
+        "myserver.local",
+        "--upstream",
+        UPSTREAM,
+        "--listen",
+        "127.0.0.1:8443",
+    )
+    assert r.returncode == 0, r.stderr
+    out = site / "nginx"
+    assert sorted(p.name for p in out.iterdir()) == ["mtls_proxy.conf", "proxy.conf", "ssl.conf"]
+    d = directives((out / "mtls_proxy.conf").read_text())
+    assert d["listen"] == ['"127.0.0.1:8443" ssl']
+    assert d["server_name"] == ['"myserver.local"']
+    assert d["ssl_certificate"] == [f'"{site}/issued/myserver.local.fullchain.pem"']
+    assert d["ssl_certificate_key"] == [f'"{site}/private/myserver.local.key"']
+    assert d["ssl_client_certificate"] == [f'"{site}/ca.crt"']
+    assert d["ssl_crl"] == [f'"{site}/crl.pem"']
+    assert d["ssl_verify_client"] == ["on"]
+    assert d["ssl_verify_depth"] == ["1"]  # root signs the leaves directly
+    assert d["include"] == [f'"{out}/ssl.conf"', f'"{out}/proxy.conf"']
+    assert d["proxy_pass"] == [f'"{UPSTREAM}"']
+    assert d["error_page"] == ["496 @no_client_cert", "495 @bad_client_cert"]
+    for path in re.findall(r'"(/[^"]+)"', (out / "mtls_proxy.conf").read_text()):
+        assert Path(path).is_file(), path
+    for name in ("mtls_proxy.conf", "proxy.conf", "ssl.conf"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644
+
+
+def test_ssl_conf_intermediate_and_modern(rcli, tmp_path: Path) -> None:
+    base = ["nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM]
+    assert rcli(*base, "--out", str(tmp_path / "i")).returncode == 0
+    d = directives((tmp_path / "i" / "ssl.conf").read_text())
+    assert d["ssl_protocols"] == ["TLSv1.2 TLSv1.3"]
+    assert d["ssl_ecdh_curve"] == ["X25519:prime256v1:secp384r1"]
+    ciphers = d["ssl_ciphers"][0].split(":")
+    assert ciphers and all(
+        c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in ciphers
+    )
+    assert d["ssl_prefer_server_ciphers"] == ["off"]
+    assert d["ssl_session_tickets"] == ["off"]
+    assert d["ssl_session_timeout"] == ["1d"]
+    assert d["ssl_session_cache"][0].startswith("shared:")
+    assert d["add_header"] == [
+        'Strict-Transport-Security "max-age=63072000; includeSubDomains" always'
+    ]
+    r = rcli(*base, "--tls", "modern", "--out", str(tmp_path / "m"))
+    assert r.returncode == 0, r.stderr
+    m = directives((tmp_path / "m" / "ssl.conf").read_text())
+    assert m["ssl_protocols"] == ["TLSv1.3"]
+    assert "ssl_ciphers" not in m
+    assert m["add_header"] == d["add_header"]
+
+
+def test_proxy_conf_sets_every_identity_header(rcli, shared_home: Path) -> None:
+    site = shared_home / "site"
+    r = rcli("nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM)
+    assert r.returncode == 0, r.stderr
+    sets = dict(
+        a.split(" ", 1)
+        for a in directives((site / "nginx" / "proxy.conf").read_text())["proxy_set_header"]
+    )
+    assert sets["X-Client-Cert-Subject"] == "$ssl_client_s_dn"
+    assert sets["X-Client-Verify"] == "$ssl_client_verify"
+    assert sets["X-Client-Cert-Serial"] == "$ssl_client_serial"
+    assert sets["X-Client-Cert-Fingerprint"] == "$ssl_client_fingerprint"
+    assert sets["X-Client-Cert-Not-After"] == "$ssl_client_v_end"
+    assert sets["Host"] == "$host"
+    assert sets["X-Forwarded-Proto"] == "$scheme"
+    assert sets["X-Forwarded-For"] == "$remote_addr"
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("tls", ["intermediate", "modern"])
+def test_nginx_accepts_rendered_files_as_they_are(
+    rcli, shared_home: Path, tmp_path: Path, tls: str
+) -> None:
+    binary = require_nginx()
+    r = rcli(
+        "nginx",
+        "render",
+        "-p",
+        "site",
+        "--server",
+        "myserver.local",
+        "--upstream",
+        UPSTREAM,
+        "--tls",
+        tls,
+        "--listen",
+        "127.0.0.1:8443",
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert r.returncode == 0, r.stderr
+    proc = nginx_test(binary, tmp_path, tmp_path / "o" / "mtls_proxy.conf")
+    assert proc.returncode == 0, proc.stderr
+    assert "test is successful" in proc.stderr
+
+
+def test_json_output(rcli, shared_home: Path) -> None:
+    site = shared_home / "site"
+    import json
+
+    r = rcli(
+        "nginx",
+        "render",
+        "-p",
+        "site",
+        "--server",
+        "myserver.local",
+        "--upstream",
+        UPSTREAM,
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["files"]["site"] == str(site / "nginx" / "mtls_proxy.conf")
+    assert data["listen"] == "443" and data["tls"] == "intermediate"
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--server", "nobody.local"], "server"),
+        (["--server", "bot"], "server"),  # a client certificate is not a server one
+        (["--server", "bad name"], "name"),
+        (["--upstream", "ftp://127.0.0.1/"], "upstream"),
+        (["--upstream", "127.0.0.1:8080"], "upstream"),
+        (["--upstream", "http://127.0.0.1:8080/;deny all"], "upstream"),
+        (["--upstream", 'http://x"; include /etc/passwd; "'], "upstream"),
+        (["--upstream", "http://$host/"], "upstream"),
+        (["--upstream", "http://user:pw@127.0.0.1/"], "upstream"),
+        (["--upstream", "http://127.0.0.1:99999"], "upstream"),
+        (["--upstream", "http://"], "upstream"),
+        (["--listen", "0"], "listen"),
+        (["--listen", "65536"], "listen"),
+        (["--listen", "443 ssl; include /x"], "listen"),
+        (["--listen", "::1:443"], "listen"),
+        (["--listen", "[zz]:443"], "listen"),
+        (["--listen", "1.2.3:443x"], "listen"),
+        (["--tls", "old"], "tls"),
+        (["--out", "/tmp/with$dollar"], "out"),
+    ],
+)
+def test_bad_input_exit_2_one_line_nothing_written(
+    rcli, shared_home: Path, args: list[str], field: str
+) -> None:
+    values = {"--server": "myserver.local", "--upstream": UPSTREAM}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        values[flag] = value
+    before = snapshot(shared_home)
+    r = rcli("nginx", "render", "-p", "site", *[x for kv in values.items() for x in kv])
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {field}: "), r.stderr
+    assert "Traceback" not in r.stderr
+    assert snapshot(shared_home) == before
+    assert not Path("/tmp/with$dollar").exists()
+
+
+def test_revoked_server_certificate_is_refused(cli, site: Path, home: Path) -> None:
+    assert cli("revoke", "-p", "site", "-n", "myserver.local").returncode == 0
+    before = snapshot(home)
+    r = cli("nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM)
+    assert r.returncode == 2
+    assert r.stderr.startswith("certwiz: error: server: myserver.local has no valid certificate")
+    assert snapshot(home) == before
+
+
+def test_out_is_a_file(rcli, tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    r = rcli(
+        "nginx",
+        "render",
+        "-p",
+        "site",
+        "--server",
+        "myserver.local",
+        "--upstream",
+        UPSTREAM,
+        "--out",
+        str(target),
+    )
+    assert r.returncode == 2 and r.stderr.startswith("certwiz: error: out: ")
+    assert target.read_text() == "x"
+
+
+# ---- the CRL file: atomic replacement, mode kept ---------------------------------------
+
+
+@pytest.mark.parametrize("command", [["crl", "gen"], ["revoke", "-n", "bot"]])
+def test_crl_is_replaced_atomically_and_keeps_its_mode(cli, site: Path, command: list[str]) -> None:
+    crl = site / "crl.pem"
+    os.chmod(crl, 0o640)
+    before = crl.stat()
+    old_number = load_crl(crl).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    with open(crl, "rb") as reader:  # a reader holding the old file keeps a whole old CRL
+        r = cli(*command, "-p", "site")
+        assert r.returncode == 0, r.stderr
+        old_bytes = reader.read()
+    x509.load_pem_x509_crl(old_bytes)
+    after = crl.stat()
+    assert after.st_ino != before.st_ino, "crl.pem was rewritten in place, not renamed"
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert after.st_gid == before.st_gid
+    new = load_crl(crl)
+    assert new.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > old_number
+    assert not [p for p in site.iterdir() if p.name.startswith(".certwiz-")]
+
+
+# ---- --reload / --nginx-cmd -------------------------------------------------------------
+
+
+def test_without_reload_prints_the_one_command(cli, site: Path) -> None:
+    r = cli("crl", "gen", "-p", "site", "--nginx-cmd", "nginx -c '/etc/my nginx.conf'")
+    assert r.returncode == 0, r.stderr
+    expected = "nginx -c '/etc/my nginx.conf' -t && nginx -c '/etc/my nginx.conf' -s reload"
+    assert r.stdout.strip().splitlines()[-1].endswith(f"run: {expected}")
+    r = cli("revoke", "-p", "site", "-n", "bot", env={"CERTWIZ_NGINX_CMD": "/opt/ng -p /x"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("run: /opt/ng -p /x -t && /opt/ng -p /x -s reload")
+
+
+def test_unparsable_nginx_cmd_is_bad_input_and_revokes_nothing(cli, site: Path, home: Path) -> None:
+    before = snapshot(home)
+    r = cli("revoke", "-p", "site", "-n", "bot", "--reload", "--nginx-cmd", "nginx 'oops")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        'certwiz: error: nginx-cmd: "nginx \'oops" does not parse as a command: '
+        "No closing quotation"
+    ]
+    assert snapshot(home) == before
+
+
+def test_reload_with_missing_nginx_fails_before_revoking(cli, site: Path, home: Path) -> None:
+    before = snapshot(home)
+    r = cli("revoke", "-p", "site", "-n", "bot", "--reload", "--nginx-cmd", "/nonexistent/nginx")
+    assert r.returncode == 1
+    assert "nginx not found" in r.stderr and "apt-get install nginx" in r.stderr
+    assert snapshot(home) == before
+
+
+@pytest.mark.nginx
+def test_failing_nginx_t_is_reported_and_nothing_reloaded(cli, site: Path, tmp_path: Path) -> None:
+    """A config nginx -t rejects: exit 1, nginx's [emerg] line, and no `-s reload` ran."""
+    binary = require_nginx()
+    broken = tmp_path / "broken.conf"
+    broken.write_text("server {\n    listen 127.0.0.1:1;\n    ssl_verify_client sometimes;\n}\n")
+    prefix = tmp_path / "prefix"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(certwiz_nginx.render_standalone(prefix, broken))
+    # A wrapper that records each call, then runs the real nginx.
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "nginx-wrapper"
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$*" >> {shlex.quote(str(calls))}\nexec {shlex.quote(binary)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    cmd = shlex.join([str(wrapper), "-p", str(prefix), "-c", str(conf)])
+    r = cli("crl", "gen", "-p", "site", "--reload", "--nginx-cmd", cmd)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("certwiz: error: nginx -t failed, nginx NOT reloaded: nginx: [emerg]")
+    assert 'invalid value "sometimes"' in err[0]
+    assert "NOT reloaded" in r.stdout and "New CRL" in r.stdout
+    assert calls.read_text().splitlines() == [f"-p {prefix} -c {conf} -t"]
