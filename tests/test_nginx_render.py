@@ -361,3 +361,25 @@ def test_failing_nginx_t_is_reported_and_nothing_reloaded(cli, site: Path, tmp_p
     assert 'invalid value "sometimes"' in err[0]
     assert "NOT reloaded" in r.stdout and "New CRL" in r.stdout
     assert calls.read_text().splitlines() == [f"-p {prefix} -c {conf} -t"]
+
+
+def test_missing_nginx_skips_on_a_dev_machine_and_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tests.nginx_support as support
+
+    monkeypatch.setattr(support, "find_binary", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install nginx"):
+        support.require_nginx()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="nginx is missing"):
+        support.require_nginx()
+
+
+def test_nginx_found_in_sbin_when_path_lacks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = require_nginx()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    if not binary.startswith(("/usr/sbin/", "/sbin/", "/usr/local/sbin/")):
+        pytest.skip(f"nginx is at {binary}, not in an sbin directory")
+    assert certwiz_nginx.find_binary("nginx") == binary
