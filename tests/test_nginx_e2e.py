@@ -9,9 +9,12 @@ with HTTP 400 after the handshake, so "rejected" means: 400, and the backend saw
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import load_cert, load_crl, openssl, run_certwiz
+from tests.conftest import REPO, load_cert, load_crl, openssl, run_certwiz
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -468,3 +471,57 @@ def test_everything_bound_to_loopback(stack: Stack) -> None:
         if line.split()[3] == "0A" and line.split()[1].endswith(":" + port_hex)
     ]
     assert listening == ["0100007F:" + port_hex]
+
+
+# ---- the client examples work as documented ---------------------------------------------
+
+
+def run_example(stack: Stack, *argv: str, env: dict[str, str] | None = None) -> str:
+    full_env = {"PATH": os.environ["PATH"], **(env or {})}
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=full_env, timeout=60, cwd=REPO, check=False
+    )
+    assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+@pytest.mark.parametrize("script", ["requests_p12.py", "httpx_p12.py"])
+def test_python_examples(stack: Stack, script: str) -> None:
+    out = run_example(
+        stack,
+        sys.executable,
+        f"examples/python/{script}",
+        stack.ip_url,
+        str(stack.p12("alice")),
+        str(stack.ca),
+        env={"CERTWIZ_P12_PASSPHRASE": PASSWORD},
+    )
+    status, body = out.split("\n", 1)
+    assert status == "200"
+    assert subject_cn(json.loads(body)["headers"]["X-Client-Cert-Subject"]) == ["alice"]
+
+
+def test_curl_examples(stack: Stack) -> None:
+    resolve = ("--resolve", f"{SERVER}:{stack.port}:127.0.0.1")
+    out = run_example(
+        stack,
+        "bash",
+        "examples/curl/p12.sh",
+        stack.url,
+        str(stack.p12("alice")),
+        str(stack.ca),
+        *resolve,
+        env={"P12_PASSWORD": PASSWORD},
+    )
+    assert json.loads(out)["headers"]["X-Client-Verify"] == "SUCCESS"
+    out = run_example(
+        stack,
+        "bash",
+        "examples/curl/pem.sh",
+        stack.url,
+        str(stack.site / "issued" / "bob.crt"),
+        str(stack.site / "private" / "bob.key"),
+        str(stack.ca),
+        *resolve,
+    )
+    assert subject_cn(json.loads(out)["headers"]["X-Client-Cert-Subject"]) == ["bob"]
