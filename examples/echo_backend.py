@@ -22,11 +22,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        names = [k.lower() for k in self.headers]
         seen = {
             "method": self.command,
             "path": self.path,
-            "headers": {k: v for k, v in self.headers.items()},
-            "header_list": [[k, v] for k, v in self.headers.items()],
+            "headers": dict(self.headers.items()),
+            # A header sent twice would hide in the dict above: count it here.
+            "repeated": {n: names.count(n) for n in sorted(set(names)) if names.count(n) > 1},
             "body": body.decode(errors="replace"),
         }
         self.server.record(seen)

@@ -182,16 +182,21 @@ def _up(rundir: Path, profile: str, server: str) -> None:
     rundir.mkdir(parents=True, exist_ok=True)
     port_file = rundir / "backend.port"
     port_file.unlink(missing_ok=True)
-    backend = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("echo_backend.py")),
-            "--port-file",
-            str(port_file),
-        ],
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # Detached, with its output in a file: holding our stdout open would keep a
+    # shell's $(local_nginx.py up ...) waiting for ever.
+    with open(rundir / "backend.log", "ab") as log:
+        backend = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("echo_backend.py")),
+                "--port-file",
+                str(port_file),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     (rundir / "backend.pid").write_text(f"{backend.pid}\n")
     wait_for(port_file.is_file, "the echo backend to listen")
     https_port = free_port()

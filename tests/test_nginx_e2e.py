@@ -195,15 +195,9 @@ def test_forged_identity_headers_are_overwritten_for_a_valid_client(stack: Stack
     }
     r = stack.curl(p12=stack.p12("bob"), headers=forged)
     assert r.status == 200
-    header_list = json.loads(r.body)["header_list"]
-    names = [name.lower() for name, _ in header_list]
-    for name in (
-        "x-client-cert-subject",
-        "x-client-verify",
-        "x-client-cert-serial",
-        "x-forwarded-for",
-    ):
-        assert names.count(name) == 1, (name, header_list)
+    answer = json.loads(r.body)
+    assert answer["repeated"] == {}, answer
+    names = [name.lower() for name in answer["headers"]]
     assert "x_client_verify" not in names
     got = backend_headers(r.body)
     assert subject_cn(got["x-client-cert-subject"]) == ["bob"]
