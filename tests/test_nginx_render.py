@@ -383,3 +383,53 @@ def test_nginx_found_in_sbin_when_path_lacks_it(monkeypatch: pytest.MonkeyPatch)
     if not binary.startswith(("/usr/sbin/", "/sbin/", "/usr/local/sbin/")):
         pytest.skip(f"nginx is at {binary}, not in an sbin directory")
     assert certwiz_nginx.find_binary("nginx") == binary
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("443", "443"),
+        ("127.0.0.1:8443", "127.0.0.1:8443"),
+        ("[::1]:8443", "[::1]:8443"),
+        ("*:443", "*:443"),
+        ("localhost:8443", "localhost:8443"),
+        (" 8443 ", "8443"),
+    ],
+)
+def test_listen_values_accepted(value: str, expected: str) -> None:
+    assert certwiz_nginx.check_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://127.0.0.1:8080",
+        "https://backend.internal/app/",
+        "http://[::1]:8080",
+        "http://localhost",
+    ],
+)
+def test_upstream_values_accepted(value: str) -> None:
+    assert certwiz_nginx.check_upstream(value) == value
+
+
+@pytest.mark.nginx
+def test_nginx_parses_ipv6_listen_and_upstream(rcli, tmp_path: Path) -> None:
+    binary = require_nginx()
+    r = rcli(
+        "nginx",
+        "render",
+        "-p",
+        "site",
+        "--server",
+        "myserver.local",
+        "--upstream",
+        "http://[::1]:8080/app/",
+        "--listen",
+        "[::1]:8443",
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert r.returncode == 0, r.stderr
+    proc = nginx_test(binary, tmp_path, tmp_path / "o" / "mtls_proxy.conf")
+    assert proc.returncode == 0, proc.stderr

@@ -88,3 +88,26 @@ def test_installed_wheel_runs_the_lifecycle(tmp_path: Path) -> None:
     certwiz("client", "issue", "-p", "wheel-app", "-n", "bot", "-u")
     bundle = pkcs12.load_pkcs12((run / "certs/wheel-app/private/bot.p12").read_bytes(), None)
     assert bundle.key is not None
+    # The NGINX templates ship too: render from the installed wheel.
+    for name in (
+        "ssl.conf",
+        "ssl.modern.conf",
+        "proxy.conf",
+        "mtls_proxy.conf.j2",
+        "standalone.conf.j2",
+    ):
+        assert f"certwiz/nginx_templates/{name}" in members
+    certwiz("server", "issue", "-p", "wheel-app", "-n", "myserver.local")
+    certwiz(
+        "nginx",
+        "render",
+        "-p",
+        "wheel-app",
+        "--server",
+        "myserver.local",
+        "--upstream",
+        "http://127.0.0.1:8080",
+        "--tls",
+        "modern",
+    )
+    assert "ssl_protocols TLSv1.3;" in (run / "certs/wheel-app/nginx/ssl.conf").read_text()
