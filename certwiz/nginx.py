@@ -119,7 +119,10 @@ def check_upstream(value: str) -> str:
 
 def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
     """(fullchain, key) of NAME if it holds a valid server certificate; else InputError."""
-    names.server_name(name)
+    try:
+        names.server_name(name)
+    except InputError as exc:
+        raise InputError("server", exc.rule) from None
     fix = f"issue one: certwiz server issue -p {profile.name} -n {name}"
     chain, key = profile.fullchain_path(name), profile.key_path(name)
     subject = database.oneline(name)
@@ -136,7 +139,10 @@ def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
             f"{name} has no server certificate chain and key "
             f"({chain.name}, {key.name}) in profile {profile.name}; {fix}",
         )
-    leaf = der.pem_to_der(chain.read_bytes())
+    try:
+        leaf = der.pem_to_der(chain.read_bytes())
+    except der.DERError:
+        raise InputError("server", f"{chain} holds no PEM certificate; {fix}") from None
     for entry in valid:
         newcert = profile.newcert_path(entry.serial)
         if newcert.is_file() and der.pem_to_der(newcert.read_bytes()) == leaf:

@@ -217,7 +217,7 @@ def test_json_output(rcli, shared_home: Path) -> None:
     [
         (["--server", "nobody.local"], "server"),
         (["--server", "bot"], "server"),  # a client certificate is not a server one
-        (["--server", "bad name"], "name"),
+        (["--server", "bad name"], "server"),
         (["--upstream", "ftp://127.0.0.1/"], "upstream"),
         (["--upstream", "127.0.0.1:8080"], "upstream"),
         (["--upstream", "http://127.0.0.1:8080/;deny all"], "upstream"),
