@@ -519,3 +519,21 @@ def test_curl_examples(stack: Stack) -> None:
         *resolve,
     )
     assert subject_cn(json.loads(out)["headers"]["X-Client-Cert-Subject"]) == ["bob"]
+
+
+def test_ollama_example_posts_generate_through_the_proxy(stack: Stack) -> None:
+    """The echo backend stands in for Ollama: it shows the request the script made."""
+    out = run_example(
+        stack,
+        "bash",
+        "examples/ollama/generate.sh",
+        f"https://127.0.0.1:{stack.port}",
+        str(stack.p12("bob")),
+        str(stack.ca),
+        "tinyllama",
+        'say "hi"',
+    )
+    seen = json.loads(out)
+    assert (seen["method"], seen["path"]) == ("POST", "/api/generate")
+    assert json.loads(seen["body"]) == {"model": "tinyllama", "prompt": 'say "hi"', "stream": False}
+    assert seen["headers"]["X-Client-Verify"] == "SUCCESS"
