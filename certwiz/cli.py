@@ -66,7 +66,7 @@ NginxCmdOpt = Annotated[
     typer.Option(
         "--nginx-cmd",
         help=f"The nginx command, split like a shell would, e.g. "
-        f"'nginx -c /etc/nginx/nginx.conf' [env: {nginx_lib.NGINX_CMD_ENV}; default: nginx].",
+        f"'nginx -c /etc/nginx/nginx.conf' (env {nginx_lib.NGINX_CMD_ENV}; default: nginx).",
     ),
 ]
 
@@ -391,7 +391,7 @@ def nginx_render(
         str, typer.Option("--tls", help="intermediate (TLS 1.2 + 1.3) or modern (TLS 1.3 only).")
     ] = "intermediate",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output directory [default: PROFILE_DIR/nginx].")
+        Path | None, typer.Option("--out", help="Output directory (default: PROFILE_DIR/nginx).")
     ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
