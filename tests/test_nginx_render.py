@@ -433,3 +433,14 @@ def test_nginx_parses_ipv6_listen_and_upstream(rcli, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     proc = nginx_test(binary, tmp_path, tmp_path / "o" / "mtls_proxy.conf")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_crl_gen_json_says_not_reloaded_and_how(cli, site: Path) -> None:
+    import json
+
+    r = cli("crl", "gen", "-p", "site", "--json", env={"CERTWIZ_NGINX_CMD": "nginx -c /x.conf"})
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["reloaded"] is False
+    assert data["reload_command"] == "nginx -c /x.conf -t && nginx -c /x.conf -s reload"
+    assert data["crl"] == str(site / "crl.pem")
