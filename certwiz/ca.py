@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import names, openssl
+from . import audit, names, openssl
 from .errors import StateError
 from .fsutil import write_atomic
 from .openssl import Secret
@@ -160,6 +160,9 @@ def _populate(
     os.chmod(work / "ca.crt", 0o644)
     openssl.run(gencrl_args(profile, cnf, work / "crl.pem", passphrase))
     os.chmod(work / "crl.pem", 0o644)
+    record = audit.new_record(profile.name, "ca init", [cn])
+    record["key_encrypted"] = passphrase is not None
+    audit.append(work / audit.AUDIT_FILE, record)
 
 
 def warn_unencrypted() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,13 +14,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import ca, inventory, issue, names
+from . import audit, ca, check, inventory, issue, names
 from . import nginx as nginx_lib
 from . import revoke as revoking
 from .errors import CertwizError, InputError
 from .openssl import Secret
 from .passphrase import CA_ENV, P12_ENV, obtain
-from .profile import Profile, home_dir, list_profiles, open_profile
+from .profile import LOCK_TIMEOUT_ENV, Profile, home_dir, list_profiles, lock_timeout, open_profile
 
 app = typer.Typer(
     help="A small private CA for mutual TLS, driving the openssl binary.",
@@ -288,6 +289,12 @@ def revoke_cmd(
     ] = None,
     serial: Annotated[str | None, typer.Option("--serial", help="Revoke one serial (hex).")] = None,
     reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge", help="Also delete the revoked name's private key and PKCS#12 bundle."
+        ),
+    ] = False,
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
     ca_passphrase_file: CAPassOpt = None,
@@ -298,6 +305,8 @@ def revoke_cmd(
     names.reason(reason)
     if serial is not None:
         names.serial(serial)
+    if name is not None:
+        names.client_name(name)
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
@@ -306,12 +315,14 @@ def revoke_cmd(
         name=name,
         serial=serial,
         reason=reason,
+        purge=purge,
         ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
     )
+    purged = "".join(f"\nDeleted {path}" for path in done.purged)
     _deploy_crl(
         as_json,
         asdict(done),
-        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}",
+        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}{purged}",
         words,
         argv,
     )
@@ -443,6 +454,50 @@ def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         [{"profile": p.name, "dir": str(p.dir)} for p in found],
         "\n".join(p.name for p in found) or f"no profiles in {home_dir(home)}",
     )
+
+
+@app.command("check")
+@reports_errors
+def check_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Verify the profile's database, serial and CRL agree (exit 4 if not)."""
+    prof = open_profile(profile, home)
+    with prof.lock():
+        report = check.verify_profile(prof)
+    problems = report.problems + [
+        f"revoked serial {s} is not in {prof.crl}; run: certwiz crl gen -p {prof.name}"
+        for s in report.missing_from_crl
+    ]
+    emit(
+        as_json,
+        {"profile": prof.name, "ok": report.ok, "problems": problems},
+        "\n".join(problems) or f"profile {prof.name} is consistent",
+    )
+    if not report.ok:
+        raise typer.Exit(check.ProfileCorrupt.exit_code)
+
+
+@app.command("audit")
+@reports_errors
+def audit_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """The profile's audit log: every change, who made it, and how it ended."""
+    records = audit.read(open_profile(profile, home))
+    emit(as_json, records, "\n".join(map(audit.one_line, records)) or "no audit records")
+
+
+@app.callback()
+@reports_errors
+def global_options(
+    lock_timeout_s: Annotated[
+        str | None,
+        typer.Option(
+            "--lock-timeout",
+            help=f"Seconds to wait for a busy profile [env: {LOCK_TIMEOUT_ENV}; default 60].",
+        ),
+    ] = None,
+) -> None:
+    """A small private CA for mutual TLS, driving the openssl binary."""
+    if lock_timeout_s is not None:
+        os.environ[LOCK_TIMEOUT_ENV] = str(lock_timeout(lock_timeout_s))
 
 
 def main() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import database, names, openssl
+from . import audit, database, names, openssl
+from . import revoke as revoking
 from .ca import keygen_args, subject_arg
 from .errors import InputError, StateError
 from .fsutil import install, scratch_dir
@@ -104,8 +106,15 @@ def _issue(
     names.days(days)
     names.key_type(key_type)
     rsa = key_type.startswith("rsa")
-    with profile.lock(), scratch_dir(profile.dir) as work:
+    with contextlib.suppress(database.DatabaseError):  # reported under the lock
+        check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace
+    with (
+        audit.changing(profile, f"{kind} issue", [name]) as change,
+        scratch_dir(profile.dir) as work,
+    ):
         check_no_valid(profile, name)
+        if change.details.get("crl_missing"):  # a killed revoke: publish it first
+            revoking.regenerate_crl(profile, ca_passphrase, None)
         key, csr = work / "key.pem", work / "req.csr"
         openssl.run(keygen_args(key_type, key, key_passphrase))
         req: list[openssl.Arg] = [
@@ -126,6 +135,7 @@ def _issue(
         openssl.run(req)
         serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
         cert = _sign(profile, work, csr, kind, days, rsa, sans, ca_passphrase)
+        change.serials.append(serial_hex)
         # From here on the certificate is in the database: only local file moves remain.
         files = {
             "certificate": profile.cert_path(name),

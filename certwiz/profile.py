@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import names
-from .errors import LockTimeout, StateError
+from .errors import InputError, LockTimeout, StateError
 
 HOME_ENV = "CERTWIZ_HOME"
 LOCK_TIMEOUT_ENV = "CERTWIZ_LOCK_TIMEOUT"
@@ -23,6 +23,19 @@ def home_dir(home: Path | str | None = None) -> Path:
     """The directory that holds the profiles: --home, else $CERTWIZ_HOME, else ./certs."""
     chosen = home or os.environ.get(HOME_ENV) or "certs"
     return Path(chosen).expanduser().absolute()
+
+
+def lock_timeout(value: str | float | None, field: str = "lock-timeout") -> float:
+    """Seconds to wait for the lock: 0 (try once) to one day; None means the default."""
+    if value is None or value == "":
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:  # also rejects nan
+        raise InputError(field, f"{value!r} must be a number of seconds from 0 to 86400")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,7 @@ class Profile:
         $CERTWIZ_LOCK_TIMEOUT or 60.
         """
         if timeout is None:
-            timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+            timeout = lock_timeout(os.environ.get(LOCK_TIMEOUT_ENV), LOCK_TIMEOUT_ENV)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             deadline = time.monotonic() + timeout

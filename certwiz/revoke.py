@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import database, names, openssl
+from . import audit, database, names, openssl
 from .ca import gencrl_args
 from .errors import StateError
 from .fsutil import install, scratch_dir
@@ -20,9 +20,10 @@ class Revoked:
     serials: list[str]
     reason: str
     crl: str
+    purged: list[str] = field(default_factory=list)
 
 
-def _regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | None) -> None:
+def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | None) -> None:
     """Write a new CRL beside crl.pem, then rename it into place (nginx never reads half).
 
     The new file keeps the old one's mode and group, so a CRL made readable to
@@ -47,8 +48,8 @@ def generate_crl(
 ) -> str:
     if days is not None:
         names.days(days)
-    with profile.lock():
-        _regenerate_crl(profile, ca_passphrase, days)
+    with audit.changing(profile, "crl gen"):
+        regenerate_crl(profile, ca_passphrase, days)
     return str(profile.crl)
 
 
@@ -60,28 +61,25 @@ def revoke(
     reason: str = "unspecified",
     ca_passphrase: Secret | None = None,
     crl_days: int | None = None,
+    purge: bool = False,
 ) -> Revoked:
-    """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL."""
+    """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL.
+
+    With `purge`, the revoked name's private key and PKCS#12 bundle are deleted
+    once it has no valid certificate left: a revoked key lying around is a risk.
+    """
     names.reason(reason)
     if (name is None) == (serial is None):
         raise names.InputError("name", "give exactly one of --name or --serial")
     wanted = names.serial(serial) if serial is not None else None
     if crl_days is not None:
         names.days(crl_days, "crl-days")
-    with profile.lock():
-        entries = database.read(profile.index)
-        if wanted is not None:
-            targets = [e for e in entries if e.serial_int == wanted and e.flag == "V"]
-            what = f"serial {serial}"
-        else:
-            subject = database.oneline(str(name))
-            targets = [e for e in entries if e.subject == subject and e.status() == "valid"]
-            what = str(name)
-        if not targets:
-            raise StateError(
-                f"{what} has no valid certificate in profile {profile.name}; "
-                f"see: certwiz list -p {profile.name}"
-            )
+    if name is not None:
+        names.client_name(name)
+    with contextlib.suppress(database.DatabaseError):  # reported under the lock
+        _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
+    with audit.changing(profile, "revoke", [name] if name else []) as change:
+        targets = _targets(profile, name, wanted)
         for entry in targets:
             args: list[openssl.Arg] = [
                 "ca",
@@ -96,5 +94,42 @@ def revoke(
             if ca_passphrase is not None:
                 args += ["-passin", ca_passphrase]
             openssl.run(args)
-        _regenerate_crl(profile, ca_passphrase, crl_days)
-    return Revoked([e.serial for e in targets], reason, str(profile.crl))
+            change.serials.append(entry.serial)
+        regenerate_crl(profile, ca_passphrase, crl_days)
+        purged = _purge(profile, targets) if purge else []
+        change.details["purged"] = purged
+    return Revoked([e.serial for e in targets], reason, str(profile.crl), purged)
+
+
+def _targets(profile: Profile, name: str | None, wanted: int | None) -> list[database.Entry]:
+    """The valid certificates to revoke: the one with serial `wanted`, or all of `name`."""
+    entries = database.read(profile.index)
+    if wanted is not None:
+        targets = [e for e in entries if e.serial_int == wanted and e.flag == "V"]
+        what = f"serial {wanted:X}"
+    else:
+        subject = database.oneline(str(name))
+        targets = [e for e in entries if e.subject == subject and e.status() == "valid"]
+        what = str(name)
+    if not targets:
+        raise StateError(
+            f"{what} has no valid certificate in profile {profile.name}; "
+            f"see: certwiz list -p {profile.name}"
+        )
+    return targets
+
+
+def _purge(profile: Profile, revoked: list[database.Entry]) -> list[str]:
+    """Delete key and bundle of each revoked name that has no valid certificate left."""
+    still_valid = {e.common_name for e in database.read(profile.index) if e.status() == "valid"}
+    purged = []
+    for name in sorted({e.common_name for e in revoked if e.common_name} - still_valid):
+        try:
+            names.client_name(name)  # names files only if it is a safe file name
+        except names.InputError:
+            continue
+        for path in (profile.key_path(name), profile.p12_path(name)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # unlink removes a symlink itself, never its target
+                purged.append(str(path))
+    return purged

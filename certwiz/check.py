@@ -1,0 +1,239 @@
+"""Is a profile consistent? Checked under the lock before every change.
+
+`openssl ca` trusts its database blindly: a truncated index.txt or serial
+makes it reuse serials or drop certificates. certwiz refuses to change a
+profile that does not add up, names the file and line at fault, and
+overwrites nothing. `recover` first finishes what a killed run left behind
+(openssl's half-rotated `.new` files, stale scratch directories, an issued
+certificate that was signed but never copied out of newcerts/).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import database, names, openssl
+from .der import DERError, _children, _tlv
+from .errors import CertwizError, InputError
+from .fsutil import write_atomic
+from .profile import Profile
+
+SCRATCH_PREFIX = ".certwiz-"
+# openssl ca rewrites these as NAME.new, then renames NAME -> NAME.old, NAME.new -> NAME.
+ROTATED = ("index.txt", "index.txt.attr", "serial", "crlnumber")
+_PEM_LINE = re.compile(r"[A-Za-z0-9+/]{1,76}={0,2}")
+
+
+class ProfileCorrupt(CertwizError):
+    """A profile file does not parse or contradicts another; nothing was changed."""
+
+    exit_code = 4
+
+
+@dataclass
+class Report:
+    """What `verify_profile` found: hard problems, and revocations the CRL lacks."""
+
+    problems: list[str] = field(default_factory=list)
+    missing_from_crl: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.missing_from_crl
+
+
+def _hex_file(path: Path) -> int:
+    """The one hex number in serial/crlnumber; ProfileCorrupt naming line 1 otherwise."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ProfileCorrupt(f"{path}: missing") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ProfileCorrupt(f"{path}:1: not readable as ASCII ({exc})") from None
+    lines = text.splitlines()
+    if len(lines) != 1 or not re.fullmatch(r"[0-9A-Fa-f]{2,64}", lines[0]):
+        raise ProfileCorrupt(f"{path}:1: expected one line holding a hexadecimal number")
+    return int(lines[0], 16)
+
+
+def crl_der(path: Path) -> bytes:
+    """The DER inside crl.pem, checking the PEM armour line by line."""
+    try:
+        lines = path.read_bytes().decode("ascii").splitlines()
+    except FileNotFoundError:
+        raise ProfileCorrupt(f"{path}: missing") from None
+    except UnicodeDecodeError:
+        raise ProfileCorrupt(f"{path}: not ASCII text (PEM expected)") from None
+    if not lines or lines[0] != "-----BEGIN X509 CRL-----":
+        raise ProfileCorrupt(f"{path}:1: expected -----BEGIN X509 CRL-----")
+    body: list[str] = []
+    for number, line in enumerate(lines[1:], 2):
+        if line == "-----END X509 CRL-----":
+            if number != len(lines):
+                raise ProfileCorrupt(f"{path}:{number + 1}: text after the END line")
+            break
+        if not _PEM_LINE.fullmatch(line):
+            raise ProfileCorrupt(f"{path}:{number}: not a base64 line")
+        body.append(line)
+    else:
+        raise ProfileCorrupt(f"{path}:{len(lines) + 1}: truncated, no -----END X509 CRL-----")
+    try:
+        return base64.b64decode("".join(body), validate=True)
+    except binascii.Error as exc:
+        raise ProfileCorrupt(f"{path}: bad base64 ({exc})") from None
+
+
+def crl_serials(der: bytes) -> set[int]:
+    """The revoked serial numbers listed in a DER CRL (RFC 5280 TBSCertList)."""
+    _, outer, end = _tlv(der, 0)
+    if end != len(der):
+        raise DERError("trailing bytes")
+    tbs_tag, tbs = _children(outer)[0]
+    if tbs_tag != 0x30:
+        raise DERError("no TBSCertList")
+    serials: set[int] = set()
+    for tag, content in _children(tbs):
+        # revokedCertificates is the only SEQUENCE OF SEQUENCE(INTEGER, Time, ...).
+        if tag != 0x30 or not content:
+            continue
+        entries = _children(content)
+        if all(t == 0x30 and v and v[0] == 0x02 for t, v in entries):
+            for _, entry in entries:
+                _, serial, _ = _tlv(entry, 0)
+                serials.add(int.from_bytes(serial, "big"))
+    return serials
+
+
+def _crl_signed_by_ca(profile: Profile) -> None:
+    """openssl verifies the CRL's signature against ca.crt (a forged CRL is caught)."""
+    try:
+        openssl.run(["crl", "-in", profile.crl, "-CAfile", profile.ca_cert, "-noout"])
+    except CertwizError as exc:
+        raise ProfileCorrupt(
+            f"{profile.crl}: not a CRL signed by {profile.ca_cert} ({exc})"
+        ) from None
+
+
+def verify_profile(profile: Profile) -> Report:
+    """Check index.txt, serial, crlnumber and crl.pem against each other.
+
+    Raises ProfileCorrupt on the first file that does not parse; collects
+    cross-file contradictions in the report.
+    """
+    report = Report()
+    for path in (profile.cnf, profile.ca_cert, profile.ca_key):
+        if not path.is_file():
+            raise ProfileCorrupt(f"{path}: missing")
+    for sub in (profile.private, profile.newcerts, profile.issued, profile.reqs):
+        if sub.is_symlink() or not sub.is_dir():
+            raise ProfileCorrupt(
+                f"{sub}: not a plain directory (a symlink is refused: "
+                "certwiz never writes through one)"
+            )
+    if profile.private.stat().st_mode & 0o077:
+        raise ProfileCorrupt(f"{profile.private}: readable by others; chmod 700 it")
+    try:
+        entries = database.read(profile.index)
+    except FileNotFoundError:
+        raise ProfileCorrupt(f"{profile.index}: missing") from None
+    except database.DatabaseError as exc:
+        raise ProfileCorrupt(str(exc)) from None
+    next_serial = _hex_file(profile.serial)
+    _hex_file(profile.crlnumber)
+    try:
+        revoked_in_crl = crl_serials(crl_der(profile.crl))
+    except (DERError, IndexError, ValueError) as exc:
+        raise ProfileCorrupt(f"{profile.crl}: not a DER CRL ({exc})") from None
+    _crl_signed_by_ca(profile)
+    seen: dict[int, int] = {}
+    for number, entry in enumerate(entries, 1):
+        where = f"{profile.index}:{number}"
+        if entry.serial_int in seen:
+            report.problems.append(
+                f"{where}: serial {entry.serial} repeats line {seen[entry.serial_int]}"
+            )
+        seen[entry.serial_int] = number
+        if entry.serial_int >= next_serial:
+            report.problems.append(
+                f"{profile.serial}:1: next serial {next_serial:X} is not "
+                f"above serial {entry.serial} issued at {where}"
+            )
+        if entry.flag == "V" and not profile.newcert_path(entry.serial).is_file():
+            report.problems.append(f"{where}: {profile.newcert_path(entry.serial)} is missing")
+        if entry.flag == "R" and entry.serial_int not in revoked_in_crl:
+            report.missing_from_crl.append(entry.serial)
+    return report
+
+
+def require_consistent(profile: Profile) -> Report:
+    """verify_profile, raising ProfileCorrupt when a hard problem was found."""
+    report = verify_profile(profile)
+    if report.problems:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise ProfileCorrupt(
+            f"{report.problems[0]}{more}; nothing was changed; see: certwiz check -p {profile.name}"
+        )
+    return report
+
+
+def _finish_rotations(profile: Profile, done: list[str]) -> None:
+    """openssl was killed between its two renames: NAME is gone, NAME.new is whole."""
+    for base in ROTATED:
+        path = profile.dir / base
+        new = path.with_name(base + ".new")
+        if not path.exists() and new.is_file() and not new.is_symlink():
+            os.replace(new, path)
+            done.append(f"restored {path} from {new.name} (openssl was interrupted)")
+
+
+def _remove_scratch(profile: Profile, done: list[str]) -> None:
+    """Scratch directories and temp files of a killed certwiz (they may hold keys)."""
+    for parent in (profile.dir, profile.private, profile.issued, profile.reqs):
+        if not parent.is_dir():
+            continue
+        for entry in parent.iterdir():
+            if entry.is_symlink():
+                continue
+            if entry.name.startswith(SCRATCH_PREFIX) and entry.is_dir():
+                shutil.rmtree(entry)
+                done.append(f"removed stale scratch directory {entry}")
+            elif entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                entry.unlink()
+                done.append(f"removed stale temporary file {entry}")
+
+
+def _restore_issued(profile: Profile, done: list[str]) -> None:
+    """A valid certificate in the database whose issued/NAME.crt was never installed."""
+    try:
+        entries = database.read(profile.index)
+    except (OSError, database.DatabaseError):
+        return  # verify_profile reports it
+    newest: dict[str, database.Entry] = {}
+    for entry in entries:
+        if entry.status() == "valid" and entry.common_name is not None:
+            newest[entry.common_name] = entry
+    for name, entry in newest.items():
+        try:
+            names.client_name(name)  # safe as a file name
+        except InputError:
+            continue
+        target, source = profile.cert_path(name), profile.newcert_path(entry.serial)
+        if not target.exists() and not target.is_symlink() and source.is_file():
+            write_atomic(target, source.read_bytes(), 0o644)
+            done.append(f"restored {target} from {source}")
+
+
+def recover(profile: Profile) -> list[str]:
+    """Undo the traces of an interrupted run; call only while holding the lock."""
+    done: list[str] = []
+    _finish_rotations(profile, done)
+    _remove_scratch(profile, done)
+    _restore_issued(profile, done)
+    return done
