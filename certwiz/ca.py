@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import audit, names, openssl
-from .errors import StateError
+from .errors import InputError, StateError
 from .fsutil import write_atomic
 from .openssl import Secret
 from .profile import Profile, home_dir
-from .render import render_openssl
+from .render import cnf_escape, render_openssl
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CRL_DAYS = 90
@@ -75,6 +75,16 @@ def gencrl_args(
     return args
 
 
+def check_home(profile: Profile) -> None:
+    """The profile's path must be a directory name openssl.cnf can hold (no newline...)."""
+    try:
+        cnf_escape(profile.cnf)
+    except ValueError as exc:
+        raise InputError("home", f"{str(profile.home)!r} cannot be used: {exc}") from None
+    if profile.home.exists() and not profile.home.is_dir():
+        raise InputError("home", f"{str(profile.home)!r} is not a directory")
+
+
 def ensure_absent(profile: Profile) -> None:
     if profile.dir.exists() or profile.dir.is_symlink():
         raise StateError(f"profile {profile.name} already exists at {profile.dir}; nothing changed")
@@ -97,6 +107,7 @@ def init(
     names.key_type(options.key_type)
     names.days(options.days)
     names.days(options.crl_days, "crl-days")
+    check_home(profile)
     ensure_absent(profile)
     profile.home.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=profile.home, prefix=f".{name}.init-"))

@@ -139,6 +139,12 @@ def verify_profile(profile: Profile) -> Report:
             )
     if profile.private.stat().st_mode & 0o077:
         raise ProfileCorrupt(f"{profile.private}: readable by others; chmod 700 it")
+    # openssl ca writes newcerts/SERIAL.pem with fopen(): it would follow a planted link.
+    planted = [
+        p for p in (*profile.newcerts.iterdir(), profile.dir / "audit.log") if p.is_symlink()
+    ]
+    if planted:
+        raise ProfileCorrupt(f"{planted[0]}: is a symlink; certwiz never writes through one")
     try:
         entries = database.read(profile.index)
     except FileNotFoundError:

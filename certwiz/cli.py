@@ -147,6 +147,7 @@ def ca_init(
     options = ca.CAOptions(
         cn, names.key_type(key_type), names.days(days), names.days(crl_days, "crl-days")
     )
+    ca.check_home(Profile(names.profile_name(profile), home_dir(home)))
     ca.ensure_absent(Profile(names.profile_name(profile), home_dir(home)))
     secret = obtain(
         ca_passphrase_file,
