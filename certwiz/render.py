@@ -13,8 +13,9 @@ from pathlib import Path
 import jinja2
 
 # In OpenSSL's config syntax `\` escapes, `$` expands a variable, `#` starts a
-# comment and quotes are stripped; a backslash makes each of them literal.
-_CNF_SPECIAL = {"\\", "$", "#", '"', "'"}
+# comment and quotes (including the backtick) are stripped; a backslash makes
+# each of them literal.
+_CNF_SPECIAL = {"\\", "$", "#", '"', "'", "`"}
 
 
 def cnf_escape(value: object) -> str:

@@ -335,6 +335,7 @@ def test_accepted_client_name_is_exactly_one_cn(victim: Profile, name: str) -> N
             "https://example.com/$dir/${ENV}",
         ),
         ('uri:urn:x:"q"\'s\\', x509.UniformResourceIdentifier, 'urn:x:"q"\'s\\'),
+        ("uri:urn:a`b`c", x509.UniformResourceIdentifier, "urn:a`b`c"),  # found by Hypothesis
         ("xn--bcher-kva.example", x509.DNSName, "xn--bcher-kva.example"),
         ("*.wild.example.com", x509.DNSName, "*.wild.example.com"),
         ("::1", x509.IPAddress, "::1"),
