@@ -21,10 +21,11 @@ def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Profile]:
     yield profile
 
 
-def one_error_line(result: Result) -> str:
+def one_error_line(result: Result | str) -> str:
     """The single stderr line of a refused command (and proof there is only one)."""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
+    stderr = result if isinstance(result, str) else result.stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("certwiz: error: "), lines[0]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
     return lines[0]

@@ -1,0 +1,116 @@
+"""Symlinks planted inside a profile never make certwiz write outside it.
+
+Files certwiz writes are renamed into place (a rename replaces a link, it does
+not follow it); directories and files that openssl itself writes through
+(newcerts/, the audit log) are checked under the lock and refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certwiz import issue
+from certwiz.profile import Profile
+from tests.conftest import load_cert, snapshot
+from tests.security.conftest import one_error_line
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory outside the profile holding a precious file."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    (path / "precious").write_text("do not overwrite\n")
+    return path
+
+
+@pytest.mark.parametrize("which", ["key", "p12"])
+def test_planted_key_or_p12_symlink_is_replaced_not_followed(
+    cli, profile: Profile, outside: Path, which: str
+) -> None:
+    target = outside / "precious"
+    link = profile.key_path("bob") if which == "key" else profile.p12_path("bob")
+    link.symlink_to(target)
+    result = cli("client", "issue", "-p", "my-app", "-n", "bob", "-u")
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == "do not overwrite\n"
+    assert not link.is_symlink()
+    assert stat.S_IMODE(link.stat().st_mode) == 0o600
+    cert = load_cert(profile.cert_path("bob"))
+    if which == "key":
+        key = serialization.load_pem_private_key(link.read_bytes(), None)
+    else:
+        key = pkcs12.load_key_and_certificates(link.read_bytes(), None)[0]
+    assert key is not None and key.public_key() == cert.public_key()
+
+
+@pytest.mark.parametrize("sub", ["issued", "private", "reqs", "newcerts"])
+def test_directory_replaced_by_symlink_is_refused(
+    cli, profile: Profile, outside: Path, sub: str
+) -> None:
+    real = profile.dir / sub
+    os.rename(real, outside / sub)
+    real.symlink_to(outside / sub)
+    index = profile.index.read_bytes()
+    before = snapshot(outside)
+    result = cli("client", "issue", "-p", "my-app", "-n", "bob", "-u")
+    assert result.returncode == 4, result.stderr
+    assert "not a plain directory" in one_error_line(result)
+    assert snapshot(outside) == before
+    assert profile.index.read_bytes() == index
+
+
+def test_symlink_at_next_newcerts_file_is_refused(cli, profile: Profile, outside: Path) -> None:
+    """openssl ca would fopen() newcerts/SERIAL.pem through the link."""
+    next_serial = profile.serial.read_text().strip()
+    profile.newcert_path(next_serial).symlink_to(outside / "precious")
+    result = cli("client", "issue", "-p", "my-app", "-n", "bob", "-u")
+    assert result.returncode == 4
+    assert "is a symlink" in one_error_line(result)
+    assert (outside / "precious").read_text() == "do not overwrite\n"
+    assert profile.index.read_text() == ""
+
+
+def test_symlinked_audit_log_is_refused(cli, profile: Profile, outside: Path) -> None:
+    (profile.dir / "audit.log").unlink()
+    (profile.dir / "audit.log").symlink_to(outside / "precious")
+    result = cli("crl", "gen", "-p", "my-app")
+    assert result.returncode == 4
+    assert "audit.log: is a symlink" in one_error_line(result)
+    assert (outside / "precious").read_text() == "do not overwrite\n"
+
+
+def test_symlinked_crl_is_replaced_not_followed(cli, profile: Profile, outside: Path) -> None:
+    (outside / "crl.pem").write_bytes(profile.crl.read_bytes())
+    profile.crl.unlink()
+    profile.crl.symlink_to(outside / "crl.pem")
+    before = (outside / "crl.pem").read_bytes()
+    result = cli("crl", "gen", "-p", "my-app")
+    assert result.returncode == 0, result.stderr
+    assert (outside / "crl.pem").read_bytes() == before
+    assert not profile.crl.is_symlink()
+
+
+def test_symlinked_lock_file_is_refused(cli, profile: Profile, outside: Path) -> None:
+    profile.lock_file.unlink()
+    profile.lock_file.symlink_to(outside / "precious")
+    result = cli("crl", "gen", "-p", "my-app")
+    assert result.returncode == 1
+    one_error_line(result)
+    assert (outside / "precious").read_text() == "do not overwrite\n"
+
+
+def test_purge_removes_a_symlink_not_its_target(cli, profile: Profile, outside: Path) -> None:
+    issue.issue_client(profile, "bob")
+    profile.key_path("bob").unlink()
+    profile.key_path("bob").symlink_to(outside / "precious")
+    result = cli("revoke", "-p", "my-app", "-n", "bob", "--purge", "--json")
+    assert result.returncode == 0, result.stderr
+    assert not profile.key_path("bob").is_symlink() and not profile.key_path("bob").exists()
+    assert (outside / "precious").read_text() == "do not overwrite\n"
