@@ -106,7 +106,7 @@ def _issue(
     names.days(days)
     names.key_type(key_type)
     rsa = key_type.startswith("rsa")
-    with contextlib.suppress(database.DatabaseError):  # reported under the lock
+    with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace
     with (
         audit.changing(profile, f"{kind} issue", [name]) as change,

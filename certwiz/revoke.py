@@ -76,7 +76,7 @@ def revoke(
         names.days(crl_days, "crl-days")
     if name is not None:
         names.client_name(name)
-    with contextlib.suppress(database.DatabaseError):  # reported under the lock
+    with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
     with audit.changing(profile, "revoke", [name] if name else []) as change:
         targets = _targets(profile, name, wanted)

@@ -1,0 +1,266 @@
+"""SIGKILL at random points of issue, revoke and crl gen: the profile stays whole.
+
+Each trial forks a process that runs the library call (the code the CLI runs
+after parsing), kills its whole process group (openssl children included)
+after a random delay spread over the operation, then checks the profile
+with `cryptography` and runs the next command to completion. A few trials
+kill the real CLI the same way. The states openssl itself leaves when killed
+between its two renames are also built by hand, deterministically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from certwiz import ca, check, database, inventory, issue, revoke
+from certwiz.profile import Profile
+from tests.conftest import load_cert, load_crl
+
+ISSUE_TRIALS = 60
+REVOKE_TRIALS = 30
+CRL_TRIALS = 30
+CLI_TRIALS = 12
+
+
+def killed_after(action: Callable[[], object], delay: float) -> bool:
+    """Run `action` in a forked process group; SIGKILL the group after `delay` seconds.
+
+    True if the kill landed before the action finished.
+    """
+    pid = os.fork()
+    if pid == 0:  # child: own process group, so the kill reaches openssl too
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            action()
+            code = 0
+        finally:
+            os._exit(code)
+    os.setpgid(pid, pid)  # also from the parent: no race with the kill below
+    time.sleep(delay)
+    landed = True
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        landed = False
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status):
+        assert os.WEXITSTATUS(status) == 0, "the action failed on its own"
+        return False
+    return landed
+
+
+def crl_is_valid(profile: Profile) -> x509.CertificateRevocationList:
+    crl = load_crl(profile.crl)
+    assert crl.is_signature_valid(load_cert(profile.ca_cert).public_key())
+    return crl
+
+
+def assert_consistent(profile: Profile, traces: Counter[str]) -> None:
+    """The invariants after a kill, as the next command sees them under the lock."""
+    crl_is_valid(profile)  # crl.pem is never half-written, even before recovery
+    for leftover in profile.dir.glob(".certwiz-*"):
+        traces["scratch dir left"] += 1 if leftover.is_dir() else 0
+    if not profile.index.exists():
+        assert profile.index.with_name("index.txt.new").is_file()
+        traces["index.txt mid-rotation"] += 1
+    with profile.lock(timeout=30):
+        for done in check.recover(profile):
+            traces[" ".join(w for w in done.split() if "/" not in w)] += 1
+        entries = database.read(profile.index)  # parses
+        next_serial = int(profile.serial.read_text(), 16)
+        for entry in entries:
+            assert entry.serial_int < next_serial
+            if entry.flag == "V":
+                cert = load_cert(profile.newcert_path(entry.serial))
+                assert cert.serial_number == entry.serial_int
+        assert not list(profile.dir.glob(".certwiz-*"))
+        assert check.verify_profile(profile).problems == []
+
+
+def assert_settled(profile: Profile) -> None:
+    """After a command ran to completion: fully consistent, every revocation published."""
+    report = check.verify_profile(profile)
+    assert report.ok, report
+    revoked = {e.serial_int for e in database.read(profile.index) if e.flag == "R"}
+    assert revoked <= {r.serial_number for r in crl_is_valid(profile)}
+    for entry in database.read(profile.index):
+        if entry.status() == "valid":
+            name = str(entry.common_name)
+            assert (
+                profile.cert_path(name).read_bytes()
+                == profile.newcert_path(entry.serial).read_bytes()
+            )
+
+
+def calibrate(action: Callable[[], object]) -> float:
+    start = time.monotonic()
+    action()
+    return time.monotonic() - start
+
+
+def test_random_sigkill_during_issue_revoke_and_crl_gen(home: Path) -> None:
+    profile = ca.init("crashy", home)
+    rng = random.Random(1234)
+    traces: Counter[str] = Counter()
+    landed = 0
+    counter = iter(range(10**6))
+
+    def client() -> str:
+        return f"c{next(counter)}"
+
+    span = calibrate(lambda: issue.issue_client(profile, client())) * 1.3
+    for _ in range(ISSUE_TRIALS):
+        name = client()
+        landed += killed_after(lambda n=name: issue.issue_client(profile, n), rng.uniform(0, span))
+        assert_consistent(profile, traces)
+        issue.issue_client(profile, client())  # the next command succeeds
+        assert_settled(profile)
+
+    valid = [e.common_name for e in database.read(profile.index) if e.status() == "valid"]
+    span = calibrate(lambda: revoke.revoke(profile, name=valid.pop())) * 1.3
+    for _ in range(REVOKE_TRIALS):
+        victim, survivor = valid.pop(), valid.pop()
+        landed += killed_after(
+            lambda v=victim: revoke.revoke(profile, name=v, purge=True), rng.uniform(0, span)
+        )
+        assert_consistent(profile, traces)
+        revoke.revoke(profile, name=survivor)
+        assert_settled(profile)
+
+    span = calibrate(lambda: revoke.generate_crl(profile)) * 1.3
+    for _ in range(CRL_TRIALS):
+        landed += killed_after(lambda: revoke.generate_crl(profile), rng.uniform(0, span))
+        assert_consistent(profile, traces)
+        revoke.generate_crl(profile)
+        assert_settled(profile)
+
+    assert landed > 0  # at least one kill interrupted something (most do)
+    inventory.certificates(profile)  # list still works
+    print(
+        f"\n{landed} of {ISSUE_TRIALS + REVOKE_TRIALS + CRL_TRIALS} kills landed; "
+        f"traces recovered: {dict(traces)}"
+    )
+
+
+def test_sigkill_of_the_real_cli(home: Path) -> None:
+    """The same through `python -m certwiz`: interpreter start, parsing, then the work."""
+    profile = ca.init("clicrash", home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env["CERTWIZ_HOME"] = str(home)
+    rng = random.Random(99)
+    for trial in range(CLI_TRIALS):
+        argv = [
+            sys.executable,
+            "-m",
+            "certwiz",
+            "client",
+            "issue",
+            "-p",
+            "clicrash",
+            "-n",
+            f"k{trial}",
+            "-u",
+        ]
+        if trial % 3 == 2:
+            argv = [
+                sys.executable,
+                "-m",
+                "certwiz",
+                "revoke",
+                "-p",
+                "clicrash",
+                "-n",
+                f"k{trial - 1}",
+            ]
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.1, 0.8))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert_consistent(profile, Counter())
+        done = subprocess.run(
+            [*argv[:3], "crl", "gen", "-p", "clicrash"], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert_settled(profile)
+
+
+# The exact states a kill inside `openssl ca` leaves: it writes NAME.new, then
+# renames NAME -> NAME.old and NAME.new -> NAME (apps/ca.c rotate_index/serial).
+
+
+@pytest.mark.parametrize("base", ["index.txt", "index.txt.attr", "serial", "crlnumber"])
+def test_killed_between_openssl_renames(profile: Profile, base: str) -> None:
+    issue.issue_client(profile, "first")
+    path = profile.dir / base
+    shutil.copy(path, path.with_name(base + ".new"))
+    os.replace(path, path.with_name(base + ".old"))
+    issue.issue_client(profile, "second")
+    assert_settled(profile)
+    assert len(database.read(profile.index)) == 2
+
+
+def test_stale_new_and_old_files_do_not_matter(profile: Profile) -> None:
+    issue.issue_client(profile, "first")
+    (profile.dir / "index.txt.new").write_text("garbage\n")
+    (profile.dir / "serial.new").write_text("zz\n")
+    issue.issue_client(profile, "second")
+    assert_settled(profile)
+
+
+def test_leftover_scratch_dir_with_a_key_is_removed(profile: Profile) -> None:
+    scratch = profile.dir / ".certwiz-dead1234"
+    scratch.mkdir(mode=0o700)
+    (scratch / "key.pem").write_text("a private key of a killed run\n")
+    (profile.dir / ".crl.pem.xyz.tmp").write_text("half a crl")
+    issue.issue_client(profile, "after")
+    assert not scratch.exists()
+    assert not (profile.dir / ".crl.pem.xyz.tmp").exists()
+    records = (profile.dir / "audit.log").read_text().splitlines()
+    assert "removed stale scratch directory" in records[-1]
+
+
+def test_certificate_signed_but_never_installed_is_recovered(cli, profile: Profile) -> None:
+    issue.issue_client(profile, "lost")
+    profile.cert_path("lost").unlink()  # killed after openssl ca, before the install
+    profile.key_path("lost").unlink()
+    result = cli("crl", "gen", "-p", "my-app")
+    assert result.returncode == 0, result.stderr
+    assert (
+        profile.cert_path("lost").read_bytes()
+        == profile.newcert_path(database.read(profile.index)[0].serial).read_bytes()
+    )
+    again = cli("client", "issue", "-p", "my-app", "-n", "lost", "-u")
+    assert again.returncode == 2  # its key is gone: revoke it first, as the message says
+    assert "revoke it first" in again.stderr
+    assert cli("revoke", "-p", "my-app", "-n", "lost").returncode == 0
+    assert cli("client", "issue", "-p", "my-app", "-n", "lost", "-u").returncode == 0
+
+
+def test_leftover_of_killed_init_does_not_block_init(cli, home: Path) -> None:
+    home.mkdir(parents=True)
+    (home / ".fresh.init-abcd").mkdir()
+    (home / ".fresh.init-abcd" / "serial").write_text("01\n")
+    result = cli("ca", "init", "-p", "fresh")
+    assert result.returncode == 0, result.stderr
+    assert check.verify_profile(Profile("fresh", home)).ok
