@@ -112,9 +112,15 @@ def crl_serials(der: bytes) -> set[int]:
 
 
 def _crl_signed_by_ca(profile: Profile) -> None:
-    """openssl verifies the CRL's signature against ca.crt (a forged CRL is caught)."""
+    """openssl checks the CRL's signature against ca.crt (a forged CRL is caught).
+
+    `openssl crl -CAfile` only prints "verify failure" and exits 0, so verify the CA
+    certificate itself with CRL checking: a CRL that is not the CA's is not used and
+    the check fails. An expired CRL passes (-no_check_time): `crl gen` must fix it.
+    """
     try:
-        openssl.run(["crl", "-in", profile.crl, "-CAfile", profile.ca_cert, "-noout"])
+        openssl.run(["verify", "-crl_check", "-no_check_time", "-CAfile", profile.ca_cert,
+                     "-CRLfile", profile.crl, profile.ca_cert])
     except CertwizError as exc:
         raise ProfileCorrupt(
             f"{profile.crl}: not a CRL signed by {profile.ca_cert} ({exc})"
@@ -180,7 +186,10 @@ def verify_profile(profile: Profile) -> Report:
 
 def require_consistent(profile: Profile) -> Report:
     """verify_profile, raising ProfileCorrupt when a hard problem was found."""
-    report = verify_profile(profile)
+    try:
+        report = verify_profile(profile)
+    except ProfileCorrupt as exc:
+        raise ProfileCorrupt(f"{exc}; nothing was changed") from None
     if report.problems:
         more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         raise ProfileCorrupt(
