@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import database, names, openssl
-from .der import DERError, _children, _tlv
+from .der import DERError, _children, _tlv, pem_to_der
 from .errors import CertwizError, InputError
 from .fsutil import write_atomic
 from .profile import Profile
@@ -119,8 +121,18 @@ def _crl_signed_by_ca(profile: Profile) -> None:
     the check fails. An expired CRL passes (-no_check_time): `crl gen` must fix it.
     """
     try:
-        openssl.run(["verify", "-crl_check", "-no_check_time", "-CAfile", profile.ca_cert,
-                     "-CRLfile", profile.crl, profile.ca_cert])
+        openssl.run(
+            [
+                "verify",
+                "-crl_check",
+                "-no_check_time",
+                "-CAfile",
+                profile.ca_cert,
+                "-CRLfile",
+                profile.crl,
+                profile.ca_cert,
+            ]
+        )
     except CertwizError as exc:
         raise ProfileCorrupt(
             f"{profile.crl}: not a CRL signed by {profile.ca_cert} ({exc})"
@@ -252,3 +264,67 @@ def recover(profile: Profile) -> list[str]:
     _remove_scratch(profile, done)
     _restore_issued(profile, done)
     return done
+
+
+def _damage(profile: Profile, before: list[database.Entry]) -> str | None:
+    """What is wrong with the database files after an `openssl ca` run, if anything."""
+    try:
+        after = database.read(profile.index)
+        _hex_file(profile.serial)
+        _hex_file(profile.crlnumber)
+    except (OSError, database.DatabaseError, ProfileCorrupt) as exc:
+        return str(exc)
+    serials = {e.serial_int for e in after}
+    lost = [e.serial for e in before if e.serial_int not in serials]
+    if lost or len(after) < len(before):
+        return f"{profile.index}: {len(after)} entries where {len(before)} were"
+    old = {e.serial_int for e in before}
+    for entry in after:
+        if entry.serial_int not in old:
+            try:
+                pem_to_der(profile.newcert_path(entry.serial).read_bytes())
+            except (OSError, DERError, ValueError):
+                return f"{profile.newcert_path(entry.serial)}: not a whole certificate"
+    return None
+
+
+@contextlib.contextmanager
+def guarded(profile: Profile) -> Iterator[None]:
+    """Roll back index.txt, serial and crlnumber if `openssl ca` leaves them damaged.
+
+    openssl 3.0 does not check its writes: on a full disk `openssl ca -revoke`
+    exits 0 after replacing index.txt with an empty file. Before it runs, each
+    file gets a hard link (no space needed); if the files do not add up
+    afterwards, the links are renamed back and the change is refused.
+    """
+    before = database.read(profile.index)
+    keep: dict[Path, Path] = {}
+    try:
+        for base in ROTATED:
+            path = profile.dir / base
+            link = profile.dir / f".{base}.keep.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            with contextlib.suppress(OSError):  # no hard links here: detect, cannot roll back
+                os.link(path, link)
+                keep[path] = link
+        failure: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            failure = exc
+        problem = _damage(profile, before)
+        if problem is not None:
+            for path, link in keep.items():
+                os.replace(link, path)
+            restored = "the previous files were restored" if keep else "restore by hand"
+            raise ProfileCorrupt(
+                f"{problem}: openssl left a damaged database (is the disk "
+                f"full?); {restored}; nothing was changed"
+            ) from failure
+        if failure is not None:
+            raise failure
+    finally:
+        for link in keep.values():
+            with contextlib.suppress(OSError):
+                link.unlink()

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, database, names, openssl
+from . import audit, check, database, names, openssl
 from . import revoke as revoking
 from .ca import keygen_args, subject_arg
 from .errors import InputError, StateError
@@ -83,7 +83,8 @@ def _sign(
     ]
     if ca_passphrase is not None:
         args += ["-passin", ca_passphrase]
-    openssl.run(args)
+    with check.guarded(profile):
+        openssl.run(args)
     return cert
 
 

@@ -7,7 +7,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from . import audit, database, names, openssl
+from . import audit, check, database, names, openssl
 from .ca import gencrl_args
 from .errors import StateError
 from .fsutil import install, scratch_dir
@@ -36,7 +36,14 @@ def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | N
         mode, gid = 0o644, -1
     with scratch_dir(profile.dir) as work:
         fresh = work / "crl.pem"
-        openssl.run(gencrl_args(profile, profile.cnf, fresh, ca_passphrase, days))
+        with check.guarded(profile):
+            openssl.run(gencrl_args(profile, profile.cnf, fresh, ca_passphrase, days))
+        try:  # a CRL cut short by a full disk must never replace the good one
+            check.crl_serials(check.crl_der(fresh))
+        except (check.ProfileCorrupt, ValueError, IndexError) as exc:
+            raise check.ProfileCorrupt(
+                f"openssl wrote a damaged CRL (is the disk full?): {exc}; {profile.crl} was kept"
+            ) from None
         if gid != -1 and gid != fresh.stat().st_gid:
             with contextlib.suppress(PermissionError):
                 os.chown(fresh, -1, gid)
@@ -93,7 +100,8 @@ def revoke(
             ]
             if ca_passphrase is not None:
                 args += ["-passin", ca_passphrase]
-            openssl.run(args)
+            with check.guarded(profile):
+                openssl.run(args)
             change.serials.append(entry.serial)
         regenerate_crl(profile, ca_passphrase, crl_days)
         purged = _purge(profile, targets) if purge else []
