@@ -89,6 +89,12 @@ def build_argv(args: Sequence[Arg], fds: list[int]) -> list[str]:
     return argv
 
 
+def child_env() -> dict[str, str]:
+    """Our environment minus CERTWIZ_*PASSPHRASE: openssl gets secrets by pipe only."""
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith("CERTWIZ_") and k.endswith("PASSPHRASE"))}
+
+
 def run(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = None) -> str:
     """Run `openssl ARGS...` and return its stdout; raise OpenSSLError on failure.
 
@@ -104,6 +110,7 @@ def run(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = N
             capture_output=True,
             pass_fds=fds,
             umask=0o077,
+            env=child_env(),
             check=False,
         )
     finally:
