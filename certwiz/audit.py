@@ -41,8 +41,11 @@ def _user() -> str:
 def append(path: Path, record: dict[str, object]) -> None:
     """Append one record; O_NOFOLLOW so a planted symlink cannot redirect the log."""
     line = json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line  # a crash tore the last line: do not glue onto it
         os.write(fd, line.encode())
         os.fsync(fd)
     finally:
@@ -64,11 +67,16 @@ def new_record(profile: str, command: str, names: list[str]) -> dict[str, object
 
 
 def read(profile: Profile) -> list[dict[str, object]]:
-    """Every record, oldest first; a line that is not a JSON object is named."""
+    """Every record, oldest first.
+
+    A line that is not a JSON object (a write torn by a crash, or tampering)
+    is kept as {"line": N, "unreadable": text}: the log is evidence, so it is
+    shown, never skipped silently or rewritten.
+    """
     path = path_of(profile)
     if not path.exists():
         return []
-    records = []
+    records: list[dict[str, object]] = []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             try:
@@ -76,13 +84,15 @@ def read(profile: Profile) -> list[dict[str, object]]:
                 if not isinstance(record, dict):
                     raise ValueError("not an object")
             except ValueError:
-                raise check.ProfileCorrupt(f"{path}:{number}: not a JSON audit record") from None
+                record = {"line": number, "unreadable": line.rstrip("\n")}
             records.append(record)
     return records
 
 
 def one_line(record: dict[str, object]) -> str:
     """A record as text: time user command names serials result[: error]."""
+    if "unreadable" in record:
+        return f"line {record['line']}: unreadable record (a torn write?): {record['unreadable']}"
 
     def joined(key: str) -> str:
         value = record.get(key)
