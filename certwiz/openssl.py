@@ -91,8 +91,11 @@ def build_argv(args: Sequence[Arg], fds: list[int]) -> list[str]:
 
 def child_env() -> dict[str, str]:
     """Our environment minus CERTWIZ_*PASSPHRASE: openssl gets secrets by pipe only."""
-    return {k: v for k, v in os.environ.items()
-            if not (k.startswith("CERTWIZ_") and k.endswith("PASSPHRASE"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("CERTWIZ_") and k.endswith("PASSPHRASE"))
+    }
 
 
 def run(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = None) -> str:
