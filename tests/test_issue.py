@@ -271,7 +271,11 @@ def test_encrypted_ca_signs_only_with_its_passphrase(cli, home: Path, tmp_path: 
     assert wrong.returncode == 1
     assert "openssl" in wrong.stderr and "Traceback" not in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
-    assert snapshot(home / "locked") == before
+    # Only the audit log moved: the failed change is recorded (one line, appended).
+    after = snapshot(home / "locked")
+    assert after.pop("audit.log") != before.pop("audit.log")
+    assert after == before
+    assert '"result": "error"' in (home / "locked" / "audit.log").read_text().splitlines()[-1]
     ok = cli(
         "client",
         "issue",
