@@ -50,6 +50,13 @@ class Report:
     def ok(self) -> bool:
         return not self.problems and not self.missing_from_crl
 
+    def messages(self, profile: Profile) -> list[str]:
+        """Every finding as one line a user can act on."""
+        return self.problems + [
+            f"revoked serial {s} is not in {profile.crl}; run: certwiz crl gen -p {profile.name}"
+            for s in self.missing_from_crl
+        ]
+
 
 def _hex_file(path: Path) -> int:
     """The one hex number in serial/crlnumber; ProfileCorrupt naming line 1 otherwise."""

@@ -464,10 +464,7 @@ def check_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = Fals
     prof = open_profile(profile, home)
     with prof.lock():
         report = check.verify_profile(prof)
-    problems = report.problems + [
-        f"revoked serial {s} is not in {prof.crl}; run: certwiz crl gen -p {prof.name}"
-        for s in report.missing_from_crl
-    ]
+    problems = report.messages(prof)
     emit(
         as_json,
         {"profile": prof.name, "ok": report.ok, "problems": problems},
