@@ -137,26 +137,51 @@ def test_full_disk_gives_a_clear_error_and_no_damage(small_fs: tuple[Path, bool]
     assert run(home, "check", "-p", "full").returncode in (0, 4)
 
 
+# Root without mount rights (an unprivileged container): the same refusal the kernel
+# gives, injected into certwiz's own writes. Every write certwiz makes to a profile
+# starts with os.open (the lock, files) or os.mkdir (scratch and init directories).
+READ_ONLY_BOOT = """
+import errno, os, sys
+home = os.environ["CERTWIZ_HOME"]
+real_open, real_mkdir = os.open, os.mkdir
+def refuse(path):
+    if os.path.abspath(os.fspath(path)).startswith(home):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+def ro_open(path, flags, *args, **kwargs):
+    if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+        refuse(path)
+    return real_open(path, flags, *args, **kwargs)
+def ro_mkdir(path, *args, **kwargs):
+    refuse(path)
+    return real_mkdir(path, *args, **kwargs)
+os.open, os.mkdir = ro_open, ro_mkdir
+from certwiz.cli import app
+app(sys.argv[1:], prog_name="certwiz")
+"""
+
+
 @pytest.fixture
-def read_only_home(home: Path, tmp_path: Path) -> Iterator[Path]:
-    """The home as a read-only view (a ro bind mount; chmod a-w when not root)."""
+def read_only_home(home: Path, tmp_path: Path) -> Iterator[tuple[Path, bool]]:
+    """(view, injected): a read-only bind mount of the home; chmod a-w when not root;
+    for root without mount rights, the home itself with EROFS injected (injected=True)."""
     view = tmp_path / "view"
     view.mkdir()
     if mount("--bind", str(home), str(view)):
         try:
             if not mount("-o", "remount,bind,ro", str(view)):
                 pytest.fail("bind mount worked but read-only remount did not")
-            yield view
+            yield view, False
         finally:
             subprocess.run(["umount", "-l", str(view)], check=False)
         return
     if os.geteuid() == 0:
-        pytest.fail("root without mount rights: cannot make a read-only directory here")
+        yield home, True
+        return
     for path in [home, *home.rglob("*")]:
         if path.is_dir():
             path.chmod(0o555)
     try:
-        yield home
+        yield home, False
     finally:
         for path in [home, *home.rglob("*")]:
             if path.is_dir():
@@ -176,26 +201,35 @@ def test_read_only_profile_gives_a_clear_error(
     profile: Profile, argv: list[str], request: pytest.FixtureRequest
 ) -> None:
     issue.issue_client(profile, "alice")
-    view = request.getfixturevalue("read_only_home")
+    view, injected = request.getfixturevalue("read_only_home")
     before = snapshot(profile.home)
-    result = run(view, *argv) if argv[0] != "ca" else _init_with_passphrase(view, argv)
+    result = run_read_only(view, argv, injected)
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
     assert "Read-only file system" in line or "Permission denied" in line
     assert snapshot(profile.home) == before
 
 
-def _init_with_passphrase(view: Path, argv: list[str]) -> Result:
+def run_read_only(view: Path, argv: list[str], injected: bool) -> Result:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env.update(CERTWIZ_HOME=str(view), CERTWIZ_CA_PASSPHRASE="a passphrase")
+    env.update(CERTWIZ_HOME=str(view), CERTWIZ_CA_PASSPHRASE="a passphrase")  # no warning
+    boot = ["-c", READ_ONLY_BOOT] if injected else ["-m", "certwiz"]
     proc = subprocess.run(
-        [sys.executable, "-m", "certwiz", *argv],
+        [sys.executable, *boot, *argv],
         env=env,
         text=True,
         capture_output=True,
         stdin=subprocess.DEVNULL,
+        timeout=120,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_read_only_injection_matches_the_kernel(profile: Profile) -> None:
+    """The fallback used without mount rights gives the same answer as the real thing."""
+    result = run_read_only(profile.home, ["crl", "gen", "-p", "my-app"], injected=True)
+    assert result.returncode == 1
+    assert "Read-only file system" in one_error_line(result)
 
 
 def test_enospc_from_python_writes_is_one_line(
