@@ -273,6 +273,32 @@ def recover(profile: Profile) -> list[str]:
     return done
 
 
+def require_whole(*paths: Path) -> None:
+    """Refuse files openssl cut short: it exits 0 even when a write fails (full disk).
+
+    PEM: armour from BEGIN to END with base64 in between; DER (PKCS#12): one
+    element whose length is the file's length.
+    """
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            if data.startswith(b"-----BEGIN "):
+                lines = data.decode("ascii").split("\n")
+                body = [x for x in lines[1:] if x and not x.startswith("-----END ")]
+                if not any(x.startswith("-----END ") for x in lines) or not body:
+                    raise ValueError("no END line")
+                base64.b64decode("".join(x for x in body if ":" not in x), validate=True)
+            else:
+                _, _, end = _tlv(data, 0)
+                if end != len(data):
+                    raise ValueError("length mismatch")
+        except (ValueError, DERError, binascii.Error, UnicodeDecodeError) as exc:
+            raise ProfileCorrupt(
+                f"{path.name}: openssl wrote it incompletely (is the disk "
+                f"full?): {exc}; nothing was installed"
+            ) from None
+
+
 def _damage(profile: Profile, before: list[database.Entry]) -> str | None:
     """What is wrong with the database files after an `openssl ca` run, if anything."""
     try:

@@ -134,9 +134,11 @@ def _issue(
         if key_passphrase is not None:
             req += ["-passin", key_passphrase]
         openssl.run(req)
+        check.require_whole(key, csr)  # before signing: a refusal leaves the database alone
         serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
         cert = _sign(profile, work, csr, kind, days, rsa, sans, ca_passphrase)
         change.serials.append(serial_hex)
+        check.require_whole(cert)
         # From here on the certificate is in the database: only local file moves remain.
         files = {
             "certificate": profile.cert_path(name),
@@ -146,6 +148,7 @@ def _issue(
         if kind == "client":
             p12 = work / "bundle.p12"
             _export_p12(profile, name, key, cert, p12, key_passphrase, p12_format or "compat")
+            check.require_whole(p12)
             install(p12, profile.p12_path(name), 0o600)
             files["p12"] = profile.p12_path(name)
         else:

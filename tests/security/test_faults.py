@@ -108,7 +108,9 @@ def check_failure(result: Result) -> None:
         assert result.returncode in (1, 4), result.stderr
         line = one_error_line(result)
         assert any(s in line for s in ("No space left", "File too large", "openssl")), line
-        assert result.returncode == 1 or "nothing was changed" in line or "was kept" in line
+        assert result.returncode == 1 or any(
+            s in line for s in ("nothing was changed", "was kept", "nothing was installed")
+        )
 
 
 def test_full_disk_gives_a_clear_error_and_no_damage(small_fs: tuple[Path, bool]) -> None:
