@@ -253,3 +253,22 @@ def test_enospc_from_python_writes_is_one_line(
     assert result.output.strip().splitlines()[-1].startswith("certwiz: error: No space left")
     assert (profile.crl.read_bytes(), profile.index.read_bytes()) == (crl, index)
     assert not list(profile.dir.glob(".certwiz-*"))  # the scratch directory went too
+
+
+def test_files_cut_short_are_refused(profile: Profile, tmp_path: Path) -> None:
+    """openssl exits 0 after a failed write: certwiz checks each file before installing it."""
+    issue.issue_client(profile, "whole")
+    whole = [
+        profile.key_path("whole"),
+        profile.p12_path("whole"),
+        profile.cert_path("whole"),
+        profile.csr_path("whole"),
+    ]
+    check.require_whole(*whole)
+    for source in whole:
+        data = source.read_bytes()
+        for cut in (b"", data[: len(data) // 2], data[:-40]):
+            short = tmp_path / source.name
+            short.write_bytes(cut)
+            with pytest.raises(check.ProfileCorrupt, match="incompletely"):
+                check.require_whole(short)
