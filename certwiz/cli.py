@@ -489,7 +489,7 @@ def global_options(
         str | None,
         typer.Option(
             "--lock-timeout",
-            help=f"Seconds to wait for a busy profile [env: {LOCK_TIMEOUT_ENV}; default 60].",
+            help=f"Seconds to wait for a busy profile (env {LOCK_TIMEOUT_ENV}, default 60).",
         ),
     ] = None,
 ) -> None:
