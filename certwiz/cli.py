@@ -439,6 +439,7 @@ def show_cmd(
     profile: ProfileOpt, name: NameOpt, home: HomeOpt = None, as_json: JsonOpt = False
 ) -> None:
     """One certificate: status, serial, fingerprint and files."""
+    names.client_name(name)  # it names files: no path may leave the profile
     info = inventory.show(open_profile(profile, home), name)
     text = "\n".join(f"{k}: {v}" for k, v in info.items() if k not in ("files", "history"))
     files: dict[str, str] = info["files"]  # type: ignore[assignment]

@@ -130,6 +130,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("serial-negative", [*REV, "--serial", "-1"], "serial"),
     ("serial-too-long", [*REV, "--serial", "1" * 41], "serial"),
     ("revoke-name-traversal", [*REV, "-n", "../alice"], "name"),
+    ("show-name-traversal", ["show", "-p", "victim", "-n", "../../etc/passwd"], "name"),
     ("revoke-name-and-serial", [*REV, "-n", "alice", "--serial", "01"], "name"),
     # --key-type: a whitelist, so no openssl option can ride along
     ("key-type-weak-rsa", [*CI, "-n", "bob", "--key-type", "rsa:512"], "key-type"),
