@@ -156,6 +156,13 @@ def verify_profile(profile: Profile) -> Report:
     for path in (profile.cnf, profile.ca_cert, profile.ca_key):
         if not path.is_file():
             raise ProfileCorrupt(f"{path}: missing")
+    for base in ROTATED:
+        path = profile.dir / base
+        if not path.exists() and path.with_name(base + ".new").is_file():
+            raise ProfileCorrupt(
+                f"{path}: missing, {base}.new is there: an interrupted "
+                "openssl ca; the next change restores it"
+            )
     for sub in (profile.private, profile.newcerts, profile.issued, profile.reqs):
         if sub.is_symlink() or not sub.is_dir():
             raise ProfileCorrupt(

@@ -210,11 +210,14 @@ def test_sigkill_of_the_real_cli(home: Path) -> None:
 
 
 @pytest.mark.parametrize("base", ["index.txt", "index.txt.attr", "serial", "crlnumber"])
-def test_killed_between_openssl_renames(profile: Profile, base: str) -> None:
+def test_killed_between_openssl_renames(cli, profile: Profile, base: str) -> None:
     issue.issue_client(profile, "first")
     path = profile.dir / base
     shutil.copy(path, path.with_name(base + ".new"))
     os.replace(path, path.with_name(base + ".old"))
+    shown = cli("check", "-p", "my-app")  # explains, and leaves the repair to the next change
+    assert shown.returncode == 4
+    assert "interrupted openssl ca; the next change restores it" in shown.stderr
     issue.issue_client(profile, "second")
     assert_settled(profile)
     assert len(database.read(profile.index)) == 2
