@@ -5,7 +5,7 @@ that failed once the profile was locked, leaves a line saying when, who,
 what, for which names and serials, and how it ended. It never holds a
 secret: records are built from names, serials and error messages only.
 Lines are written with O_APPEND under the profile lock and fsync'ed, so a
-crash leaves at most one torn last line, which `read` reports by number.
+crash leaves at most one torn last line, which `read` shows as unreadable.
 """
 
 from __future__ import annotations
