@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import database, names, openssl
-from .der import DERError, _children, _tlv, pem_to_der
+from .der import DERError, children, pem_to_der, read_tlv
 from .errors import CertwizError, InputError
 from .fsutil import write_atomic
 from .profile import Profile
@@ -101,21 +101,21 @@ def crl_der(path: Path) -> bytes:
 
 def crl_serials(der: bytes) -> set[int]:
     """The revoked serial numbers listed in a DER CRL (RFC 5280 TBSCertList)."""
-    _, outer, end = _tlv(der, 0)
+    _, outer, end = read_tlv(der, 0)
     if end != len(der):
         raise DERError("trailing bytes")
-    tbs_tag, tbs = _children(outer)[0]
+    tbs_tag, tbs = children(outer)[0]
     if tbs_tag != 0x30:
         raise DERError("no TBSCertList")
     serials: set[int] = set()
-    for tag, content in _children(tbs):
+    for tag, content in children(tbs):
         # revokedCertificates is the only SEQUENCE OF SEQUENCE(INTEGER, Time, ...).
         if tag != 0x30 or not content:
             continue
-        entries = _children(content)
+        entries = children(content)
         if all(t == 0x30 and v and v[0] == 0x02 for t, v in entries):
             for _, entry in entries:
-                _, serial, _ = _tlv(entry, 0)
+                _, serial, _ = read_tlv(entry, 0)
                 serials.add(int.from_bytes(serial, "big"))
     return serials
 
@@ -296,7 +296,7 @@ def require_whole(*paths: Path) -> None:
                     raise ValueError("no END line")
                 base64.b64decode("".join(x for x in body if ":" not in x), validate=True)
             else:
-                _, _, end = _tlv(data, 0)
+                _, _, end = read_tlv(data, 0)
                 if end != len(data):
                     raise ValueError("length mismatch")
         except (ValueError, DERError, binascii.Error, UnicodeDecodeError) as exc:

@@ -18,7 +18,7 @@ class DERError(ValueError):
     pass
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
+def read_tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
     """(tag, content, offset after) of the element at `pos`."""
     if pos + 2 > len(data):
         raise DERError("truncated element")
@@ -35,10 +35,10 @@ def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
     return tag, data[pos : pos + length], pos + length
 
 
-def _children(content: bytes) -> list[tuple[int, bytes]]:
+def children(content: bytes) -> list[tuple[int, bytes]]:
     items, pos = [], 0
     while pos < len(content):
-        tag, value, pos = _tlv(content, pos)
+        tag, value, pos = read_tlv(content, pos)
         items.append((tag, value))
     return items
 
@@ -57,18 +57,18 @@ def pem_to_der(pem: bytes) -> bytes:
 
 def extended_key_usages(der: bytes) -> set[bytes]:
     """The raw OIDs of the certificate's extendedKeyUsage (empty without one)."""
-    _, cert, _ = _tlv(der, 0)
-    _, tbs = _children(cert)[0]
-    for tag, content in _children(tbs):
+    _, cert, _ = read_tlv(der, 0)
+    _, tbs = children(cert)[0]
+    for tag, content in children(tbs):
         if tag != 0xA3:  # [3] extensions
             continue
-        (_, extensions), *_ = _children(content)
-        for _, extension in _children(extensions):
-            fields = _children(extension)
+        (_, extensions), *_ = children(content)
+        for _, extension in children(extensions):
+            fields = children(extension)
             if fields[0][1] == EKU_OID:
                 _, value = fields[-1]
-                (_, usages), *_ = _children(value)
-                return {oid for _, oid in _children(usages)}
+                (_, usages), *_ = children(value)
+                return {oid for _, oid in children(usages)}
     return set()
 
 

@@ -100,3 +100,23 @@ def snapshot(directory: Path) -> dict[str, tuple[int, str]]:
 def openssl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The real openssl binary, run directly by a test (the hand-run side)."""
     return subprocess.run(["openssl", *args], capture_output=True, text=True, check=check)
+
+
+def hand_sign(cnf: Path, work: Path, cn: str, *ca_args: str) -> Path:
+    """Sign a fresh EC key for /CN=cn with `openssl ca -config cnf` run by hand, as a user would.
+
+    Extra arguments go to `openssl ca` (e.g. -extensions client_ext, -startdate ...).
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    key, csr, crt = work / f"{cn}.key", work / f"{cn}.csr", work / f"{cn}.pem"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-subj", f"/CN={cn}", "-out", str(csr))  # fmt: skip
+    openssl("ca", "-batch", "-notext", "-config", str(cnf), "-in", str(csr), "-out", str(crt),
+            *ca_args)  # fmt: skip
+    return crt
+
+
+def crl_check(ca_cert: Path, crl: Path, cert: Path) -> subprocess.CompletedProcess[str]:
+    """`openssl verify -crl_check`: the independent verdict on revocation."""
+    return openssl("verify", "-crl_check", "-CAfile", str(ca_cert), "-CRLfile", str(crl),
+                   str(cert), check=False)  # fmt: skip

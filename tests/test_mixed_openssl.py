@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from cryptography import x509
 
 from certwiz import issue, revoke
-from tests.conftest import load_cert, load_crl, openssl
+from tests.conftest import crl_check, hand_sign, load_cert, load_crl, openssl
 
 
 def test_hand_revoke_and_gencrl_show_up_in_certwiz(cli, profile) -> None:
@@ -38,21 +37,7 @@ def test_hand_revoke_and_gencrl_show_up_in_certwiz(cli, profile) -> None:
 
 
 def test_hand_issued_certificate_is_listed_and_revocable(cli, profile, tmp_path: Path) -> None:
-    key, csr, crt = tmp_path / "k.pem", tmp_path / "r.csr", tmp_path / "c.pem"
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
-    openssl("req", "-new", "-key", str(key), "-subj", "/CN=handmade", "-out", str(csr))
-    openssl(
-        "ca",
-        "-batch",
-        "-config",
-        str(profile.cnf),
-        "-extensions",
-        "client_ext",
-        "-in",
-        str(csr),
-        "-out",
-        str(crt),
-    )
+    crt = hand_sign(profile.cnf, tmp_path, "handmade", "-extensions", "client_ext")
     cert = load_cert(crt)
     rows = json.loads(cli("list", "-p", "my-app", "--json").stdout)
     assert [(r["name"], r["kind"], r["status"]) for r in rows] == [("handmade", "client", "valid")]
@@ -61,92 +46,25 @@ def test_hand_issued_certificate_is_listed_and_revocable(cli, profile, tmp_path:
     assert cli("client", "issue", "-p", "my-app", "-n", "handmade", "-u").returncode == 2
     assert cli("revoke", "-p", "my-app", "-n", "handmade").returncode == 0
     assert [e.serial_number for e in load_crl(profile.crl)] == [cert.serial_number]
-    verify = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-crl_check",
-            "-CAfile",
-            str(profile.ca_cert),
-            "-CRLfile",
-            str(profile.crl),
-            str(crt),
-        ],
-        capture_output=True,
-    )
+    verify = crl_check(profile.ca_cert, profile.crl, crt)
     assert verify.returncode != 0
 
 
 def test_certwiz_after_hand_issuance_keeps_serials_unique(profile, tmp_path: Path) -> None:
     first = issue.issue_client(profile, "a")
-    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-subj",
-        "/CN=b",
-        "-out",
-        str(csr),
-    )
-    openssl(
-        "ca",
-        "-batch",
-        "-config",
-        str(profile.cnf),
-        "-in",
-        str(csr),
-        "-out",
-        str(tmp_path / "b.pem"),
-    )
+    hand = hand_sign(profile.cnf, tmp_path, "b")
     third = issue.issue_client(profile, "c")
     serials = [
         int(first.serial, 16),
-        load_cert(tmp_path / "b.pem").serial_number,
+        load_cert(hand).serial_number,
         int(third.serial, 16),
     ]
     assert serials == sorted(set(serials))
 
 
 def test_expired_certificate_is_listed_expired_and_does_not_block(cli, profile, tmp_path) -> None:
-    key, csr, crt = tmp_path / "k.pem", tmp_path / "r.csr", tmp_path / "c.pem"
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-subj",
-        "/CN=old-bot",
-        "-out",
-        str(csr),
-    )
-    openssl(
-        "ca",
-        "-batch",
-        "-config",
-        str(profile.cnf),
-        "-extensions",
-        "client_ext",
-        "-startdate",
-        "20200101000000Z",
-        "-enddate",
-        "20200201000000Z",
-        "-in",
-        str(csr),
-        "-out",
-        str(crt),
-    )
+    hand_sign(profile.cnf, tmp_path, "old-bot", "-extensions", "client_ext",
+              "-startdate", "20200101000000Z", "-enddate", "20200201000000Z")  # fmt: skip
     (row,) = json.loads(cli("list", "-p", "my-app", "--json").stdout)
     assert (row["name"], row["status"], row["not_after"]) == (
         "old-bot",

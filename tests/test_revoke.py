@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 
 from certwiz import issue, revoke
-from tests.conftest import load_cert, load_crl, snapshot
+from tests.conftest import crl_check, load_cert, load_crl, snapshot
 
 
 def crl_number(path: Path) -> int:
@@ -33,20 +33,7 @@ def revoked_reasons(profile) -> dict[int, x509.ReasonFlags | None]:
 
 
 def verify(profile, name: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-crl_check",
-            "-CAfile",
-            str(profile.ca_cert),
-            "-CRLfile",
-            str(profile.crl),
-            str(profile.cert_path(name)),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    return crl_check(profile.ca_cert, profile.crl, profile.cert_path(name))
 
 
 def test_revoke_lists_exactly_the_revoked_serials(cli, profile) -> None:

@@ -18,7 +18,7 @@ from cryptography import x509
 
 from certwiz import ca, check, database
 from certwiz.profile import Profile
-from tests.conftest import load_cert, load_crl, openssl, snapshot
+from tests.conftest import hand_sign, load_cert, load_crl, openssl, snapshot
 from tests.security.conftest import one_error_line
 
 CLIENTS = 16
@@ -90,34 +90,7 @@ def test_sixteen_processes_three_rounds_with_revokes(home: Path, tmp_path: Path)
     assert sum(r["command"] == "revoke" for r in records) == len(revoked)
 
     # The directory is still a classic `openssl ca` directory: sign and revoke by hand.
-    key, csr, crt = tmp_path / "h.key", tmp_path / "h.csr", tmp_path / "h.crt"
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=by-hand",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    openssl(
-        "ca",
-        "-batch",
-        "-config",
-        str(profile.cnf),
-        "-in",
-        str(csr),
-        "-out",
-        str(crt),
-        "-extensions",
-        "client_ext",
-    )
+    crt = hand_sign(profile.cnf, tmp_path, "by-hand", "-extensions", "client_ext")
     openssl("ca", "-batch", "-config", str(profile.cnf), "-revoke", str(crt))
     openssl("ca", "-batch", "-config", str(profile.cnf), "-gencrl", "-out", str(profile.crl))
     by_hand = x509.load_pem_x509_certificate(crt.read_bytes())
