@@ -266,9 +266,12 @@ def _restore_issued(profile: Profile, done: list[str]) -> None:
         except InputError:
             continue
         target, source = profile.cert_path(name), profile.newcert_path(entry.serial)
-        if not target.exists() and not target.is_symlink() and source.is_file():
-            write_atomic(target, source.read_bytes(), 0o644)
-            done.append(f"restored {target} from {source}")
+        try:
+            if not target.exists() and not target.is_symlink() and source.is_file():
+                write_atomic(target, source.read_bytes(), 0o644)
+                done.append(f"restored {target} from {source}")
+        except OSError as exc:  # e.g. a hand-made CN too long for a file name
+            done.append(f"could not restore {target.name} from {source}: {exc.strerror}")
 
 
 def recover(profile: Profile) -> list[str]:

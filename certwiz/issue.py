@@ -9,7 +9,7 @@ from pathlib import Path
 from . import audit, check, database, names, openssl
 from . import revoke as revoking
 from .ca import keygen_args, subject_arg
-from .errors import InputError, StateError
+from .errors import CertwizError, InputError, StateError
 from .fsutil import install, scratch_dir
 from .openssl import Secret
 from .profile import Profile
@@ -138,27 +138,19 @@ def _issue(
         serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
         cert = _sign(profile, work, csr, kind, days, rsa, sans, ca_passphrase)
         change.serials.append(serial_hex)
-        check.require_whole(cert)
-        # From here on the certificate is in the database: only local file moves remain.
-        files = {
-            "certificate": profile.cert_path(name),
-            "key": profile.key_path(name),
-            "csr": profile.csr_path(name),
-        }
-        if kind == "client":
-            p12 = work / "bundle.p12"
-            _export_p12(profile, name, key, cert, p12, key_passphrase, p12_format or "compat")
-            check.require_whole(p12)
-            install(p12, profile.p12_path(name), 0o600)
-            files["p12"] = profile.p12_path(name)
-        else:
-            chain = work / "fullchain.pem"
-            chain.write_bytes(cert.read_bytes() + profile.ca_cert.read_bytes())
-            install(chain, profile.fullchain_path(name), 0o644)
-            files["fullchain"] = profile.fullchain_path(name)
-        install(key, profile.key_path(name), 0o600)
-        install(csr, profile.csr_path(name), 0o644)
-        install(cert, profile.cert_path(name), 0o644)
+        try:
+            files = _deliver(profile, name, kind, work, cert, key_passphrase, p12_format)
+        except BaseException as exc:
+            withdrawn = _withdraw(profile, serial_hex, ca_passphrase)
+            change.details["withdrawn"] = withdrawn
+            if withdrawn and isinstance(exc, CertwizError | OSError):
+                error = CertwizError(
+                    f"{exc}; certificate {serial_hex} was signed but not delivered, "
+                    "so certwiz revoked it (cessationOfOperation)"
+                )
+                error.exit_code = getattr(exc, "exit_code", 1)
+                raise error from exc
+            raise
         entry = _entry(profile, serial_hex)
     return Issued(
         name,
@@ -167,6 +159,55 @@ def _issue(
         f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
         {k: str(v) for k, v in files.items()},
     )
+
+
+def _deliver(
+    profile: Profile,
+    name: str,
+    kind: str,
+    work: Path,
+    cert: Path,
+    key_passphrase: Secret | None,
+    p12_format: str | None,
+) -> dict[str, Path]:
+    """Bundle and move the signed certificate and its key into place; returns the files."""
+    key, csr = work / "key.pem", work / "req.csr"
+    check.require_whole(cert)
+    files = {
+        "certificate": profile.cert_path(name),
+        "key": profile.key_path(name),
+        "csr": profile.csr_path(name),
+    }
+    if kind == "client":
+        p12 = work / "bundle.p12"
+        _export_p12(profile, name, key, cert, p12, key_passphrase, p12_format or "compat")
+        check.require_whole(p12)
+        install(p12, profile.p12_path(name), 0o600)
+        files["p12"] = profile.p12_path(name)
+    else:
+        chain = work / "fullchain.pem"
+        chain.write_bytes(cert.read_bytes() + profile.ca_cert.read_bytes())
+        install(chain, profile.fullchain_path(name), 0o644)
+        files["fullchain"] = profile.fullchain_path(name)
+    install(key, profile.key_path(name), 0o600)
+    install(csr, profile.csr_path(name), 0o644)
+    install(cert, profile.cert_path(name), 0o644)
+    return files
+
+
+def _withdraw(profile: Profile, serial_hex: str, ca_passphrase: Secret | None) -> bool:
+    """Revoke a certificate that was signed but never delivered, so the name is free again.
+
+    Its key only ever lived in the scratch directory; revoking (rather than editing
+    index.txt) keeps the database exactly what `openssl ca` would write.
+    """
+    try:
+        revoking.revoke_entry(profile, _entry(profile, serial_hex), "cessationOfOperation",
+                              ca_passphrase)  # fmt: skip
+        revoking.regenerate_crl(profile, ca_passphrase, None)
+    except (CertwizError, OSError, StopIteration):
+        return False
+    return True
 
 
 def _export_p12(

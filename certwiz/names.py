@@ -19,6 +19,7 @@ _EMAIL_LOCAL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}")
 
 MAX_DAYS = 36500
 MAX_CN = 64  # ub-common-name in RFC 5280
+RESERVED_NAMES = {"ca"}
 
 KEY_TYPES = ("ec:P-256", "ec:P-384", "rsa:2048", "rsa:3072", "rsa:4096")
 REASONS = (
@@ -98,18 +99,38 @@ def dns_name(value: str, field: str, *, wildcard: bool = False) -> str:
 
 
 def _ip(value: str) -> str | None:
+    """The address in canonical form; None if `value` is not one.
+
+    IPv6 scope ids (fe80::1%eth0) are refused: a certificate cannot hold them.
+    """
+    if "%" in value:
+        return None
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         return None
 
 
+def _not_reserved(value: str) -> None:
+    """Leaf files are private/NAME.key: the name `ca` would overwrite the CA's key."""
+    if value.casefold() in RESERVED_NAMES:
+        raise InputError("name", f"{value!r} is reserved (private/ca.key is the CA's own key)")
+
+
 def server_name(value: str) -> San:
-    """The -n of a server: a DNS name or an IP address (it also names the files)."""
+    """The -n of a server: a DNS name or an IP address (it also names the files and the CN)."""
+    _not_reserved(value)
     ip = _ip(value)
     if ip is not None:
         return San("IP", ip)
-    return San("DNS", dns_name(value, "name"))
+    dns_name(value, "name")
+    if len(value) > MAX_CN:
+        raise InputError(
+            "name",
+            f"is {len(value)} characters long; a certificate's CN holds at most {MAX_CN}: "
+            "use a shorter -n and give the long name with --san",
+        )
+    return San("DNS", value)
 
 
 def san(value: str) -> San:
@@ -168,4 +189,12 @@ def client_name(value: str) -> str:
         raise InputError("name", f"{value!r} must not contain '/' or '\\' (it names files)")
     if value.startswith("."):
         raise InputError("name", f"{value!r} must not start with '.' (it names files)")
+    _not_reserved(value)
+    for ch in value:
+        if ord(ch) > 0xFFFF:  # pkcs12 -name is a BMPString
+            raise InputError(
+                "name",
+                f"contains U+{ord(ch):04X}, outside the Basic Multilingual Plane: "
+                "a PKCS#12 friendly name cannot hold it",
+            )
     return value

@@ -104,7 +104,10 @@ class Profile:
         return self.issued / f"{name}.fullchain.pem"
 
     def key_path(self, name: str) -> Path:
-        return self.private / f"{name}.key"
+        path = self.private / f"{name}.key"
+        if path == self.ca_key:  # names.py reserves "ca"; this is the last line of defence
+            raise InputError("name", f"{name!r} would name the CA's own key")
+        return path
 
     def p12_path(self, name: str) -> Path:
         return self.private / f"{name}.p12"

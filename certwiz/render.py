@@ -12,10 +12,22 @@ from pathlib import Path
 
 import jinja2
 
+from .errors import InputError
+
 # In OpenSSL's config syntax `\` escapes, `$` expands a variable, `#` starts a
 # comment and quotes (including the backtick) are stripped; a backslash makes
 # each of them literal.
 _CNF_SPECIAL = {"\\", "$", "#", '"', "'", "`"}
+
+
+class UnsafeValue(InputError, ValueError):
+    """A value no escaping makes safe; validation should have refused it earlier.
+
+    An InputError (exit 2, one line) so that a gap in validation is never a traceback.
+    """
+
+    def __init__(self, rule: str) -> None:
+        super().__init__("value", rule)
 
 
 def cnf_escape(value: object) -> str:
@@ -23,9 +35,9 @@ def cnf_escape(value: object) -> str:
     text = str(value)
     for ch in text:
         if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\u2028\u2029\x85":
-            raise ValueError(f"control character U+{ord(ch):04X} cannot go into a config value")
+            raise UnsafeValue(f"control character U+{ord(ch):04X} cannot go into a config value")
     if text != text.strip():
-        raise ValueError("a config value cannot start or end with white space")
+        raise UnsafeValue("a config value cannot start or end with white space")
     return "".join("\\" + ch if ch in _CNF_SPECIAL else ch for ch in text)
 
 
@@ -34,7 +46,7 @@ def nginx_escape(value: object) -> str:
     text = str(value)
     bad = [ch for ch in text if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\"\\$'"]
     if bad:
-        raise ValueError(f"{text!r}: the character {bad[0]!r} cannot go into an nginx config")
+        raise UnsafeValue(f"{text!r}: the character {bad[0]!r} cannot go into an nginx config")
     return '"' + text + '"'
 
 

@@ -88,25 +88,32 @@ def revoke(
     with audit.changing(profile, "revoke", [name] if name else []) as change:
         targets = _targets(profile, name, wanted)
         for entry in targets:
-            args: list[openssl.Arg] = [
-                "ca",
-                "-batch",
-                "-config",
-                profile.cnf,
-                "-revoke",
-                profile.newcert_path(entry.serial),
-                "-crl_reason",
-                reason,
-            ]
-            if ca_passphrase is not None:
-                args += ["-passin", ca_passphrase]
-            with check.guarded(profile):
-                openssl.run(args)
+            revoke_entry(profile, entry, reason, ca_passphrase)
             change.serials.append(entry.serial)
         regenerate_crl(profile, ca_passphrase, crl_days)
         purged = _purge(profile, targets) if purge else []
         change.details["purged"] = purged
     return Revoked([e.serial for e in targets], reason, str(profile.crl), purged)
+
+
+def revoke_entry(
+    profile: Profile, entry: database.Entry, reason: str, ca_passphrase: Secret | None
+) -> None:
+    """`openssl ca -revoke` one certificate; the caller holds the lock and renews the CRL."""
+    args: list[openssl.Arg] = [
+        "ca",
+        "-batch",
+        "-config",
+        profile.cnf,
+        "-revoke",
+        profile.newcert_path(entry.serial),
+        "-crl_reason",
+        reason,
+    ]
+    if ca_passphrase is not None:
+        args += ["-passin", ca_passphrase]
+    with check.guarded(profile):
+        openssl.run(args)
 
 
 def _targets(profile: Profile, name: str | None, wanted: int | None) -> list[database.Entry]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import stat
 import subprocess
 from datetime import timedelta
@@ -17,8 +18,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from certwiz import database, issue
+from certwiz.errors import InputError
 from certwiz.openssl import Secret
-from tests.conftest import load_cert, snapshot
+from tests.conftest import load_cert, load_crl, snapshot
 
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
@@ -291,3 +293,31 @@ def test_encrypted_ca_signs_only_with_its_passphrase(cli, home: Path, tmp_path: 
         load_cert(home / "locked" / "issued" / "bot.crt").issuer
         == load_cert(home / "locked" / "ca.crt").subject
     )
+
+
+def test_certificate_signed_but_not_delivered_is_revoked(cli, profile, tmp_path: Path) -> None:
+    """pkcs12 failing after `openssl ca` signed: no orphan valid entry blocks the name."""
+    real = shutil.which("openssl")
+    wrapper = tmp_path / "openssl"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = pkcs12 ]; then echo "pkcs12: simulated failure" >&2; exit 1; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    failed = cli("client", "issue", "-p", "my-app", "-n", "bot-x", "-u",
+                 env={"CERTWIZ_OPENSSL": str(wrapper)})  # fmt: skip
+    assert failed.returncode == 1
+    assert "simulated failure" in failed.stderr and "revoked it" in failed.stderr
+    (entry,) = database.read(profile.index)
+    assert (entry.common_name, entry.flag, entry.reason) == ("bot-x", "R", "cessationOfOperation")
+    assert [e.serial_number for e in load_crl(profile.crl)] == [entry.serial_int]
+    assert not profile.p12_path("bot-x").exists() and not profile.key_path("bot-x").exists()
+    again = cli("client", "issue", "-p", "my-app", "-n", "bot-x", "-u")
+    assert again.returncode == 0, again.stderr
+    assert load_cert(profile.cert_path("bot-x")).serial_number != entry.serial_int
+
+
+def test_key_path_never_names_the_ca_key(profile) -> None:
+    with pytest.raises(InputError):
+        profile.key_path("ca")
