@@ -413,6 +413,72 @@ def test_revoke_with_reload_blocks_that_client_only(stack: Stack) -> None:
     assert stack.curl(p12=stack.p12("bob")).status == 200
 
 
+def s_client(
+    stack: Stack, name: str, flag: str, sess_out: Path | None = None, sess_in: Path | None = None
+) -> tuple[str, int, str]:
+    """One GET with openssl s_client as client NAME: (New|Reused, HTTP status, output)."""
+    argv = [
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{stack.port}",
+        "-servername",
+        SERVER,
+        "-CAfile",
+        str(stack.ca),
+        "-cert",
+        str(stack.site / "issued" / f"{name}.crt"),
+        "-key",
+        str(stack.site / "private" / f"{name}.key"),
+        flag,
+        "-ign_eof",
+    ]
+    if sess_out is not None:
+        argv += ["-sess_out", str(sess_out)]
+    if sess_in is not None:
+        argv += ["-sess_in", str(sess_in)]
+    request = f"GET /hello HTTP/1.1\r\nHost: {SERVER}\r\nConnection: close\r\n\r\n"
+    proc = subprocess.run(
+        ["openssl", *argv], input=request, capture_output=True, text=True, timeout=30, check=False
+    )
+    out = proc.stdout
+    handshake_kind = re.search(r"^(New|Reused), TLSv1\.[23]", out, re.M)
+    status = re.search(r"^HTTP/1\.1 (\d{3}) ", out, re.M)
+    assert handshake_kind and status, (proc.returncode, out, proc.stderr)
+    return handshake_kind.group(1), int(status.group(1)), out
+
+
+def test_saved_tls_session_does_not_outlive_revocation(stack: Stack) -> None:
+    """A session saved before revoke --reload must not resume: no cached verify result.
+
+    With a session cache, a resumed TLS 1.2 or 1.3 session brings back the stored
+    peer certificate and its old verify result, and the new CRL is never checked.
+    With `ssl_session_cache off` nginx 1.22 gives TLS 1.2 clients no session ID (s_client
+    then saves nothing) and still sends TLS 1.3 tickets that never resume; either way
+    the next connection is a full handshake.
+    """
+    stack.certwiz("client", "issue", "-p", "site", "-n", "erin", "-u")
+    sessions = {"-tls1_2": stack.work / "erin.s12", "-tls1_3": stack.work / "erin.s13"}
+    for flag, saved in sessions.items():
+        kind, status, _ = s_client(stack, "erin", flag, sess_out=saved)
+        assert (kind, status) == ("New", 200), flag
+    with stack.nginx.reloading():
+        stack.certwiz(
+            "revoke", "-p", "site", "-n", "erin", "--reload", "--nginx-cmd", stack.nginx.command
+        )
+    before = stack.seen()
+    resumed = {
+        flag: s_client(stack, "erin", flag, sess_in=saved if saved.is_file() else None)
+        for flag, saved in sessions.items()
+    }
+    assert {flag: got[:2] for flag, got in resumed.items()} == {
+        "-tls1_2": ("New", 400),
+        "-tls1_3": ("New", 400),
+    }
+    assert all("client certificate rejected" in got[2] for got in resumed.values())
+    assert stack.seen() == before
+    assert "certificate revoked" in stack.nginx.log_tail(50)
+
+
 def test_expired_crl_fails_every_client_until_crl_gen_reload(stack: Stack) -> None:
     """The outage certwiz's timer prevents: a CRL past nextUpdate rejects everyone."""
     crl = stack.site / "crl.pem"
