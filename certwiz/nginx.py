@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import database, der, names
+from . import database, der, names, openssl
 from .errors import CertwizError, InputError, StateError
 from .fsutil import write_atomic
 from .profile import Profile
@@ -306,12 +306,14 @@ def _telling_line(output: str, returncode: int) -> str:
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run nginx (or --nginx-cmd) without the CERTWIZ_*PASSPHRASE variables: it needs none."""
     try:
         return subprocess.run(
             argv,
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
+            env=openssl.child_env(),
             timeout=NGINX_TIMEOUT,
             check=False,
         )

@@ -90,7 +90,10 @@ def build_argv(args: Sequence[Arg], fds: list[int]) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """Our environment minus CERTWIZ_*PASSPHRASE: openssl gets secrets by pipe only."""
+    """Our environment minus CERTWIZ_*PASSPHRASE, for every child (openssl, nginx).
+
+    openssl gets secrets by pipe only; nginx needs none.
+    """
     return {
         k: v
         for k, v in os.environ.items()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -195,6 +196,44 @@ def test_openssl_children_get_no_passphrase_in_environment(
     seen = (tmp_path / "env.txt").read_text()
     assert ENV_SECRET not in seen
     assert "CERTWIZ_OPENSSL=" in seen  # the environment was passed, minus the secrets
+
+
+FAKE_NGINX = """#!/bin/sh
+# Stands in for nginx: records each run's argv and environment, then succeeds.
+{{ echo "=== $*"; env; }} >> "{log}"
+"""
+
+
+@pytest.mark.parametrize("command", ["revoke", "crl"])
+def test_nginx_children_get_no_passphrase_in_environment(
+    home: Path, tmp_path: Path, secret_files: dict[str, Path], command: str
+) -> None:
+    """--reload runs `nginx -t` and `nginx -s reload`: they get no CERTWIZ_*PASSPHRASE."""
+    ca_file = ["--ca-passphrase-file", str(secret_files["ca"])]
+    for argv in (
+        ["ca", "init", "-p", "vault", *ca_file],
+        ["client", "issue", "-p", "vault", "-n", "alice", "-u", *ca_file],
+    ):
+        assert run_certwiz(home, *argv).returncode == 0, argv
+    log = tmp_path / "nginx.log"
+    fake = tmp_path / "fake nginx"
+    fake.write_text(FAKE_NGINX.format(log=log))
+    fake.chmod(0o755)
+    argv = ["revoke", "-p", "vault", "-n", "alice"] if command == "revoke" else ["crl", "gen"]
+    if command == "crl":
+        argv += ["-p", "vault"]
+    env = {"CERTWIZ_CA_PASSPHRASE": CA_SECRET, "CERTWIZ_P12_PASSPHRASE": ENV_SECRET}
+    result = run_certwiz(
+        home, *argv, "--reload", "--nginx-cmd", shlex.join([str(fake), "-c", "x.conf"]), env=env
+    )
+    assert result.returncode == 0, result.stderr
+    runs = log.read_text().split("=== ")[1:]
+    assert [run.splitlines()[0] for run in runs] == ["-c x.conf -t", "-c x.conf -s reload"]
+    for run in runs:
+        for secret in SECRETS:
+            assert secret not in run
+        assert not [x for x in run.splitlines() if x.startswith("CERTWIZ_") and "PASSPHRASE" in x]
+        assert f"CERTWIZ_HOME={home}" in run  # the environment was passed, minus the secrets
 
 
 def test_built_argv_holds_fd_not_secret(profile: Profile, fp, tmp_path: Path) -> None:
