@@ -23,7 +23,7 @@ from pathlib import Path
 from . import database, names, openssl
 from .der import DERError, children, pem_to_der, read_tlv
 from .errors import CertwizError, InputError
-from .fsutil import write_atomic
+from .fsutil import not_plain_dir, write_atomic
 from .profile import Profile
 
 SCRATCH_PREFIX = ".certwiz-"
@@ -164,11 +164,9 @@ def verify_profile(profile: Profile) -> Report:
                 "openssl ca; the next change restores it"
             )
     for sub in (profile.private, profile.newcerts, profile.issued, profile.reqs):
-        if sub.is_symlink() or not sub.is_dir():
-            raise ProfileCorrupt(
-                f"{sub}: not a plain directory (a symlink is refused: "
-                "certwiz never writes through one)"
-            )
+        problem = not_plain_dir(sub)
+        if problem:
+            raise ProfileCorrupt(problem)
     if profile.private.stat().st_mode & 0o077:
         raise ProfileCorrupt(f"{profile.private}: readable by others; chmod 700 it")
     # openssl ca writes newcerts/SERIAL.pem with fopen(): it would follow a planted link.

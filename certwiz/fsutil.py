@@ -30,6 +30,16 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         raise
 
 
+def not_plain_dir(path: Path) -> str | None:
+    """Why certwiz must not write into PATH, or None: a symlink would send writes elsewhere."""
+    if path.is_symlink() or not path.is_dir():
+        return (
+            f"{path}: not a plain directory (a symlink is refused: "
+            "certwiz never writes through one)"
+        )
+    return None
+
+
 def install(src: Path, dst: Path, mode: int) -> None:
     """Move a finished file into place with its final mode (rename: atomic)."""
     os.chmod(src, mode)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from . import database, der, names, openssl
 from .errors import CertwizError, InputError, StateError
-from .fsutil import write_atomic
+from .fsutil import not_plain_dir, write_atomic
 from .profile import Profile
 from .render import nginx_escape, render_nginx
 
@@ -227,6 +227,13 @@ def render(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
         )
     out_dir = (out if out is not None else profile.dir / "nginx").expanduser().absolute()
+    # The default lives in the profile, which certwiz never writes out of; an --out
+    # the user names is theirs to point anywhere. The files themselves are renamed
+    # into place, which replaces a planted link at any of them.
+    if out is None and (out_dir.exists() or out_dir.is_symlink()):
+        problem = not_plain_dir(out_dir)
+        if problem:
+            raise InputError("out", problem)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("out", f"{out_dir} exists and is not a directory")
     texts = _render_files(profile, server, upstream, listen, out_dir, tls, chain, key)

@@ -114,3 +114,45 @@ def test_purge_removes_a_symlink_not_its_target(cli, profile: Profile, outside: 
     assert result.returncode == 0, result.stderr
     assert not profile.key_path("bob").is_symlink() and not profile.key_path("bob").exists()
     assert (outside / "precious").read_text() == "do not overwrite\n"
+
+
+def render_args(profile: Profile) -> tuple[str, ...]:
+    issue.issue_server(profile, "www.example.com")
+    return (
+        "nginx",
+        "render",
+        "-p",
+        profile.name,
+        "--server",
+        "www.example.com",
+        "--upstream",
+        "http://127.0.0.1:8080",
+    )
+
+
+def test_symlinked_nginx_dir_is_refused(cli, profile: Profile, outside: Path) -> None:
+    """The default --out, PROFILE/nginx, planted as a link: refused, nothing written."""
+    args = render_args(profile)
+    (profile.dir / "nginx").symlink_to(outside)
+    before = snapshot(outside)
+    result = cli(*args)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert line.startswith(f"certwiz: error: out: {profile.dir / 'nginx'}: not a plain directory")
+    assert snapshot(outside) == before
+
+
+def test_symlinked_nginx_files_are_replaced_not_followed(
+    cli, profile: Profile, outside: Path
+) -> None:
+    args = render_args(profile)
+    out = profile.dir / "nginx"
+    out.mkdir()
+    files = [out / name for name in ("ssl.conf", "proxy.conf", "mtls_proxy.conf")]
+    for link in files:
+        link.symlink_to(outside / "precious")
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert (outside / "precious").read_text() == "do not overwrite\n"
+    for path in files:
+        assert not path.is_symlink() and "nginx" in path.read_text(), path
