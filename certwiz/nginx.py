@@ -64,6 +64,8 @@ def check_listen(value: str) -> str:
         return port
     if address.startswith("[") and address.endswith("]"):
         try:
+            if "%" in address:  # nginx cannot listen on a scope id, and it is not escapable
+                raise ValueError
             ipaddress.IPv6Address(address[1:-1])
         except ValueError:
             raise InputError("listen", f"{value!r}: {address} is not an IPv6 address") from None
@@ -106,6 +108,8 @@ def check_upstream(value: str) -> str:
     host = parts.hostname
     if ":" in host:
         try:
+            if "%" in host:
+                raise ValueError
             ipaddress.IPv6Address(host)
         except ValueError:
             raise InputError("upstream", f"{value!r}: {host} is not an IPv6 address") from None
