@@ -124,7 +124,12 @@ def _describe(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def changing(
-    profile: Profile, command: str, names: list[str] | None = None, timeout: float | None = None
+    profile: Profile,
+    command: str,
+    names: list[str] | None = None,
+    timeout: float | None = None,
+    *,
+    check_crl: bool = True,
 ) -> Iterator[Change]:
     """Lock the profile, recover from a killed run, verify it, then log the outcome.
 
@@ -138,7 +143,7 @@ def changing(
             repaired = check.recover(profile)
             if repaired:
                 change.details["recovered"] = repaired
-            report = check.require_consistent(profile)
+            report = check.require_consistent(profile, check_crl=check_crl)
             if report.missing_from_crl:
                 change.details["crl_missing"] = report.missing_from_crl
             yield change

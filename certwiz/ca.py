@@ -140,7 +140,7 @@ def _populate(
     cnf = work / "openssl.cnf"
     write_atomic(cnf, render_cnf(profile, work, options.key_type, options.crl_days))
     write_atomic(work / "index.txt", "")
-    write_atomic(work / "index.txt.attr", "unique_subject = no\n")
+    write_atomic(work / "index.txt.attr", render_openssl("index.txt.attr.j2"))
     # A random 128-bit start (top bit clear, so it stays a positive 16-byte integer).
     write_atomic(work / "serial", f"{secrets.randbits(127) | 1 << 120:032X}\n")
     write_atomic(work / "crlnumber", "01\n")

@@ -142,15 +142,17 @@ def _crl_signed_by_ca(profile: Profile) -> None:
         )
     except CertwizError as exc:
         raise ProfileCorrupt(
-            f"{profile.crl}: not a CRL signed by {profile.ca_cert} ({exc})"
+            f"{profile.crl}: not a CRL signed by {profile.ca_cert} ({exc}); "
+            f"repair it: certwiz crl gen -p {profile.name}"
         ) from None
 
 
-def verify_profile(profile: Profile) -> Report:
+def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
     """Check index.txt, serial, crlnumber and crl.pem against each other.
 
     Raises ProfileCorrupt on the first file that does not parse; collects
-    cross-file contradictions in the report.
+    cross-file contradictions in the report. `check_crl=False` is for `crl gen`,
+    which replaces a missing or damaged crl.pem and must not be refused for it.
     """
     report = Report()
     for path in (profile.cnf, profile.ca_cert, profile.ca_key):
@@ -169,9 +171,21 @@ def verify_profile(profile: Profile) -> Report:
             raise ProfileCorrupt(problem)
     if profile.private.stat().st_mode & 0o077:
         raise ProfileCorrupt(f"{profile.private}: readable by others; chmod 700 it")
-    # openssl ca writes newcerts/SERIAL.pem with fopen(): it would follow a planted link.
+    # openssl ca writes newcerts/SERIAL.pem and NAME.new with fopen(): it would follow a
+    # planted link, and its rename would then move the link into place.
+    database_files = [profile.dir / base for base in ROTATED]
     planted = [
-        p for p in (*profile.newcerts.iterdir(), profile.dir / "audit.log") if p.is_symlink()
+        p
+        for p in (
+            *profile.newcerts.iterdir(),
+            profile.dir / "audit.log",
+            profile.cnf,
+            profile.ca_cert,
+            profile.ca_key,
+            *database_files,
+            *(path.with_name(path.name + ".new") for path in database_files),
+        )
+        if p.is_symlink()
     ]
     if planted:
         raise ProfileCorrupt(f"{planted[0]}: is a symlink; certwiz never writes through one")
@@ -183,11 +197,15 @@ def verify_profile(profile: Profile) -> Report:
         raise ProfileCorrupt(str(exc)) from None
     next_serial = _hex_file(profile.serial)
     _hex_file(profile.crlnumber)
-    try:
-        revoked_in_crl = crl_serials(crl_der(profile.crl))
-    except (DERError, IndexError, ValueError) as exc:
-        raise ProfileCorrupt(f"{profile.crl}: not a DER CRL ({exc})") from None
-    _crl_signed_by_ca(profile)
+    revoked_in_crl: set[int] | None = None
+    if check_crl:
+        try:
+            revoked_in_crl = crl_serials(crl_der(profile.crl))
+        except (DERError, IndexError, ValueError) as exc:
+            raise ProfileCorrupt(f"{profile.crl}: not a DER CRL ({exc})") from None
+        except ProfileCorrupt as exc:
+            raise ProfileCorrupt(f"{exc}; repair it: certwiz crl gen -p {profile.name}") from None
+        _crl_signed_by_ca(profile)
     seen: dict[int, int] = {}
     for number, entry in enumerate(entries, 1):
         where = f"{profile.index}:{number}"
@@ -203,15 +221,19 @@ def verify_profile(profile: Profile) -> Report:
             )
         if entry.flag == "V" and not profile.newcert_path(entry.serial).is_file():
             report.problems.append(f"{where}: {profile.newcert_path(entry.serial)} is missing")
-        if entry.flag == "R" and entry.serial_int not in revoked_in_crl:
+        if (
+            entry.flag == "R"
+            and revoked_in_crl is not None
+            and entry.serial_int not in revoked_in_crl
+        ):
             report.missing_from_crl.append(entry.serial)
     return report
 
 
-def require_consistent(profile: Profile) -> Report:
+def require_consistent(profile: Profile, *, check_crl: bool = True) -> Report:
     """verify_profile, raising ProfileCorrupt when a hard problem was found."""
     try:
-        report = verify_profile(profile)
+        report = verify_profile(profile, check_crl=check_crl)
     except ProfileCorrupt as exc:
         raise ProfileCorrupt(f"{exc}; nothing was changed") from None
     if report.problems:

@@ -95,6 +95,10 @@ def dns_name(value: str, field: str, *, wildcard: bool = False) -> str:
             f"{value!r} is not a valid DNS name: labels of 1-63 letters, digits or '-' "
             "(not at either end), separated by '.', 253 characters at most",
         )
+    if labels[-1].isdigit():  # RFC 3696 section 2: no all-numeric top-level label
+        raise InputError(
+            field, f"{value!r} is neither an IP address nor a DNS name (all-numeric last label)"
+        )
     return value
 
 

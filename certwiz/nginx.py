@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import database, der, names, openssl
+from . import audit, database, der, names, openssl
 from .errors import CertwizError, InputError, StateError
 from .fsutil import not_plain_dir, write_atomic
 from .profile import Profile
@@ -241,11 +241,13 @@ def render(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("out", f"{out_dir} exists and is not a directory")
     texts = _render_files(profile, server, upstream, listen, out_dir, tls, chain, key)
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
-    for filename, text in texts.items():
-        write_atomic(out_dir / filename, text, 0o644)
-        files[filename.removesuffix(".conf")] = str(out_dir / filename)
+    with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for filename, text in texts.items():
+            write_atomic(out_dir / filename, text, 0o644)
+            files[filename.removesuffix(".conf")] = str(out_dir / filename)
+        change.details["out"] = str(out_dir)
     return Rendered(
         profile.name,
         server,

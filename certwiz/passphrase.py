@@ -12,14 +12,18 @@ from .openssl import Secret
 
 CA_ENV = "CERTWIZ_CA_PASSPHRASE"
 P12_ENV = "CERTWIZ_P12_PASSPHRASE"
+MAX_FILE_BYTES = 65536  # a passphrase file is one line; more is a mistake
 MIN_LENGTH = 4  # openssl refuses shorter passphrases when it encrypts
 
 
 def _from_file(path: Path, field: str) -> str:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # bounded: /dev/zero must not fill the memory
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(field, f"{path} is larger than {MAX_FILE_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -40,6 +40,12 @@ CASES = [
     ("san", ["server", "issue", "-p", "my-app", "-n", "a.local", "--san", "a.*.example.com"]),
     ("san", ["server", "issue", "-p", "my-app", "-n", "a.local", "--san", "$HOME"]),
     ("san", ["server", "issue", "-p", "my-app", "-n", "a.local", "--san", "[ca]"]),
+    ("san", ["server", "issue", "-p", "my-app", "-n", "a.local", "--san", "300.1.1.1"]),
+    ("name", ["server", "issue", "-p", "my-app", "-n", "10.0.0.256"]),
+    (
+        "p12-passphrase-file",
+        ["client", "issue", "-p", "my-app", "-n", "bot", "--p12-passphrase-file", "/dev/zero"],
+    ),
     ("days", ["server", "issue", "-p", "my-app", "-n", "a.local", "-d", "0"]),
     ("days", ["server", "issue", "-p", "my-app", "-n", "a.local", "-d", "-5"]),
     ("days", ["client", "issue", "-p", "my-app", "-n", "bot", "-u", "-d", "36501"]),

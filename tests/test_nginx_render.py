@@ -449,3 +449,21 @@ def test_crl_gen_json_says_not_reloaded_and_how(cli, site: Path) -> None:
     assert data["reloaded"] is False
     assert data["reload_command"] == "nginx -c /x.conf -t && nginx -c /x.conf -s reload"
     assert data["crl"] == str(site / "crl.pem")
+
+
+def test_render_holds_the_lock_and_is_audited(rcli, shared_home: Path) -> None:
+    import json
+
+    audit_log = shared_home / "site" / "audit.log"
+    before = audit_log.read_text().splitlines()
+    r = rcli("nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM)
+    assert r.returncode == 0, r.stderr
+    after = audit_log.read_text().splitlines()
+    assert after[: len(before)] == before
+    (record,) = [json.loads(line) for line in after[len(before) :]]
+    assert (record["command"], record["names"], record["result"]) == (
+        "nginx render",
+        ["myserver.local"],
+        "ok",
+    )
+    assert record["out"] == str(shared_home / "site" / "nginx")

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from certwiz import ca, issue
 from certwiz.profile import Profile
-from tests.conftest import snapshot
+from tests.conftest import load_cert, snapshot
 from tests.security.conftest import one_error_line
 
 
@@ -116,18 +117,23 @@ def test_corruption_is_named_and_nothing_is_overwritten(
     corrupt(filled)
     audit_before = (filled.dir / "audit.log").read_bytes()
     before = {k: v for k, v in snapshot(filled.dir).items() if k != "audit.log"}
-    for argv in COMMANDS:
+    # `crl gen` is the repair for a bad crl.pem (test below); everything else refuses.
+    crl_damage = corrupt.__name__.startswith("crl_")
+    commands = [c for c in COMMANDS if not (crl_damage and c[:2] == ["crl", "gen"])]
+    for argv in commands:
         result = cli(*argv)
         assert result.returncode == 4, (argv, result.stderr)
         line = one_error_line(result)
         assert message in line, line
         assert "nothing was changed" in line
+        if crl_damage:
+            assert "certwiz crl gen -p my-app" in line
     after = {k: v for k, v in snapshot(filled.dir).items() if k != "audit.log"}
     assert after == before
     audit_after = (filled.dir / "audit.log").read_bytes()
     assert audit_after.startswith(audit_before)
     failures = [json.loads(x) for x in audit_after[len(audit_before) :].splitlines()]
-    assert [f["result"] for f in failures] == ["error"] * len(COMMANDS)
+    assert [f["result"] for f in failures] == ["error"] * len(commands)
     check = cli("check", "-p", "my-app")
     assert check.returncode == 4
 
@@ -150,3 +156,25 @@ def test_check_reports_a_revocation_missing_from_the_crl(
     assert "is not in" in result.stdout and "certwiz crl gen" in result.stdout
     assert cli("client", "issue", "-p", "my-app", "-n", "erin", "-u").returncode == 0
     assert cli("check", "-p", "my-app").returncode == 0
+
+
+CRL_DAMAGE = [c for c, _ in CORRUPTIONS if c.__name__.startswith("crl_")]
+
+
+def crl_missing(profile: Profile) -> None:
+    profile.crl.unlink()
+
+
+@pytest.mark.parametrize("corrupt", [*CRL_DAMAGE, crl_missing], ids=lambda c: c.__name__)
+def test_crl_gen_repairs_a_missing_or_damaged_crl(cli, filled: Profile, corrupt) -> None:
+    """Refusing `crl gen` too would leave no way back but openssl by hand."""
+    revoked = issue.issue_client(filled, "eve")
+    assert cli("revoke", "-p", "my-app", "-n", "eve").returncode == 0
+    corrupt(filled)
+    result = cli("crl", "gen", "-p", "my-app")
+    assert result.returncode == 0, result.stderr
+    crl = x509.load_pem_x509_crl(filled.crl.read_bytes())
+    assert crl.is_signature_valid(load_cert(filled.ca_cert).public_key())
+    assert [r.serial_number for r in crl] == [int(revoked.serial, 16)]
+    assert cli("check", "-p", "my-app").returncode == 0
+    assert cli("client", "issue", "-p", "my-app", "-n", "dave", "-u").returncode == 0

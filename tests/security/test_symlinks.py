@@ -77,6 +77,29 @@ def test_symlink_at_next_newcerts_file_is_refused(cli, profile: Profile, outside
     assert profile.index.read_text() == ""
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["serial.new", "index.txt.new", "index.txt.attr.new", "crlnumber.new", "serial", "index.txt"],
+)
+def test_symlink_at_a_file_openssl_ca_writes_is_refused(
+    cli, profile: Profile, outside: Path, name: str
+) -> None:
+    """openssl ca fopen()s NAME.new and renames it over NAME: a link there would be followed."""
+    victim = outside / "precious"
+    planted = profile.dir / name
+    if planted.exists():  # the database file itself: its content moves outside, a link stays
+        os.rename(planted, victim)
+    planted.symlink_to(victim)
+    before = victim.read_bytes()
+    for argv in (["client", "issue", "-p", "my-app", "-n", "bob", "-u"], ["crl", "gen", "-p",
+                                                                           "my-app"]):  # fmt: skip
+        result = cli(*argv)
+        assert result.returncode == 4, result.stderr
+        assert "symlink" in one_error_line(result)
+    assert victim.read_bytes() == before
+    assert cli("check", "-p", "my-app").returncode == 4
+
+
 def test_symlinked_audit_log_is_refused(cli, profile: Profile, outside: Path) -> None:
     (profile.dir / "audit.log").unlink()
     (profile.dir / "audit.log").symlink_to(outside / "precious")
