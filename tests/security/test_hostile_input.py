@@ -4,8 +4,9 @@ Each case runs the real CLI in its own process against a profile that already
 holds a CA, a client and a server, and proves that every file below the home
 directory is byte-for-byte what it was. Certificates and keys always land in
 the profile, so path attacks go through --profile, --name and --home; the one
-output-path option, `nginx render --out`, is covered in test_nginx_render.py. Values that are legitimately accepted (a
-client name `a+b=c,d`, a URI with `#` or `$`) are in test_accepted_values.
+output-path option, `nginx render --out`, is covered in test_nginx_render.py.
+Values that are legitimately accepted (a client name `a+b=c,d`, a URI with `#`
+or `$`) are in test_accepted_values.
 """
 
 from __future__ import annotations
