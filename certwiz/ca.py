@@ -65,7 +65,7 @@ def render_cnf(profile: Profile, directory: Path, key_type: str, crl_days: int) 
 
 
 def gencrl_args(
-    profile: Profile, cnf: Path, out: Path, passphrase: Secret | None, days: int | None = None
+    cnf: Path, out: Path, passphrase: Secret | None, days: int | None = None
 ) -> list[openssl.Arg]:
     args: list[openssl.Arg] = ["ca", "-gencrl", "-batch", "-config", cnf, "-out", out]
     if days is not None:
@@ -169,7 +169,7 @@ def _populate(
         req += ["-passin", passphrase]
     openssl.run(req)
     os.chmod(work / "ca.crt", 0o644)
-    openssl.run(gencrl_args(profile, cnf, work / "crl.pem", passphrase))
+    openssl.run(gencrl_args(cnf, work / "crl.pem", passphrase))
     os.chmod(work / "crl.pem", 0o644)
     record = audit.new_record(profile.name, "ca init", [cn])
     record["key_encrypted"] = passphrase is not None

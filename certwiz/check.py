@@ -44,7 +44,6 @@ class Report:
 
     problems: list[str] = field(default_factory=list)
     missing_from_crl: list[str] = field(default_factory=list)
-    repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -177,7 +176,6 @@ def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
     planted = [
         p
         for p in (
-            *profile.newcerts.iterdir(),
             profile.dir / "audit.log",
             profile.cnf,
             profile.ca_cert,
@@ -197,6 +195,11 @@ def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
         raise ProfileCorrupt(str(exc)) from None
     next_serial = _hex_file(profile.serial)
     _hex_file(profile.crlnumber)
+    # openssl ca fopen()s only the next serial's file (even-length hex, as it prints it).
+    next_hex = f"{next_serial:X}"
+    next_cert = profile.newcert_path("0" * (len(next_hex) % 2) + next_hex)
+    if next_cert.is_symlink():
+        raise ProfileCorrupt(f"{next_cert}: is a symlink; certwiz never writes through one")
     revoked_in_crl: set[int] | None = None
     if check_crl:
         try:

@@ -102,6 +102,17 @@ def oneline(common_name: str) -> str:
     return "/CN=" + "".join(out)
 
 
+def named(entries: list[Entry], name: str) -> list[Entry]:
+    """The entries whose subject is exactly CN=name (the way certwiz names certificates)."""
+    subject = oneline(name)
+    return [e for e in entries if e.subject == subject]
+
+
+def valid_named(entries: list[Entry], name: str) -> list[Entry]:
+    """The still valid certificates of NAME (not revoked, not expired)."""
+    return [e for e in named(entries, name) if e.status() == "valid"]
+
+
 def common_name(subject: str) -> str | None:
     """The last CN of a oneline subject (best effort for subjects made by hand)."""
     parts = re.split(r"(?<!\\)/(?=[A-Za-z][A-Za-z0-9.]*=)", subject)

@@ -56,7 +56,8 @@ def certificates(profile: Profile, now: datetime | None = None) -> list[Certific
 
 def show(profile: Profile, name: str) -> dict[str, object]:
     """The newest certificate of NAME (a valid one first), with its files and fingerprint."""
-    mine = [c for c in certificates(profile) if c.subject == database.oneline(name)]
+    subject = database.oneline(name)
+    mine = [c for c in certificates(profile) if c.subject == subject]
     if not mine:
         raise StateError(
             f"{name} has no certificate in profile {profile.name}; "

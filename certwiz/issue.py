@@ -40,14 +40,14 @@ class Issued:
 
 def check_no_valid(profile: Profile, name: str) -> None:
     """Refuse a second valid certificate for a name (revoke it, or let it expire, first)."""
-    subject = database.oneline(name)
-    for entry in database.read(profile.index):
-        if entry.subject == subject and entry.status() == "valid":
-            raise StateError(
-                f"{name} already has a valid certificate (serial {entry.serial}, "
-                f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); "
-                f"revoke it first: certwiz revoke -p {profile.name} -n {name}"
-            )
+    valid = database.valid_named(database.read(profile.index), name)
+    if valid:
+        entry = valid[0]
+        raise StateError(
+            f"{name} already has a valid certificate (serial {entry.serial}, "
+            f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); "
+            f"revoke it first: certwiz revoke -p {profile.name} -n {name}"
+        )
 
 
 def _sign(

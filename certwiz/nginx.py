@@ -129,10 +129,7 @@ def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
         raise InputError("server", exc.rule) from None
     fix = f"issue one: certwiz server issue -p {profile.name} -n {name}"
     chain, key = profile.fullchain_path(name), profile.key_path(name)
-    subject = database.oneline(name)
-    valid = [
-        e for e in database.read(profile.index) if e.subject == subject and e.status() == "valid"
-    ]
+    valid = database.valid_named(database.read(profile.index), name)
     if not valid:
         raise InputError(
             "server", f"{name} has no valid certificate in profile {profile.name}; {fix}"
@@ -197,7 +194,6 @@ def _render_files(
         ssl_conf=out / SSL_CONF,
         proxy_conf=out / PROXY_CONF,
         upstream=upstream,
-        ca_count=depth,
         verify_depth=depth,
     )
     return {

@@ -9,10 +9,12 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import jinja2
 
 # In OpenSSL's config syntax `\` escapes, `$` expands a variable, `#` starts a
 # comment and quotes (including the backtick) are stripped; a backslash makes
@@ -52,6 +54,8 @@ def nginx_escape(value: object) -> str:
 
 @cache
 def _environment(package: str) -> jinja2.Environment:
+    import jinja2  # here, not at import time: most commands render nothing
+
     root = resources.files(package)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(str(root)))),

@@ -37,7 +37,7 @@ def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | N
     with scratch_dir(profile.dir) as work:
         fresh = work / "crl.pem"
         with check.guarded(profile):
-            openssl.run(gencrl_args(profile, profile.cnf, fresh, ca_passphrase, days))
+            openssl.run(gencrl_args(profile.cnf, fresh, ca_passphrase, days))
         try:  # a CRL cut short by a full disk must never replace the good one
             check.crl_serials(check.crl_der(fresh))
         except (check.ProfileCorrupt, ValueError, IndexError) as exc:
@@ -123,8 +123,7 @@ def _targets(profile: Profile, name: str | None, wanted: int | None) -> list[dat
         targets = [e for e in entries if e.serial_int == wanted and e.flag == "V"]
         what = f"serial {wanted:X}"
     else:
-        subject = database.oneline(str(name))
-        targets = [e for e in entries if e.subject == subject and e.status() == "valid"]
+        targets = database.valid_named(entries, str(name))
         what = str(name)
     if not targets:
         raise StateError(

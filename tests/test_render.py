@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -75,10 +76,16 @@ def test_rendered_extension_file_round_trips_through_openssl(tmp_path: Path) -> 
 
 
 def test_openssl_cnf_escapes_the_directory(tmp_path: Path) -> None:
-    from certwiz.ca import render_cnf
-    from certwiz.profile import Profile
+    """A home with `$`, `#`, spaces and quotes: hand-run openssl still finds the profile."""
+    from certwiz import ca
 
-    odd = tmp_path / "we$ird #dir"
-    text = render_cnf(Profile("p", odd), odd / "p", "ec:P-256", 30)
-    assert "dir = " + str(odd / "p").replace("$", "\\$").replace("#", "\\#") in text
-    assert "default_crl_days = 30" in text
+    home = tmp_path / "we$ird #dir 'q"
+    profile = ca.init("p", home, ca.CAOptions(crl_days=30))
+    out = tmp_path / "hand.pem"
+    subprocess.run(["openssl", "ca", "-config", str(profile.cnf), "-gencrl", "-out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    crl = x509.load_pem_x509_crl(out.read_bytes())
+    assert crl.next_update_utc - crl.last_update_utc == timedelta(days=30)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert number == 2  # openssl read and advanced this profile's crlnumber
+    assert (profile.crlnumber).read_text().strip() == "03"

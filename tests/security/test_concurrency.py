@@ -130,6 +130,21 @@ def test_lock_timeout_names_the_lock_file(profile: Profile, home: Path) -> None:
         holder.join()
 
 
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether process PID has PATH open (its /proc/PID/fd links)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_waiting_process_succeeds_once_the_lock_is_released(profile: Profile, home: Path) -> None:
     release, held = threading.Event(), threading.Event()
     holder = threading.Thread(target=hold_lock, args=(profile, release, held))
@@ -139,10 +154,14 @@ def test_waiting_process_succeeds_once_the_lock_is_released(profile: Profile, ho
         proc = spawn(
             home, "client", "issue", "-p", "my-app", "-n", "bob", "-u", CERTWIZ_LOCK_TIMEOUT="120"
         )
-        # Give it time to reach the lock; it must still be waiting, not failed.
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        # Wait until it really holds the lock file open (it is blocked on the lock),
+        # then it must still be waiting, not failed.
+        deadline = time.monotonic() + 60
+        while not holds_open(proc.pid, profile.lock_file):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "never reached the lock"
+            time.sleep(0.02)
+        time.sleep(0.3)
         assert proc.poll() is None, proc.communicate()
         assert not profile.cert_path("bob").exists()
     finally:

@@ -88,6 +88,10 @@ def small_fs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[P
     mounted = request.param == "tmpfs" and mount(
         "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mnt)
     )
+    if request.param == "tmpfs" and not mounted:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but mounting a tmpfs was refused: the real full disk must run")
+        pytest.skip("mounting a tmpfs was refused here (needs root); the rlimit variant runs")
     yield mnt, mounted
     if mounted:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
@@ -136,7 +140,7 @@ def test_full_disk_gives_a_clear_error_and_no_damage(small_fs: tuple[Path, bool]
         assert after.returncode == 0, after.stderr
         assert_healthy(profile)
     assert failures > 0  # the fault really was injected
-    assert run(home, "check", "-p", "full").returncode in (0, 4)
+    assert run(home, "check", "-p", "full").returncode == 0
 
 
 # Root without mount rights (an unprivileged container): the same refusal the kernel
@@ -177,6 +181,8 @@ def read_only_home(home: Path, tmp_path: Path) -> Iterator[tuple[Path, bool]]:
             subprocess.run(["umount", "-l", str(view)], check=False)
         return
     if os.geteuid() == 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but a read-only bind mount was refused: the kernel must run")
         yield home, True
         return
     for path in [home, *home.rglob("*")]:
@@ -227,8 +233,8 @@ def run_read_only(view: Path, argv: list[str], injected: bool) -> Result:
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def test_read_only_injection_matches_the_kernel(profile: Profile) -> None:
-    """The fallback used without mount rights gives the same answer as the real thing."""
+def test_read_only_injection_is_reported_in_one_line(profile: Profile) -> None:
+    """The EROFS fallback (root without mount rights) itself ends in one clear line."""
     result = run_read_only(profile.home, ["crl", "gen", "-p", "my-app"], injected=True)
     assert result.returncode == 1
     assert "Read-only file system" in one_error_line(result)

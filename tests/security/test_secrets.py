@@ -241,7 +241,7 @@ def test_built_argv_holds_fd_not_secret(profile: Profile, fp, tmp_path: Path) ->
     fp.register([fp.any()], occurrences=10)
     secret = Secret(CA_SECRET)
     openssl.run(ca.keygen_args("ec:P-256", tmp_path / "k.pem", secret))
-    openssl.run(ca.gencrl_args(profile, profile.cnf, tmp_path / "crl.pem", secret))
+    openssl.run(ca.gencrl_args(profile.cnf, tmp_path / "crl.pem", secret))
     issue._export_p12(
         profile,
         "bob",
