@@ -28,7 +28,7 @@ NGINX_CMD_ENV = "CERTWIZ_NGINX_CMD"
 DEFAULT_NGINX_CMD = "nginx"
 # Debian puts nginx in /usr/sbin, which a non-login or non-root PATH often lacks.
 SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
-TLS_TEMPLATES = {"intermediate": "ssl.conf", "modern": "ssl.modern.conf"}
+TLS_PROFILES = ("intermediate", "modern")  # Mozilla's names; one template, ssl.conf.j2
 SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.conf", "proxy.conf", "mtls_proxy.conf"
 NGINX_TIMEOUT = 60
 
@@ -197,7 +197,7 @@ def _render_files(
         verify_depth=depth,
     )
     return {
-        SSL_CONF: render_nginx(TLS_TEMPLATES[tls]),
+        SSL_CONF: render_nginx("ssl.conf.j2", modern=tls == "modern"),
         PROXY_CONF: render_nginx(PROXY_CONF),
         SITE_CONF: site,
     }
@@ -217,8 +217,8 @@ def render(
     Default OUT is the profile's `nginx/` directory. Include mtls_proxy.conf in
     nginx's http { } block; `nginx -t` passes on the files as written.
     """
-    if tls not in TLS_TEMPLATES:
-        raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_TEMPLATES)}")
+    if tls not in TLS_PROFILES:
+        raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
     listen = check_listen(listen)
     upstream = check_upstream(upstream)
     chain, key = server_files(profile, server)

@@ -90,8 +90,7 @@ def test_installed_wheel_runs_the_lifecycle(tmp_path: Path) -> None:
     assert bundle.key is not None
     # The NGINX templates ship too: render from the installed wheel.
     for name in (
-        "ssl.conf",
-        "ssl.modern.conf",
+        "ssl.conf.j2",
         "proxy.conf",
         "mtls_proxy.conf.j2",
         "standalone.conf.j2",
