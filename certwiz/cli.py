@@ -248,8 +248,7 @@ def client_issue(
     names.client_name(name)
     valid_days = names.days(days)
     names.key_type(key_type)
-    if p12_format not in issue.P12_FORMATS:
-        raise InputError("p12-format", f"{p12_format!r} is not one of compat, modern")
+    issue.check_p12_format(p12_format)
     prof = open_profile(profile, home)
     ca_secret = signing_passphrase(prof, ca_passphrase_file)
     bundle_secret = None

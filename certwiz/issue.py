@@ -38,6 +38,12 @@ class Issued:
     files: dict[str, str] = field(default_factory=dict)
 
 
+def check_p12_format(value: str) -> str:
+    if value not in P12_FORMATS:
+        raise InputError("p12-format", f"{value!r} is not one of {', '.join(P12_FORMATS)}")
+    return value
+
+
 def check_no_valid(profile: Profile, name: str) -> None:
     """Refuse a second valid certificate for a name (revoke it, or let it expire, first)."""
     valid = database.valid_named(database.read(profile.index), name)
@@ -274,9 +280,7 @@ def issue_client(
     With `passphrase` None the key and bundle carry no password (-u, for bots).
     """
     names.client_name(name)
-    if p12_format not in P12_FORMATS:
-        choices = ", ".join(P12_FORMATS)
-        raise InputError("p12-format", f"{p12_format!r} is not one of {choices}")
+    check_p12_format(p12_format)
     return _issue(
         profile,
         name,
