@@ -18,6 +18,7 @@ from tests.conftest import Result, load_crl, run_certwiz, snapshot
 from tests.nginx_support import require_nginx
 
 UPSTREAM = "http://127.0.0.1:8080"
+RENDER = ["nginx", "render", "-p", "site", "--server", "myserver.local"]
 
 
 def make_site(home: Path) -> Path:
@@ -88,12 +89,7 @@ def nginx_test(binary: str, tmp: Path, site_conf: Path) -> subprocess.CompletedP
 def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home: Path) -> None:
     site = shared_home / "site"
     r = rcli(
-        "nginx",
-        "render",
-        "-p",
-        "site",
-        "--server",
-        "myserver.local",
+        *RENDER,
         "--upstream",
         UPSTREAM,
         "--listen",
@@ -121,7 +117,7 @@ def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home
 
 
 def test_ssl_conf_intermediate_and_modern(rcli, tmp_path: Path) -> None:
-    base = ["nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM]
+    base = [*RENDER, "--upstream", UPSTREAM]
     assert rcli(*base, "--out", str(tmp_path / "i")).returncode == 0
     d = directives((tmp_path / "i" / "ssl.conf").read_text())
     assert d["ssl_protocols"] == ["TLSv1.2 TLSv1.3"]
@@ -149,7 +145,7 @@ def test_ssl_conf_intermediate_and_modern(rcli, tmp_path: Path) -> None:
 
 def test_proxy_conf_sets_every_identity_header(rcli, shared_home: Path) -> None:
     site = shared_home / "site"
-    r = rcli("nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM)
+    r = rcli(*RENDER, "--upstream", UPSTREAM)
     assert r.returncode == 0, r.stderr
     sets = dict(
         a.split(" ", 1)
@@ -172,12 +168,7 @@ def test_nginx_accepts_rendered_files_as_they_are(
 ) -> None:
     binary = require_nginx()
     r = rcli(
-        "nginx",
-        "render",
-        "-p",
-        "site",
-        "--server",
-        "myserver.local",
+        *RENDER,
         "--upstream",
         UPSTREAM,
         "--tls",
@@ -198,12 +189,7 @@ def test_json_output(rcli, shared_home: Path) -> None:
     import json
 
     r = rcli(
-        "nginx",
-        "render",
-        "-p",
-        "site",
-        "--server",
-        "myserver.local",
+        *RENDER,
         "--upstream",
         UPSTREAM,
         "--json",
@@ -270,12 +256,7 @@ def test_out_is_a_file(rcli, tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
     r = rcli(
-        "nginx",
-        "render",
-        "-p",
-        "site",
-        "--server",
-        "myserver.local",
+        *RENDER,
         "--upstream",
         UPSTREAM,
         "--out",
@@ -424,12 +405,7 @@ def test_upstream_values_accepted(value: str) -> None:
 def test_nginx_parses_ipv6_listen_and_upstream(rcli, tmp_path: Path) -> None:
     binary = require_nginx()
     r = rcli(
-        "nginx",
-        "render",
-        "-p",
-        "site",
-        "--server",
-        "myserver.local",
+        *RENDER,
         "--upstream",
         "http://[::1]:8080/app/",
         "--listen",
@@ -458,7 +434,7 @@ def test_render_is_audited(rcli, shared_home: Path) -> None:
 
     audit_log = shared_home / "site" / "audit.log"
     before = audit_log.read_text().splitlines()
-    r = rcli("nginx", "render", "-p", "site", "--server", "myserver.local", "--upstream", UPSTREAM)
+    r = rcli(*RENDER, "--upstream", UPSTREAM)
     assert r.returncode == 0, r.stderr
     after = audit_log.read_text().splitlines()
     assert after[: len(before)] == before
