@@ -1,0 +1,51 @@
+"""NGINX: render the mTLS proxy configs of a profile, and test + reload a running nginx.
+
+`inputs` checks render's values, `site` renders the files from the `nginx/`
+templates (package certwiz.nginx_templates), `control` runs nginx -t / -s reload.
+The names below are the package's public interface.
+"""
+
+from .control import (
+    DEFAULT_NGINX_CMD,
+    NGINX_CMD_ENV,
+    NginxError,
+    command_words,
+    find_binary,
+    reload,
+    reload_hint,
+    resolve,
+    test_config,
+)
+from .inputs import check_listen, check_upstream, server_files, verify_depth
+from .site import (
+    PROXY_CONF,
+    SITE_CONF,
+    SSL_CONF,
+    TLS_PROFILES,
+    Rendered,
+    render,
+    render_standalone,
+)
+
+__all__ = [
+    "DEFAULT_NGINX_CMD",
+    "NGINX_CMD_ENV",
+    "PROXY_CONF",
+    "SITE_CONF",
+    "SSL_CONF",
+    "TLS_PROFILES",
+    "NginxError",
+    "Rendered",
+    "check_listen",
+    "check_upstream",
+    "command_words",
+    "find_binary",
+    "reload",
+    "reload_hint",
+    "render",
+    "render_standalone",
+    "resolve",
+    "server_files",
+    "test_config",
+    "verify_depth",
+]

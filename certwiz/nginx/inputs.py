@@ -1,0 +1,130 @@
+"""The inputs of `certwiz nginx render`, checked before anything is written.
+
+Each check raises an InputError naming its field (exit 2, one line).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .. import database, der, names
+from ..errors import InputError
+from ..profile import Profile
+
+# Characters nginx or a URL would read specially; a proxy_pass target never needs them.
+_URL_FORBIDDEN = re.compile(r"[\s\"'\\$;{}<>`]")
+
+
+def check_listen(value: str) -> str:
+    """A `listen` value: PORT, IPv4:PORT, [IPv6]:PORT, *:PORT or hostname:PORT."""
+    rule = "must be a port (1-65535) or ADDRESS:PORT, e.g. 443, 127.0.0.1:8443, [::1]:443"
+    text = value.strip()
+    address, sep, port = text.rpartition(":")
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise InputError("listen", f"{value!r} {rule}")
+    if not sep:
+        return port
+    if address.startswith("[") and address.endswith("]"):
+        try:
+            if "%" in address:  # nginx cannot listen on a scope id, and it is not escapable
+                raise ValueError
+            ipaddress.IPv6Address(address[1:-1])
+        except ValueError:
+            raise InputError("listen", f"{value!r}: {address} is not an IPv6 address") from None
+        return text
+    if address == "*":
+        return text
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        if ":" in address:
+            raise InputError(
+                "listen", f"{value!r}: put an IPv6 address in brackets, e.g. [::1]:443"
+            ) from None
+        names.dns_name(address, "listen")
+    return text
+
+
+def check_upstream(value: str) -> str:
+    """An http(s) URL with a host, no credentials, query or fragment (nginx proxy_pass)."""
+    rule = "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080"
+    if (
+        not value
+        or _URL_FORBIDDEN.search(value)
+        or any(ord(ch) < 0x20 or ord(ch) > 0x7E for ch in value)
+    ):
+        raise InputError("upstream", f"{value!r} {rule}, without spaces, quotes, '$' or ';'")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError("upstream", f"{value!r} {rule}")
+    if "@" in parts.netloc:
+        raise InputError("upstream", f"{value!r}: credentials in the URL are not supported")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise InputError("upstream", f"{value!r}: no query string or fragment allowed")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        raise InputError("upstream", f"{value!r}: the port must be a number from 1 to 65535")
+    host = parts.hostname
+    if ":" in host:
+        try:
+            if "%" in host:
+                raise ValueError
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InputError("upstream", f"{value!r}: {host} is not an IPv6 address") from None
+    else:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            names.dns_name(host, "upstream")
+    return value
+
+
+def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
+    """(fullchain, key) of NAME if it holds a valid server certificate; else InputError."""
+    try:
+        names.server_name(name)
+    except InputError as exc:
+        raise InputError("server", exc.rule) from None
+    fix = f"issue one: certwiz server issue -p {profile.name} -n {name}"
+    chain, key = profile.fullchain_path(name), profile.key_path(name)
+    valid = database.valid_named(database.read(profile.index), name)
+    if not valid:
+        raise InputError(
+            "server", f"{name} has no valid certificate in profile {profile.name}; {fix}"
+        )
+    if not chain.is_file() or not key.is_file():
+        raise InputError(
+            "server",
+            f"{name} has no server certificate chain and key "
+            f"({chain.name}, {key.name}) in profile {profile.name}; {fix}",
+        )
+    try:
+        leaf = der.pem_to_der(chain.read_bytes())
+    except der.DERError:
+        raise InputError("server", f"{chain} holds no PEM certificate; {fix}") from None
+    for entry in valid:
+        newcert = profile.newcert_path(entry.serial)
+        if newcert.is_file() and der.pem_to_der(newcert.read_bytes()) == leaf:
+            if "server" not in der.kind_of(newcert.read_bytes()):
+                raise InputError(
+                    "server",
+                    f"{name} holds a {der.kind_of(newcert.read_bytes())}"
+                    f" certificate, not a server one; {fix}",
+                )
+            return chain, key
+    raise InputError(
+        "server",
+        f"{chain} is not the valid certificate of {name} (revoked, expired or replaced); {fix}",
+    )
+
+
+def verify_depth(profile: Profile) -> int:
+    """CA certificates above a client certificate: one per certificate in ca.crt."""
+    return max(1, profile.ca_cert.read_bytes().count(b"-----BEGIN CERTIFICATE-----"))

@@ -1,0 +1,134 @@
+"""Render the mTLS proxy configs of a profile from the `nginx/` templates.
+
+The config text lives in the templates; this module only picks the files and
+fills in absolute paths, after `inputs` has checked every value, so a bad input
+leaves the output directory as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import audit
+from ..errors import InputError, StateError
+from ..fsutil import not_plain_dir, write_atomic
+from ..profile import Profile
+from ..render import nginx_escape, render_nginx
+from .inputs import check_listen, check_upstream, server_files, verify_depth
+
+TLS_PROFILES = ("intermediate", "modern")  # Mozilla's names; one template, ssl.conf.j2
+SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.conf", "proxy.conf", "mtls_proxy.conf"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What `render` wrote, for printing and for --json."""
+
+    profile: str
+    server: str
+    listen: str
+    upstream: str
+    tls: str
+    out_dir: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def _render_files(
+    profile: Profile,
+    server: str,
+    upstream: str,
+    listen: str,
+    out: Path,
+    tls: str,
+    chain: Path,
+    key: Path,
+) -> dict[str, str]:
+    """The three file texts; a path nginx cannot quote is an InputError naming its field."""
+    for name, path in (("out", out), ("home", profile.dir)):
+        try:
+            nginx_escape(path)
+        except ValueError as exc:
+            raise InputError(name, f"cannot go into an nginx config: {exc}") from None
+    depth = verify_depth(profile)
+    site = render_nginx(
+        "mtls_proxy.conf.j2",
+        profile=profile.name,
+        server_name=server,
+        listen=listen,
+        fullchain=chain,
+        key=key,
+        ca_cert=profile.ca_cert,
+        crl=profile.crl,
+        ssl_conf=out / SSL_CONF,
+        proxy_conf=out / PROXY_CONF,
+        upstream=upstream,
+        verify_depth=depth,
+    )
+    return {
+        SSL_CONF: render_nginx("ssl.conf.j2", modern=tls == "modern"),
+        PROXY_CONF: render_nginx(PROXY_CONF),
+        SITE_CONF: site,
+    }
+
+
+def render(
+    profile: Profile,
+    server: str,
+    upstream: str,
+    *,
+    listen: str = "443",
+    out: Path | None = None,
+    tls: str = "intermediate",
+) -> Rendered:
+    """Write ssl.conf, proxy.conf and mtls_proxy.conf (absolute paths) into OUT.
+
+    Default OUT is the profile's `nginx/` directory. Include mtls_proxy.conf in
+    nginx's http { } block; `nginx -t` passes on the files as written.
+    """
+    if tls not in TLS_PROFILES:
+        raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
+    listen = check_listen(listen)
+    upstream = check_upstream(upstream)
+    chain, key = server_files(profile, server)
+    if not profile.crl.is_file():
+        raise StateError(
+            f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
+        )
+    out_dir = (out if out is not None else profile.dir / "nginx").expanduser().absolute()
+    # The default lives in the profile, which certwiz never writes out of; an --out
+    # the user names is theirs to point anywhere. The files themselves are renamed
+    # into place, which replaces a planted link at any of them.
+    if out is None and (out_dir.exists() or out_dir.is_symlink()):
+        problem = not_plain_dir(out_dir)
+        if problem:
+            raise InputError("out", problem)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("out", f"{out_dir} exists and is not a directory")
+    texts = _render_files(profile, server, upstream, listen, out_dir, tls, chain, key)
+    files = {}
+    with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for filename, text in texts.items():
+            write_atomic(out_dir / filename, text, 0o644)
+            files[filename.removesuffix(".conf")] = str(out_dir / filename)
+        change.details["out"] = str(out_dir)
+    return Rendered(
+        profile.name,
+        server,
+        listen,
+        upstream,
+        tls,
+        str(out_dir),
+        {"site": files["mtls_proxy"], "ssl": files["ssl"], "proxy": files["proxy"]},
+    )
+
+
+def render_standalone(prefix: Path, site: Path, *, run_as_root: bool | None = None) -> str:
+    """A whole nginx.conf around one site, all state under PREFIX (tests and demo)."""
+    if run_as_root is None:
+        run_as_root = os.geteuid() == 0
+    return render_nginx(
+        "standalone.conf.j2", prefix=str(prefix), site=site, run_as_root=run_as_root
+    )
