@@ -1,0 +1,98 @@
+"""certwiz revoke, list, show: the certificates of a profile."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from .. import inventory, names
+from .. import nginx as nginx_lib
+from .. import revoke as revoking
+from ..profile import open_profile
+from .common import (
+    CAPassOpt,
+    HomeOpt,
+    JsonOpt,
+    NameOpt,
+    NginxCmdOpt,
+    ProfileOpt,
+    ReloadOpt,
+    deploy_crl,
+    emit,
+    files_text,
+    reports_errors,
+    signing_passphrase,
+)
+
+
+@reports_errors
+def revoke_cmd(
+    profile: ProfileOpt,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Revoke every valid certificate of this name."),
+    ] = None,
+    serial: Annotated[str | None, typer.Option("--serial", help="Revoke one serial (hex).")] = None,
+    reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge", help="Also delete the revoked name's private key and PKCS#12 bundle."
+        ),
+    ] = False,
+    reload: ReloadOpt = False,
+    nginx_cmd: NginxCmdOpt = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a certificate and regenerate the CRL (nginx enforces it after a reload)."""
+    names.reason(reason)
+    if serial is not None:
+        names.serial(serial)
+    if name is not None:
+        names.client_name(name)
+    words = nginx_lib.command_words(nginx_cmd)
+    argv = nginx_lib.resolve(words) if reload else None
+    prof = open_profile(profile, home)
+    done = revoking.revoke(
+        prof,
+        name=name,
+        serial=serial,
+        reason=reason,
+        purge=purge,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+    )
+    purged = "".join(f"\nDeleted {path}" for path in done.purged)
+    deploy_crl(
+        as_json,
+        asdict(done),
+        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}{purged}",
+        words,
+        argv,
+    )
+
+
+@reports_errors
+def list_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every certificate of the profile, with kind, status and expiry."""
+    certs = inventory.certificates(open_profile(profile, home))
+    rows = [f"{'NAME':24} {'KIND':7} {'STATUS':8} {'NOT AFTER':21} SERIAL"]
+    for c in certs:
+        extra = f"  revoked {c.revoked_at} ({c.reason})" if c.revoked_at else ""
+        rows.append(f"{c.name:24} {c.kind:7} {c.status:8} {c.not_after:21} {c.serial}{extra}")
+    emit(as_json, [c.as_dict() for c in certs], "\n".join(rows))
+
+
+@reports_errors
+def show_cmd(
+    profile: ProfileOpt, name: NameOpt, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
+    """One certificate: status, serial, fingerprint and files."""
+    names.client_name(name)  # it names files: no path may leave the profile
+    info = inventory.show(open_profile(profile, home), name)
+    text = "\n".join(f"{k}: {v}" for k, v in info.items() if k not in ("files", "history"))
+    files: dict[str, str] = info["files"]  # type: ignore[assignment]
+    emit(as_json, info, f"{text}\nfiles:\n{files_text(files)}")

@@ -1,0 +1,135 @@
+"""What the command groups share: options, error reporting, printing, CA passphrases."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from .. import issue, names
+from .. import nginx as nginx_lib
+from ..errors import CertwizError, InputError
+from ..openssl import Secret
+from ..passphrase import CA_ENV, obtain
+from ..profile import Profile
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile (CA workspace) name.")]
+NameOpt = Annotated[str, typer.Option("--name", "-n", help="Certificate name (its CN).")]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help="Directory of the profiles [env: CERTWIZ_HOME; default ./certs]."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+CAPassOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-passphrase-file",
+        help=f"File whose first line is the CA passphrase "
+        f"[or env {CA_ENV}, or a prompt on a terminal].",
+    ),
+]
+KeyTypeOpt = Annotated[str, typer.Option("--key-type", help=", ".join(names.KEY_TYPES))]
+ReloadOpt = Annotated[
+    bool, typer.Option("--reload", help="Then run `nginx -t` and, if it passes, `nginx -s reload`.")
+]
+NginxCmdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nginx-cmd",
+        help=f"The nginx command, split like a shell would, e.g. "
+        f"'nginx -c /etc/nginx/nginx.conf' (env {nginx_lib.NGINX_CMD_ENV}; default: nginx).",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(func: F) -> F:
+    """Turn a CertwizError into one line on stderr and its exit code (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CertwizError as exc:
+            typer.echo(f"certwiz: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            typer.echo(f"certwiz: error: {exc.strerror}: {exc.filename}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("certwiz: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(as_json: bool, data: dict[str, Any] | list[Any], text: str) -> None:
+    typer.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:
+    """The CA passphrase, asked for only when the CA key is encrypted."""
+    if not profile.ca_key_encrypted():
+        return None
+    secret = obtain(
+        file,
+        CA_ENV,
+        "ca-passphrase-file",
+        f"Passphrase of the {profile.name} CA key: ",
+        confirm=False,
+    )
+    if secret is None:
+        raise InputError(
+            "ca-passphrase-file",
+            f"the CA key of profile {profile.name} is "
+            f"encrypted: give --ca-passphrase-file FILE or set {CA_ENV}",
+        )
+    return secret
+
+
+def files_text(files: dict[str, str]) -> str:
+    return "\n".join(f"  {kind + ':':13}{path}" for kind, path in files.items())
+
+
+def report_issued(as_json: bool, done: issue.Issued) -> None:
+    emit(
+        as_json,
+        asdict(done),
+        f"Issued {done.kind} certificate {done.name} "
+        f"(serial {done.serial}, valid until {done.not_after})\n{files_text(done.files)}",
+    )
+
+
+def deploy_crl(
+    as_json: bool, data: dict[str, Any], text: str, words: list[str], argv: list[str] | None
+) -> None:
+    """Print what changed; with --reload make nginx read the new CRL, else say how."""
+    hint = nginx_lib.reload_hint(words)
+    if argv is None:
+        emit(
+            as_json,
+            {**data, "reloaded": False, "reload_command": hint},
+            f"{text}\nnginx enforces it only after a reload; run: {hint}",
+        )
+        return
+    try:
+        nginx_lib.reload(argv)
+    except nginx_lib.NginxError:
+        emit(
+            as_json,
+            {**data, "reloaded": False, "reload_command": hint},
+            f"{text}\nnginx was NOT reloaded; fix the error below, then run: {hint}",
+        )
+        raise
+    emit(
+        as_json,
+        {**data, "reloaded": True, "reload_command": hint},
+        f"{text}\nnginx: config test passed, reloaded: {shlex.join(argv)} -s reload",
+    )

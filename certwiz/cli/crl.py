@@ -1,0 +1,50 @@
+"""certwiz crl: the certificate revocation list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import names
+from .. import nginx as nginx_lib
+from .. import revoke as revoking
+from ..profile import open_profile
+from .common import (
+    CAPassOpt,
+    HomeOpt,
+    JsonOpt,
+    NginxCmdOpt,
+    ProfileOpt,
+    ReloadOpt,
+    deploy_crl,
+    reports_errors,
+    signing_passphrase,
+)
+
+crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=True)
+
+
+@crl_app.command("gen")
+@reports_errors
+def crl_gen(
+    profile: ProfileOpt,
+    days: Annotated[
+        str | None,
+        typer.Option("--days", "-d", help="CRL validity in days [default: the profile's, 90]."),
+    ] = None,
+    reload: ReloadOpt = False,
+    nginx_cmd: NginxCmdOpt = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Regenerate the profile's CRL (run it from a timer so it never lapses)."""
+    crl_days = names.days(days) if days is not None else None
+    words = nginx_lib.command_words(nginx_cmd)
+    argv = nginx_lib.resolve(words) if reload else None
+    prof = open_profile(profile, home)
+    path = revoking.generate_crl(
+        prof, days=crl_days, ca_passphrase=signing_passphrase(prof, ca_passphrase_file)
+    )
+    deploy_crl(as_json, {"profile": prof.name, "crl": path}, f"New CRL: {path}", words, argv)

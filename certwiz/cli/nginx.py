@@ -1,0 +1,56 @@
+"""certwiz nginx: NGINX configs that enforce the profile's client certificates."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import nginx as nginx_lib
+from ..profile import open_profile
+from .common import HomeOpt, JsonOpt, ProfileOpt, emit, files_text, reports_errors
+
+nginx_app = typer.Typer(
+    help="NGINX configs that enforce the profile's client certificates.", no_args_is_help=True
+)
+
+
+@nginx_app.command("render")
+@reports_errors
+def nginx_render(
+    profile: ProfileOpt,
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server", help="Server name: needs a valid server certificate in the profile."
+        ),
+    ],
+    upstream: Annotated[
+        str,
+        typer.Option(
+            "--upstream", help="Where to proxy: an http(s) URL, e.g. http://127.0.0.1:8080."
+        ),
+    ],
+    listen: Annotated[str, typer.Option("--listen", help="PORT or ADDRESS:PORT.")] = "443",
+    tls: Annotated[
+        str, typer.Option("--tls", help="intermediate (TLS 1.2 + 1.3) or modern (TLS 1.3 only).")
+    ] = "intermediate",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default: PROFILE_DIR/nginx).")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write ssl.conf, proxy.conf and mtls_proxy.conf for NGINX (absolute paths)."""
+    prof = open_profile(profile, home)
+    done = nginx_lib.render(prof, server, upstream, listen=listen, out=out, tls=tls)
+    emit(
+        as_json,
+        asdict(done),
+        f"Wrote NGINX configs for {done.server} "
+        f"(TLS {done.tls}, listen {done.listen}, upstream {done.upstream})\n"
+        f"{files_text(done.files)}\nInclude {done.files['site']} inside http {{ }} "
+        f"of nginx.conf, then run: nginx -t && nginx -s reload",
+    )

@@ -1,0 +1,43 @@
+"""certwiz profiles, check, audit: the profiles and their health and history."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import audit, check
+from ..profile import home_dir, list_profiles, open_profile
+from .common import HomeOpt, JsonOpt, ProfileOpt, emit, reports_errors
+
+
+@reports_errors
+def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """The profiles under the home directory."""
+    found = list_profiles(home)
+    emit(
+        as_json,
+        [{"profile": p.name, "dir": str(p.dir)} for p in found],
+        "\n".join(p.name for p in found) or f"no profiles in {home_dir(home)}",
+    )
+
+
+@reports_errors
+def check_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Verify the profile's database, serial and CRL agree (exit 4 if not)."""
+    prof = open_profile(profile, home)
+    with prof.lock():
+        report = check.verify_profile(prof)
+    problems = report.messages(prof)
+    emit(
+        as_json,
+        {"profile": prof.name, "ok": report.ok, "problems": problems},
+        "\n".join(problems) or f"profile {prof.name} is consistent",
+    )
+    if not report.ok:
+        raise typer.Exit(check.ProfileCorrupt.exit_code)
+
+
+@reports_errors
+def audit_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """The profile's audit log: every change, who made it, and how it ended."""
+    records = audit.read(open_profile(profile, home))
+    emit(as_json, records, "\n".join(map(audit.one_line, records)) or "no audit records")

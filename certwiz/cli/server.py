@@ -1,0 +1,59 @@
+"""certwiz server: server certificates."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import issue, names
+from ..profile import open_profile
+from .common import (
+    CAPassOpt,
+    HomeOpt,
+    JsonOpt,
+    KeyTypeOpt,
+    NameOpt,
+    ProfileOpt,
+    report_issued,
+    reports_errors,
+    signing_passphrase,
+)
+
+server_app = typer.Typer(help="Server certificates.", no_args_is_help=True)
+
+
+@server_app.command("issue")
+@reports_errors
+def server_issue(
+    profile: ProfileOpt,
+    name: NameOpt,
+    days: Annotated[str, typer.Option("--days", "-d", help="Validity in days.")] = "365",
+    san: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--san", help="Extra subjectAltName: DNS name, IP, email:ADDR or uri:URI (repeat)."
+        ),
+    ] = None,
+    key_type: KeyTypeOpt = "ec:P-256",
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a server certificate (serverAuth) with the name and every --san as SANs."""
+    names.server_name(name)
+    sans = san or []
+    for value in sans:
+        names.san(value)
+    valid_days = names.days(days)
+    names.key_type(key_type)
+    prof = open_profile(profile, home)
+    done = issue.issue_server(
+        prof,
+        name,
+        days=valid_days,
+        sans=sans,
+        key_type=key_type,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+    )
+    report_issued(as_json, done)
