@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
-from . import ca, certs, client, crl, nginx, profile, server
+from . import ca, certs, client, crl, doctor, nginx, profile, server
 from .common import reports_errors
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("show")(certs.show_cmd)
 app.command("profiles")(profile.profiles_cmd)
 app.command("check")(profile.check_cmd)
 app.command("audit")(profile.audit_cmd)
+app.command("doctor")(doctor.doctor_cmd)
 
 
 @app.callback()

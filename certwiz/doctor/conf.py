@@ -1,0 +1,293 @@
+"""Read an NGINX configuration the way nginx does: tokens, blocks and `include`s.
+
+Only what `certwiz doctor` needs: every directive with its arguments and the
+file and line it came from, `include`s spliced in where they stand (globs
+sorted, relative paths taken from nginx's configuration prefix, the directory
+of the main file unless told otherwise), and the values a location inherits
+from its server and the http block. It never runs nginx and never writes.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+MAX_INCLUDE_DEPTH = 32
+MAX_FILES = 2000
+MAX_FILE_BYTES = 8 * 1024 * 1024
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# Blocks whose body is not nginx syntax (embedded Lua, ...): skipped whole.
+_RAW_BLOCK = re.compile(r".*_by_lua_block$")
+
+
+@dataclass
+class Directive:
+    """`name args...;` or `name args... { block }`, with where it was written."""
+
+    name: str
+    args: list[str]
+    file: Path
+    line: int
+    block: list[Directive] | None = None
+    parent: Directive | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def where(self) -> tuple[str, int]:
+        return str(self.file), self.line
+
+    def children(self, name: str) -> list[Directive]:
+        return [d for d in self.block or [] if d.name == name]
+
+    def first(self, name: str) -> Directive | None:
+        found = self.children(name)
+        return found[-1] if found else None
+
+    def walk(self) -> Iterator[Directive]:
+        for child in self.block or []:
+            yield child
+            yield from child.walk()
+
+    def chain(self) -> list[Directive]:
+        """This block and every block around it, innermost first."""
+        out: list[Directive] = []
+        node: Directive | None = self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out
+
+    def inherited(self, name: str) -> Directive | None:
+        """The directive NAME in effect here: the innermost block that sets it."""
+        for block in self.chain():
+            found = block.first(name)
+            if found is not None:
+                return found
+        return None
+
+    def inherited_all(self, name: str) -> list[Directive]:
+        """Array directives (proxy_set_header, add_header...): nginx takes the
+        innermost level that has any and ignores every outer one."""
+        for block in self.chain():
+            found = block.children(name)
+            if found:
+                return found
+        return []
+
+
+@dataclass
+class Tokens:
+    file: Path
+    items: list[tuple[str, int, bool]]  # (text, line, quoted)
+
+
+def _error(path: Path, line: int, rule: str) -> InputError:
+    return InputError("nginx-conf", f"{path}:{line}: {rule}")
+
+
+def tokenize(text: str, path: Path) -> list[tuple[str, int, bool]]:
+    """nginx's lexer: words, quoted strings, `;`, `{`, `}`, `#` comments."""
+    tokens: list[tuple[str, int, bool]] = []
+    i, line, n = 0, 1, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+            i += 1
+        elif ch in " \t\r":
+            i += 1
+        elif ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif ch in ";{}":
+            tokens.append((ch, line, False))
+            i += 1
+        elif ch in "\"'":
+            start_line, i, buf = line, i + 1, []
+            while True:
+                if i >= n:
+                    raise _error(path, start_line, f"unterminated {ch} string")
+                c = text[i]
+                if c == "\\" and i + 1 < n:
+                    nxt = text[i + 1]
+                    buf.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+                    if nxt == "\n":
+                        line += 1
+                    i += 2
+                    continue
+                if c == ch:
+                    i += 1
+                    break
+                if c == "\n":
+                    line += 1
+                buf.append(c)
+                i += 1
+            tokens.append(("".join(buf), start_line, True))
+        else:
+            start_line, buf = line, []
+            while i < n and text[i] not in " \t\r\n;{}\"'" and not (text[i] == "#" and not buf):
+                c = text[i]
+                if c == "\\" and i + 1 < n:
+                    buf.append(text[i + 1])
+                    i += 2
+                    continue
+                if c == "$" and i + 1 < n and text[i + 1] == "{":  # ${var}
+                    close = text.find("}", i)
+                    if close < 0:
+                        raise _error(path, line, "unterminated ${...}")
+                    buf.append(text[i : close + 1])
+                    i = close + 1
+                    continue
+                buf.append(c)
+                i += 1
+            tokens.append(("".join(buf), start_line, False))
+    return tokens
+
+
+class Reader:
+    """Parses a configuration and its includes; `prefix` resolves relative paths."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self.files: list[Path] = []
+
+    def _read(self, path: Path) -> str:
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise _error(path, 0, f"larger than {MAX_FILE_BYTES} bytes")
+            return path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise InputError("nginx-conf", f"{path} does not exist") from None
+        except IsADirectoryError:
+            raise InputError("nginx-conf", f"{path} is a directory, not a file") from None
+        except PermissionError:
+            raise InputError("nginx-conf", f"{path} is not readable") from None
+
+    def parse_file(self, path: Path, depth: int = 0) -> list[Directive]:
+        if depth > MAX_INCLUDE_DEPTH:
+            raise _error(path, 0, f"includes nested deeper than {MAX_INCLUDE_DEPTH} (a loop?)")
+        if len(self.files) >= MAX_FILES:
+            raise _error(path, 0, f"more than {MAX_FILES} files included")
+        self.files.append(path)
+        tokens = tokenize(self._read(path), path)
+        _, body = self._block(tokens, 0, path, depth, top=True)
+        return body
+
+    def _block(
+        self, tokens: list[tuple[str, int, bool]], pos: int, path: Path, depth: int, top: bool
+    ) -> tuple[int, list[Directive]]:
+        body: list[Directive] = []
+        words: list[tuple[str, int, bool]] = []
+        while pos < len(tokens):
+            text, line, quoted = tokens[pos]
+            pos += 1
+            if quoted or text not in ";{}":
+                words.append((text, line, quoted))
+                continue
+            if text == "}":
+                if words:
+                    raise _error(path, line, 'unexpected "}"')
+                if top:
+                    raise _error(path, line, 'unexpected "}"')
+                return pos, body
+            if not words:
+                raise _error(path, line, f'unexpected "{text}"')
+            name, first_line = words[0][0], words[0][1]
+            args = [w[0] for w in words[1:]]
+            words = []
+            if text == ";":
+                if name == "include":
+                    body.extend(self._include(args, path, first_line, depth))
+                else:
+                    body.append(Directive(name, args, path, first_line))
+                continue
+            # a block
+            if _RAW_BLOCK.fullmatch(name):
+                pos = _skip_raw(tokens, pos, path, first_line)
+                body.append(Directive(name, args, path, first_line, []))
+                continue
+            pos, inner = self._block(tokens, pos, path, depth, top=False)
+            body.append(Directive(name, args, path, first_line, inner))
+        if words:
+            raise _error(path, words[-1][1], 'unexpected end of file, expecting ";" or "}"')
+        if not top:
+            raise _error(path, tokens[-1][1] if tokens else 0, 'unexpected end of file, "}"')
+        return pos, body
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.prefix / path
+
+    def _include(self, args: list[str], path: Path, line: int, depth: int) -> list[Directive]:
+        if len(args) != 1:
+            raise _error(path, line, "include takes exactly one argument")
+        target = self.resolve(args[0])
+        if _GLOB_CHARS.search(args[0]):
+            matches = sorted(Path(p) for p in glob.glob(str(target)))  # nginx sorts too
+            files = [m for m in matches if m.is_file()]
+        else:
+            if not target.is_file():
+                raise _error(path, line, f"include {target}: no such file")
+            files = [target]
+        out: list[Directive] = []
+        for file in files:
+            out.extend(self.parse_file(file, depth + 1))
+        return out
+
+
+def _skip_raw(tokens: list[tuple[str, int, bool]], pos: int, path: Path, line: int) -> int:
+    level = 1
+    while pos < len(tokens):
+        text, _, quoted = tokens[pos]
+        pos += 1
+        if not quoted and text == "{":
+            level += 1
+        elif not quoted and text == "}":
+            level -= 1
+            if level == 0:
+                return pos
+    raise _error(path, line, "unterminated block")
+
+
+def _link(block: Directive) -> None:
+    for child in block.block or []:
+        child.parent = block
+        _link(child)
+
+
+def load(path: Path, prefix: Path | None = None) -> Directive:
+    """The whole configuration as one root block (name "main")."""
+    path = path.expanduser().absolute()
+    reader = Reader((prefix or path.parent).expanduser().absolute())
+    root = Directive("main", [], path, 0, reader.parse_file(path))
+    _link(root)
+    return root
+
+
+def servers(root: Directive) -> list[Directive]:
+    """The http `server` blocks (a file with no http block counts as one: a site file)."""
+    out: list[Directive] = []
+
+    def visit(block: Directive, in_http: bool) -> None:
+        for child in block.block or []:
+            if child.name == "http":
+                visit(child, True)
+            elif child.name == "server" and child.block is not None and in_http:
+                out.append(child)
+            elif child.name in ("stream", "mail", "upstream", "events", "types", "map"):
+                continue
+            elif child.block is not None and child.name not in ("server", "location"):
+                visit(child, in_http)
+
+    top_has_http = any(child.name == "http" for child in root.walk())
+    visit(root, not top_has_http)
+    return out
+
+
+def locations(server: Directive) -> list[Directive]:
+    """Every location (nested ones too) of a server."""
+    return [d for d in server.walk() if d.name == "location" and d.block is not None]

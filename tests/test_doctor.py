@@ -1,0 +1,518 @@
+"""certwiz doctor: a gallery of broken NGINX configs, each one `nginx -t` accepts and
+each caught by its finding id; the rendered configs and a hand-written good one stay clean.
+
+One CA per module ("site", plus "other" as a foreign CA); certificates and CRLs that
+certwiz would never make (expired, mismatched, a CRL past its nextUpdate) are made
+here with `cryptography`, signed with the profile's CA key, as an attacker or an
+unlucky operator would have them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certwiz import ca, doctor, issue, revoke
+from certwiz import nginx as nginx_lib
+from certwiz.profile import Profile
+from tests.conftest import openssl, run_certwiz, snapshot
+from tests.nginx_support import require_nginx
+
+SERVER = "myserver.local"
+
+
+@dataclass
+class Lab:
+    home: Path
+    site: Profile
+    other: Profile
+    work: Path
+    old_crl: Path  # the site CRL from before a revocation
+    files: dict[str, Path]
+
+    def conf(self, text: str, name: str) -> Path:
+        """Write a whole nginx.conf for case NAME under its own prefix."""
+        prefix = self.work / name
+        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        path = prefix / "nginx.conf"
+        path.write_text(text.replace("@PREFIX@", str(prefix)))
+        return path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _ca_key(profile: Profile) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(profile.ca_key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def _pem(obj: x509.Certificate | x509.CertificateRevocationList) -> bytes:
+    return obj.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def craft_server_cert(
+    profile: Profile, not_after: datetime, dns: str = SERVER
+) -> tuple[bytes, bytes]:
+    """A server certificate signed by the profile's CA with any validity (PEM cert, PEM key)."""
+    ca_cert = x509.load_pem_x509_certificate(profile.ca_cert.read_bytes())
+    key = _key()
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(min(now, not_after) - timedelta(days=30))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(_ca_key(profile), hashes.SHA256())
+    )
+    return _pem(cert), _key_pem(key)
+
+
+def craft_crl(profile: Profile, last: datetime, nxt: datetime, number: int) -> bytes:
+    ca_cert = x509.load_pem_x509_certificate(profile.ca_cert.read_bytes())
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(last)
+        .next_update(nxt)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .sign(_ca_key(profile), hashes.SHA256())
+    )
+    return _pem(crl)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    root = tmp_path_factory.mktemp("doctor")
+    home = root / "certs"
+    site = ca.init("site", home)
+    other = ca.init("other", home)
+    issue.issue_server(site, SERVER, sans=["127.0.0.1"])
+    issue.issue_server(site, "second.local")
+    issue.issue_server(other, "other.local")
+    issue.issue_client(site, "bob")
+    work = root / "work"
+    work.mkdir()
+    old_crl = work / "old-crl.pem"
+    shutil.copy(site.crl, old_crl)
+    revoke.revoke(site, name="bob")  # the profile's CRL now lists bob; old-crl.pem does not
+    now = datetime.now(UTC)
+    files: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        files[name] = work / name
+        files[name].write_bytes(data)
+
+    put("two-cas.pem", site.ca_cert.read_bytes() + other.ca_cert.read_bytes())
+    put("two-crls.pem", site.crl.read_bytes() + other.crl.read_bytes())
+    put("expired-crl.pem", craft_crl(site, now - timedelta(days=40), now - timedelta(days=1), 99))
+    put("expiring-crl.pem", craft_crl(site, now - timedelta(days=60), now + timedelta(days=2), 98))
+    cert, key = craft_server_cert(site, now - timedelta(days=1))
+    put("expired.crt", cert)
+    put("expired.key", key)
+    cert, key = craft_server_cert(site, now + timedelta(days=5))
+    put("expiring.crt", cert)
+    put("expiring.key", key)
+    return Lab(home, site, other, work, old_crl, files)
+
+
+def good_conf(lab: Lab, **over: str) -> str:
+    """A hand-written, correct mTLS server for profile site; OVER replaces single lines."""
+    site = lab.site
+    lines = {
+        "listen": "listen 127.0.0.1:18443 ssl;",
+        "server_name": f"server_name {SERVER};",
+        "cert": f"ssl_certificate {site.fullchain_path(SERVER)};",
+        "key": f"ssl_certificate_key {site.key_path(SERVER)};",
+        "trust": f"ssl_client_certificate {site.ca_cert};",
+        "crl": f"ssl_crl {site.crl};",
+        "verify": "ssl_verify_client on;",
+        "depth": "ssl_verify_depth 1;",
+        "protocols": "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ciphers": "ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384;",
+        "cache": "ssl_session_cache off;",
+        "tickets": "ssl_session_tickets off;",
+        "server_extra": "",
+        "http_extra": "",
+        "location_extra": "",
+        "upstream": "proxy_pass http://127.0.0.1:18080;",
+        "headers": "proxy_set_header X-Client-Verify $ssl_client_verify;\n"
+        "            proxy_set_header X-Client-Cert-Subject $ssl_client_s_dn;",
+        "more_servers": "",
+    }
+    lines.update(over)
+    return f"""# hand-written for the doctor gallery
+worker_processes 1;
+pid @PREFIX@/nginx.pid;
+error_log @PREFIX@/error.log;
+events {{ worker_connections 16; }}
+http {{
+    access_log off;
+    client_body_temp_path @PREFIX@/tmp/body;
+    proxy_temp_path @PREFIX@/tmp/proxy;
+    fastcgi_temp_path @PREFIX@/tmp/fastcgi;
+    uwsgi_temp_path @PREFIX@/tmp/uwsgi;
+    scgi_temp_path @PREFIX@/tmp/scgi;
+    {lines["http_extra"]}
+    server {{
+        {lines["listen"]}
+        {lines["server_name"]}
+        {lines["cert"]}
+        {lines["key"]}
+        {lines["trust"]}
+        {lines["crl"]}
+        {lines["verify"]}
+        {lines["depth"]}
+        {lines["protocols"]}
+        {lines["ciphers"]}
+        {lines["cache"]}
+        {lines["tickets"]}
+        {lines["server_extra"]}
+        location / {{
+            {lines["headers"]}
+            {lines["location_extra"]}
+            {lines["upstream"]}
+        }}
+    }}
+    {lines["more_servers"]}
+}}
+"""
+
+
+def nginx_t(conf: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_nginx(), "-t", "-p", str(conf.parent), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def ids(found: list[doctor.Finding]) -> set[str]:
+    return {f.id for f in found}
+
+
+def other_server(lab: Lab, listen: str = "127.0.0.1:18443", guard: str = "") -> str:
+    other = lab.other
+    return f"""
+    server {{
+        listen {listen} ssl;
+        server_name other.local;
+        ssl_certificate {other.fullchain_path("other.local")};
+        ssl_certificate_key {other.key_path("other.local")};
+        ssl_client_certificate {other.ca_cert};
+        ssl_crl {other.crl};
+        ssl_verify_client on;
+        {guard}
+        location / {{ proxy_pass http://127.0.0.1:18081; }}
+    }}"""
+
+
+# case -> (lines to replace, the ids doctor must report: exactly these)
+GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
+    "verify-off": (lambda lab: {"verify": "ssl_verify_client off;"}, {"verify-client-off"}),
+    "verify-missing": (lambda lab: {"verify": ""}, {"verify-client-off"}),
+    "optional-no-ca": (
+        lambda lab: {"verify": "ssl_verify_client optional_no_ca;"},
+        {"verify-optional-unchecked"},
+    ),
+    "optional": (
+        lambda lab: {"verify": "ssl_verify_client optional;"},
+        {"verify-optional-unchecked"},
+    ),
+    "no-crl": (lambda lab: {"crl": ""}, {"revocation-off"}),
+    "old-crl": (lambda lab: {"crl": f"ssl_crl {lab.old_crl};"}, {"crl-not-current"}),
+    "expired-crl": (
+        lambda lab: {"crl": f"ssl_crl {lab.files['expired-crl.pem']};"},
+        {"crl-expired", "crl-not-current"},
+    ),
+    "expiring-crl": (
+        lambda lab: {"crl": f"ssl_crl {lab.files['expiring-crl.pem']};"},
+        {"crl-expiring", "crl-not-current"},
+    ),
+    "crl-of-another-ca": (
+        lambda lab: {"crl": f"ssl_crl {lab.other.crl};"},
+        {"crl-missing-for-ca"},
+    ),
+    "second-ca-trusted": (
+        lambda lab: {
+            "trust": f"ssl_client_certificate {lab.files['two-cas.pem']};",
+            "crl": f"ssl_crl {lab.files['two-crls.pem']};",
+        },
+        {"trust-too-wide"},
+    ),
+    "system-bundle-trusted": (
+        lambda lab: {"server_extra": "ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;"},
+        {"trust-too-wide"},
+    ),
+    "depth-zero": (lambda lab: {"depth": "ssl_verify_depth 0;"}, {"verify-depth-too-small"}),
+    "expired-server-cert": (
+        lambda lab: {
+            "cert": f"ssl_certificate {lab.files['expired.crt']};",
+            "key": f"ssl_certificate_key {lab.files['expired.key']};",
+        },
+        {"server-cert-expired"},
+    ),
+    "expiring-server-cert": (
+        lambda lab: {
+            "cert": f"ssl_certificate {lab.files['expiring.crt']};",
+            "key": f"ssl_certificate_key {lab.files['expiring.key']};",
+        },
+        {"server-cert-expiring"},
+    ),
+    "name-not-in-san": (
+        lambda lab: {"server_name": f"server_name {SERVER} api.example.com;"},
+        {"server-cert-name-missing"},
+    ),
+    "header-from-client": (
+        lambda lab: {"headers": "proxy_set_header X-Client-Verify $http_x_client_verify;"},
+        {"header-forgeable"},
+    ),
+    "location-drops-headers": (
+        lambda lab: {
+            "server_extra": "location /api { proxy_set_header Host $host; "
+            "proxy_pass http://127.0.0.1:18080; }"
+        },
+        {"header-forgeable"},
+    ),
+    "underscores": (
+        lambda lab: {"http_extra": "underscores_in_headers on;"},
+        {"header-underscores"},
+    ),
+    "remote-plain-upstream": (
+        lambda lab: {"upstream": "proxy_pass http://192.0.2.10:8080;"},
+        {"upstream-plain-http"},
+    ),
+    "remote-upstream-block": (
+        lambda lab: {
+            "http_extra": "upstream app { server 192.0.2.10:8080; }",
+            "upstream": "proxy_pass http://app;",
+        },
+        {"upstream-plain-http"},
+    ),
+    "session-cache": (
+        lambda lab: {"cache": "ssl_session_cache shared:SSL:10m;"},
+        {"session-resumption"},
+    ),
+    "session-tickets-default": (lambda lab: {"tickets": ""}, {"session-resumption"}),
+    "tls1": (
+        lambda lab: {"protocols": "ssl_protocols TLSv1 TLSv1.1 TLSv1.2;"},
+        {"weak-protocol"},
+    ),
+    "protocols-default": (lambda lab: {"protocols": ""}, {"weak-protocol"}),
+    "weak-ciphers": (
+        lambda lab: {"ciphers": "ssl_ciphers HIGH:RC4-SHA:DES-CBC3-SHA;"},
+        {"weak-cipher"},
+    ),
+    "shared-listen": (lambda lab: {"more_servers": other_server(lab)}, {"shared-listen-unguarded"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GALLERY))
+def test_gallery_case_passes_nginx_t_and_is_caught(lab: Lab, case: str) -> None:
+    change, expected = GALLERY[case]
+    conf = lab.conf(good_conf(lab, **change(lab)), case)
+    checked = nginx_t(conf)
+    assert checked.returncode == 0, checked.stderr  # nginx itself sees nothing wrong
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == expected, [f.text() for f in found]
+    for finding in found:
+        assert finding.file.startswith(str(conf.parent)) or finding.file.startswith("/")
+        assert finding.line > 0 or finding.id == "no-server-for-profile"
+        assert finding.message and finding.fix
+
+
+def test_good_hand_written_config_is_clean(lab: Lab) -> None:
+    conf = lab.conf(good_conf(lab), "good")
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert found == [], [f.text() for f in found]
+
+
+def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
+    guard = 'if ($ssl_client_verify != "SUCCESS") { return 403; }'
+    conf = lab.conf(
+        good_conf(lab, verify="ssl_verify_client optional;", server_extra=guard), "guarded"
+    )
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(lab.site, conf).findings == []
+
+
+def test_shared_listen_with_an_issuer_guard_is_clean(lab: Lab) -> None:
+    issuer = "CN=site Root CA"
+    guard = f'if ($ssl_client_i_dn != "{issuer}") {{ return 421; }}'
+    text = good_conf(
+        lab,
+        server_extra=guard,
+        more_servers=other_server(
+            lab, guard='if ($ssl_client_i_dn != "CN=other Root CA") { return 421; }'
+        ),
+    )
+    conf = lab.conf(text, "shared-guarded")
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(lab.site, conf).findings == []
+
+
+def test_key_mismatch_is_caught_before_nginx_refuses_to_load(lab: Lab) -> None:
+    """nginx -t refuses it too; doctor names the file and line and the fix."""
+    change = {"key": f"ssl_certificate_key {lab.site.key_path('second.local')};"}
+    conf = lab.conf(good_conf(lab, **change), "mismatch")
+    assert "key values mismatch" in nginx_t(conf).stderr
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"server-cert-key-mismatch"}
+    assert found[0].line == conf.read_text().splitlines().index(f"        {change['key']}") + 1
+
+
+def test_config_without_the_profile_is_reported(lab: Lab) -> None:
+    text = good_conf(lab).replace(str(lab.site.ca_cert), str(lab.other.ca_cert))
+    text = text.replace(
+        str(lab.site.fullchain_path(SERVER)), str(lab.other.fullchain_path("other.local"))
+    )
+    text = text.replace(str(lab.site.key_path(SERVER)), str(lab.other.key_path("other.local")))
+    text = text.replace(str(lab.site.crl), str(lab.other.crl))
+    conf = lab.conf(text, "unrelated")
+    assert nginx_t(conf).returncode == 0
+    assert ids(doctor.diagnose(lab.site, conf).findings) == {"no-server-for-profile"}
+
+
+def test_includes_with_globs_relative_to_the_prefix(lab: Lab) -> None:
+    """nginx resolves `include sites/*.conf` against the directory of nginx.conf."""
+    prefix = lab.work / "globs"
+    (prefix / "sites").mkdir(parents=True)
+    full = good_conf(lab, verify="ssl_verify_client optional_no_ca;")
+    head, _, rest = full.partition("    server {")
+    server_text, _, tail = ("    server {" + rest).rpartition("}")
+    (prefix / "sites" / "b-site.conf").write_text(server_text)
+    (prefix / "sites" / "a-empty.conf").write_text("# nothing here\n")
+    conf = lab.conf(head + "    include sites/*.conf;\n" + tail + "}\n", "globs")
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"verify-optional-unchecked"}
+    site_file = prefix / "sites" / "b-site.conf"
+    assert found[0].file == str(site_file)
+    assert found[0].line == next(
+        n for n, line in enumerate(site_file.read_text().splitlines(), 1) if "proxy_pass" in line
+    )
+
+
+def test_rendered_config_is_clean(lab: Lab) -> None:
+    out = lab.work / "rendered"
+    nginx_lib.render(lab.site, SERVER, "http://127.0.0.1:18080", listen="127.0.0.1:18443", out=out)
+    prefix = lab.work / "rendered-run"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_lib.render_standalone(prefix, out / nginx_lib.SITE_CONF))
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(lab.site, conf).findings == []
+    assert doctor.diagnose(lab.site, out / nginx_lib.SITE_CONF).findings == []
+
+
+# ---- the profile itself ---------------------------------------------------------------
+
+
+def test_profile_findings(tmp_path: Path) -> None:
+    home = tmp_path / "certs"
+    profile = ca.init("young", home, ca.CAOptions(days=30))
+    issue.issue_server(profile, SERVER, days=20)
+    ext = tmp_path / "ext.cnf"
+    ext.write_text(
+        "[both]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth,serverAuth\n"
+        "[ca_leaf]\nbasicConstraints=critical,CA:TRUE\nextendedKeyUsage=clientAuth\n"
+    )
+    for cn, section in (("both", "both"), ("signer", "ca_leaf")):
+        key, csr, crt = tmp_path / f"{cn}.key", tmp_path / f"{cn}.csr", tmp_path / f"{cn}.crt"
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(key), "-subj", f"/CN={cn}", "-out", str(csr))  # fmt: skip
+        openssl("ca", "-batch", "-config", str(profile.cnf), "-in", str(csr), "-out", str(crt),
+                "-extfile", str(ext), "-extensions", section, "-days", "10")  # fmt: skip
+    now = datetime.now(UTC)
+    soon, ago = ((now + timedelta(days=d)).strftime("%Y%m%d%H%M%SZ") for d in (1, -30))
+    openssl("ca", "-gencrl", "-config", str(profile.cnf), "-crl_lastupdate", ago,
+            "-crl_nextupdate", soon, "-out", str(profile.crl))  # fmt: skip
+    rendered = nginx_lib.render(profile, SERVER, "http://127.0.0.1:18080")
+    found = doctor.diagnose(profile).findings
+    assert ids(found) == {"ca-expiring", "crl-expiring", "client-cert-server-auth", "leaf-is-ca"}
+    lines = profile.index.read_text().splitlines()
+    by_id = {f.id: f for f in found}
+    assert "CN=both" in lines[by_id["client-cert-server-auth"].line - 1]
+    assert "CN=signer" in lines[by_id["leaf-is-ca"].line - 1]
+    assert by_id["crl-expiring"].file == str(profile.crl)
+    assert rendered.files["site"] == str(doctor.default_conf(profile))
+
+
+# ---- the command ----------------------------------------------------------------------
+
+
+def test_cli_json_and_exit_codes(lab: Lab) -> None:
+    good = lab.conf(good_conf(lab), "cli-good")
+    warn = lab.conf(good_conf(lab, tickets=""), "cli-warn")
+    bad = lab.conf(good_conf(lab, verify=""), "cli-bad")
+    before = snapshot(lab.site.dir)
+    results = {}
+    for name, conf in (("good", good), ("warn", warn), ("bad", bad)):
+        results[name] = run_certwiz(
+            lab.home, "doctor", "-p", "site", "--nginx-conf", str(conf), "--json"
+        )
+    assert [results[n].returncode for n in ("good", "warn", "bad")] == [0, 1, 2]
+    report = json.loads(results["bad"].stdout)
+    (finding,) = report["findings"]
+    assert set(finding) == {"id", "severity", "file", "line", "message", "fix"}
+    assert (finding["id"], finding["severity"], finding["file"]) == (
+        "verify-client-off",
+        "error",
+        str(bad),
+    )
+    assert json.loads(results["good"].stdout)["findings"] == []
+    text = run_certwiz(lab.home, "doctor", "-p", "site", "--nginx-conf", str(warn))
+    assert text.returncode == 1
+    assert "session-resumption" in text.stdout and f"{warn}:" in text.stdout
+    assert snapshot(lab.site.dir) == before  # read-only
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--nginx-conf", "/nonexistent/nginx.conf"], "nginx-conf"),
+        (["--nginx-conf", "UNBALANCED"], "nginx-conf"),
+        (["--nginx-conf", "GOOD", "--nginx-prefix", "/nonexistent"], "nginx-prefix"),
+        (["-p", "../x"], "profile"),
+    ],
+)
+def test_cli_bad_input_is_one_line(lab: Lab, args: list[str], field: str) -> None:
+    unbalanced = lab.work / "unbalanced.conf"
+    unbalanced.write_text("http {\n  server {\n    listen 443 ssl;\n}\n")
+    good = lab.conf(good_conf(lab), "cli-input")
+    argv = [a.replace("UNBALANCED", str(unbalanced)).replace("GOOD", str(good)) for a in args]
+    if "-p" not in argv:
+        argv = ["-p", "site", *argv]
+    result = run_certwiz(lab.home, "doctor", *argv)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"certwiz: error: {field}: ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
