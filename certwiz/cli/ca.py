@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .. import ca, names
+from .. import adopt, ca, names
 from ..passphrase import CA_ENV, obtain
 from ..profile import Profile, home_dir
 from .common import CAPassOpt, HomeOpt, JsonOpt, KeyTypeOpt, ProfileOpt, emit, reports_errors
@@ -59,4 +61,50 @@ def ca_init(
         f"  CA certificate: {created.ca_cert}\n  CA key:         {created.ca_key}"
         f"{' (encrypted)' if secret else ''}\n  CRL:            {created.crl}\n"
         f"Next: certwiz server issue -p {created.name} -n myserver.local",
+    )
+
+
+@ca_app.command("adopt")
+@reports_errors
+def ca_adopt(
+    profile: ProfileOpt,
+    source: Annotated[
+        Path,
+        typer.Option(
+            "--from",
+            help="An openssl ca directory (index.txt, serial, ca.crt or cacert.pem, private/) "
+            "or an easy-rsa 3 PKI (the pki/ folder or its parent). Only read, never changed.",
+        ),
+    ],
+    crl_days: Annotated[str, typer.Option("--crl-days", help="CRL validity in days.")] = "90",
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a profile from a CA you already run: same key, certificates and database.
+
+    Every entry keeps its serial, status, dates and revocation reason; new
+    serials continue above the old ones and the new CRL's number is above any
+    earlier CRL's.
+    """
+    valid_crl_days = names.days(crl_days, "crl-days")
+    found = adopt.find(source)
+    secret = None
+    if found.key_encrypted():
+        secret = obtain(
+            ca_passphrase_file,
+            CA_ENV,
+            "ca-passphrase-file",
+            f"Passphrase of the CA key {found.ca_key}: ",
+            confirm=False,
+        )
+    done = adopt.adopt(profile, found.dir, home, passphrase=secret, crl_days=valid_crl_days)
+    emit(
+        as_json,
+        asdict(done),
+        f"Adopted the {done.layout} CA in {done.source} as profile {done.profile} ({done.dir})\n"
+        f"  entries: {done.entries} ({done.valid} valid, {done.revoked} revoked, "
+        f"{done.expired} expired); names: {', '.join(done.names) or '-'}\n"
+        f"  next serial {done.next_serial}, CRL number {done.crl_number}\n"
+        f"Next: certwiz list -p {done.profile}",
     )
