@@ -6,6 +6,7 @@ name can never add a line, a section or a `$variable` to a rendered file.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -52,6 +53,21 @@ def nginx_escape(value: object) -> str:
     return '"' + text + '"'
 
 
+def nginx_sni_regex(host: object, allow_empty: bool) -> str:
+    """A quoted nginx regex for `$ssl_server_name`: HOST (a DNS name or IP address), any
+    case under `~*`, with or without the root dot nginx also accepts; with ALLOW_EMPTY
+    also the empty string (a handshake without SNI).
+
+    `[.]`, not a backslash, and nothing but LDH, `.` and `:` from HOST, so no value
+    can bring its own regex syntax, quote or `$` variable into the config.
+    """
+    text = str(host)
+    if not re.fullmatch(r"[A-Za-z0-9.:-]+", text):
+        raise UnsafeValue(f"{text!r} is not a host name or address for an nginx regex")
+    name = text.replace(".", "[.]") + "[.]?"
+    return f'"^({name})?$"' if allow_empty else f'"^{name}$"'
+
+
 @cache
 def _environment(package: str) -> jinja2.Environment:
     import jinja2  # here, not at import time: most commands render nothing
@@ -66,6 +82,7 @@ def _environment(package: str) -> jinja2.Environment:
     )
     env.filters["cnf"] = cnf_escape
     env.filters["nginx"] = nginx_escape
+    env.filters["sni_regex"] = nginx_sni_regex
     return env
 
 

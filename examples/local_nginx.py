@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from certwiz import nginx as certwiz_nginx
@@ -82,13 +82,15 @@ def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = START_TIMEOUT
 class LocalNginx:
     """nginx in the foreground (`daemon off`) as our child, all its state under PREFIX."""
 
-    def __init__(self, prefix: Path, site: Path, binary: str | None = None) -> None:
+    def __init__(
+        self, prefix: Path, site: Path | Sequence[Path], binary: str | None = None
+    ) -> None:
         found = binary or certwiz_nginx.find_binary("nginx")
         if found is None:
             raise FileNotFoundError("nginx not found; install it: apt-get install nginx")
         self.binary = found
         self.prefix = prefix.absolute()
-        self.site = site.absolute()
+        self.sites = [p.absolute() for p in ([site] if isinstance(site, Path) else site)]
         self.conf = self.prefix / "nginx.conf"
         self.pid_file = self.prefix / "nginx.pid"
         self.error_log = self.prefix / "error.log"
@@ -110,7 +112,7 @@ class LocalNginx:
 
     def start(self) -> LocalNginx:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(certwiz_nginx.render_standalone(self.prefix, self.site))
+        self.conf.write_text(certwiz_nginx.render_standalone(self.prefix, self.sites))
         certwiz_nginx.test_config(self.words)
         with open(self.prefix / "stderr.log", "ab") as log:
             self.proc = subprocess.Popen(
@@ -156,6 +158,12 @@ class LocalNginx:
         """nginx -t, nginx -s reload (certwiz's own code path), then wait for new workers."""
         with self.reloading():
             certwiz_nginx.reload(self.words)
+
+    def serve(self, sites: Sequence[Path]) -> None:
+        """Include SITES (in this order) instead, and reload."""
+        self.sites = [p.absolute() for p in sites]
+        self.conf.write_text(certwiz_nginx.render_standalone(self.prefix, self.sites))
+        self.reload()
 
     def stop(self) -> None:
         if self.proc is None:

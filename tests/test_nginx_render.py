@@ -99,7 +99,7 @@ def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home
     out = site / "nginx"
     assert sorted(p.name for p in out.iterdir()) == ["mtls_proxy.conf", "proxy.conf", "ssl.conf"]
     d = directives((out / "mtls_proxy.conf").read_text())
-    assert d["listen"] == ['"127.0.0.1:8443" ssl']
+    assert d["listen"] == ['"127.0.0.1:8443" ssl default_server']
     assert d["server_name"] == ['"myserver.local"']
     assert d["ssl_certificate"] == [f'"{site}/issued/myserver.local.fullchain.pem"']
     assert d["ssl_certificate_key"] == [f'"{site}/private/myserver.local.key"']
@@ -109,7 +109,14 @@ def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home
     assert d["ssl_verify_depth"] == ["1"]  # root signs the leaves directly
     assert d["include"] == [f'"{out}/ssl.conf"', f'"{out}/proxy.conf"']
     assert d["proxy_pass"] == [f'"{UPSTREAM}"']
-    assert d["error_page"] == ["496 @no_client_cert", "495 @bad_client_cert"]
+    assert d["error_page"] == [
+        "421 @misdirected",
+        "496 @no_client_cert",
+        "495 @bad_client_cert",
+    ]
+    # The handshake guard (tests/security/test_nginx_isolation.py proves it end to end).
+    guard = 'if ($ssl_server_name !~* "^(myserver[.]local[.]?)?$") {\n        return 421;\n    }'
+    assert guard in (out / "mtls_proxy.conf").read_text()
     for path in re.findall(r'"(/[^"]+)"', (out / "mtls_proxy.conf").read_text()):
         assert Path(path).is_file(), path
     for name in ("mtls_proxy.conf", "proxy.conf", "ssl.conf"):

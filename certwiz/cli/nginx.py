@@ -40,17 +40,33 @@ def nginx_render(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output directory (default: PROFILE_DIR/nginx).")
     ] = None,
+    sni_only: Annotated[
+        bool,
+        typer.Option(
+            "--sni-only",
+            help="Not the default server of the listen: serve only clients that name this "
+            "server in SNI. For every server after the first on one address:port.",
+        ),
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write ssl.conf, proxy.conf and mtls_proxy.conf for NGINX (absolute paths)."""
+    """Write ssl.conf, proxy.conf and mtls_proxy.conf for NGINX (absolute paths).
+
+    The server is the default_server of its listen (clients without SNI, e.g. by IP
+    address, reach it); give a second profile on the same address --sni-only.
+    Either way it serves only requests whose TLS handshake it made with its own CA.
+    """
     prof = open_profile(profile, home)
-    done = nginx_lib.render(prof, server, upstream, listen=listen, out=out, tls=tls)
+    done = nginx_lib.render(
+        prof, server, upstream, listen=listen, out=out, tls=tls, sni_only=sni_only
+    )
+    role = "default server" if done.default_server else "SNI only"
     emit(
         as_json,
         asdict(done),
         f"Wrote NGINX configs for {done.server} "
-        f"(TLS {done.tls}, listen {done.listen}, upstream {done.upstream})\n"
+        f"(TLS {done.tls}, listen {done.listen} {role}, upstream {done.upstream})\n"
         f"{files_text(done.files)}\nInclude {done.files['site']} inside http {{ }} "
         f"of nginx.conf, then run: nginx -t && nginx -s reload",
     )

@@ -128,3 +128,14 @@ def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
 def verify_depth(profile: Profile) -> int:
     """CA certificates above a client certificate: one per certificate in ca.crt."""
     return max(1, profile.ca_cert.read_bytes().count(b"-----BEGIN CERTIFICATE-----"))
+
+
+def check_sni_only(server: str, sni_only: bool) -> None:
+    """An IP-address server cannot be --sni-only: clients send no SNI for an address."""
+    if sni_only and names.server_name(server).kind == "IP":
+        raise InputError(
+            "sni-only",
+            f"{server} is an IP address, and clients send no SNI for an address: "
+            "it must be the default server of its listen (drop --sni-only, and give "
+            "the other servers on that address --sni-only)",
+        )

@@ -8,6 +8,7 @@ leaves the output directory as it was.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ..errors import InputError, StateError
 from ..fsutil import not_plain_dir, write_atomic
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
-from .inputs import check_listen, check_upstream, server_files, verify_depth
+from .inputs import check_listen, check_sni_only, check_upstream, server_files, verify_depth
 
 TLS_PROFILES = ("intermediate", "modern")  # Mozilla's names; one template, ssl.conf.j2
 SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.conf", "proxy.conf", "mtls_proxy.conf"
@@ -33,6 +34,7 @@ class Rendered:
     tls: str
     out_dir: str
     files: dict[str, str] = field(default_factory=dict)
+    default_server: bool = True
 
 
 def _render_files(
@@ -44,6 +46,7 @@ def _render_files(
     tls: str,
     chain: Path,
     key: Path,
+    default_server: bool,
 ) -> dict[str, str]:
     """The three file texts; a path nginx cannot quote is an InputError naming its field."""
     for name, path in (("out", out), ("home", profile.dir)):
@@ -65,6 +68,7 @@ def _render_files(
         proxy_conf=out / PROXY_CONF,
         upstream=upstream,
         verify_depth=depth,
+        default_server=default_server,
     )
     return {
         SSL_CONF: render_nginx("ssl.conf.j2", modern=tls == "modern"),
@@ -81,17 +85,21 @@ def render(
     listen: str = "443",
     out: Path | None = None,
     tls: str = "intermediate",
+    sni_only: bool = False,
 ) -> Rendered:
     """Write ssl.conf, proxy.conf and mtls_proxy.conf (absolute paths) into OUT.
 
     Default OUT is the profile's `nginx/` directory. Include mtls_proxy.conf in
-    nginx's http { } block; `nginx -t` passes on the files as written.
+    nginx's http { } block; `nginx -t` passes on the files as written. The server
+    is its listen's `default_server` unless SNI_ONLY (a second profile on the same
+    address); either way it serves only requests whose handshake it made itself.
     """
     if tls not in TLS_PROFILES:
         raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
     listen = check_listen(listen)
     upstream = check_upstream(upstream)
     chain, key = server_files(profile, server)
+    check_sni_only(server, sni_only)
     if not profile.crl.is_file():
         raise StateError(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
@@ -106,7 +114,7 @@ def render(
             raise InputError("out", problem)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("out", f"{out_dir} exists and is not a directory")
-    texts = _render_files(profile, server, upstream, listen, out_dir, tls, chain, key)
+    texts = _render_files(profile, server, upstream, listen, out_dir, tls, chain, key, not sni_only)
     files = {}
     with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,13 +130,17 @@ def render(
         tls,
         str(out_dir),
         {"site": files["mtls_proxy"], "ssl": files["ssl"], "proxy": files["proxy"]},
+        not sni_only,
     )
 
 
-def render_standalone(prefix: Path, site: Path, *, run_as_root: bool | None = None) -> str:
-    """A whole nginx.conf around one site, all state under PREFIX (tests and demo)."""
+def render_standalone(
+    prefix: Path, site: Path | Sequence[Path], *, run_as_root: bool | None = None
+) -> str:
+    """A whole nginx.conf around one site (or several, in order), state under PREFIX."""
     if run_as_root is None:
         run_as_root = os.geteuid() == 0
+    sites = [site] if isinstance(site, Path) else list(site)
     return render_nginx(
-        "standalone.conf.j2", prefix=str(prefix), site=site, run_as_root=run_as_root
+        "standalone.conf.j2", prefix=str(prefix), sites=sites, run_as_root=run_as_root
     )
