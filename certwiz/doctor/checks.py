@@ -37,6 +37,9 @@ _WEAK_CIPHER = re.compile(
     r"|(?:^|-)(?:NULL|RC4|EXP|DES|MD5|ADH|AECDH|RC2|IDEA|SEED)(?:-|$)"
 )
 _VERIFY_GUARD = re.compile(r"\$ssl_client_verify\s*(?:!=|!~\*?)\s*\^?SUCCESS\$?\s*\)?\s*$")
+_GUARD_VARIABLE = re.compile(
+    r"\$\{?(?:ssl_server_name|ssl_client_(?:i_dn|escaped_cert|cert|fingerprint))\b"
+)
 _IDENTITY_VALUE = re.compile(r"\$\{?ssl_client_")
 
 
@@ -535,18 +538,17 @@ def listen_key(directive: Directive) -> tuple[str, bool]:
     return address, "ssl" in directive.args[1:]
 
 
-def has_issuer_guard(server: Directive) -> bool:
-    """Does the server refuse, itself, a client certificate its own CA did not issue?
+def has_handshake_guard(server: Directive) -> bool:
+    """Does the server itself refuse a request whose handshake another server made?
 
-    Recognises a `return` guarded by a check of `$ssl_client_i_dn`,
-    `$ssl_client_escaped_cert`/`$ssl_client_cert` or a map of them.
+    Recognises an `if` that tests `$ssl_server_name` (the SNI of the handshake, as
+    `certwiz nginx render` writes it) or the client certificate's issuer
+    (`$ssl_client_i_dn`, `$ssl_client_escaped_cert`...) and returns.
     """
     for item in [server, *locations(server)]:
         for cond in item.children("if"):
             text = " ".join(cond.args)
-            if re.search(r"\$ssl_client_(?:i_dn|escaped_cert|cert|fingerprint)", text) and (
-                cond.first("return") is not None
-            ):
+            if _GUARD_VARIABLE.search(text) and cond.first("return") is not None:
                 return True
     return False
 
@@ -567,7 +569,7 @@ def _shared_listen_findings(views: list[ServerView], related: list[ServerView]) 
             if (
                 id(view.block) in related_ids
                 and view.mode != "off"
-                and not has_issuer_guard(view.block)
+                and not has_handshake_guard(view.block)
             ):
                 others = len(members) - 1
                 out.append(
