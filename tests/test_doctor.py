@@ -433,6 +433,32 @@ def test_rendered_config_is_clean(lab: Lab) -> None:
     assert doctor.diagnose(lab.site, out / nginx_lib.SITE_CONF).findings == []
 
 
+def test_rendered_profiles_sharing_a_port_are_clean_and_without_guard_caught(lab: Lab) -> None:
+    """issue 13 item 1: two profiles on one listen address, as `nginx render` writes them."""
+    confs = []
+    for profile, server, sni_only in ((lab.site, SERVER, False), (lab.other, "other.local", True)):
+        out = lab.work / f"shared-{profile.name}"
+        nginx_lib.render(profile, server, "http://127.0.0.1:18080", listen="127.0.0.1:18444",
+                         out=out, sni_only=sni_only)  # fmt: skip
+        confs.append(out / nginx_lib.SITE_CONF)
+    prefix = lab.work / "shared-run"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_lib.render_standalone(prefix, confs))
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(lab.site, conf).findings == []
+    assert doctor.diagnose(lab.other, conf).findings == []
+    site_text = confs[0].read_text()
+    start = site_text.index("    if ($ssl_server_name")
+    end = site_text.index("}", start) + 1
+    confs[0].write_text(site_text[:start] + site_text[end:])  # the guard removed
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"shared-listen-unguarded"}
+    assert found[0].file == str(confs[0])
+    assert ids(doctor.diagnose(lab.other, conf).findings) == set()
+
+
 # ---- the profile itself ---------------------------------------------------------------
 
 
