@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from . import database, der
-from .errors import StateError
+from . import database, der, durations, grace
+from .errors import InputError, StateError
 from .profile import Profile
+
+STATUSES = ("valid", "revoked", "expired", "superseded-pending")
+KINDS = ("server", "client")
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -25,6 +29,7 @@ class Certificate:
     revoked_at: str | None
     reason: str | None
     subject: str
+    superseded_until: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -37,21 +42,81 @@ def _kind(profile: Profile, serial: str) -> str:
         return "unknown"
 
 
-def certificates(profile: Profile, now: datetime | None = None) -> list[Certificate]:
+@dataclass(frozen=True)
+class Filter:
+    """What `list` keeps; every part is optional and they combine (AND)."""
+
+    status: str | None = None
+    expiring: timedelta | None = None
+    kind: str | None = None
+    name: str | None = None  # a shell-style glob (fnmatch), case-sensitive
+
+
+def make_filter(
+    status: str | None = None,
+    expiring: str | timedelta | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+) -> Filter:
+    """Validate the `list` options (exit 2 naming the field) before reading anything."""
+    if status is not None and status not in STATUSES:
+        raise InputError("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+    if kind is not None and kind not in KINDS:
+        raise InputError("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    if name is not None and (
+        not name or len(name) > 256 or any(not ch.isprintable() for ch in name)
+    ):
+        raise InputError("name", f"{name!r} must be a glob of 1-256 printable characters")
+    span = durations.parse(expiring, "expiring") if expiring is not None else None
+    return Filter(status, span, kind, name)
+
+
+def _status(entry: database.Entry, pending: dict[str, grace.Pending], now: datetime) -> str:
+    status = entry.status(now)
+    return "superseded-pending" if status == "valid" and entry.serial in pending else status
+
+
+def certificates(
+    profile: Profile, now: datetime | None = None, where: Filter | None = None
+) -> list[Certificate]:
+    """The profile's certificates (index.txt order) that pass `where`.
+
+    One read of index.txt and of each kept certificate's file (for its kind):
+    never a process per certificate.
+    """
     now = now or datetime.now(UTC)
-    return [
-        Certificate(
-            name=entry.common_name or entry.subject,
-            kind=_kind(profile, entry.serial),
-            serial=entry.serial,
-            status=entry.status(now),
-            not_after=str(_iso(entry.not_after)),
-            revoked_at=_iso(entry.revoked_at),
-            reason=entry.reason,
-            subject=entry.subject,
+    where = where or Filter()
+    pending = grace.read(profile)
+    found = []
+    for entry in database.read(profile.index):
+        status = _status(entry, pending, now)
+        if where.status is not None and status != where.status:
+            continue
+        if where.expiring is not None and not (
+            status == "valid" and entry.not_after <= now + where.expiring
+        ):
+            continue
+        name = entry.common_name or entry.subject
+        if where.name is not None and not fnmatch.fnmatchcase(name, where.name):
+            continue
+        kind = _kind(profile, entry.serial)
+        if where.kind is not None and where.kind not in kind.split("+"):
+            continue
+        until = pending.get(entry.serial)
+        found.append(
+            Certificate(
+                name=name,
+                kind=kind,
+                serial=entry.serial,
+                status=status,
+                not_after=str(_iso(entry.not_after)),
+                revoked_at=_iso(entry.revoked_at),
+                reason=entry.reason,
+                subject=entry.subject,
+                superseded_until=_iso(until.until) if until and status != "revoked" else None,
+            )
         )
-        for entry in database.read(profile.index)
-    ]
+    return found
 
 
 def show(profile: Profile, name: str) -> dict[str, object]:

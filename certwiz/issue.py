@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
-from . import audit, check, database, names, openssl
+from . import audit, check, database, durations, names, openssl, upkeep
 from . import revoke as revoking
 from .ca import keygen_args, subject_arg
 from .errors import CertwizError, InputError, StateError
@@ -36,6 +37,7 @@ class Issued:
     serial: str
     not_after: str
     files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def check_p12_format(value: str) -> str:
@@ -61,7 +63,7 @@ def _sign(
     work: Path,
     csr: Path,
     kind: str,
-    days: int,
+    validity: timedelta,
     rsa: bool,
     sans: list[names.San],
     ca_passphrase: Secret | None,
@@ -80,8 +82,7 @@ def _sign(
         cert,
         "-notext",
         "-utf8",
-        "-days",
-        str(days),
+        *durations.validity_args(validity),
         "-extfile",
         extfile,
         "-extensions",
@@ -103,14 +104,14 @@ def _issue(
     profile: Profile,
     name: str,
     kind: str,
-    days: int,
+    days: int | str | timedelta,
     key_type: str,
     sans: list[names.San],
     ca_passphrase: Secret | None,
     key_passphrase: Secret | None = None,
     p12_format: str | None = None,
 ) -> Issued:
-    names.days(days)
+    validity = durations.parse(days, "days")
     names.key_type(key_type)
     rsa = key_type.startswith("rsa")
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
@@ -142,7 +143,7 @@ def _issue(
         openssl.run(req)
         check.require_whole(key, csr)  # before signing: a refusal leaves the database alone
         serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
-        cert = _sign(profile, work, csr, kind, days, rsa, sans, ca_passphrase)
+        cert = _sign(profile, work, csr, kind, validity, rsa, sans, ca_passphrase)
         change.serials.append(serial_hex)
         try:
             files = _deliver(profile, name, kind, work, cert, key_passphrase, p12_format)
@@ -158,12 +159,14 @@ def _issue(
                 raise error from exc
             raise
         entry = _entry(profile, serial_hex)
+        notes = upkeep.tidy(profile, change, ca_passphrase)
     return Issued(
         name,
         kind,
         entry.serial,
         f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
         {k: str(v) for k, v in files.items()},
+        notes,
     )
 
 
@@ -250,7 +253,7 @@ def issue_server(
     profile: Profile,
     name: str,
     *,
-    days: int = DEFAULT_LEAF_DAYS,
+    days: int | str | timedelta = DEFAULT_LEAF_DAYS,
     sans: list[str] | tuple[str, ...] = (),
     key_type: str = "ec:P-256",
     ca_passphrase: Secret | None = None,
@@ -269,7 +272,7 @@ def issue_client(
     profile: Profile,
     name: str,
     *,
-    days: int = DEFAULT_LEAF_DAYS,
+    days: int | str | timedelta = DEFAULT_LEAF_DAYS,
     passphrase: Secret | None = None,
     key_type: str = "ec:P-256",
     p12_format: str = "compat",

@@ -7,7 +7,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from . import audit, check, database, names, openssl
+from . import audit, check, database, names, openssl, upkeep
 from .ca import gencrl_args
 from .errors import StateError
 from .fsutil import install, scratch_dir
@@ -21,6 +21,17 @@ class Revoked:
     reason: str
     crl: str
     purged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CRLRenewed:
+    profile: str
+    crl: str
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.crl
 
 
 def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | None) -> None:
@@ -52,12 +63,14 @@ def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | N
 
 def generate_crl(
     profile: Profile, *, days: int | None = None, ca_passphrase: Secret | None = None
-) -> str:
+) -> CRLRenewed:
+    """A fresh CRL; superseded certificates whose grace ended are revoked first."""
     if days is not None:
         names.days(days)
-    with audit.changing(profile, "crl gen", check_crl=False):  # it repairs a bad crl.pem
+    with audit.changing(profile, "crl gen", check_crl=False) as change:  # it repairs crl.pem
+        notes = upkeep.tidy(profile, change, ca_passphrase, crl_follows=True)
         regenerate_crl(profile, ca_passphrase, days)
-    return str(profile.crl)
+    return CRLRenewed(profile.name, str(profile.crl), notes)
 
 
 def revoke(
@@ -90,10 +103,11 @@ def revoke(
         for entry in targets:
             revoke_entry(profile, entry, reason, ca_passphrase)
             change.serials.append(entry.serial)
+        notes = upkeep.tidy(profile, change, ca_passphrase, crl_follows=True)
         regenerate_crl(profile, ca_passphrase, crl_days)
         purged = _purge(profile, targets) if purge else []
         change.details["purged"] = purged
-    return Revoked([e.serial for e in targets], reason, str(profile.crl), purged)
+    return Revoked([e.serial for e in targets], reason, str(profile.crl), purged, notes)
 
 
 def revoke_entry(

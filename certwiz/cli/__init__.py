@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
-from . import ca, certs, client, crl, doctor, nginx, profile, server
+from . import ca, certs, client, crl, doctor, nginx, profile, server, status
 from .common import reports_errors
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("profiles")(profile.profiles_cmd)
 app.command("check")(profile.check_cmd)
 app.command("audit")(profile.audit_cmd)
 app.command("doctor")(doctor.doctor_cmd)
+app.command("status")(status.status_cmd)
 
 
 @app.callback()

@@ -22,6 +22,7 @@ from .common import (
     deploy_crl,
     emit,
     files_text,
+    notes_text,
     reports_errors,
     signing_passphrase,
 )
@@ -69,19 +70,42 @@ def revoke_cmd(
     deploy_crl(
         as_json,
         asdict(done),
-        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}{purged}",
+        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}{purged}"
+        f"{notes_text(done.notes)}",
         words,
         argv,
     )
 
 
 @reports_errors
-def list_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Every certificate of the profile, with kind, status and expiry."""
-    certs = inventory.certificates(open_profile(profile, home))
+def list_cmd(
+    profile: ProfileOpt,
+    status: Annotated[
+        str | None, typer.Option("--status", help=", ".join(inventory.STATUSES))
+    ] = None,
+    expiring: Annotated[
+        str | None,
+        typer.Option("--expiring", help="Valid certificates expiring within, e.g. 30d, 12h, 2w."),
+    ] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="server or client.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Names matching a glob, e.g. 'bot-*'.")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every certificate of the profile, with kind, status and expiry; filters combine.
+
+    Examples: certwiz list -p my-app --expiring 30d;
+    certwiz list -p my-app --status revoked --kind client --name 'bot-*' --json
+    """
+    where = inventory.make_filter(status, expiring, kind, name)
+    certs = inventory.certificates(open_profile(profile, home), where=where)
     rows = [f"{'NAME':24} {'KIND':7} {'STATUS':8} {'NOT AFTER':21} SERIAL"]
     for c in certs:
         extra = f"  revoked {c.revoked_at} ({c.reason})" if c.revoked_at else ""
+        if c.superseded_until:
+            extra = f"  grace ends {c.superseded_until}"
         rows.append(f"{c.name:24} {c.kind:7} {c.status:8} {c.not_after:21} {c.serial}{extra}")
     emit(as_json, [c.as_dict() for c in certs], "\n".join(rows))
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import issue, names
+from .. import durations, issue, names
 from ..errors import InputError
 from ..passphrase import P12_ENV, obtain
 from ..profile import open_profile
@@ -16,6 +16,7 @@ from .common import (
     HomeOpt,
     JsonOpt,
     KeyTypeOpt,
+    LeafDaysOpt,
     NameOpt,
     ProfileOpt,
     report_issued,
@@ -33,7 +34,7 @@ client_app = typer.Typer(
 def client_issue(
     profile: ProfileOpt,
     name: NameOpt,
-    days: Annotated[str, typer.Option("--days", "-d", help="Validity in days.")] = "365",
+    days: LeafDaysOpt = "365",
     unencrypted: Annotated[
         bool,
         typer.Option("--unencrypted", "-u", help="Key and bundle without a password (for bots)."),
@@ -60,7 +61,7 @@ def client_issue(
 ) -> None:
     """Issue a client certificate (clientAuth only) and its PKCS#12 bundle."""
     names.client_name(name)
-    valid_days = names.days(days)
+    valid_days = durations.parse(days, "days")
     names.key_type(key_type)
     issue.check_p12_format(p12_format)
     prof = open_profile(profile, home)

@@ -35,6 +35,10 @@ CAPassOpt = Annotated[
     ),
 ]
 KeyTypeOpt = Annotated[str, typer.Option("--key-type", help=", ".join(names.KEY_TYPES))]
+LeafDaysOpt = Annotated[
+    str,
+    typer.Option("--days", "-d", help="Validity: 30d, 12h, 90m, 2w, or a plain number of days."),
+]
 ReloadOpt = Annotated[
     bool, typer.Option("--reload", help="Then run `nginx -t` and, if it passes, `nginx -s reload`.")
 ]
@@ -98,12 +102,18 @@ def files_text(files: dict[str, str]) -> str:
     return "\n".join(f"  {kind + ':':13}{path}" for kind, path in files.items())
 
 
+def notes_text(notes: list[str]) -> str:
+    """What a command did besides its own work (a CRL renewed, a grace ended), one line each."""
+    return "".join(f"\nAlso {note}" for note in notes)
+
+
 def report_issued(as_json: bool, done: issue.Issued) -> None:
     emit(
         as_json,
         asdict(done),
         f"Issued {done.kind} certificate {done.name} "
-        f"(serial {done.serial}, valid until {done.not_after})\n{files_text(done.files)}",
+        f"(serial {done.serial}, valid until {done.not_after})\n{files_text(done.files)}"
+        f"{notes_text(done.notes)}",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from .common import (
     ProfileOpt,
     ReloadOpt,
     deploy_crl,
+    notes_text,
     reports_errors,
     signing_passphrase,
 )
@@ -44,7 +46,7 @@ def crl_gen(
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
-    path = revoking.generate_crl(
+    done = revoking.generate_crl(
         prof, days=crl_days, ca_passphrase=signing_passphrase(prof, ca_passphrase_file)
     )
-    deploy_crl(as_json, {"profile": prof.name, "crl": path}, f"New CRL: {path}", words, argv)
+    deploy_crl(as_json, asdict(done), f"New CRL: {done.crl}{notes_text(done.notes)}", words, argv)

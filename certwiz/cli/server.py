@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from .. import issue, names
+from .. import durations, issue, names
 from ..profile import open_profile
 from .common import (
     CAPassOpt,
     HomeOpt,
     JsonOpt,
     KeyTypeOpt,
+    LeafDaysOpt,
     NameOpt,
     ProfileOpt,
     report_issued,
@@ -28,7 +29,7 @@ server_app = typer.Typer(help="Server certificates.", no_args_is_help=True)
 def server_issue(
     profile: ProfileOpt,
     name: NameOpt,
-    days: Annotated[str, typer.Option("--days", "-d", help="Validity in days.")] = "365",
+    days: LeafDaysOpt = "365",
     san: Annotated[
         list[str] | None,
         typer.Option(
@@ -45,7 +46,7 @@ def server_issue(
     sans = san or []
     for value in sans:
         names.san(value)
-    valid_days = names.days(days)
+    valid_days = durations.parse(days, "days")
     names.key_type(key_type)
     prof = open_profile(profile, home)
     done = issue.issue_server(

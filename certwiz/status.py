@@ -1,0 +1,247 @@
+"""`certwiz status`: what a monitor must know about a profile, with Nagios exit codes.
+
+Each CA certificate, each CRL (its nextUpdate) and every valid certificate
+expiring within the warning window becomes an item with a state: ok (0),
+warning (1) or critical (2). The worst state is the exit code, so a cron line
+or a systemd timer can alert on anything but 0. Read-only: it takes no lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from . import database, der, durations, grace, upkeep
+from .check import ProfileCorrupt
+from .errors import CertwizError
+from .inventory import certificates
+from .profile import Profile
+
+DEFAULT_WARN = "30d"
+STATES = ("ok", "warning", "critical")  # index = Nagios exit code
+
+
+@dataclass(frozen=True)
+class Item:
+    profile: str
+    kind: str  # ca, root-ca, intermediate-ca, crl, root-crl, server, client, profile
+    name: str
+    serial: str | None
+    not_after: str | None  # a CRL's nextUpdate
+    days_left: float | None
+    state: str
+    message: str
+
+    @property
+    def code(self) -> int:
+        return STATES.index(self.state)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """One CA level of a profile: its certificate, its CRL, and how to renew that CRL."""
+
+    kind: str
+    cert: Path
+    crl: Path
+    crl_kind: str
+    renew_crl: str
+
+
+def authorities(profile: Profile) -> list[Authority]:
+    """The CA levels of a profile, the root first."""
+    return [
+        Authority("ca", profile.ca_cert, profile.crl, "crl", f"certwiz crl gen -p {profile.name}")
+    ]
+
+
+def _iso(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _days(left: timedelta) -> float:
+    return round(left.total_seconds() / 86400, 2)
+
+
+def _ca_item(profile: Profile, level: Authority, warn: timedelta, now: datetime) -> Item:
+    try:
+        data = der.pem_to_der(level.cert.read_bytes())
+        _, not_after = der.cert_validity(data)
+        name, serial = der.cert_subject_cn(data) or level.cert.name, der.cert_serial(data)
+    except (OSError, ValueError, IndexError) as exc:
+        return Item(
+            profile.name,
+            level.kind,
+            level.cert.name,
+            None,
+            None,
+            None,
+            "critical",
+            f"{level.cert}: unusable ({exc})",
+        )
+    left = not_after - now
+    if left <= timedelta(0):
+        state, message = "critical", f"CA certificate expired {_iso(not_after)}"
+    elif left <= warn:
+        state, message = "warning", f"CA certificate expires {_iso(not_after)}"
+    else:
+        state, message = "ok", f"valid until {_iso(not_after)}"
+    if state != "ok":
+        message += f"; renew it: certwiz ca renew -p {profile.name}"
+    return Item(
+        profile.name, level.kind, name, serial, _iso(not_after), _days(left), state, message
+    )
+
+
+def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime) -> Item:
+    try:
+        this, following = upkeep.crl_window(level.crl)
+    except (OSError, ValueError, IndexError, ProfileCorrupt) as exc:
+        return Item(
+            profile.name,
+            level.crl_kind,
+            level.crl.name,
+            None,
+            None,
+            None,
+            "critical",
+            f"unusable, NGINX rejects every client: {exc}; run: {level.renew_crl}",
+        )
+    if following is None:
+        return Item(
+            profile.name,
+            level.crl_kind,
+            level.crl.name,
+            None,
+            None,
+            None,
+            "ok",
+            "no nextUpdate: never lapses",
+        )
+    left = following - now
+    # Warn inside the window, and also once a third of its validity is left (the point
+    # where every writing command would have renewed it): so a long-lived root CRL
+    # warns months ahead.
+    if left <= timedelta(0):
+        state = "critical"
+        message = f"expired {_iso(following)}: NGINX rejects every client; run: {level.renew_crl}"
+    elif left <= max(warn, (following - this) / upkeep.RENEW_FRACTION):
+        state, message = "warning", f"next update due {_iso(following)}; run: {level.renew_crl}"
+    else:
+        state, message = "ok", f"next update {_iso(following)}"
+    return Item(
+        profile.name,
+        level.crl_kind,
+        level.crl.name,
+        None,
+        _iso(following),
+        _days(left),
+        state,
+        message,
+    )
+
+
+def _leaf_items(profile: Profile, warn: timedelta, now: datetime) -> list[Item]:
+    items = []
+    for cert in certificates(profile, now):
+        if cert.status != "valid":
+            continue  # revoked, expired and superseded certificates are history, not alarms
+        not_after = datetime.strptime(cert.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        left = not_after - now
+        if left > warn:
+            continue
+        renew = "server" if "server" in cert.kind else "client"
+        items.append(
+            Item(
+                profile.name,
+                cert.kind,
+                cert.name,
+                cert.serial,
+                cert.not_after,
+                _days(left),
+                "warning",
+                f"expires {cert.not_after}; renew it: certwiz {renew} renew "
+                f"-p {profile.name} -n {cert.name}",
+            )
+        )
+    return items
+
+
+def _overdue_grace(profile: Profile, now: datetime) -> list[Item]:
+    """A superseded certificate still valid after its grace: no writing command ran since."""
+    return [
+        Item(
+            profile.name,
+            "superseded",
+            item.name,
+            item.serial,
+            _iso(item.until),
+            _days(item.until - now),
+            "warning",
+            f"grace ended {_iso(item.until)} but it is not revoked yet; run: "
+            f"certwiz crl gen -p {profile.name}",
+        )
+        for item in grace.due(profile, now)
+    ]
+
+
+def of_profile(profile: Profile, warn: timedelta, now: datetime | None = None) -> list[Item]:
+    now = now or datetime.now(UTC)
+    items: list[Item] = []
+    for level in authorities(profile):
+        items.append(_ca_item(profile, level, warn, now))
+        items.append(_crl_item(profile, level, warn, now))
+    try:
+        items += _leaf_items(profile, warn, now)
+        items += _overdue_grace(profile, now)
+    except (OSError, database.DatabaseError, CertwizError) as exc:
+        items.append(
+            Item(
+                profile.name,
+                "profile",
+                profile.name,
+                None,
+                None,
+                None,
+                "critical",
+                f"unreadable: {exc}; see: certwiz check -p {profile.name}",
+            )
+        )
+    return items
+
+
+def check_warn(value: str | timedelta) -> timedelta:
+    return durations.parse(value, "warn")
+
+
+def report(
+    profiles: list[Profile], warn: str | timedelta = DEFAULT_WARN, now: datetime | None = None
+) -> tuple[int, list[Item]]:
+    """(exit code, items worst first) over the given profiles."""
+    span = check_warn(warn)
+    items = [item for profile in profiles for item in of_profile(profile, span, now)]
+    items.sort(
+        key=lambda item: (
+            -item.code,
+            item.days_left if item.days_left is not None else float("-inf"),
+        )
+    )
+    return max((item.code for item in items), default=0), items
+
+
+def table(items: list[Item]) -> str:
+    """Human output: the worst first, one line each."""
+    rows = [
+        f"{'STATE':8} {'PROFILE':16} {'KIND':15} {'NAME':24} {'NOT AFTER':21} {'DAYS':>8}  MESSAGE"
+    ]
+    for item in items:
+        days = "" if item.days_left is None else f"{item.days_left:.1f}"
+        rows.append(
+            f"{item.state.upper():8} {item.profile:16} {item.kind:15} {item.name:24} "
+            f"{item.not_after or '-':21} {days:>8}  {item.message}"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,111 @@
+"""What every writing command does before it lets go of a profile.
+
+1. Superseded certificates whose `--grace` ended are revoked (`superseded`), so a
+   name never keeps two valid certificates past its grace.
+2. A CRL that passes its nextUpdate makes NGINX reject every client while `nginx -t`
+   still passes (easy-rsa's 180-day outage). So any change to a profile renews the
+   CRL once less than a third of its validity is left, and says so.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from . import check, database, der, grace
+from . import revoke as revoking
+from .audit import Change
+from .openssl import Secret
+from .profile import Profile
+
+RENEW_FRACTION = 3  # renew when less than 1/RENEW_FRACTION of the validity is left
+
+
+def crl_window(path: Path) -> tuple[datetime, datetime | None]:
+    """(thisUpdate, nextUpdate) of a PEM CRL file."""
+    return der.crl_times(check.crl_der(path))
+
+
+def crl_due_between(this: datetime, following: datetime | None, now: datetime) -> bool:
+    """True when less than a third of the validity is left (or it has lapsed)."""
+    if following is None:
+        return False  # a CRL without nextUpdate never lapses
+    return following - now < (following - this) / RENEW_FRACTION
+
+
+def crl_due(path: Path, now: datetime | None = None) -> bool:
+    return crl_due_between(*crl_window(path), now or datetime.now(UTC))
+
+
+def renewal_note(path: Path, left: timedelta) -> str:
+    days = left.total_seconds() / 86400
+    state = "had lapsed" if days < 0 else f"had {days:.1f} days left"
+    return f"renewed {path} (it {state}, less than a third of its validity)"
+
+
+def renew_crl_if_due(
+    profile: Profile, change: Change, ca_passphrase: Secret | None, now: datetime | None = None
+) -> list[str]:
+    """Renew crl.pem when it is past its one-third mark; the notes say what was done.
+
+    Call under the profile's lock (inside `audit.changing`), after the command's
+    own work, so a command that already wrote a fresh CRL does nothing here.
+    """
+    now = now or datetime.now(UTC)
+    if not crl_due(profile.crl, now):
+        return []
+    _, following = crl_window(profile.crl)
+    assert following is not None
+    revoking.regenerate_crl(profile, ca_passphrase, None)
+    note = renewal_note(profile.crl, following - now)
+    notes = change.details.setdefault("crl_renewed", [])
+    assert isinstance(notes, list)
+    notes.append(note)
+    return [note]
+
+
+def supersede_due(
+    profile: Profile, change: Change, ca_passphrase: Secret | None, now: datetime | None = None
+) -> list[str]:
+    """Revoke (`superseded`) every certificate whose grace has ended; the caller renews the CRL.
+
+    Entries no longer valid (revoked or expired meanwhile) just leave the list.
+    """
+    pending = grace.read(profile)
+    due = grace.due(profile, now)
+    if not due:
+        return []
+    by_serial = {e.serial: e for e in database.read(profile.index)}
+    notes = []
+    for item in due:
+        entry = by_serial.get(item.serial)
+        if entry is not None and entry.flag == "V":
+            revoking.revoke_entry(profile, entry, "superseded", ca_passphrase)
+            change.serials.append(item.serial)
+            notes.append(
+                f"revoked {item.serial}, the superseded certificate of {item.name} "
+                f"(its grace ended {item.until:%Y-%m-%dT%H:%M:%SZ})"
+            )
+        del pending[item.serial]
+        grace.write(profile, pending)
+    if notes:
+        change.details["superseded"] = [item.serial for item in due]
+    return notes
+
+
+def tidy(
+    profile: Profile,
+    change: Change,
+    ca_passphrase: Secret | None,
+    *,
+    crl_follows: bool = False,
+    now: datetime | None = None,
+) -> list[str]:
+    """Both upkeep steps, under the lock. `crl_follows`: the caller writes a fresh CRL next."""
+    notes = supersede_due(profile, change, ca_passphrase, now)
+    if crl_follows:
+        return notes
+    if notes:
+        revoking.regenerate_crl(profile, ca_passphrase, None)
+        return [*notes, f"renewed {profile.crl}"]
+    return renew_crl_if_due(profile, change, ca_passphrase, now)
