@@ -19,10 +19,96 @@ LOCK_TIMEOUT_ENV = "CERTWIZ_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 
+CONFIG_ENV = "CERTWIZ_CONFIG"
+DEFAULT_CONFIG = Path("/etc/certwiz.conf")
+DEFAULT_HOME = "certs"
+CONFIG_MAX_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class Home:
+    """The directory that holds the profiles, and where that choice came from.
+
+    The source goes into every "not found": an operator who ran certwiz from the wrong
+    directory must learn where it looked, not be told to create a second CA there.
+    """
+
+    path: Path
+    source: str  # "--home", "CERTWIZ_HOME", a config file's path, or "" for ./certs
+
+    @property
+    def configured(self) -> bool:
+        """Chosen on purpose (--home, CERTWIZ_HOME or a config file), not the ./certs default."""
+        return self.source != ""
+
+    def describe(self) -> str:
+        if self.configured:
+            return f"home {self.path} (from {self.source})"
+        return (
+            f"home {self.path} (the default ./{DEFAULT_HOME} of the current directory: "
+            f"no --home, {HOME_ENV} or {DEFAULT_CONFIG})"
+        )
+
+    def elsewhere(self) -> str:
+        return f"another home: --home DIR, {HOME_ENV}=DIR, or 'home = DIR' in {DEFAULT_CONFIG}"
+
+
+def config_path() -> Path | None:
+    """The config file certwiz reads: $CERTWIZ_CONFIG (must exist), else /etc/certwiz.conf."""
+    chosen = os.environ.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise InputError(CONFIG_ENV, f"{chosen} is not a file")
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def read_config(path: Path) -> dict[str, str]:
+    """`key = value` lines, `#` comments; the one key so far is `home` (an absolute path)."""
+    field = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(CONFIG_MAX_BYTES + 1)
+    except OSError as exc:
+        raise InputError(field, f"cannot read it: {exc.strerror}") from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise InputError(field, f"larger than {CONFIG_MAX_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(field, "not UTF-8 text") from None
+    settings: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if not sep or key != "home":
+            raise InputError(field, f"line {number}: expected 'home = /absolute/dir', got {raw!r}")
+        if not value.startswith("/"):
+            raise InputError(field, f"line {number}: home must be an absolute path, got {value!r}")
+        settings[key] = value
+    return settings
+
+
+def resolve_home(home: Path | str | None = None) -> Home:
+    """--home, else $CERTWIZ_HOME, else `home` in the config file, else ./certs."""
+    if home:
+        return Home(Path(home).expanduser().absolute(), "--home")
+    if os.environ.get(HOME_ENV):
+        return Home(Path(os.environ[HOME_ENV]).expanduser().absolute(), HOME_ENV)
+    config = config_path()
+    if config is not None:
+        value = read_config(config).get("home")
+        if value:
+            return Home(Path(value), str(config))
+    return Home(Path(DEFAULT_HOME).absolute(), "")
+
+
 def home_dir(home: Path | str | None = None) -> Path:
-    """The directory that holds the profiles: --home, else $CERTWIZ_HOME, else ./certs."""
-    chosen = home or os.environ.get(HOME_ENV) or "certs"
-    return Path(chosen).expanduser().absolute()
+    """The directory that holds the profiles (see resolve_home)."""
+    return resolve_home(home).path
 
 
 def lock_timeout(value: str | float | None, field: str = "lock-timeout") -> float:
@@ -118,8 +204,11 @@ class Profile:
     def newcert_path(self, serial_hex: str) -> Path:
         return self.newcerts / f"{serial_hex}.pem"
 
+    def ca_files(self) -> tuple[Path, Path, Path]:
+        return (self.ca_cert, self.ca_key, self.cnf)
+
     def has_ca(self) -> bool:
-        return self.ca_cert.is_file() and self.ca_key.is_file() and self.cnf.is_file()
+        return all(path.is_file() for path in self.ca_files())
 
     def ca_key_encrypted(self) -> bool:
         with open(self.ca_key, "rb") as handle:
@@ -158,11 +247,24 @@ class Profile:
 
 
 def open_profile(name: str, home: Path | str | None = None) -> Profile:
-    """A profile that exists and has its CA; otherwise a StateError saying what to run."""
-    profile = Profile(names.profile_name(name), home_dir(home))
-    if not profile.has_ca():
-        raise StateError(f"profile {name} has no CA; run: certwiz ca init -p {name}")
-    return profile
+    """A profile that exists and has its CA; otherwise a StateError saying where it looked.
+
+    "run: certwiz ca init" is advised only in a home chosen on purpose that exists:
+    elsewhere it would create a second CA in the wrong place.
+    """
+    where = resolve_home(home)
+    profile = Profile(names.profile_name(name), where.path)
+    if profile.has_ca():
+        return profile
+    if not where.path.is_dir():
+        raise StateError(
+            f"profile {name} not found: {where.describe()} does not exist; {where.elsewhere()}"
+        )
+    if profile.dir.exists() or profile.dir.is_symlink():
+        missing = [str(p.relative_to(profile.dir)) for p in profile.ca_files() if not p.is_file()]
+        raise StateError(f"profile {name} at {profile.dir} is incomplete: no {', '.join(missing)}")
+    advice = f"; to create it there: certwiz ca init -p {name}" if where.configured else ""
+    raise StateError(f"profile {name} not found in {where.describe()}; {where.elsewhere()}{advice}")
 
 
 def list_profiles(home: Path | str | None = None) -> list[Profile]:

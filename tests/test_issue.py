@@ -209,11 +209,14 @@ def test_second_valid_certificate_is_refused_with_serial_and_expiry(cli, profile
     assert snapshot(profile.dir) == before
 
 
-def test_leaf_without_ca_says_what_to_run(cli, home: Path) -> None:
+def test_leaf_without_ca_says_where_it_looked_and_what_to_run(cli, home: Path) -> None:
+    home.mkdir()
     result = cli("server", "issue", "-p", "nothing-here", "-n", "a.local")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "certwiz: error: profile nothing-here has no CA; run: certwiz ca init -p nothing-here"
+        f"certwiz: error: profile nothing-here not found in home {home} (from CERTWIZ_HOME); "
+        "another home: --home DIR, CERTWIZ_HOME=DIR, or 'home = DIR' in /etc/certwiz.conf; "
+        "to create it there: certwiz ca init -p nothing-here"
     )
     assert not (home / "nothing-here").exists()
 

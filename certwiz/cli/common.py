@@ -23,7 +23,11 @@ ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile (CA wo
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Certificate name (its CN).")]
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", help="Directory of the profiles [env: CERTWIZ_HOME; default ./certs]."),
+    typer.Option(
+        "--home",
+        help="Directory of the profiles [env: CERTWIZ_HOME; else 'home = DIR' in "
+        "/etc/certwiz.conf (env CERTWIZ_CONFIG); else ./certs].",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 CAPassOpt = Annotated[

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import audit, check
-from ..profile import home_dir, list_profiles, open_profile
+from ..profile import list_profiles, open_profile, resolve_home
 from .common import HomeOpt, JsonOpt, ProfileOpt, emit, reports_errors
 
 
@@ -16,7 +16,7 @@ def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     emit(
         as_json,
         [{"profile": p.name, "dir": str(p.dir)} for p in found],
-        "\n".join(p.name for p in found) or f"no profiles in {home_dir(home)}",
+        "\n".join(p.name for p in found) or f"no profiles in {resolve_home(home).describe()}",
     )
 
 
