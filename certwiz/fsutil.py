@@ -1,4 +1,4 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files so that a reader never sees half of one; reading small ones safely."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import InputError
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -58,3 +60,22 @@ def scratch_dir(parent: Path) -> Iterator[Path]:
         for child in path.iterdir():
             child.unlink()
         path.rmdir()
+
+
+def read_small_text(path: Path, field: str, limit: int) -> str:
+    """A small UTF-8 file given by the user, read at most `limit` bytes deep.
+
+    Bounded: a path such as /dev/zero must not fill the memory. Every failure is an
+    InputError on `field`.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(field, f"{path} is larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(field, f"{path} is not UTF-8 text") from None

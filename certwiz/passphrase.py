@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
+from .fsutil import read_small_text
 from .openssl import Secret
 
 CA_ENV = "CERTWIZ_CA_PASSPHRASE"
@@ -17,17 +18,7 @@ MIN_LENGTH = 4  # openssl refuses shorter passphrases when it encrypts
 
 
 def _from_file(path: Path, field: str) -> str:
-    try:
-        with open(path, "rb") as handle:  # bounded: /dev/zero must not fill the memory
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InputError(field, f"{path} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(field, f"{path} is not UTF-8 text") from None
+    text = read_small_text(path, field, MAX_FILE_BYTES)
     lines = text.splitlines()
     if not lines or not lines[0]:
         raise InputError(field, f"{path} is empty: the passphrase is its first line")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import names
 from .errors import InputError, LockTimeout, StateError
+from .fsutil import read_small_text
 
 HOME_ENV = "CERTWIZ_HOME"
 LOCK_TIMEOUT_ENV = "CERTWIZ_LOCK_TIMEOUT"
@@ -67,17 +68,7 @@ def config_path() -> Path | None:
 def read_config(path: Path) -> dict[str, str]:
     """`key = value` lines, `#` comments; the one key so far is `home` (an absolute path)."""
     field = str(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(CONFIG_MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read it: {exc.strerror}") from None
-    if len(data) > CONFIG_MAX_BYTES:
-        raise InputError(field, f"larger than {CONFIG_MAX_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(field, "not UTF-8 text") from None
+    text = read_small_text(path, field, CONFIG_MAX_BYTES)
     settings: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
