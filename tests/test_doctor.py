@@ -330,6 +330,17 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         lambda lab: {"ciphers": "ssl_ciphers HIGH:RC4-SHA:DES-CBC3-SHA;"},
         {"weak-cipher"},
     ),
+    "plain-listen-too": (
+        lambda lab: {"server_extra": "listen 127.0.0.1:18081;"},
+        {"listen-without-ssl"},
+    ),
+    "error-page-to-the-app": (
+        lambda lab: {
+            "server_extra": "error_page 495 496 = @app; "
+            "location @app { proxy_pass http://127.0.0.1:18080; }"
+        },
+        {"error-page-passes", "header-forgeable"},
+    ),
     "shared-listen": (lambda lab: {"more_servers": other_server(lab)}, {"shared-listen-unguarded"}),
 }
 

@@ -233,6 +233,41 @@ def _verify_findings(view: ServerView) -> list[Finding]:
     return []
 
 
+def _bypass_findings(view: ServerView) -> list[Finding]:
+    """Ways around the client certificate check: a plain listen, an error page that proxies."""
+    server = view.block
+    out = []
+    if _arg(server.inherited("ssl"), "off") != "on":  # `ssl on;` (old nginx) covers every listen
+        for listen in server.children("listen"):
+            if "ssl" not in listen.args[1:] and "quic" not in listen.args[1:]:
+                out.append(
+                    make(
+                        "listen-without-ssl",
+                        listen.where,
+                        f"listen {_arg(listen)} has no ssl: requests on it bring no client "
+                        "certificate and still reach this server's locations",
+                    )
+                )
+    named = {_arg(loc): loc for loc in locations(server) if _arg(loc).startswith("@")}
+    for block in [server, *locations(server)]:
+        for page in block.children("error_page"):
+            codes = {a for a in page.args if a.isdigit()}
+            target = page.args[-1] if page.args else ""
+            if not codes & {"495", "496"}:
+                continue
+            handler = named.get(target)
+            if handler is not None and any(d.name in PASSES for d in handler.walk()):
+                out.append(
+                    make(
+                        "error-page-passes",
+                        page.where,
+                        f"error_page {' '.join(page.args)} sends a request whose client "
+                        f"certificate failed to {target}, which proxies it",
+                    )
+                )
+    return out
+
+
 def _trust_findings(view: ServerView, facts: ProfileFacts) -> list[Finding]:
     out = []
     for directive, certs in view.trust:
@@ -600,6 +635,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
         )
     for view in related:
         out += _verify_findings(view)
+        out += _bypass_findings(view)
         if view.mode != "off":
             out += _trust_findings(view, facts)
             out += _revocation_findings(view, facts, unreadable)

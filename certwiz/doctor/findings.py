@@ -26,6 +26,17 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         'add `if ($ssl_client_verify != "SUCCESS") { return 403; }` to the server, '
         "or use `ssl_verify_client on;`",
     ),
+    "listen-without-ssl": (
+        ERROR,
+        "a plain-http request skips TLS and with it the client certificate check",
+        "serve plain http (a redirect to https, if any) in a server block of its own",
+    ),
+    "error-page-passes": (
+        ERROR,
+        "a request whose client certificate was refused (495/496) is handed to the "
+        "application anyway",
+        "answer 495/496 with `return 400` (as the rendered config does), never a proxy",
+    ),
     "revocation-off": (
         ERROR,
         "a revoked client certificate is accepted until it expires",
