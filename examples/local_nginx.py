@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from certwiz import nginx as certwiz_nginx
+from certwiz.nginx.workers import alive, children
 
 START_TIMEOUT = 20.0
 
@@ -32,35 +33,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _state(pid: int) -> str | None:
-    """The process state letter (R, S, Z...) or None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def alive(pid: int) -> bool:
-    """Running, and not a zombie (containers often have no init that reaps orphans)."""
-    return _state(pid) not in (None, "Z", "X")
-
-
-def children(pid: int) -> set[int]:
-    """Live processes whose parent is PID (nginx's workers)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            found.add(int(entry.name))
-    return found
 
 
 def wait_for(condition: object, what: str, timeout: float = START_TIMEOUT) -> None:

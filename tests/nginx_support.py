@@ -84,3 +84,21 @@ def curl(
     body.unlink(missing_ok=True)
     status = int(proc.stdout.strip() or 0)
     return CurlResult(proc.returncode, status, text, proc.stderr)
+
+
+def render_argv(profile: str, server: str, upstream: str, listen: str, out: Path) -> list[str]:
+    """`certwiz nginx render` arguments for one site rendered into OUT."""
+    return [
+        "nginx",
+        "render",
+        "-p",
+        profile,
+        "--server",
+        server,
+        "--upstream",
+        upstream,
+        "--listen",
+        listen,
+        "--out",
+        str(out),
+    ]

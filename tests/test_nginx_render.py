@@ -353,7 +353,7 @@ def test_failing_nginx_t_is_reported_and_nothing_reloaded(cli, site: Path, tmp_p
     assert err[0].startswith("certwiz: error: nginx -t failed, nginx NOT reloaded: nginx: [emerg]")
     assert 'invalid value "sometimes"' in err[0]
     assert "NOT reloaded" in r.stdout and "New CRL" in r.stdout
-    assert calls.read_text().splitlines() == [f"-p {prefix} -c {conf} -t"]
+    assert calls.read_text().splitlines() == [f"-p {prefix} -c {conf} -V -T"]
 
 
 def test_missing_nginx_skips_on_a_dev_machine_and_fails_in_ci(

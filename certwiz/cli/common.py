@@ -124,7 +124,8 @@ def report_issued(as_json: bool, done: issue.Issued) -> None:
 def deploy_crl(
     as_json: bool, data: dict[str, Any], text: str, words: list[str], argv: list[str] | None
 ) -> None:
-    """Print what changed; with --reload make nginx read the new CRL, else say how."""
+    """Print what changed; with --reload make nginx load it (a new CRL or new configs)
+    and wait until it serves, else say how."""
     hint = nginx_lib.reload_hint(words)
     if argv is None:
         emit(
@@ -134,7 +135,7 @@ def deploy_crl(
         )
         return
     try:
-        nginx_lib.reload(argv)
+        done = nginx_lib.reload(argv)
     except nginx_lib.NginxError:
         emit(
             as_json,
@@ -142,8 +143,13 @@ def deploy_crl(
             f"{text}\nnginx was NOT reloaded; fix the error below, then run: {hint}",
         )
         raise
+    served = (
+        f"only new workers accept connections after {done.seconds:.2f}s"
+        if done.master is not None
+        else done.note
+    )
     emit(
         as_json,
-        {**data, "reloaded": True, "reload_command": hint},
-        f"{text}\nnginx: config test passed, reloaded: {shlex.join(argv)} -s reload",
+        {**data, "reloaded": True, "reload_command": hint, "reload_wait": asdict(done)},
+        f"{text}\nnginx: config test passed, reloaded: {shlex.join(argv)} -s reload; {served}",
     )

@@ -10,7 +10,16 @@ import typer
 
 from .. import nginx as nginx_lib
 from ..profile import open_profile
-from .common import HomeOpt, JsonOpt, ProfileOpt, emit, files_text, reports_errors
+from .common import (
+    HomeOpt,
+    JsonOpt,
+    NginxCmdOpt,
+    ProfileOpt,
+    ReloadOpt,
+    deploy_crl,
+    files_text,
+    reports_errors,
+)
 
 nginx_app = typer.Typer(
     help="NGINX configs that enforce the profile's client certificates.", no_args_is_help=True
@@ -48,6 +57,8 @@ def nginx_render(
             "server in SNI. For every server after the first on one address:port.",
         ),
     ] = False,
+    reload: ReloadOpt = False,
+    nginx_cmd: NginxCmdOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -57,16 +68,19 @@ def nginx_render(
     address, reach it); give a second profile on the same address --sni-only.
     Either way it serves only requests whose TLS handshake it made with its own CA.
     """
+    words = nginx_lib.command_words(nginx_cmd)
+    argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
     done = nginx_lib.render(
         prof, server, upstream, listen=listen, out=out, tls=tls, sni_only=sni_only
     )
     role = "default server" if done.default_server else "SNI only"
-    emit(
+    deploy_crl(
         as_json,
         asdict(done),
         f"Wrote NGINX configs for {done.server} "
         f"(TLS {done.tls}, listen {done.listen} {role}, upstream {done.upstream})\n"
-        f"{files_text(done.files)}\nInclude {done.files['site']} inside http {{ }} "
-        f"of nginx.conf, then run: nginx -t && nginx -s reload",
+        f"{files_text(done.files)}\nInclude {done.files['site']} inside http {{ }} of nginx.conf",
+        words,
+        argv,
     )

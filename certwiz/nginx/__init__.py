@@ -1,14 +1,17 @@
 """NGINX: render the mTLS proxy configs of a profile, and test + reload a running nginx.
 
 `inputs` checks render's values, `site` renders the files from the `nginx/`
-templates (package certwiz.nginx_templates), `control` runs nginx -t / -s reload.
+templates (package certwiz.nginx_templates), `control` runs nginx -t / -s reload
+and waits, with `workers`, until the new workers serve.
 The names below are the package's public interface.
 """
 
 from .control import (
     DEFAULT_NGINX_CMD,
     NGINX_CMD_ENV,
+    RELOAD_TIMEOUT_ENV,
     NginxError,
+    Reloaded,
     command_words,
     find_binary,
     reload,
@@ -31,10 +34,12 @@ __all__ = [
     "DEFAULT_NGINX_CMD",
     "NGINX_CMD_ENV",
     "PROXY_CONF",
+    "RELOAD_TIMEOUT_ENV",
     "SITE_CONF",
     "SSL_CONF",
     "TLS_PROFILES",
     "NginxError",
+    "Reloaded",
     "Rendered",
     "check_listen",
     "check_upstream",

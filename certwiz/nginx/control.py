@@ -11,16 +11,21 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .. import openssl
 from ..errors import CertwizError, InputError
+from . import workers
 
 NGINX_CMD_ENV = "CERTWIZ_NGINX_CMD"
 DEFAULT_NGINX_CMD = "nginx"
 # Debian puts nginx in /usr/sbin, which a non-login or non-root PATH often lacks.
 SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 NGINX_TIMEOUT = 60
+RELOAD_TIMEOUT_ENV = "CERTWIZ_RELOAD_TIMEOUT"
+RELOAD_TIMEOUT = 30.0
 
 
 class NginxError(CertwizError):
@@ -54,6 +59,7 @@ def resolve(words: Sequence[str]) -> list[str]:
             f"nginx not found ({words[0]!r}); install it (apt-get install "
             f"nginx) or give --nginx-cmd / {NGINX_CMD_ENV}"
         )
+    reload_timeout()  # a bad $CERTWIZ_RELOAD_TIMEOUT is refused before anything changes
     return [found, *words[1:]]
 
 
@@ -95,18 +101,61 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         raise NginxError(f"cannot run {argv[0]}: {exc.strerror}") from None
 
 
-def test_config(argv: Sequence[str]) -> None:
-    """`nginx -t`: raise NginxError with nginx's error line when the config is bad."""
-    proc = _run([*argv, "-t"])
+def test_config(argv: Sequence[str]) -> str:
+    """`nginx -t` (as `-V -T`: the same test, plus the build options and the config,
+    which tell where the pid file is); NginxError with nginx's line when it fails."""
+    proc = _run([*argv, "-V", "-T"])
     if proc.returncode != 0:
         line = _telling_line(proc.stderr + proc.stdout, proc.returncode)
         raise NginxError(f"nginx -t failed, nginx NOT reloaded: {line}")
+    return proc.stderr + proc.stdout
 
 
-def reload(argv: Sequence[str]) -> None:
-    """`nginx -t`, and only if it passes `nginx -s reload` (nginx reads the CRL at load)."""
-    test_config(argv)
+def reload_timeout() -> float:
+    """Seconds `reload` waits for the new workers: $CERTWIZ_RELOAD_TIMEOUT, default 30."""
+    text = os.environ.get(RELOAD_TIMEOUT_ENV, str(RELOAD_TIMEOUT))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise InputError(RELOAD_TIMEOUT_ENV, f"{text!r} must be a number of seconds from 0 to 3600")
+    return value
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """How a reload went: nginx's master, and how long until only new workers served."""
+
+    master: int | None
+    seconds: float
+    note: str = ""
+
+
+def reload(argv: Sequence[str], timeout: float | None = None) -> Reloaded:
+    """`nginx -t`; only if it passes `nginx -s reload`; then wait until the new config
+    serves: the master runs new workers and every old one stopped accepting (its
+    graceful exit), at most TIMEOUT seconds, else NginxError (nginx reads the CRL at
+    load, so before that a revoked client still gets in)."""
+    limit = reload_timeout() if timeout is None else timeout
+    output = test_config(argv)
+    pid_file = workers.pid_path(list(argv), output)
+    master = workers.master_pid(pid_file)
+    old = workers.children(master) if master is not None else set()
+    start = time.monotonic()
     proc = _run([*argv, "-s", "reload"])
     if proc.returncode != 0:
         line = _telling_line(proc.stderr + proc.stdout, proc.returncode)
         raise NginxError(f"nginx -s reload failed: {line}")
+    if master is None:
+        where = pid_file or "no pid file in nginx -V -T"
+        return Reloaded(None, 0.0, f"not waited for the new workers: no nginx master at {where}")
+    still = workers.wait_replaced(master, old, limit)
+    if still:
+        raise NginxError(
+            f"nginx -s reload sent, but after {limit:g}s nginx's old worker(s) "
+            f"{', '.join(map(str, still))} still accept connections with the old "
+            f"configuration (a failed reload is in nginx's error log; a busy nginx may "
+            f"need a larger {RELOAD_TIMEOUT_ENV})"
+        )
+    return Reloaded(master, time.monotonic() - start)

@@ -31,7 +31,7 @@ from certwiz import nginx as certwiz_nginx
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from tests.conftest import run_certwiz
-from tests.nginx_support import curl, require_curl, require_nginx
+from tests.nginx_support import curl, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
 
@@ -56,20 +56,13 @@ class Lab:
         """The rendered mtls_proxy.conf of PROFILE, as default server or --sni-only."""
         out = self.work / "conf" / f"{profile}-{'default' if default else 'sni'}"
         if not out.is_dir():
-            args = [
-                "nginx",
-                "render",
-                "-p",
+            args = render_argv(
                 profile,
-                "--server",
                 SERVERS[profile],
-                "--upstream",
                 f"http://127.0.0.1:{self.backend.port}/{profile}/",
-                "--listen",
                 f"127.0.0.1:{self.port}",
-                "--out",
-                str(out),
-            ]
+                out,
+            )
             result = run_certwiz(self.home, *args, *([] if default else ["--sni-only"]))
             assert result.returncode == 0, result.stderr
         return out / "mtls_proxy.conf"

@@ -228,7 +228,7 @@ def test_nginx_children_get_no_passphrase_in_environment(
     )
     assert result.returncode == 0, result.stderr
     runs = log.read_text().split("=== ")[1:]
-    assert [run.splitlines()[0] for run in runs] == ["-c x.conf -t", "-c x.conf -s reload"]
+    assert [run.splitlines()[0] for run in runs] == ["-c x.conf -V -T", "-c x.conf -s reload"]
     for run in runs:
         for secret in SECRETS:
             assert secret not in run
