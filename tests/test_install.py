@@ -229,8 +229,13 @@ def test_units_are_templates_and_alert_on_failure() -> None:
     service = (SYSTEMD / "certwiz-crl@.service").read_text()
     settings = [line for line in service.splitlines() if not line.startswith("#")]
     assert not [line for line in settings if "my-app" in line]  # one template: %i
-    assert "OnFailure=certwiz-crl-failed@%i.service" in service
-    assert (SYSTEMD / "certwiz-crl-failed@.service").is_file()
+    assert "OnFailure=certwiz-alert@%n.service" in service
+    # Every OnFailure= names a unit shipped beside it (verify does not check that).
+    for unit in SYSTEMD.glob("*.service"):
+        for line in unit.read_text().splitlines():
+            if line.startswith("OnFailure="):
+                template = re.sub(r"@[^.]*\.", "@.", line.partition("=")[2])
+                assert (SYSTEMD / template).is_file(), f"{unit.name}: {line}"
     assert "CERTWIZ_HOME" not in service  # the home comes from /etc/certwiz.conf
 
 
