@@ -7,7 +7,15 @@ cd "$(dirname "$0")/.."
 home=${CERTWIZ_HOME:-$PWD/certs}
 run=$PWD/demo/run
 rm -rf "$home/demo" "$run"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# Print a command as it can be pasted: words with a space or a special character quoted.
+shown() {
+    local word out=()
+    for word in "$@"; do
+        if [[ $word =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+=("$word"); else out+=("'${word//\'/\'\\\'\'}'"); fi
+    done
+    printf '%s' "${out[*]}"
+}
+step() { printf '\n\033[1m$ %s\033[0m\n' "$(shown "$@")"; "$@"; }
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 
 step scripts/1_gen_ca.sh -p demo

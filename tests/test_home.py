@@ -163,3 +163,10 @@ def test_profiles_names_the_home_it_looked_in(server: dict[str, Path]) -> None:
     result = certwiz(server["srv"], "profiles", env={"CERTWIZ_CONFIG": str(server["config"])})
     assert result.returncode == 0
     assert f"no profiles in home {server['home']} (from {server['config']})" in result.stdout
+
+
+def test_home_help_names_every_source(tmp_path: Path) -> None:
+    """Rich markup once ate a bracketed help text whole: the sources must be visible."""
+    text = " ".join(certwiz(tmp_path, "list", "--help").stdout.split())
+    for source in ("CERTWIZ_HOME", "/etc/certwiz.conf", "CERTWIZ_CONFIG", "./certs"):
+        assert source in text.replace("│ ", "")

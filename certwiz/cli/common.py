@@ -25,8 +25,8 @@ HomeOpt = Annotated[
     Path | None,
     typer.Option(
         "--home",
-        help="Directory of the profiles [env: CERTWIZ_HOME; else 'home = DIR' in "
-        "/etc/certwiz.conf (env CERTWIZ_CONFIG); else ./certs].",
+        help="Directory of the profiles (else env CERTWIZ_HOME, else 'home = DIR' in "
+        "/etc/certwiz.conf or the file in env CERTWIZ_CONFIG, else ./certs).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
