@@ -67,6 +67,7 @@ class LocalNginx:
         self.pid_file = self.prefix / "nginx.pid"
         self.error_log = self.prefix / "error.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.http_directives: list[str] = []  # extra lines for http { } (tests)
 
     @property
     def words(self) -> list[str]:
@@ -84,7 +85,7 @@ class LocalNginx:
 
     def start(self) -> LocalNginx:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(certwiz_nginx.render_standalone(self.prefix, self.sites))
+        self.conf.write_text(self._main_conf())
         certwiz_nginx.test_config(self.words)
         with open(self.prefix / "stderr.log", "ab") as log:
             self.proc = subprocess.Popen(
@@ -101,6 +102,11 @@ class LocalNginx:
             self.stop()
             raise RuntimeError(f"nginx did not start:\n{self.log_tail()}") from None
         return self
+
+    def _main_conf(self) -> str:
+        return certwiz_nginx.render_standalone(
+            self.prefix, self.sites, http_directives=self.http_directives
+        )
 
     def _started(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -134,7 +140,7 @@ class LocalNginx:
     def serve(self, sites: Sequence[Path]) -> None:
         """Include SITES (in this order) instead, and reload."""
         self.sites = [p.absolute() for p in sites]
-        self.conf.write_text(certwiz_nginx.render_standalone(self.prefix, self.sites))
+        self.conf.write_text(self._main_conf())
         self.reload()
 
     def stop(self) -> None:

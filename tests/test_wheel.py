@@ -91,7 +91,7 @@ def test_installed_wheel_runs_the_lifecycle(tmp_path: Path) -> None:
     # The NGINX templates ship too: render from the installed wheel.
     for name in (
         "ssl.conf.j2",
-        "proxy.conf",
+        "proxy.conf.j2",
         "mtls_proxy.conf.j2",
         "standalone.conf.j2",
     ):

@@ -57,6 +57,14 @@ def nginx_render(
             "server in SNI. For every server after the first on one address:port.",
         ),
     ] = False,
+    app: Annotated[
+        str,
+        typer.Option(
+            "--app",
+            help="generic (proxy every path) or ollama (only /api/, streamed, long timeouts, "
+            "Host: localhost); the identity headers are the same.",
+        ),
+    ] = "generic",
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
     home: HomeOpt = None,
@@ -72,7 +80,7 @@ def nginx_render(
     argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
     done = nginx_lib.render(
-        prof, server, upstream, listen=listen, out=out, tls=tls, sni_only=sni_only
+        prof, server, upstream, listen=listen, out=out, tls=tls, sni_only=sni_only, app=app
     )
     role = "default server" if done.default_server else "SNI only"
     deploy_crl(

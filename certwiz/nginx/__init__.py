@@ -21,6 +21,7 @@ from .control import (
 )
 from .inputs import check_listen, check_upstream, server_files, verify_depth
 from .site import (
+    APPS,
     PROXY_CONF,
     SITE_CONF,
     SSL_CONF,
@@ -31,6 +32,7 @@ from .site import (
 )
 
 __all__ = [
+    "APPS",
     "DEFAULT_NGINX_CMD",
     "NGINX_CMD_ENV",
     "PROXY_CONF",

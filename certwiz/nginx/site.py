@@ -20,6 +20,9 @@ from ..render import nginx_escape, render_nginx
 from .inputs import check_listen, check_sni_only, check_upstream, server_files, verify_depth
 
 TLS_PROFILES = ("intermediate", "modern")  # Mozilla's names; one template, ssl.conf.j2
+# What the upstream is: any HTTP app, or Ollama's API (only /api/, streamed, long
+# timeouts, Host: localhost), with the same identity headers either way.
+APPS = ("generic", "ollama")
 SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.conf", "proxy.conf", "mtls_proxy.conf"
 
 
@@ -35,6 +38,7 @@ class Rendered:
     out_dir: str
     files: dict[str, str] = field(default_factory=dict)
     default_server: bool = True
+    app: str = "generic"
 
 
 def _render_files(
@@ -47,6 +51,7 @@ def _render_files(
     chain: Path,
     key: Path,
     default_server: bool,
+    app: str,
 ) -> dict[str, str]:
     """The three file texts; a path nginx cannot quote is an InputError naming its field."""
     for name, path in (("out", out), ("home", profile.dir)):
@@ -69,10 +74,11 @@ def _render_files(
         upstream=upstream,
         verify_depth=depth,
         default_server=default_server,
+        app=app,
     )
     return {
         SSL_CONF: render_nginx("ssl.conf.j2", modern=tls == "modern"),
-        PROXY_CONF: render_nginx(PROXY_CONF),
+        PROXY_CONF: render_nginx("proxy.conf.j2", app=app),
         SITE_CONF: site,
     }
 
@@ -86,6 +92,7 @@ def render(
     out: Path | None = None,
     tls: str = "intermediate",
     sni_only: bool = False,
+    app: str = "generic",
 ) -> Rendered:
     """Write ssl.conf, proxy.conf and mtls_proxy.conf (absolute paths) into OUT.
 
@@ -96,6 +103,8 @@ def render(
     """
     if tls not in TLS_PROFILES:
         raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
+    if app not in APPS:
+        raise InputError("app", f"{app!r} is not one of {', '.join(APPS)}")
     listen = check_listen(listen)
     upstream = check_upstream(upstream)
     chain, key = server_files(profile, server)
@@ -114,7 +123,9 @@ def render(
             raise InputError("out", problem)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("out", f"{out_dir} exists and is not a directory")
-    texts = _render_files(profile, server, upstream, listen, out_dir, tls, chain, key, not sni_only)
+    texts = _render_files(
+        profile, server, upstream, listen, out_dir, tls, chain, key, not sni_only, app
+    )
     files = {}
     with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,16 +142,28 @@ def render(
         str(out_dir),
         {"site": files["mtls_proxy"], "ssl": files["ssl"], "proxy": files["proxy"]},
         not sni_only,
+        app,
     )
 
 
 def render_standalone(
-    prefix: Path, site: Path | Sequence[Path], *, run_as_root: bool | None = None
+    prefix: Path,
+    site: Path | Sequence[Path],
+    *,
+    run_as_root: bool | None = None,
+    http_directives: Sequence[str] = (),
 ) -> str:
-    """A whole nginx.conf around one site (or several, in order), state under PREFIX."""
+    """A whole nginx.conf around one site (or several, in order), state under PREFIX.
+
+    HTTP_DIRECTIVES go into http { } as written (tests: a hostile surrounding config).
+    """
     if run_as_root is None:
         run_as_root = os.geteuid() == 0
     sites = [site] if isinstance(site, Path) else list(site)
     return render_nginx(
-        "standalone.conf.j2", prefix=str(prefix), sites=sites, run_as_root=run_as_root
+        "standalone.conf.j2",
+        prefix=str(prefix),
+        sites=sites,
+        run_as_root=run_as_root,
+        http_directives=list(http_directives),
     )

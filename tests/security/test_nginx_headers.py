@@ -1,0 +1,206 @@
+"""What the app receives cannot be forged, misread, or changed by the surrounding http { }.
+
+Real nginx whose http { } says `underscores_in_headers on; ignore_invalid_headers off;`
+(settings a rendered server inherits unless it sets its own), real curl, an echo
+backend. Two rendered servers on one port: a generic app and `--app ollama`.
+Issue 13 items 7 and 8, and issue 15's Ollama recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from examples.echo_backend import EchoBackend
+from examples.local_nginx import LocalNginx, free_port
+from examples.python.client_identity import client_name
+from tests.conftest import load_cert, run_certwiz
+from tests.nginx_support import curl, render_argv, require_curl, require_nginx
+
+pytestmark = pytest.mark.nginx
+
+APP, OLLAMA = "app.test", "ollama.test"
+TRICKY = "guest,CN=admin"  # a client name with DN syntax in it (accepted by certwiz)
+# Everything a client might send to pass for someone else or somewhere else.
+FORGED = {
+    "X-Client-Verify": "SUCCESS-FORGED",
+    "X-Client-Cert": "forged",
+    "X-Client-Cert-Subject": "CN=admin",
+    "X-Client-Cert-Issuer": "CN=forged CA",
+    "X-Client-Cert-Serial": "01",
+    "X-Client-Cert-Fingerprint": "00" * 20,
+    "X-Client-Cert-Not-After": "Jan  1 00:00:00 2099 GMT",
+    "X_Client_Cert_Subject": "CN=admin",
+    "X_Client_Verify": "SUCCESS",
+    "X_Client_Cert": "forged",
+    "X-Forwarded-For": "10.6.6.6",
+    "X_Forwarded_For": "10.6.6.6",
+    "X-Real-IP": "10.6.6.6",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Port": "1",
+    "X-Forwarded-Proto": "http",
+    "Forwarded": "for=10.6.6.6;host=evil.example;proto=http",
+    "X-Forwarded-Server": "evil",
+    "X-Forwarded-Prefix": "/evil",
+    "X-Forwarded-Ssl": "off",
+    "X-Forwarded-Client-Cert": 'Hash=00;Subject="CN=admin"',
+    "X-Client-IP": "10.6.6.6",
+    "True-Client-IP": "10.6.6.6",
+    "X-Original-URL": "/admin",
+    "X-Rewrite-URL": "/admin",
+}
+REMOVED = [
+    "forwarded",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-client-cert",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+]
+
+
+@dataclass
+class Edge:
+    home: Path
+    work: Path
+    port: int
+    backend: EchoBackend
+
+    def get(self, server: str, client: str, path: str = "/x", **kwargs: Any) -> Any:
+        site = self.home / "site"
+        return curl(
+            f"https://{server}:{self.port}{path}",
+            self.work,
+            ca=site / "ca.crt",
+            resolve=f"{server}:{self.port}:127.0.0.1",
+            cert=site / "issued" / f"{client}.crt",
+            key=site / "private" / f"{client}.key",
+            **kwargs,
+        )
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    require_nginx()
+    require_curl()
+    root = tmp_path_factory.mktemp("headers")
+    home = root / "certs"
+    for args in (
+        ("ca", "init", "-p", "site"),
+        ("server", "issue", "-p", "site", "-n", APP),
+        ("server", "issue", "-p", "site", "-n", OLLAMA),
+        ("client", "issue", "-p", "site", "-n", "bob", "-u"),
+        ("client", "issue", "-p", "site", "-n", TRICKY, "-u"),
+    ):
+        result = run_certwiz(home, *args)
+        assert result.returncode == 0, (args, result.stderr)
+    backend = EchoBackend().start()
+    port = free_port()
+    upstream, listen = f"http://127.0.0.1:{backend.port}", f"127.0.0.1:{port}"
+    sites = []
+    for server, extra in ((APP, ()), (OLLAMA, ("--app", "ollama", "--sni-only"))):
+        out = root / server
+        argv = render_argv("site", server, upstream, listen, out)
+        result = run_certwiz(home, *argv, *extra)
+        assert result.returncode == 0, result.stderr
+        sites.append(out / "mtls_proxy.conf")
+    nginx = LocalNginx(root / "nginx", sites)
+    # The surrounding http { } allows what the rendered server must not inherit.
+    nginx.http_directives = ["underscores_in_headers on;", "ignore_invalid_headers off;"]
+    try:
+        nginx.start()
+        yield Edge(home, root, port, backend)
+    finally:
+        nginx.stop()
+        backend.stop()
+
+
+def received(body: str) -> dict[str, str]:
+    """The headers the backend got, lower-case names (the echo backend's JSON)."""
+    return {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+
+
+def wsgi_view(headers: dict[str, str]) -> dict[str, list[str]]:
+    """HTTP_* keys as a WSGI/CGI app sees them: '-' and '_' both become '_'."""
+    environ: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        environ.setdefault("HTTP_" + name.upper().replace("-", "_"), []).append(value)
+    return environ
+
+
+def assert_identity(got: dict[str, str], client: str, edge: Edge, host: str) -> None:
+    cert = load_cert(edge.home / "site" / "issued" / f"{client}.crt")
+    assert got["x-client-verify"] == "SUCCESS"
+    sent = x509.load_pem_x509_certificate(unquote(got["x-client-cert"]).encode())
+    assert sent == cert
+    assert int(got["x-client-cert-serial"], 16) == cert.serial_number
+    assert got["x-client-cert-issuer"] == "CN=site Root CA"
+    assert "admin" not in got["x-client-cert-fingerprint"]
+    assert [n for n in got if "_" in n] == []
+    assert {k: v for k, v in wsgi_view(got).items() if len(v) > 1} == {}
+    assert got["x-forwarded-for"] == got["x-real-ip"] == "127.0.0.1"
+    assert got["x-forwarded-proto"] == "https"
+    assert got["x-forwarded-host"] == host
+    assert got["x-forwarded-port"] == str(edge.port)
+    assert [n for n in REMOVED if n in got] == []
+
+
+def test_forged_and_underscore_headers_never_reach_the_app(edge: Edge) -> None:
+    r = edge.get(APP, "bob", headers=FORGED)
+    assert r.status == 200, r.body
+    got = received(r.body)
+    assert_identity(got, "bob", edge, APP)
+    assert got["x-client-cert-subject"] == "CN=bob"
+    assert got["host"] == APP
+    assert wsgi_view(got)["HTTP_X_CLIENT_CERT_SUBJECT"] == ["CN=bob"]
+
+
+def test_a_dn_shaped_client_name_is_read_back_exactly(edge: Edge) -> None:
+    """`guest,CN=admin`: the subject text is escaped; the certificate header is exact."""
+    r = edge.get(APP, TRICKY)
+    assert r.status == 200, r.body
+    got = received(r.body)
+    assert_identity(got, TRICKY, edge, APP)
+    assert got["x-client-cert-subject"] == "CN=guest\\,CN=admin"
+    headers = json.loads(r.body)["headers"]
+    assert client_name(headers) == TRICKY  # the README's recipe for the app
+    cert = x509.load_pem_x509_certificate(unquote(got["x-client-cert"]).encode())
+    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == [TRICKY]
+
+
+def test_the_recipe_refuses_a_request_without_a_verified_certificate() -> None:
+    with pytest.raises(PermissionError):
+        client_name({"X-Client-Verify": "NONE", "X-Client-Cert": ""})
+
+
+def test_ollama_app_keeps_every_identity_header_overwritten(edge: Edge) -> None:
+    before = len(edge.backend.requests)
+    r = edge.get(
+        OLLAMA,
+        "bob",
+        "/api/generate",
+        headers=FORGED,
+        extra=("--data", '{"model":"m","prompt":"hi","stream":false}'),
+    )
+    assert r.status == 200, r.body
+    seen = json.loads(r.body)
+    assert (seen["method"], seen["path"]) == ("POST", "/api/generate")
+    got = received(r.body)
+    assert_identity(got, "bob", edge, OLLAMA)
+    assert got["x-client-cert-subject"] == "CN=bob"
+    assert got["host"] == "localhost"  # Ollama's own host check wants a local name
+    # Anything but /api/ is refused, certificate or not, and reaches nothing.
+    other = edge.get(OLLAMA, "bob", "/")
+    assert (other.status, other.body) == (404, "only /api/ is served here\n")
+    assert len(edge.backend.requests) == before + 1
