@@ -8,7 +8,17 @@ The library is usable on its own::
     issue.issue_client(profile, "bot-01")
 """
 
+__version__ = "0.1.0"  # the one place; pyproject.toml reads it
+
 from .errors import CertwizError, InputError, OpenSSLError, StateError
 from .profile import Profile, open_profile
 
-__all__ = ["CertwizError", "InputError", "OpenSSLError", "Profile", "StateError", "open_profile"]
+__all__ = [
+    "CertwizError",
+    "InputError",
+    "OpenSSLError",
+    "Profile",
+    "StateError",
+    "__version__",
+    "open_profile",
+]

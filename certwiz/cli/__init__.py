@@ -11,28 +11,43 @@ from typing import Annotated
 import typer
 
 from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
-from . import ca, certs, client, crl, doctor, nginx, profile, server, status
 from .common import reports_errors
+from .lazy import lazy_group
+
+# Every command: NAME -> "module:attribute" in this package, a Typer group or a command
+# function. A module is imported only when its command runs (help and completion import
+# all). A new group or command is one line here.
+COMMANDS = {
+    "ca": "ca:ca_app",
+    "server": "server:server_app",
+    "client": "client:client_app",
+    "crl": "crl:crl_app",
+    "nginx": "nginx:nginx_app",
+    "revoke": "certs:revoke_cmd",
+    "list": "certs:list_cmd",
+    "show": "certs:show_cmd",
+    "profiles": "profile:profiles_cmd",
+    "check": "profile:check_cmd",
+    "audit": "profile:audit_cmd",
+    "doctor": "doctor:doctor_cmd",
+    "status": "status:status_cmd",
+}
 
 app = typer.Typer(
+    cls=lazy_group(__name__, COMMANDS),
     help="A small private CA for mutual TLS, driving the openssl binary.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(ca.ca_app, name="ca")
-app.add_typer(server.server_app, name="server")
-app.add_typer(client.client_app, name="client")
-app.add_typer(crl.crl_app, name="crl")
-app.add_typer(nginx.nginx_app, name="nginx")
-app.command("revoke")(certs.revoke_cmd)
-app.command("list")(certs.list_cmd)
-app.command("show")(certs.show_cmd)
-app.command("profiles")(profile.profiles_cmd)
-app.command("check")(profile.check_cmd)
-app.command("audit")(profile.audit_cmd)
-app.command("doctor")(doctor.doctor_cmd)
-app.command("status")(status.status_cmd)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from ..about import version_lines
+
+        typer.echo("\n".join(version_lines()))
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -45,6 +60,15 @@ def global_options(
             help=f"Seconds to wait for a busy profile (env {LOCK_TIMEOUT_ENV}, default 60).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the certwiz, OpenSSL and Python versions and exit.",
+        ),
+    ] = False,
 ) -> None:
     """A small private CA for mutual TLS, driving the openssl binary."""
     if lock_timeout_s is not None:
@@ -52,4 +76,6 @@ def global_options(
 
 
 def main() -> None:
-    app()
+    # One program name however it was started (certwiz or python -m certwiz): usage
+    # lines, and the _CERTWIZ_COMPLETE variable the completion scripts set.
+    app(prog_name="certwiz")

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from .. import inventory, names
-from .. import nginx as nginx_lib
-from .. import revoke as revoking
 from ..profile import open_profile
 from .common import (
     CAPassOpt,
@@ -50,6 +48,9 @@ def revoke_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a certificate and regenerate the CRL (nginx enforces it after a reload)."""
+    from .. import nginx as nginx_lib  # here: list and show need neither
+    from .. import revoke as revoking
+
     names.reason(reason)
     if serial is not None:
         names.serial(serial)

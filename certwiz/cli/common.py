@@ -8,16 +8,19 @@ import shlex
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from .. import issue, names
-from .. import nginx as nginx_lib
+from .. import names
 from ..errors import CertwizError, InputError
-from ..openssl import Secret
+from ..nginx.control import NGINX_CMD_ENV
 from ..passphrase import CA_ENV, obtain
-from ..profile import Profile
+
+if TYPE_CHECKING:  # a command module imports only what its own commands use
+    from ..issue import Issued
+    from ..openssl import Secret
+    from ..profile import Profile
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile (CA workspace) name.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Certificate name (its CN).")]
@@ -51,7 +54,7 @@ NginxCmdOpt = Annotated[
     typer.Option(
         "--nginx-cmd",
         help=f"The nginx command, split like a shell would, e.g. "
-        f"'nginx -c /etc/nginx/nginx.conf' (env {nginx_lib.NGINX_CMD_ENV}; default: nginx).",
+        f"'nginx -c /etc/nginx/nginx.conf' (env {NGINX_CMD_ENV}; default: nginx).",
     ),
 ]
 
@@ -111,7 +114,7 @@ def notes_text(notes: list[str]) -> str:
     return "".join(f"\nAlso {note}" for note in notes)
 
 
-def report_issued(as_json: bool, done: issue.Issued) -> None:
+def report_issued(as_json: bool, done: Issued) -> None:
     emit(
         as_json,
         asdict(done),
@@ -126,6 +129,8 @@ def deploy_crl(
 ) -> None:
     """Print what changed; with --reload make nginx load it (a new CRL or new configs)
     and wait until it serves, else say how."""
+    from .. import nginx as nginx_lib
+
     hint = nginx_lib.reload_hint(words)
     if argv is None:
         emit(
