@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,8 +49,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
+        if tls is not None:  # an https upstream (tests of upstream verification)
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -61,8 +64,8 @@ class _Server(ThreadingHTTPServer):
 class EchoBackend:
     """The echo server in a background thread; `requests` lists what reached it."""
 
-    def __init__(self, port: int = 0) -> None:
-        self._server = _Server(port)
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server(port, tls)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -6,6 +6,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,18 @@ def render_argv(profile: str, server: str, upstream: str, listen: str, out: Path
         "--out",
         str(out),
     ]
+
+
+def curl_as(
+    profile: Path, client: str, server: str, port: int, workdir: Path, path: str = "/x", **kw: Any
+) -> CurlResult:
+    """curl https://SERVER:PORT/PATH on 127.0.0.1 as CLIENT of PROFILE (its PEM cert)."""
+    return curl(
+        f"https://{server}:{port}{path}",
+        workdir,
+        ca=profile / "ca.crt",
+        resolve=f"{server}:{port}:127.0.0.1",
+        cert=profile / "issued" / f"{client}.crt",
+        key=profile / "private" / f"{client}.key",
+        **kw,
+    )

@@ -27,7 +27,7 @@ from certwiz.nginx import workers
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from tests.conftest import Result, openssl, run_certwiz
-from tests.nginx_support import curl, render_argv, require_curl, require_nginx
+from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 SERVER = "myserver.local"
 BULK = 60
@@ -46,15 +46,7 @@ class Rig:
         return result  # type: ignore[return-value]
 
     def status(self, client: str) -> int:
-        site = self.home / "site"
-        result = curl(
-            f"https://{SERVER}:{self.port}/",
-            self.work,
-            ca=site / "ca.crt",
-            resolve=f"{SERVER}:{self.port}:127.0.0.1",
-            cert=site / "issued" / f"{client}.crt",
-            key=site / "private" / f"{client}.key",
-        )
+        result = curl_as(self.home / "site", client, SERVER, self.port, self.work, "/")
         assert result.returncode == 0, result.stderr
         return result.status
 

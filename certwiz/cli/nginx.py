@@ -65,6 +65,14 @@ def nginx_render(
             "Host: localhost); the identity headers are the same.",
         ),
     ] = "generic",
+    upstream_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--upstream-ca",
+            help="For an https:// upstream: the CA file its certificate is verified with "
+            "[default: the system bundle, /etc/ssl/certs/ca-certificates.crt].",
+        ),
+    ] = None,
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
     home: HomeOpt = None,
@@ -80,7 +88,15 @@ def nginx_render(
     argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
     done = nginx_lib.render(
-        prof, server, upstream, listen=listen, out=out, tls=tls, sni_only=sni_only, app=app
+        prof,
+        server,
+        upstream,
+        listen=listen,
+        out=out,
+        tls=tls,
+        sni_only=sni_only,
+        app=app,
+        upstream_ca=upstream_ca,
     )
     role = "default server" if done.default_server else "SNI only"
     deploy_crl(

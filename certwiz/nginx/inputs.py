@@ -139,3 +139,54 @@ def check_sni_only(server: str, sni_only: bool) -> None:
             "it must be the default server of its listen (drop --sni-only, and give "
             "the other servers on that address --sni-only)",
         )
+
+
+# Debian's (and Ubuntu's) bundle of the system's trusted CAs (package ca-certificates).
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def check_upstream_ca(upstream: str, upstream_ca: Path | None) -> Path | None:
+    """The CA file nginx verifies an https:// upstream with (None for http://).
+
+    An https upstream that is not verified hands every identity header to whoever
+    answers on its address, so there is no unverified mode: --upstream-ca FILE, else
+    the system bundle, else refuse.
+    """
+    https = urlsplit(upstream).scheme == "https"
+    if not https:
+        if upstream_ca is not None:
+            raise InputError("upstream-ca", "is only for an https:// upstream")
+        return None
+    host = upstream_host(upstream)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # found by the e2e test: "upstream SSL certificate does not match "127.0.0.1""
+        raise InputError(
+            "upstream",
+            f"{upstream!r}: nginx cannot check an https upstream's certificate for an IP "
+            f"address (only for a DNS name); use a name its certificate holds, e.g. "
+            f"https://localhost:{urlsplit(upstream).port or 443}",
+        )
+    if upstream_ca is None:
+        if not SYSTEM_CA_BUNDLE.is_file():
+            raise InputError(
+                "upstream-ca",
+                f"an https:// upstream is verified: give --upstream-ca FILE (the CA that "
+                f"signed its certificate; {SYSTEM_CA_BUNDLE} does not exist)",
+            )
+        return SYSTEM_CA_BUNDLE
+    path = upstream_ca.expanduser().absolute()
+    try:
+        der.pem_to_der(path.read_bytes())
+    except OSError as exc:
+        raise InputError("upstream-ca", f"cannot read {path}: {exc.strerror}") from None
+    except der.DERError:
+        raise InputError("upstream-ca", f"{path} holds no PEM certificate") from None
+    return path
+
+
+def upstream_host(upstream: str) -> str:
+    """The host nginx checks the upstream's certificate for (and sends as SNI)."""
+    return urlsplit(upstream).hostname or ""

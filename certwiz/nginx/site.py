@@ -17,7 +17,15 @@ from ..errors import InputError, StateError
 from ..fsutil import not_plain_dir, write_atomic
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
-from .inputs import check_listen, check_sni_only, check_upstream, server_files, verify_depth
+from .inputs import (
+    check_listen,
+    check_sni_only,
+    check_upstream,
+    check_upstream_ca,
+    server_files,
+    upstream_host,
+    verify_depth,
+)
 
 TLS_PROFILES = ("intermediate", "modern")  # Mozilla's names; one template, ssl.conf.j2
 # What the upstream is: any HTTP app, or Ollama's API (only /api/, streamed, long
@@ -39,6 +47,7 @@ class Rendered:
     files: dict[str, str] = field(default_factory=dict)
     default_server: bool = True
     app: str = "generic"
+    upstream_ca: str | None = None
 
 
 def _render_files(
@@ -52,9 +61,12 @@ def _render_files(
     key: Path,
     default_server: bool,
     app: str,
+    upstream_ca: Path | None,
 ) -> dict[str, str]:
     """The three file texts; a path nginx cannot quote is an InputError naming its field."""
-    for name, path in (("out", out), ("home", profile.dir)):
+    for name, path in (("out", out), ("home", profile.dir), ("upstream-ca", upstream_ca)):
+        if path is None:
+            continue
         try:
             nginx_escape(path)
         except ValueError as exc:
@@ -75,6 +87,8 @@ def _render_files(
         verify_depth=depth,
         default_server=default_server,
         app=app,
+        upstream_ca=upstream_ca,
+        upstream_host=upstream_host(upstream),
     )
     return {
         SSL_CONF: render_nginx("ssl.conf.j2", modern=tls == "modern"),
@@ -93,6 +107,7 @@ def render(
     tls: str = "intermediate",
     sni_only: bool = False,
     app: str = "generic",
+    upstream_ca: Path | None = None,
 ) -> Rendered:
     """Write ssl.conf, proxy.conf and mtls_proxy.conf (absolute paths) into OUT.
 
@@ -107,6 +122,7 @@ def render(
         raise InputError("app", f"{app!r} is not one of {', '.join(APPS)}")
     listen = check_listen(listen)
     upstream = check_upstream(upstream)
+    trusted = check_upstream_ca(upstream, upstream_ca)
     chain, key = server_files(profile, server)
     check_sni_only(server, sni_only)
     if not profile.crl.is_file():
@@ -124,7 +140,7 @@ def render(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("out", f"{out_dir} exists and is not a directory")
     texts = _render_files(
-        profile, server, upstream, listen, out_dir, tls, chain, key, not sni_only, app
+        profile, server, upstream, listen, out_dir, tls, chain, key, not sni_only, app, trusted
     )
     files = {}
     with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
@@ -143,6 +159,7 @@ def render(
         {"site": files["mtls_proxy"], "ssl": files["ssl"], "proxy": files["proxy"]},
         not sni_only,
         app,
+        str(trusted) if trusted else None,
     )
 
 

@@ -23,7 +23,7 @@ from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from examples.python.client_identity import client_name
 from tests.conftest import load_cert, run_certwiz
-from tests.nginx_support import curl, render_argv, require_curl, require_nginx
+from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
 
@@ -78,16 +78,7 @@ class Edge:
     backend: EchoBackend
 
     def get(self, server: str, client: str, path: str = "/x", **kwargs: Any) -> Any:
-        site = self.home / "site"
-        return curl(
-            f"https://{server}:{self.port}{path}",
-            self.work,
-            ca=site / "ca.crt",
-            resolve=f"{server}:{self.port}:127.0.0.1",
-            cert=site / "issued" / f"{client}.crt",
-            key=site / "private" / f"{client}.key",
-            **kwargs,
-        )
+        return curl_as(self.home / "site", client, server, self.port, self.work, path, **kwargs)
 
 
 @pytest.fixture(scope="module")
