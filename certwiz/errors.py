@@ -29,11 +29,12 @@ class StateError(CertwizError):
 class OpenSSLError(CertwizError):
     """`openssl` exited non-zero; the message holds its most telling line."""
 
-    def __init__(self, command: str, detail: str, returncode: int) -> None:
+    def __init__(self, command: str, detail: str, returncode: int, stderr: str = "") -> None:
         super().__init__(f"openssl {command} failed: {detail}")
         self.command = command
         self.detail = detail
         self.returncode = returncode
+        self.stderr = stderr  # all of it, for callers that tell failures apart
 
 
 class LockTimeout(CertwizError):

@@ -8,24 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import audit, check, database, durations, names, openssl, upkeep
+from . import p12 as p12_lib
 from . import revoke as revoking
 from .ca import keygen_args, subject_arg
-from .errors import CertwizError, InputError, StateError
+from .errors import CertwizError, StateError
 from .fsutil import install, scratch_dir
 from .openssl import Secret
 from .profile import Profile
 from .render import render_openssl
 
 DEFAULT_LEAF_DAYS = 365
-
-# PKCS#12 encryption presets. OpenSSL 3's default (AES-256, SHA-256 MAC) is
-# refused by macOS, older Android/Windows/Java; "compat" uses 3DES + SHA-1 MAC,
-# which those read and which needs no legacy provider in OpenSSL 3.
-P12_FORMATS: dict[str, list[str]] = {
-    "compat": ["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1"],
-    "modern": ["-certpbe", "AES-256-CBC", "-keypbe", "AES-256-CBC", "-macalg", "sha256"],
-}
-P12_NO_PASSWORD = ["-certpbe", "NONE", "-keypbe", "NONE", "-nomac"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +30,6 @@ class Issued:
     not_after: str
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def check_p12_format(value: str) -> str:
-    if value not in P12_FORMATS:
-        raise InputError("p12-format", f"{value!r} is not one of {', '.join(P12_FORMATS)}")
-    return value
 
 
 def check_no_valid(profile: Profile, name: str) -> None:
@@ -189,7 +175,16 @@ def _deliver(
     }
     if kind == "client":
         p12 = work / "bundle.p12"
-        _export_p12(profile, name, key, cert, p12, key_passphrase, p12_format or "compat")
+        p12_lib.export(
+            key=key,
+            cert=cert,
+            chain=profile.ca_cert,
+            name=name,
+            out=p12,
+            p12_format=p12_format or p12_lib.DEFAULT_FORMAT,
+            password=key_passphrase,  # the key file is encrypted with the bundle password
+            key_passphrase=key_passphrase,
+        )
         check.require_whole(p12)
         install(p12, profile.p12_path(name), 0o600)
         files["p12"] = profile.p12_path(name)
@@ -217,36 +212,6 @@ def _withdraw(profile: Profile, serial_hex: str, ca_passphrase: Secret | None) -
     except (CertwizError, OSError, StopIteration):
         return False
     return True
-
-
-def _export_p12(
-    profile: Profile,
-    name: str,
-    key: Path,
-    cert: Path,
-    out: Path,
-    passphrase: Secret | None,
-    p12_format: str,
-) -> None:
-    args: list[openssl.Arg] = [
-        "pkcs12",
-        "-export",
-        "-inkey",
-        key,
-        "-in",
-        cert,
-        "-certfile",
-        profile.ca_cert,
-        "-name",
-        name,
-        "-out",
-        out,
-    ]
-    if passphrase is None:
-        args += [*P12_NO_PASSWORD, "-passout", Secret("")]
-    else:
-        args += [*P12_FORMATS[p12_format], "-passin", passphrase, "-passout", passphrase]
-    openssl.run(args)
 
 
 def issue_server(
@@ -283,7 +248,7 @@ def issue_client(
     With `passphrase` None the key and bundle carry no password (-u, for bots).
     """
     names.client_name(name)
-    check_p12_format(p12_format)
+    p12_lib.check_format(p12_format)
     return _issue(
         profile,
         name,

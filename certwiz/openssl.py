@@ -106,6 +106,13 @@ def run(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = N
 
     Files openssl creates get mode 0600 (umask 077): callers widen what is public.
     """
+    return run_both(args, cwd=cwd, stdin=stdin)[0]
+
+
+def run_both(
+    args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = None
+) -> tuple[str, str]:
+    """Like `run`, but return (stdout, stderr): `pkcs12 -info` reports on stderr."""
     fds: list[int] = []
     try:
         argv = build_argv(args, fds)
@@ -125,5 +132,5 @@ def run(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = N
     if proc.returncode != 0:
         command = str(args[0]) if args else "?"
         stderr = proc.stderr.decode(errors="replace")
-        raise OpenSSLError(command, explain(stderr), proc.returncode)
-    return proc.stdout.decode(errors="replace")
+        raise OpenSSLError(command, explain(stderr), proc.returncode, stderr)
+    return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import durations, issue, names
+from .. import durations, issue, names, p12
 from ..errors import InputError
 from ..passphrase import P12_ENV, obtain
 from ..profile import open_profile
@@ -63,7 +63,7 @@ def client_issue(
     names.client_name(name)
     valid_days = durations.parse(days, "days")
     names.key_type(key_type)
-    issue.check_p12_format(p12_format)
+    p12.check_format(p12_format)
     prof = open_profile(profile, home)
     ca_secret = signing_passphrase(prof, ca_passphrase_file)
     bundle_secret = None

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, issue, openssl
+from certwiz import ca, issue, openssl, p12
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
 from tests.conftest import load_cert, run_certwiz
@@ -242,18 +242,10 @@ def test_built_argv_holds_fd_not_secret(profile: Profile, fp, tmp_path: Path) ->
     secret = Secret(CA_SECRET)
     openssl.run(ca.keygen_args("ec:P-256", tmp_path / "k.pem", secret))
     openssl.run(ca.gencrl_args(profile.cnf, tmp_path / "crl.pem", secret))
-    issue._export_p12(
-        profile,
-        "bob",
-        tmp_path / "k.pem",
-        tmp_path / "c.pem",
-        tmp_path / "b.p12",
-        Secret(P12_SECRET),
-        "compat",
-    )
-    issue._export_p12(
-        profile, "bot", tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "b.p12", None, "compat"
-    )
+    files = {"key": tmp_path / "k.pem", "cert": tmp_path / "c.pem", "chain": profile.ca_cert}
+    p12.export(**files, name="bob", out=tmp_path / "b.p12", password=Secret(P12_SECRET),
+               key_passphrase=Secret(P12_SECRET))  # fmt: skip
+    p12.export(**files, name="bot", out=tmp_path / "b.p12")
     assert len(fp.calls) == 4
     for call in fp.calls:
         argv = [str(a) for a in call]
