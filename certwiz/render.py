@@ -7,6 +7,7 @@ name can never add a line, a section or a `$variable` to a rendered file.
 from __future__ import annotations
 
 import re
+import shlex
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -83,6 +84,7 @@ def _environment(package: str) -> jinja2.Environment:
     env.filters["cnf"] = cnf_escape
     env.filters["nginx"] = nginx_escape
     env.filters["sni_regex"] = nginx_sni_regex
+    env.filters["sh"] = lambda value: shlex.quote(str(value))
     return env
 
 
@@ -92,3 +94,8 @@ def render_openssl(template: str, **context: object) -> str:
 
 def render_nginx(template: str, **context: object) -> str:
     return _environment("certwiz.nginx_templates").get_template(template).render(**context)
+
+
+def render_client(template: str, **context: object) -> str:
+    """Text handed to a client's owner (the onboarding README)."""
+    return _environment("certwiz.client_templates").get_template(template).render(**context)

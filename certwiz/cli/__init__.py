@@ -23,6 +23,7 @@ COMMANDS = {
     "client": "client:client_app",
     "crl": "crl:crl_app",
     "nginx": "nginx:nginx_app",
+    "p12": "p12:p12_app",
     "revoke": "certs:revoke_cmd",
     "list": "certs:list_cmd",
     "show": "certs:show_cmd",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .. import durations, issue, names, p12
+from .. import bundle, durations, issue, names, p12
 from ..errors import InputError
 from ..passphrase import P12_ENV, obtain
 from ..profile import open_profile
@@ -18,7 +19,12 @@ from .common import (
     KeyTypeOpt,
     LeafDaysOpt,
     NameOpt,
+    P12FormatOpt,
+    P12PassOpt,
     ProfileOpt,
+    bundle_password,
+    emit,
+    files_text,
     report_issued,
     reports_errors,
     signing_passphrase,
@@ -39,21 +45,8 @@ def client_issue(
         bool,
         typer.Option("--unencrypted", "-u", help="Key and bundle without a password (for bots)."),
     ] = False,
-    p12_passphrase_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--p12-passphrase-file",
-            help=f"File whose first line is the bundle password [or env {P12_ENV}, or a prompt].",
-        ),
-    ] = None,
-    p12_format: Annotated[
-        str,
-        typer.Option(
-            "--p12-format",
-            help="compat (3DES/SHA-1 MAC: macOS, Windows, Java, Android) or "
-            "modern (AES-256/SHA-256).",
-        ),
-    ] = "compat",
+    p12_passphrase_file: P12PassOpt = None,
+    p12_format: P12FormatOpt = "compat",
     key_type: KeyTypeOpt = "ec:P-256",
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
@@ -92,3 +85,73 @@ def client_issue(
         ca_passphrase=ca_secret,
     )
     report_issued(as_json, done)
+
+
+@client_app.command("rebundle")
+@reports_errors
+def client_rebundle(
+    profile: ProfileOpt,
+    name: NameOpt,
+    p12_format: P12FormatOpt = "compat",
+    p12_passphrase_file: P12PassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-make NAME's PKCS#12 bundle from the key and certificate in the profile.
+
+    The bundle keeps the key's password (asked for when the key is encrypted); a
+    name issued with -u gets the empty password, which every client accepts.
+    Run it for bundles that `certwiz p12 inspect` finds problems in.
+
+    Example: certwiz client rebundle -p my-app -n bot-01 --p12-format compat
+
+    Exit codes: 0 done, 1 openssl failed, 2 bad input or no valid certificate or key,
+    3 profile busy, 4 profile inconsistent.
+    """
+    names.client_name(name)
+    p12.check_format(p12_format)
+    prof = open_profile(profile, home)
+    password = None
+    if bundle.needs_password(prof, name):
+        password = bundle_password(p12_passphrase_file, f"{name}.key")
+    done = bundle.rebundle(prof, name, p12_format=p12_format, password=password)
+    emit(
+        as_json,
+        asdict(done),
+        f"Re-made the {done.p12_format} bundle of {done.name} (serial {done.serial}, "
+        f"{done.password} password): {done.p12}",
+    )
+
+
+@client_app.command("bundle")
+@reports_errors
+def client_bundle(
+    profile: ProfileOpt,
+    name: NameOpt,
+    out: Annotated[
+        Path, typer.Option("--out", help="New (or empty) directory to write the bundle into.")
+    ],
+    p12_passphrase_file: P12PassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write what to hand a person or a bot: NAME.p12, ca.crt and a README for NAME.
+
+    The README has the exact steps for curl, Python, Java, Postman, Chrome/Chromium,
+    Firefox, macOS Keychain and Windows. The password is checked, never written.
+
+    Example: certwiz client bundle -p my-app -n alice --out ./alice-bundle
+
+    Exit codes: 0 done, 1 failure, 2 bad input (existing non-empty --out, wrong
+    password, a bundle that needs `client rebundle`), 3 profile busy.
+    """
+    names.client_name(name)
+    prof = open_profile(profile, home)
+    password = bundle_password(p12_passphrase_file, f"{name}.p12")
+    done = bundle.onboarding_bundle(prof, name, out, password)
+    emit(
+        as_json,
+        asdict(done),
+        f"Wrote the onboarding bundle of {done.name} ({done.p12_format}, "
+        f"{done.password} password) to {done.out_dir}\n{files_text(done.files)}",
+    )

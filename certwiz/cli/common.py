@@ -15,7 +15,7 @@ import typer
 from .. import names
 from ..errors import CertwizError, InputError
 from ..nginx.control import NGINX_CMD_ENV
-from ..passphrase import CA_ENV, obtain
+from ..passphrase import CA_ENV, P12_ENV, obtain
 
 if TYPE_CHECKING:  # a command module imports only what its own commands use
     from ..issue import Issued
@@ -45,6 +45,20 @@ KeyTypeOpt = Annotated[str, typer.Option("--key-type", help=", ".join(names.KEY_
 LeafDaysOpt = Annotated[
     str,
     typer.Option("--days", "-d", help="Validity: 30d, 12h, 90m, 2w, or a plain number of days."),
+]
+P12PassOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--p12-passphrase-file",
+        help=f"File whose first line is the bundle password [or env {P12_ENV}, or a prompt].",
+    ),
+]
+P12FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--p12-format",
+        help="compat (3DES/SHA-1 MAC: macOS, Windows, Java, Android) or modern (AES-256/SHA-256).",
+    ),
 ]
 ReloadOpt = Annotated[
     bool, typer.Option("--reload", help="Then run `nginx -t` and, if it passes, `nginx -s reload`.")
@@ -103,6 +117,12 @@ def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:
             f"encrypted: give --ca-passphrase-file FILE or set {CA_ENV}",
         )
     return secret
+
+
+def bundle_password(file: Path | None, what: str) -> Secret | None:
+    """An existing bundle's password (file, env, prompt); None means the empty one."""
+    return obtain(file, P12_ENV, "p12-passphrase-file", f"Password for {what} (empty: none): ",
+                  confirm=False)  # fmt: skip
 
 
 def files_text(files: dict[str, str]) -> str:

@@ -1,0 +1,233 @@
+"""A client's bundle after issuance: re-make it (`client rebundle`), hand it out (`client bundle`).
+
+Both read the name's current certificate and key from the profile; the p12 itself is
+always made by `p12.export`, like at issuance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import audit, check, database, der, names, openssl, p12
+from .errors import InputError, OpenSSLError, StateError
+from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
+from .openssl import Secret
+from .profile import Profile
+from .render import render_client
+
+# Problems a bundle may have and still be handed out: they break only the importers
+# that `--p12-format compat` is for, and the README says so.
+_TOLERATED = {"macos", "windows"}
+
+
+@dataclass(frozen=True)
+class Rebundled:
+    profile: str
+    name: str
+    serial: str
+    p12_format: str
+    password: str  # "empty" or "given"
+    p12: str
+
+
+@dataclass(frozen=True)
+class Bundled:
+    profile: str
+    name: str
+    serial: str
+    out_dir: str
+    p12_format: str
+    password: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def key_encrypted(key: Path) -> bool:
+    """Whether a PEM key file is encrypted (then its bundle has the same password)."""
+    with open(key, "rb") as handle:
+        return b"ENCRYPTED" in handle.readline()
+
+
+def _current(profile: Profile, name: str) -> database.Entry:
+    """The valid client certificate of NAME that issued/NAME.crt holds; else StateError."""
+    fix = f"issue one: certwiz client issue -p {profile.name} -n {name}"
+    cert = profile.cert_path(name)
+    valid = database.valid_named(database.read(profile.index), name)
+    if not valid:
+        raise StateError(f"{name} has no valid certificate in profile {profile.name}; {fix}")
+    try:
+        leaf = der.pem_to_der(cert.read_bytes())
+    except (OSError, der.DERError):
+        raise StateError(f"{cert} holds no certificate; {fix}") from None
+    for entry in valid:
+        newcert = profile.newcert_path(entry.serial)
+        if newcert.is_file() and der.pem_to_der(newcert.read_bytes()) == leaf:
+            if "client" not in der.kind_of(leaf_pem := newcert.read_bytes()):
+                raise StateError(
+                    f"{name} holds a {der.kind_of(leaf_pem)} certificate, not a client one"
+                )
+            return entry
+    raise StateError(f"{cert} is not the valid certificate of {name} (revoked or replaced); {fix}")
+
+
+def _key(profile: Profile, name: str) -> Path:
+    key = profile.key_path(name)
+    if not key.is_file():
+        raise StateError(
+            f"{name} has no private key in profile {profile.name} ({key}): purged, or the key "
+            "was made elsewhere; only its owner can bundle it"
+        )
+    return key
+
+
+def _open_key(key: Path, password: Secret | None) -> None:
+    """Check the password opens KEY before anything is locked or written."""
+    if not key_encrypted(key):
+        return
+    if password is None:
+        raise InputError(
+            "p12-passphrase-file",
+            f"{key.name} is encrypted with the bundle password: give "
+            "--p12-passphrase-file FILE or set CERTWIZ_P12_PASSPHRASE",
+        )
+    try:
+        openssl.run(["pkey", "-in", key, "-noout", "-passin", password])
+    except OpenSSLError:
+        raise InputError("p12-passphrase-file", f"wrong password for {key.name}") from None
+
+
+def needs_password(profile: Profile, name: str) -> bool:
+    """Whether NAME's key (and so its bundle) has a password: the CLI asks only then."""
+    names.client_name(name)
+    return key_encrypted(_key(profile, name))
+
+
+def rebundle(
+    profile: Profile,
+    name: str,
+    *,
+    p12_format: str = p12.DEFAULT_FORMAT,
+    password: Secret | None = None,
+) -> Rebundled:
+    """Re-make private/NAME.p12 from the key and current certificate in the profile.
+
+    The bundle keeps the key's password (`password`, needed when the key is
+    encrypted); a key issued with -u gives the empty password, MAC kept.
+    """
+    names.client_name(name)
+    p12.check_format(p12_format)
+    key = _key(profile, name)
+    encrypted = key_encrypted(key)
+    _open_key(key, password)
+    with (
+        audit.changing(profile, "client rebundle", [name]) as change,
+        scratch_dir(profile.dir) as work,
+    ):
+        entry = _current(profile, name)
+        change.serials.append(entry.serial)
+        change.details["p12_format"] = p12_format
+        out = work / "bundle.p12"
+        secret = password if encrypted else None
+        p12.export(
+            key=key,
+            cert=profile.cert_path(name),
+            chain=profile.ca_cert,
+            name=name,
+            out=out,
+            p12_format=p12_format,
+            password=secret,
+            key_passphrase=secret,
+        )
+        check.require_whole(out)
+        install(out, profile.p12_path(name), 0o600)
+    return Rebundled(
+        profile.name,
+        name,
+        entry.serial,
+        p12_format,
+        "given" if encrypted else "empty",
+        str(profile.p12_path(name)),
+    )
+
+
+def _check_out(out: Path) -> Path:
+    out = out.expanduser().absolute()
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InputError("out", f"{out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        raise InputError("out", f"{out} exists and is not empty; give a new directory")
+    if not out.parent.is_dir() or not_plain_dir(out.parent):
+        raise InputError("out", f"{out.parent} is not a directory")
+    return out
+
+
+def _format_of(report: p12.Report) -> str:
+    macos = report.clients["macos"]["accepts"]
+    return "compat" if macos else "modern"
+
+
+def onboarding_bundle(
+    profile: Profile, name: str, out: Path, password: Secret | None = None
+) -> Bundled:
+    """Write NAME.p12, ca.crt and a README for NAME into the new directory OUT.
+
+    `password` is the bundle's (None: the empty one); it is checked, never written.
+    """
+    names.client_name(name)
+    out = _check_out(out)
+    source = profile.p12_path(name)
+    if not source.is_file():
+        raise StateError(
+            f"{name} has no bundle in profile {profile.name}; "
+            f"make one: certwiz client rebundle -p {profile.name} -n {name}"
+        )
+    report = p12.inspect(source, password)
+    rebundle_cmd = f"certwiz client rebundle -p {profile.name} -n {name}"
+    for problem in report.problems:
+        if not problem.breaks or set(problem.breaks) - _TOLERATED:
+            raise StateError(f"{source.name}: {problem.problem}; first run: {rebundle_cmd}")
+    with audit.changing(profile, "client bundle", [name]) as change:
+        entry = _current(profile, name)
+        if int(report.certificates[0].serial, 16) != entry.serial_int:
+            raise StateError(
+                f"{source.name} does not hold the current certificate of {name}; "
+                f"first run: {rebundle_cmd}"
+            )
+        change.serials.append(entry.serial)
+        change.details["out"] = str(out)
+        fmt = _format_of(report)
+        readme = render_client(
+            "README.md.j2",
+            name=name,
+            p12=f"{name}.p12",
+            password_empty=report.password == "empty",
+            p12_format=fmt,
+            rebundle=f"{rebundle_cmd} --p12-format compat",
+            serial=entry.serial,
+            not_after=report.certificates[0].not_after,
+            issuer=report.certificates[0].issuer,
+        )
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))  # 0700
+        try:
+            write_atomic(tmp / f"{name}.p12", source.read_bytes(), 0o600)
+            write_atomic(tmp / "ca.crt", profile.ca_cert.read_bytes(), 0o644)
+            write_atomic(tmp / "README.md", readme, 0o644)
+            os.replace(tmp, out)  # an empty OUT is replaced whole; a non-empty one refuses
+        except BaseException:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(tmp)
+            raise
+    files = {"p12": out / f"{name}.p12", "ca": out / "ca.crt", "readme": out / "README.md"}
+    return Bundled(
+        profile.name,
+        name,
+        entry.serial,
+        str(out),
+        fmt,
+        report.password,
+        {k: str(v) for k, v in files.items()},
+    )

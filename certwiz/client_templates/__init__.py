@@ -1,0 +1,1 @@
+"""Text certwiz writes for a client certificate's owner (package data)."""
