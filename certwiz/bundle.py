@@ -123,6 +123,7 @@ def rebundle(
     key = _key(profile, name)
     encrypted = key_encrypted(key)
     _open_key(key, password)
+    _current(profile, name)  # before the lock too: a refusal leaves no trace
     with (
         audit.changing(profile, "client rebundle", [name]) as change,
         scratch_dir(profile.dir) as work,
@@ -165,6 +166,14 @@ def _check_out(out: Path) -> Path:
     return out
 
 
+def _stale(report: p12.Report, entry: database.Entry, rebundle_cmd: str) -> None:
+    if int(report.certificates[0].serial, 16) != entry.serial_int:
+        raise StateError(
+            f"the bundle does not hold the current certificate of {entry.common_name}; "
+            f"first run: {rebundle_cmd}"
+        )
+
+
 def _format_of(report: p12.Report) -> str:
     macos = report.clients["macos"]["accepts"]
     return "compat" if macos else "modern"
@@ -190,13 +199,10 @@ def onboarding_bundle(
     for problem in report.problems:
         if not problem.breaks or set(problem.breaks) - _TOLERATED:
             raise StateError(f"{source.name}: {problem.problem}; first run: {rebundle_cmd}")
+    _stale(report, _current(profile, name), rebundle_cmd)  # before the lock: no trace
     with audit.changing(profile, "client bundle", [name]) as change:
         entry = _current(profile, name)
-        if int(report.certificates[0].serial, 16) != entry.serial_int:
-            raise StateError(
-                f"{source.name} does not hold the current certificate of {name}; "
-                f"first run: {rebundle_cmd}"
-            )
+        _stale(report, entry, rebundle_cmd)
         change.serials.append(entry.serial)
         change.details["out"] = str(out)
         fmt = _format_of(report)
