@@ -25,13 +25,18 @@ def require_nginx() -> str:
     pytest.skip("nginx not installed: apt-get install nginx to run the nginx tests")
 
 
-def require_curl() -> str:
-    found = find_binary("curl")
+def require_tool(name: str, package: str) -> str:
+    """A client program the tests drive; under CI a missing one FAILS, elsewhere it skips."""
+    found = find_binary(name)
     if found is not None:
         return found
     if os.environ.get("CI"):
-        pytest.fail("CI is set but curl is missing (apt-get install curl)")
-    pytest.skip("curl not installed: apt-get install curl to run these tests")
+        pytest.fail(f"CI is set but {name} is missing (apt-get install {package})")
+    pytest.skip(f"{name} not installed: apt-get install {package} to run these tests")
+
+
+def require_curl() -> str:
+    return require_tool("curl", "curl")
 
 
 @dataclass
