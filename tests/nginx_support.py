@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,25 @@ def require_tool(name: str, package: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set but {name} is missing (apt-get install {package})")
     pytest.skip(f"{name} not installed: apt-get install {package} to run these tests")
+
+
+def certwiz_ok(home: Path) -> Callable[..., None]:
+    """certwiz in HOME as a real process, for fixtures: every call must succeed."""
+    from tests.conftest import run_certwiz
+
+    def call(*args: str) -> None:
+        result = run_certwiz(home, *args)
+        assert result.returncode == 0, (args, result.stderr)
+
+    return call
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """TEXT (a password, maybe empty) alone in a new 0600 file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
 
 
 def require_curl() -> str:

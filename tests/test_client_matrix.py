@@ -32,7 +32,14 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from tests.conftest import REPO, load_cert, openssl, run_certwiz
-from tests.nginx_support import curl, require_curl, require_nginx, require_tool
+from tests.nginx_support import (
+    certwiz_ok,
+    curl,
+    require_curl,
+    require_nginx,
+    require_tool,
+    secret_file,
+)
 
 pytestmark = pytest.mark.nginx
 
@@ -87,11 +94,7 @@ class Matrix:
 
     def secret_file(self, bundle: Bundle, work: Path) -> Path:
         """The password as a 0600 file (empty file for the empty password)."""
-        path = work / "p12.pass"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(bundle.password)
-        return path
+        return secret_file(work / "p12.pass", bundle.password)
 
 
 def _env() -> dict[str, str]:
@@ -104,14 +107,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     require_curl()
     root = tmp_path_factory.mktemp("matrix")
     home = root / "certs"
-    pw = root / "p12pass"
-    pw.write_text(PASSWORD + "\n")
-    pw.chmod(0o600)
-
-    def cw(*args: str) -> None:
-        result = run_certwiz(home, *args)
-        assert result.returncode == 0, (args, result.stderr)
-
+    pw = secret_file(root / "p12pass", PASSWORD + "\n")
+    cw = certwiz_ok(home)
     cw("ca", "init", "-p", "prod-x")
     cw("server", "issue", "-p", "prod-x", "-n", SERVER, "--san", "127.0.0.1")
     for fmt, bundle in BUNDLES.items():
