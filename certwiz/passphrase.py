@@ -25,11 +25,11 @@ def _from_file(path: Path, field: str) -> str:
     return lines[0]
 
 
-def _check(text: str, field: str) -> str:
+def _check(text: str, field: str, min_length: int = MIN_LENGTH) -> str:
     if "\n" in text or "\r" in text or "\0" in text:
         raise InputError(field, "a passphrase cannot hold a newline or NUL")
-    if len(text) < MIN_LENGTH:
-        raise InputError(field, f"a passphrase needs at least {MIN_LENGTH} characters")
+    if len(text) < min_length:
+        raise InputError(field, f"a passphrase needs at least {min_length} characters")
     return text
 
 
@@ -38,16 +38,23 @@ def _interactive() -> bool:
 
 
 def obtain(
-    file: Path | None, env_var: str, field: str, prompt: str, *, confirm: bool
+    file: Path | None,
+    env_var: str,
+    field: str,
+    prompt: str,
+    *,
+    confirm: bool,
+    min_length: int = MIN_LENGTH,
 ) -> Secret | None:
     """The passphrase from --FIELD FILE, then $ENV_VAR, then a terminal prompt.
 
     Returns None when there is no source, or the prompt was answered empty.
+    `min_length` 1 is for reading what another tool encrypted (any password opens it).
     """
     if file is not None:
-        return Secret(_check(_from_file(file, field), field))
+        return Secret(_check(_from_file(file, field), field, min_length))
     if env_var in os.environ:
-        return Secret(_check(os.environ[env_var], env_var))
+        return Secret(_check(os.environ[env_var], env_var, min_length))
     if not _interactive():
         return None
     first = getpass.getpass(prompt)
@@ -55,4 +62,4 @@ def obtain(
         return None
     if confirm and getpass.getpass("Again, to confirm: ") != first:
         raise InputError(field, "the two passphrases differ")
-    return Secret(_check(first, field))
+    return Secret(_check(first, field, min_length))

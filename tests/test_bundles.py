@@ -322,3 +322,15 @@ def test_rejection_pages_are_safe_nginx_strings() -> None:
         text = (REPO / "nginx" / page).read_text()
         assert not set(text) & set('"\\$'), page
         assert text.startswith("<!doctype html>") and "<h1>" in text
+
+
+def test_inspect_opens_a_foreign_bundle_with_a_short_password(cli, profile, tmp_path) -> None:
+    """certwiz makes passwords of 4+ characters; other tools' bundles may have shorter."""
+    ok(cli("client", "issue", "-p", "my-app", "-n", "bot", "-u"))
+    out = tmp_path / "short.p12"
+    _hand("-certfile", "CA", "-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES",
+          "-macalg", "sha1", "-passout", "pass:abc")(profile, "bot", out)  # fmt: skip
+    short = tmp_path / "short.pass"
+    short.write_text("abc\n")
+    code, report = inspect(cli, out, "--p12-passphrase-file", str(short))
+    assert code == 0 and report["password"] == "given", report["problems"]

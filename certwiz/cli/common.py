@@ -122,7 +122,7 @@ def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:
 def bundle_password(file: Path | None, what: str) -> Secret | None:
     """An existing bundle's password (file, env, prompt); None means the empty one."""
     return obtain(file, P12_ENV, "p12-passphrase-file", f"Password for {what} (empty: none): ",
-                  confirm=False)  # fmt: skip
+                  confirm=False, min_length=1)  # fmt: skip
 
 
 def files_text(files: dict[str, str]) -> str:
