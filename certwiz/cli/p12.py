@@ -49,7 +49,9 @@ def p12_inspect(
     p12_passphrase_file: P12PassOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What a bundle holds and which clients take it: certificates, key match, chain,
+    """What a bundle holds and which clients take it.
+
+    Certificates, whether the key matches the leaf, chain, key and certificate
     encryption, MAC; each problem with the client it breaks and the fix.
 
     No password source (and no terminal) means the empty password.
