@@ -17,6 +17,7 @@ import os
 import re
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,3 +447,35 @@ def test_inspect_says_every_tested_client_takes_the_bundles_certwiz_makes(
     assert report["key_encryption"] and report["certificate_encryption"]
     # modern is the one macOS and older Windows refuse: inspect says so, and exits 1
     assert report["ok"] is (fmt != "modern")
+
+
+# ---- the onboarding README's steps, run as written ----------------------------------------
+
+
+def readme_blocks(readme: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", readme, re.S | re.M)
+
+
+@pytest.mark.parametrize("fmt", ["compat", "empty"])
+def test_onboarding_readme_steps_work_as_written(matrix: Matrix, fmt: str) -> None:
+    """curl and the two Python snippets of `client bundle`'s README, pasted with the
+    service's address, reach the backend with the bundle's identity."""
+    bundle, work = BUNDLES[fmt], matrix.work(f"onboarding-{fmt}")
+    out = work / "handout"
+    args = ["client", "bundle", "-p", "prod-x", "-n", bundle.name, "--out", str(out)]
+    if bundle.password:
+        args += ["--p12-passphrase-file", str(matrix.password_file)]
+    certwiz_ok(matrix.home)(*args)
+    if bundle.password:  # the README has the owner put the password in p12.pass
+        secret_file(out / "p12.pass", bundle.password + "\n")
+    readme = (out / "README.md").read_text().replace("https://SERVER/", matrix.url())
+    (shell,) = readme_blocks(readme, "sh")[:1]
+    proc = subprocess.run(["bash", "-euc", shell], cwd=out, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert echoed_cn(proc.stdout) == [bundle.name]
+    for snippet in readme_blocks(readme, "python"):
+        proc = subprocess.run([sys.executable, "-c", snippet], cwd=out, capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert bundle.name in proc.stdout and "SUCCESS" in proc.stdout, proc.stdout
