@@ -15,6 +15,7 @@ CA_ENV = "CERTWIZ_CA_PASSPHRASE"
 P12_ENV = "CERTWIZ_P12_PASSPHRASE"
 MAX_FILE_BYTES = 65536  # a passphrase file is one line; more is a mistake
 MIN_LENGTH = 4  # openssl refuses shorter passphrases when it encrypts
+PROMPT_TRIES = 3  # like ssh-keygen
 
 
 def _from_file(path: Path, field: str) -> str:
@@ -57,9 +58,28 @@ def obtain(
         return Secret(_check(os.environ[env_var], env_var, min_length))
     if not _interactive():
         return None
-    first = getpass.getpass(prompt)
-    if not first:
-        return None
-    if confirm and getpass.getpass("Again, to confirm: ") != first:
-        raise InputError(field, "the two passphrases differ")
-    return Secret(_check(first, field, min_length))
+    return _prompt(field.removesuffix("-file"), prompt, confirm=confirm, min_length=min_length)
+
+
+def _prompt(label: str, prompt: str, *, confirm: bool, min_length: int) -> Secret | None:
+    """Ask on the terminal, like ssh-keygen: the length checked before the confirmation,
+    and again after a bad answer, PROMPT_TRIES times in all.
+
+    An error names `label` (e.g. p12-passphrase), not a file option nobody used.
+    """
+    problem = ""
+    for attempt in range(1, PROMPT_TRIES + 1):
+        first = getpass.getpass(prompt)
+        if not first:
+            return None
+        try:
+            _check(first, label, min_length)
+        except InputError as exc:
+            problem = exc.rule
+        else:
+            if not confirm or getpass.getpass("Again, to confirm: ") == first:
+                return Secret(first)
+            problem = "the two passphrases differ"
+        if attempt < PROMPT_TRIES:
+            print(f"certwiz: {problem}; try again", file=sys.stderr, flush=True)
+    raise InputError(label, f"{problem} ({PROMPT_TRIES} tries)")

@@ -43,6 +43,9 @@ def test_layout_and_modes(cli, home: Path) -> None:
     assert (d / "index.txt").read_text() == ""
     assert "unique_subject = no" in (d / "index.txt.attr").read_text()
     assert not list(home.glob(".my-app.init-*")), "scratch directory left behind"
+    assert (
+        result.stdout.splitlines()[-1] == "Next: certwiz server issue -p my-app -n myserver.local"
+    )
 
 
 def test_root_certificate_extensions(profile) -> None:
@@ -118,6 +121,10 @@ def test_encrypted_ca_key_from_passphrase_file(cli, home: Path, tmp_path: Path) 
     result = cli("ca", "init", "-p", "locked", "--ca-passphrase-file", str(secret))
     assert result.returncode == 0, result.stderr
     assert "unencrypted" not in result.stderr
+    # The next command will ask for the passphrase: say so, and how to give it unattended.
+    hint = " ".join(result.stdout.split("Next: ", 1)[1].split())
+    assert "asks for its passphrase" in hint
+    assert "--ca-passphrase-file FILE" in hint and "CERTWIZ_CA_PASSPHRASE" in hint
     pem = (home / "locked" / "private" / "ca.key").read_bytes()
     assert b"ENCRYPTED PRIVATE KEY" in pem
     with pytest.raises((TypeError, ValueError)):

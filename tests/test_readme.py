@@ -253,3 +253,13 @@ def test_demo_prints_commands_that_paste_back_to_the_same_words() -> None:
     assert back.split("\0")[:-1] == words
     assert "'/usr/sbin/nginx -p /x -c /x/nginx.conf'" in shown
     assert " plain-word bot-01.p12: " in shown
+
+
+def test_readme_states_the_defaults_the_code_uses() -> None:
+    from certwiz.issue import DEFAULT_LEAF_DAYS
+    from certwiz.passphrase import MIN_LENGTH, PROMPT_TRIES
+
+    text = " ".join(README.split())
+    assert text.count(f"valid {DEFAULT_LEAF_DAYS} days unless `-d`") == 2  # server, client
+    assert f"at least {MIN_LENGTH} characters" in text
+    assert {3: "three"}[PROMPT_TRIES] + " tries in all" in text

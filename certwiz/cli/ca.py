@@ -14,6 +14,13 @@ from ..passphrase import CA_ENV, obtain
 from ..profile import Profile, home_dir
 from .common import CAPassOpt, HomeOpt, JsonOpt, KeyTypeOpt, ProfileOpt, emit, reports_errors
 
+ENCRYPTED_HINT = (
+    "\nThe CA key is encrypted: every command that signs (server issue, client issue, "
+    "revoke, crl gen) asks for its passphrase on a terminal; unattended (cron, systemd), "
+    "give --ca-passphrase-file FILE, a root-only file whose first line is the passphrase "
+    f"(or set {CA_ENV})."
+)
+
 ca_app = typer.Typer(help="The profile's certificate authority.", no_args_is_help=True)
 
 
@@ -60,7 +67,8 @@ def ca_init(
         f"Created profile {created.name} in {created.dir}\n"
         f"  CA certificate: {created.ca_cert}\n  CA key:         {created.ca_key}"
         f"{' (encrypted)' if secret else ''}\n  CRL:            {created.crl}\n"
-        f"Next: certwiz server issue -p {created.name} -n myserver.local",
+        f"Next: certwiz server issue -p {created.name} -n myserver.local"
+        + (ENCRYPTED_HINT if secret else ""),
     )
 
 
