@@ -294,6 +294,20 @@ def test_httpx_with_ssl_context(stack: Stack) -> None:
         assert client.get(stack.ip_url).status_code == 400
 
 
+def test_python_by_name_without_dns_as_the_readme_says(stack: Stack) -> None:
+    """Connect to 127.0.0.1 with the server's name as SNI and Host (README recipe)."""
+    ctx = ssl.create_default_context(cafile=str(stack.ca))
+    ctx.load_cert_chain(stack.site / "issued" / "bob.crt", stack.site / "private" / "bob.key")
+    with httpx.Client(verify=ctx, timeout=10) as client:
+        r = client.get(
+            f"https://127.0.0.1:{stack.port}/hello",
+            headers={"Host": SERVER},
+            extensions={"sni_hostname": SERVER},
+        )
+    assert r.status_code == 200
+    assert subject_cn(r.json()["headers"]["X-Client-Cert-Subject"]) == ["bob"]
+
+
 def test_server_certificate_is_checked_by_the_client(stack: Stack) -> None:
     """The client's trust in the server is real: another CA's bundle does not verify it."""
     ctx = ssl.create_default_context(cafile=str(stack.other / "ca.crt"))

@@ -97,7 +97,7 @@ def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home
     )
     assert r.returncode == 0, r.stderr
     out = site / "nginx"
-    assert sorted(p.name for p in out.iterdir()) == ["mtls_proxy.conf", "proxy.conf", "ssl.conf"]
+    assert sorted(p.name for p in out.iterdir()) == ["mtls_proxy.conf", "proxy.inc", "ssl.inc"]
     d = directives((out / "mtls_proxy.conf").read_text())
     assert d["listen"] == ['"127.0.0.1:8443" ssl default_server']
     assert d["server_name"] == ['"myserver.local"']
@@ -107,7 +107,7 @@ def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home
     assert d["ssl_crl"] == [f'"{site}/crl.pem"']
     assert d["ssl_verify_client"] == ["on"]
     assert d["ssl_verify_depth"] == ["1"]  # root signs the leaves directly
-    assert d["include"] == [f'"{out}/ssl.conf"', f'"{out}/proxy.conf"']
+    assert d["include"] == [f'"{out}/ssl.inc"', f'"{out}/proxy.inc"']
     assert d["proxy_pass"] == [f'"{UPSTREAM}"']
     assert d["error_page"] == [
         "421 @misdirected",
@@ -119,14 +119,14 @@ def test_render_writes_three_files_with_absolute_profile_paths(rcli, shared_home
     assert guard in (out / "mtls_proxy.conf").read_text()
     for path in re.findall(r'"(/[^"]+)"', (out / "mtls_proxy.conf").read_text()):
         assert Path(path).is_file(), path
-    for name in ("mtls_proxy.conf", "proxy.conf", "ssl.conf"):
+    for name in ("mtls_proxy.conf", "proxy.inc", "ssl.inc"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644
 
 
 def test_ssl_conf_intermediate_and_modern(rcli, tmp_path: Path) -> None:
     base = [*RENDER, "--upstream", UPSTREAM]
     assert rcli(*base, "--out", str(tmp_path / "i")).returncode == 0
-    d = directives((tmp_path / "i" / "ssl.conf").read_text())
+    d = directives((tmp_path / "i" / "ssl.inc").read_text())
     assert d["ssl_protocols"] == ["TLSv1.2 TLSv1.3"]
     assert d["ssl_ecdh_curve"] == ["X25519:prime256v1:secp384r1"]
     ciphers = d["ssl_ciphers"][0].split(":")
@@ -143,7 +143,7 @@ def test_ssl_conf_intermediate_and_modern(rcli, tmp_path: Path) -> None:
     ]
     r = rcli(*base, "--tls", "modern", "--out", str(tmp_path / "m"))
     assert r.returncode == 0, r.stderr
-    m = directives((tmp_path / "m" / "ssl.conf").read_text())
+    m = directives((tmp_path / "m" / "ssl.inc").read_text())
     assert m["ssl_protocols"] == ["TLSv1.3"]
     assert "ssl_ciphers" not in m
     assert m["add_header"] == d["add_header"]
@@ -156,7 +156,7 @@ def test_proxy_conf_sets_every_identity_header(rcli, shared_home: Path) -> None:
     assert r.returncode == 0, r.stderr
     sets = dict(
         a.split(" ", 1)
-        for a in directives((site / "nginx" / "proxy.conf").read_text())["proxy_set_header"]
+        for a in directives((site / "nginx" / "proxy.inc").read_text())["proxy_set_header"]
     )
     assert sets["X-Client-Cert-Subject"] == "$ssl_client_s_dn"
     assert sets["X-Client-Verify"] == "$ssl_client_verify"

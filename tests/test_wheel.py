@@ -109,4 +109,4 @@ def test_installed_wheel_runs_the_lifecycle(tmp_path: Path) -> None:
         "--tls",
         "modern",
     )
-    assert "ssl_protocols TLSv1.3;" in (run / "certs/wheel-app/nginx/ssl.conf").read_text()
+    assert "ssl_protocols TLSv1.3;" in (run / "certs/wheel-app/nginx/ssl.inc").read_text()

@@ -73,6 +73,14 @@ def nginx_render(
             "[default: the system bundle, /etc/ssl/certs/ca-certificates.crt].",
         ),
     ] = None,
+    error_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--error-log",
+            help="This site's own nginx error log (absolute path), at level info, which "
+            "records why a client certificate was refused.",
+        ),
+    ] = None,
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
     home: HomeOpt = None,
@@ -97,6 +105,7 @@ def nginx_render(
         sni_only=sni_only,
         app=app,
         upstream_ca=upstream_ca,
+        error_log=error_log,
     )
     role = "default server" if done.default_server else "SNI only"
     deploy_crl(
@@ -104,7 +113,9 @@ def nginx_render(
         asdict(done),
         f"Wrote NGINX configs for {done.server} "
         f"(TLS {done.tls}, listen {done.listen} {role}, upstream {done.upstream})\n"
-        f"{files_text(done.files)}\nInclude {done.files['site']} inside http {{ }} of nginx.conf",
+        f"{files_text(done.files)}\n"
+        + "".join(f"Removed {path} (old name; a *.conf glob loaded it)\n" for path in done.removed)
+        + f"Include {done.files['site']} inside http {{ }} of nginx.conf",
         words,
         argv,
     )

@@ -190,3 +190,14 @@ def check_upstream_ca(upstream: str, upstream_ca: Path | None) -> Path | None:
 def upstream_host(upstream: str) -> str:
     """The host nginx checks the upstream's certificate for (and sends as SNI)."""
     return urlsplit(upstream).hostname or ""
+
+
+def check_error_log(path: Path | None) -> Path | None:
+    """--error-log: an absolute file path (nginx opens it at load, as root on a server)."""
+    if path is None:
+        return None
+    if not path.is_absolute():
+        raise InputError("error-log", f"{str(path)!r} must be an absolute path")
+    if path.is_dir():
+        raise InputError("error-log", f"{path} is a directory; give a file")
+    return path

@@ -8,6 +8,7 @@ leaves the output directory as it was.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from ..fsutil import not_plain_dir, write_atomic
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
 from .inputs import (
+    check_error_log,
     check_listen,
     check_sni_only,
     check_upstream,
@@ -31,7 +33,14 @@ TLS_PROFILES = ("intermediate", "modern")  # Mozilla's names; one template, ssl.
 # What the upstream is: any HTTP app, or Ollama's API (only /api/, streamed, long
 # timeouts, Host: localhost), with the same identity headers either way.
 APPS = ("generic", "ollama")
-SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.conf", "proxy.conf", "mtls_proxy.conf"
+# Include-only files end in .inc, so that `include conf.d/*.conf` (Debian's nginx.conf)
+# does not load them in http { } when --out is such a directory.
+SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.inc", "proxy.inc", "mtls_proxy.conf"
+# Their names before, with the first line that shows certwiz wrote them.
+LEGACY_FILES = {
+    "ssl.conf": "# TLS hardening for the certwiz mTLS proxy",
+    "proxy.conf": "# Forward the verified client identity to the upstream. Rendered by certwiz.",
+}
 
 
 @dataclass(frozen=True)
@@ -48,53 +57,97 @@ class Rendered:
     default_server: bool = True
     app: str = "generic"
     upstream_ca: str | None = None
+    error_log: str | None = None
+    removed: list[str] = field(default_factory=list)
+
+
+def _site_owner(path: Path) -> tuple[str, str] | None:
+    """(server, profile) named by the first line of a rendered mtls_proxy.conf."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+    except OSError:
+        return None
+    found = re.fullmatch(r"# mTLS reverse proxy for (\S+) \(certwiz profile (.+)\)\.\n?", first)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def check_out_dir(out_dir: Path, profile: Profile, server: str, *, default: bool) -> None:
+    """OUT may take this site: a directory, not one nginx includes wholesale, and not
+    holding another server's site (which rendering would silently replace)."""
+    # The default lives in the profile, which certwiz never writes out of; an --out
+    # the user names is theirs to point anywhere. The files themselves are renamed
+    # into place, which replaces a planted link at any of them.
+    if default and (out_dir.exists() or out_dir.is_symlink()):
+        problem = not_plain_dir(out_dir)
+        if problem:
+            raise InputError("out", problem)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("out", f"{out_dir} exists and is not a directory")
+    if out_dir.name == "sites-enabled":
+        raise InputError(
+            "out",
+            f"nginx includes every file in {out_dir} (include sites-enabled/*), so the "
+            f"include-only files would load in http {{ }}: render into "
+            f"{out_dir.parent / 'sites-available' / profile.name} (or the default, "
+            f"PROFILE/nginx) and link only its {SITE_CONF} into sites-enabled",
+        )
+    owner = _site_owner(out_dir / SITE_CONF)
+    if owner is not None and owner != (server, profile.name):
+        raise InputError(
+            "out",
+            f"{out_dir} already holds the site of {owner[0]} (profile {owner[1]}); "
+            f"render each server into a directory of its own",
+        )
 
 
 def _render_files(
-    profile: Profile,
-    server: str,
-    upstream: str,
-    listen: str,
-    out: Path,
-    tls: str,
-    chain: Path,
-    key: Path,
-    default_server: bool,
-    app: str,
-    upstream_ca: Path | None,
+    profile: Profile, out: Path, chain: Path, key: Path, site: dict[str, object]
 ) -> dict[str, str]:
     """The three file texts; a path nginx cannot quote is an InputError naming its field."""
-    for name, path in (("out", out), ("home", profile.dir), ("upstream-ca", upstream_ca)):
-        if path is None:
-            continue
+    paths = {"out": out, "home": profile.dir}
+    paths |= {k: site[k] for k in ("upstream_ca", "error_log") if site[k] is not None}
+    for name, path in paths.items():
         try:
             nginx_escape(path)
         except ValueError as exc:
-            raise InputError(name, f"cannot go into an nginx config: {exc}") from None
-    depth = verify_depth(profile)
-    site = render_nginx(
+            raise InputError(
+                name.replace("_", "-"), f"cannot go into an nginx config: {exc}"
+            ) from None
+    text = render_nginx(
         "mtls_proxy.conf.j2",
         profile=profile.name,
-        server_name=server,
-        listen=listen,
         fullchain=chain,
         key=key,
         ca_cert=profile.ca_cert,
         crl=profile.crl,
         ssl_conf=out / SSL_CONF,
         proxy_conf=out / PROXY_CONF,
-        upstream=upstream,
-        verify_depth=depth,
-        default_server=default_server,
-        app=app,
-        upstream_ca=upstream_ca,
-        upstream_host=upstream_host(upstream),
+        verify_depth=verify_depth(profile),
+        upstream_host=upstream_host(str(site["upstream"])),
+        **site,
     )
     return {
-        SSL_CONF: render_nginx("ssl.conf.j2", modern=tls == "modern"),
-        PROXY_CONF: render_nginx("proxy.conf.j2", app=app),
-        SITE_CONF: site,
+        SSL_CONF: render_nginx("ssl.conf.j2", modern=site["tls"] == "modern"),
+        PROXY_CONF: render_nginx("proxy.conf.j2", app=site["app"]),
+        SITE_CONF: text,
     }
+
+
+def _remove_stale(out_dir: Path) -> list[str]:
+    """Delete certwiz's include-only files of old renders (ssl.conf, proxy.conf): under
+    their old names a `*.conf` glob loaded them in http { } (nginx: duplicate directive)."""
+    removed = []
+    for name, header in LEGACY_FILES.items():
+        path = out_dir / name
+        try:
+            first = path.read_text(errors="replace").split("\n", 1)[0]
+        except OSError:
+            continue
+        if first.startswith(header) and not path.is_symlink():
+            path.unlink()
+            removed.append(str(path))
+    return removed
 
 
 def render(
@@ -108,13 +161,15 @@ def render(
     sni_only: bool = False,
     app: str = "generic",
     upstream_ca: Path | None = None,
+    error_log: Path | None = None,
 ) -> Rendered:
-    """Write ssl.conf, proxy.conf and mtls_proxy.conf (absolute paths) into OUT.
+    """Write ssl.inc, proxy.inc and mtls_proxy.conf (absolute paths) into OUT.
 
     Default OUT is the profile's `nginx/` directory. Include mtls_proxy.conf in
-    nginx's http { } block; `nginx -t` passes on the files as written. The server
-    is its listen's `default_server` unless SNI_ONLY (a second profile on the same
-    address); either way it serves only requests whose handshake it made itself.
+    nginx's http { } block; `nginx -t` passes on the files as written, also when OUT
+    is a directory nginx includes as `*.conf` (conf.d). The server is its listen's
+    `default_server` unless SNI_ONLY (a second profile on the same address); either
+    way it serves only requests whose handshake it made itself.
     """
     if tls not in TLS_PROFILES:
         raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
@@ -123,6 +178,7 @@ def render(
     listen = check_listen(listen)
     upstream = check_upstream(upstream)
     trusted = check_upstream_ca(upstream, upstream_ca)
+    log = check_error_log(error_log)
     chain, key = server_files(profile, server)
     check_sni_only(server, sni_only)
     if not profile.crl.is_file():
@@ -130,24 +186,23 @@ def render(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
         )
     out_dir = (out if out is not None else profile.dir / "nginx").expanduser().absolute()
-    # The default lives in the profile, which certwiz never writes out of; an --out
-    # the user names is theirs to point anywhere. The files themselves are renamed
-    # into place, which replaces a planted link at any of them.
-    if out is None and (out_dir.exists() or out_dir.is_symlink()):
-        problem = not_plain_dir(out_dir)
-        if problem:
-            raise InputError("out", problem)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("out", f"{out_dir} exists and is not a directory")
-    texts = _render_files(
-        profile, server, upstream, listen, out_dir, tls, chain, key, not sni_only, app, trusted
-    )
-    files = {}
+    check_out_dir(out_dir, profile, server, default=out is None)
+    site: dict[str, object] = {
+        "server_name": server,
+        "upstream": upstream,
+        "listen": listen,
+        "tls": tls,
+        "default_server": not sni_only,
+        "app": app,
+        "upstream_ca": trusted,
+        "error_log": log,
+    }
+    texts = _render_files(profile, out_dir, chain, key, site)
     with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
         out_dir.mkdir(parents=True, exist_ok=True)
         for filename, text in texts.items():
             write_atomic(out_dir / filename, text, 0o644)
-            files[filename.removesuffix(".conf")] = str(out_dir / filename)
+        removed = _remove_stale(out_dir)
         change.details["out"] = str(out_dir)
     return Rendered(
         profile.name,
@@ -156,10 +211,15 @@ def render(
         upstream,
         tls,
         str(out_dir),
-        {"site": files["mtls_proxy"], "ssl": files["ssl"], "proxy": files["proxy"]},
+        {
+            k: str(out_dir / name)
+            for k, name in (("site", SITE_CONF), ("ssl", SSL_CONF), ("proxy", PROXY_CONF))
+        },
         not sni_only,
         app,
         str(trusted) if trusted else None,
+        str(log) if log else None,
+        removed,
     )
 
 

@@ -171,7 +171,7 @@ def test_symlinked_nginx_files_are_replaced_not_followed(
     args = render_args(profile)
     out = profile.dir / "nginx"
     out.mkdir()
-    files = [out / name for name in ("ssl.conf", "proxy.conf", "mtls_proxy.conf")]
+    files = [out / name for name in ("ssl.inc", "proxy.inc", "mtls_proxy.conf")]
     for link in files:
         link.symlink_to(outside / "precious")
     result = cli(*args)
