@@ -105,6 +105,8 @@ def test_readme_install_gives_a_working_command(installed: Installed) -> None:
         f"no profiles in home {installed.root}/etc/certwiz "
         f"(from {installed.root}/etc/certwiz.conf)\n"
     )
+    # `certwiz --version` ran in the block too: the installed release, and what it runs on.
+    assert re.search(r"^certwiz \d+\.\d+\S*\nOpenSSL 3\.", installed.install_output, re.M)
     helped = installed.run("--help", cwd=Path("/"))
     assert helped.returncode == 0 and "ca" in helped.stdout, helped.stderr
     config = (installed.root / "etc/certwiz.conf").read_text()

@@ -5,8 +5,8 @@ give the lines after `$ `, `sh` blocks every line, `cron` blocks the command of 
 `python` blocks their code. Each command must pass `bash -n`; each certwiz command in it
 (also behind VAR=... or a shim in scripts/) must parse with certwiz's real command line:
 no unknown option, no missing one, no stray word (which is what an unquoted
-`--nginx-cmd nginx -p ...` gives). The install block and the cron line also run for real,
-in tests/test_install.py.
+`--nginx-cmd nginx -p ...` gives). The block that drives a profile by hand runs here as
+written; the install block and the cron line run for real in tests/test_install.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import os
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import typer.main
+from cryptography import x509
 
 from certwiz.cli import app
 from tests.conftest import REPO
@@ -263,3 +267,42 @@ def test_readme_states_the_defaults_the_code_uses() -> None:
     assert text.count(f"valid {DEFAULT_LEAF_DAYS} days unless `-d`") == 2  # server, client
     assert f"at least {MIN_LENGTH} characters" in text
     assert {3: "three"}[PROMPT_TRIES] + " tries in all" in text
+
+
+def console_block(heading: str) -> list[str]:
+    """The `$ ` commands of the first console block after `heading`."""
+    start = README.index(f"\n{heading}\n")
+    found = re.compile(r"^```console\n(.*?)^```$", re.S | re.M).search(README, start)
+    assert found is not None
+    return [line[2:] for line in joined_lines(found.group(1)) if line.startswith("$ ")]
+
+
+def test_driving_by_hand_block_runs_as_written(tmp_path: Path) -> None:
+    """The README's hand-run openssl block, pasted into a shell beside ./certs/my-app."""
+    empty = tmp_path / "no-config"
+    empty.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env["CERTWIZ_CONFIG"] = str(empty)  # the default home: ./certs of the shell's directory
+    env["PATH"] = f"{REPO / '.venv/bin'}:{Path(sys.executable).parent}:{env['PATH']}"
+    shell = tmp_path / "shell"
+    shell.mkdir()
+
+    def run(line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", line],
+            cwd=shell, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    for setup in ("certwiz ca init -p my-app", "certwiz client issue -p my-app -n bot-02 -u"):
+        assert run(setup).returncode == 0
+    outputs = []
+    for line in console_block("## Driving the profile by hand with `openssl ca`"):
+        done = run(line)
+        assert done.returncode == 0, f"$ {line}\n{done.stderr}"
+        outputs.append(done.stdout)
+    listing = next(out for out in outputs if out.startswith("NAME"))
+    (bot,) = [row for row in listing.splitlines() if row.startswith("bot-02")]
+    assert "revoked" in bot and "keyCompromise" in bot
+    crl = x509.load_pem_x509_crl((shell / "certs/my-app/crl.pem").read_bytes())
+    handmade = x509.load_pem_x509_certificate((shell / "handmade.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(handmade.serial_number) is not None
