@@ -136,7 +136,7 @@ def rebundle(
         p12.export(
             key=key,
             cert=profile.cert_path(name),
-            chain=profile.ca_cert,
+            chain=profile.chain,  # two-level: intermediate + root
             name=name,
             out=out,
             p12_format=p12_format,

@@ -53,7 +53,10 @@ def subject_arg(common_name: str) -> str:
     return f"/CN={escaped}"
 
 
-def render_cnf(profile: Profile, directory: Path, key_type: str, crl_days: int) -> str:
+def render_cnf(
+    profile: Profile, directory: Path, key_type: str, crl_days: int, level: str | None = None
+) -> str:
+    """openssl.cnf for PROFILE; `level` (single, root, intermediate) defaults to what is on disk."""
     return render_openssl(
         "openssl.cnf.j2",
         profile=profile.name,
@@ -61,6 +64,7 @@ def render_cnf(profile: Profile, directory: Path, key_type: str, crl_days: int) 
         cnf_path=profile.cnf,
         crl_days=crl_days,
         rsa=key_type.startswith("rsa"),
+        level=level or profile.level,
     )
 
 
@@ -117,7 +121,7 @@ def init(
         # The config names the final directory, for users running openssl by hand.
         write_atomic(
             work / "openssl.cnf",
-            render_cnf(profile, profile.dir, options.key_type, options.crl_days),
+            render_cnf(profile, profile.dir, options.key_type, options.crl_days, "single"),
         )
         try:
             os.rename(work, profile.dir)
@@ -131,22 +135,39 @@ def init(
     return profile
 
 
-def _populate(
-    work: Path, profile: Profile, cn: str, options: CAOptions, passphrase: Secret | None
-) -> None:
+def skeleton(work: Path) -> None:
+    """An empty `openssl ca` directory: subdirectories, database, serial, CRL number."""
     for sub in ("newcerts", "issued", "reqs"):
         (work / sub).mkdir(mode=0o755)
     (work / "private").mkdir(mode=0o700)
-    cnf = work / "openssl.cnf"
-    write_atomic(cnf, render_cnf(profile, work, options.key_type, options.crl_days))
     write_atomic(work / "index.txt", "")
     write_atomic(work / "index.txt.attr", render_openssl("index.txt.attr.j2"))
     # A random 128-bit start (top bit clear, so it stays a positive 16-byte integer).
     write_atomic(work / "serial", f"{secrets.randbits(127) | 1 << 120:032X}\n")
     write_atomic(work / "crlnumber", "01\n")
     write_atomic(work / ".lock", "", mode=0o600)
-    key = work / "private" / "ca.key"
-    openssl.run(keygen_args(options.key_type, key, passphrase))
+
+
+def _populate(
+    work: Path, profile: Profile, cn: str, options: CAOptions, passphrase: Secret | None
+) -> None:
+    skeleton(work)
+    write_atomic(
+        work / "openssl.cnf",
+        render_cnf(profile, work, options.key_type, options.crl_days, "single"),
+    )
+    self_signed_ca(work, cn, options.key_type, options.days, passphrase)
+    record = audit.new_record(profile.name, "ca init", [cn])
+    record["key_encrypted"] = passphrase is not None
+    audit.append(work / audit.AUDIT_FILE, record)
+
+
+def self_signed_ca(
+    work: Path, cn: str, key_type: str, days: int, passphrase: Secret | None
+) -> None:
+    """In WORK (with its openssl.cnf): the CA key, the self-signed root (v3_ca), a first CRL."""
+    cnf, key = work / "openssl.cnf", work / "private" / "ca.key"
+    openssl.run(keygen_args(key_type, key, passphrase))
     req: list[openssl.Arg] = [
         "req",
         "-new",
@@ -159,7 +180,7 @@ def _populate(
         "-subj",
         subject_arg(cn),
         "-days",
-        str(options.days),
+        str(days),
         "-extensions",
         "v3_ca",
         "-out",
@@ -171,9 +192,6 @@ def _populate(
     os.chmod(work / "ca.crt", 0o644)
     openssl.run(gencrl_args(cnf, work / "crl.pem", passphrase))
     os.chmod(work / "crl.pem", 0o644)
-    record = audit.new_record(profile.name, "ca init", [cn])
-    record["key_encrypted"] = passphrase is not None
-    audit.append(work / audit.AUDIT_FILE, record)
 
 
 def warn_unencrypted() -> None:

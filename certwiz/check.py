@@ -119,6 +119,29 @@ def crl_serials(der: bytes) -> set[int]:
     return serials
 
 
+def _crl_signed_by_intermediate(profile: Profile) -> None:
+    """crl.pem of a two-level profile must carry the intermediate's signature.
+
+    `openssl verify -crl_check` would need a leaf of the intermediate; cryptography
+    checks the signature directly.
+    """
+    from cryptography import x509  # imported here: most commands never need it
+
+    try:
+        crl = x509.load_pem_x509_crl(profile.crl.read_bytes())
+        signer = x509.load_pem_x509_certificate(profile.intermediate_cert.read_bytes())
+        good = crl.is_signature_valid(signer.public_key())  # type: ignore[arg-type]
+    except (ValueError, TypeError, OSError) as exc:
+        good, why = False, str(exc)
+    else:
+        why = "bad signature"
+    if not good:
+        raise ProfileCorrupt(
+            f"{profile.crl}: not a CRL signed by {profile.intermediate_cert} ({why}); "
+            f"repair it: certwiz crl gen -p {profile.name}"
+        )
+
+
 def _crl_signed_by_ca(profile: Profile) -> None:
     """openssl checks the CRL's signature against ca.crt (a forged CRL is caught).
 
@@ -146,7 +169,9 @@ def _crl_signed_by_ca(profile: Profile) -> None:
         ) from None
 
 
-def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
+def verify_profile(
+    profile: Profile, *, check_crl: bool = True, key_offline: bool = False
+) -> Report:
     """Check index.txt, serial, crlnumber and crl.pem against each other.
 
     Raises ProfileCorrupt on the first file that does not parse; collects
@@ -154,7 +179,10 @@ def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
     which replaces a missing or damaged crl.pem and must not be refused for it.
     """
     report = Report()
-    for path in (profile.cnf, profile.ca_cert, profile.ca_key):
+    needed = [profile.cnf, profile.ca_cert] + ([] if key_offline else [profile.ca_key])
+    if profile.two_level:
+        needed.append(profile.intermediate_cert)
+    for path in needed:
         if not path.is_file():
             raise ProfileCorrupt(f"{path}: missing")
     for base in ROTATED:
@@ -208,7 +236,10 @@ def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
             raise ProfileCorrupt(f"{profile.crl}: not a DER CRL ({exc})") from None
         except ProfileCorrupt as exc:
             raise ProfileCorrupt(f"{exc}; repair it: certwiz crl gen -p {profile.name}") from None
-        _crl_signed_by_ca(profile)
+        if profile.two_level:
+            _crl_signed_by_intermediate(profile)
+        else:
+            _crl_signed_by_ca(profile)
     seen: dict[int, int] = {}
     for number, entry in enumerate(entries, 1):
         where = f"{profile.index}:{number}"
@@ -230,7 +261,21 @@ def verify_profile(profile: Profile, *, check_crl: bool = True) -> Report:
             and entry.serial_int not in revoked_in_crl
         ):
             report.missing_from_crl.append(entry.serial)
+    if profile.two_level:
+        _verify_root(profile, report, check_crl)
     return report
+
+
+def _verify_root(profile: Profile, report: Report, check_crl: bool) -> None:
+    """The root of a two-level profile is checked like a profile; its key may be offline."""
+    root = profile.root
+    found = verify_profile(root, check_crl=check_crl, key_offline=True)
+    report.problems += found.problems
+    report.problems += [
+        f"revoked serial {s} is not in {root.crl}; run: certwiz crl gen -p {profile.name} "
+        "--root-key FILE"
+        for s in found.missing_from_crl
+    ]
 
 
 def require_consistent(profile: Profile, *, check_crl: bool = True) -> Report:
@@ -303,6 +348,9 @@ def recover(profile: Profile) -> list[str]:
     _finish_rotations(profile, done)
     _remove_scratch(profile, done)
     _restore_issued(profile, done)
+    if profile.two_level:  # hand-run or certwiz openssl ca on the root may have been killed
+        _finish_rotations(profile.root, done)
+        _remove_scratch(profile.root, done)
     return done
 
 

@@ -178,7 +178,7 @@ def _deliver(
         p12_lib.export(
             key=key,
             cert=cert,
-            chain=profile.ca_cert,
+            chain=profile.chain,  # two-level: intermediate + root
             name=name,
             out=p12,
             p12_format=p12_format or p12_lib.DEFAULT_FORMAT,
@@ -190,7 +190,7 @@ def _deliver(
         files["p12"] = profile.p12_path(name)
     else:
         chain = work / "fullchain.pem"
-        chain.write_bytes(cert.read_bytes() + profile.ca_cert.read_bytes())
+        chain.write_bytes(cert.read_bytes() + profile.chain.read_bytes())
         install(chain, profile.fullchain_path(name), 0o644)
         files["fullchain"] = profile.fullchain_path(name)
     install(key, profile.key_path(name), 0o600)

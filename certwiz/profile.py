@@ -18,6 +18,7 @@ from .fsutil import read_small_text
 HOME_ENV = "CERTWIZ_HOME"
 LOCK_TIMEOUT_ENV = "CERTWIZ_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 60.0
+ROOT_DIR = "root"  # a two-level profile's offline root: its own openssl ca directory
 
 
 CONFIG_ENV = "CERTWIZ_CONFIG"
@@ -197,6 +198,44 @@ class Profile:
 
     def ca_files(self) -> tuple[Path, Path, Path]:
         return (self.ca_cert, self.ca_key, self.cnf)
+
+    @property
+    def root(self) -> Profile:
+        """The root of a two-level profile: PROFILE/root/, laid out like a profile itself."""
+        return Profile(ROOT_DIR, self.dir)
+
+    @property
+    def two_level(self) -> bool:
+        """An offline root in root/ and an intermediate that signs the leaves."""
+        return (self.dir / ROOT_DIR / "openssl.cnf").is_file()
+
+    @property
+    def level(self) -> str:
+        """single (one CA), intermediate (signs leaves; root/ above it) or root (that root/)."""
+        if self.two_level:
+            return "intermediate"
+        if self.name == ROOT_DIR and Profile(self.home.name, self.home.parent).two_level:
+            return "root"
+        return "single"
+
+    @property
+    def intermediate_cert(self) -> Path:
+        return self.dir / "intermediate.crt"
+
+    @property
+    def signing_cert(self) -> Path:
+        """The CA certificate that signs leaves and crl.pem (openssl.cnf's `certificate`)."""
+        return self.intermediate_cert if self.two_level else self.ca_cert
+
+    @property
+    def chain(self) -> Path:
+        """The CA certificates above a leaf, signing CA first: what bundles carry."""
+        return self.dir / "chain.pem" if self.two_level else self.ca_cert
+
+    @property
+    def nginx_crl(self) -> Path:
+        """The CRL file for NGINX: one CRL per CA of the chain (NGINX needs them all)."""
+        return self.dir / "crl-chain.pem" if self.two_level else self.crl
 
     def has_ca(self) -> bool:
         return all(path.is_file() for path in self.ca_files())

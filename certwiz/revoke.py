@@ -6,8 +6,9 @@ import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import audit, check, database, names, openssl, upkeep
+from . import audit, check, database, der, intermediate, names, openssl, upkeep
 from .ca import gencrl_args
 from .errors import StateError
 from .fsutil import install, scratch_dir
@@ -30,15 +31,19 @@ class CRLRenewed:
     crl: str
     notes: list[str] = field(default_factory=list)
 
-    def __str__(self) -> str:
-        return self.crl
 
-
-def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | None) -> None:
+def regenerate_crl(
+    profile: Profile,
+    ca_passphrase: Secret | None,
+    days: int | None,
+    keyfile: Path | None = None,
+) -> None:
     """Write a new CRL beside crl.pem, then rename it into place (nginx never reads half).
 
     The new file keeps the old one's mode and group, so a CRL made readable to
-    nginx only (e.g. 0640 root:nginx) stays that way.
+    nginx only (e.g. 0640 root:nginx) stays that way. `keyfile`: the CA key is
+    not in the profile (an exported root key). In a two-level profile the CRL
+    file for NGINX (both CRLs) is rebuilt too.
     """
     try:
         old = profile.crl.stat()
@@ -48,7 +53,8 @@ def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | N
     with scratch_dir(profile.dir) as work:
         fresh = work / "crl.pem"
         with check.guarded(profile):
-            openssl.run(gencrl_args(profile.cnf, fresh, ca_passphrase, days))
+            extra: list[openssl.Arg] = [] if keyfile is None else ["-keyfile", keyfile]
+            openssl.run([*gencrl_args(profile.cnf, fresh, ca_passphrase, days), *extra])
         try:  # a CRL cut short by a full disk must never replace the good one
             check.crl_serials(check.crl_der(fresh))
         except (check.ProfileCorrupt, ValueError, IndexError) as exc:
@@ -59,18 +65,38 @@ def regenerate_crl(profile: Profile, ca_passphrase: Secret | None, days: int | N
             with contextlib.suppress(PermissionError):
                 os.chown(fresh, -1, gid)
         install(fresh, profile.crl, mode)
+    chain_dir = intermediate.crl_chain_dir(profile)
+    if chain_dir is not None:
+        intermediate.write_crl_chain(chain_dir)
 
 
 def generate_crl(
-    profile: Profile, *, days: int | None = None, ca_passphrase: Secret | None = None
+    profile: Profile,
+    *,
+    days: int | None = None,
+    ca_passphrase: Secret | None = None,
+    root_key: Path | None = None,
 ) -> CRLRenewed:
-    """A fresh CRL; superseded certificates whose grace ended are revoked first."""
+    """A fresh CRL; superseded certificates whose grace ended are revoked first.
+
+    In a two-level profile the root's CRL is re-signed too whenever the root key is
+    at hand (in the profile, or `root_key` once exported).
+    """
     if days is not None:
         names.days(days)
+    sign_root = profile.two_level and (root_key is not None or profile.root.ca_key.is_file())
+    keyfile = None
+    if root_key is not None or not profile.two_level:
+        keyfile = intermediate.root_keyfile(profile, root_key, "re-signing the root CRL")
     with audit.changing(profile, "crl gen", check_crl=False) as change:  # it repairs crl.pem
-        notes = upkeep.tidy(profile, change, ca_passphrase, crl_follows=True)
+        notes = []
+        if sign_root:
+            regenerate_crl(profile.root, ca_passphrase, None, keyfile)
+            notes.append(f"renewed the root CRL {profile.root.crl}")
+        notes += upkeep.tidy(profile, change, ca_passphrase, crl_follows=True)
         regenerate_crl(profile, ca_passphrase, days)
-    return CRLRenewed(profile.name, str(profile.crl), notes)
+    crl = profile.nginx_crl
+    return CRLRenewed(profile.name, str(crl), notes)
 
 
 def revoke(
@@ -107,13 +133,20 @@ def revoke(
         regenerate_crl(profile, ca_passphrase, crl_days)
         purged = _purge(profile, targets) if purge else []
         change.details["purged"] = purged
-    return Revoked([e.serial for e in targets], reason, str(profile.crl), purged, notes)
+    return Revoked([e.serial for e in targets], reason, str(profile.nginx_crl), purged, notes)
 
 
 def revoke_entry(
-    profile: Profile, entry: database.Entry, reason: str, ca_passphrase: Secret | None
+    profile: Profile,
+    entry: database.Entry,
+    reason: str,
+    ca_passphrase: Secret | None,
+    keyfile: Path | None = None,
 ) -> None:
-    """`openssl ca -revoke` one certificate; the caller holds the lock and renews the CRL."""
+    """`openssl ca -revoke` one certificate; the caller holds the lock and renews the CRL.
+
+    `keyfile`: the CA key is not in the profile (an exported root key).
+    """
     args: list[openssl.Arg] = [
         "ca",
         "-batch",
@@ -124,10 +157,41 @@ def revoke_entry(
         "-crl_reason",
         reason,
     ]
+    if keyfile is not None:
+        args += ["-keyfile", keyfile]
     if ca_passphrase is not None:
         args += ["-passin", ca_passphrase]
     with check.guarded(profile):
         openssl.run(args)
+
+
+def revoke_intermediate(
+    profile: Profile,
+    *,
+    reason: str = "unspecified",
+    ca_passphrase: Secret | None = None,
+    root_key: Path | None = None,
+) -> Revoked:
+    """The root revokes the intermediate: every leaf it signed stops verifying at once.
+
+    Needs the root key (`root_key` once it was exported). NGINX then refuses every
+    client, because the root's CRL in crl-chain.pem lists the intermediate.
+    """
+    names.reason(reason)
+    if not profile.two_level:
+        raise StateError(f"profile {profile.name} has no intermediate (ca init --intermediate)")
+    keyfile = intermediate.root_keyfile(profile, root_key, "revoking the intermediate")
+    with audit.changing(profile, "ca revoke-intermediate") as change:
+        serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
+        valid = [
+            e for e in database.read(profile.root.index) if e.serial == serial and e.flag == "V"
+        ]
+        if not valid:
+            raise StateError(f"the intermediate {serial} is not valid in {profile.root.index}")
+        revoke_entry(profile.root, valid[0], reason, ca_passphrase, keyfile)
+        change.serials.append(serial)
+        regenerate_crl(profile.root, ca_passphrase, None, keyfile)
+    return Revoked([serial], reason, str(profile.nginx_crl))
 
 
 def _targets(profile: Profile, name: str | None, wanted: int | None) -> list[database.Entry]:

@@ -50,17 +50,36 @@ class Authority:
     crl: Path
     crl_kind: str
     renew_crl: str
+    renew_ca: str
 
 
 def authorities(profile: Profile) -> list[Authority]:
     """The CA levels of a profile, the root first."""
+    gen, renew = f"certwiz crl gen -p {profile.name}", f"certwiz ca renew -p {profile.name}"
+    if not profile.two_level:
+        return [Authority("ca", profile.ca_cert, profile.crl, "crl", gen, renew)]
+    offline = "" if profile.root.ca_key.is_file() else " --root-key FILE"
     return [
-        Authority("ca", profile.ca_cert, profile.crl, "crl", f"certwiz crl gen -p {profile.name}")
+        Authority(
+            "root-ca",
+            profile.root.ca_cert,
+            profile.root.crl,
+            "root-crl",
+            gen + offline,
+            f"{renew} --root{offline}",
+        ),
+        Authority(
+            "intermediate-ca", profile.intermediate_cert, profile.crl, "crl", gen, renew + offline
+        ),
     ]
 
 
 def _iso(when: datetime) -> str:
     return f"{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _rel(profile: Profile, path: Path) -> str:
+    return str(path.relative_to(profile.dir))
 
 
 def _days(left: timedelta) -> float:
@@ -84,6 +103,19 @@ def _ca_item(profile: Profile, level: Authority, warn: timedelta, now: datetime)
             f"{level.cert}: unusable ({exc})",
         )
     left = not_after - now
+    revoked = _revoked_by_root(profile, level, serial)
+    if revoked:
+        message = f"revoked by the root ({revoked}): NGINX refuses every client"
+        return Item(
+            profile.name,
+            level.kind,
+            name,
+            serial,
+            _iso(not_after),
+            _days(left),
+            "critical",
+            message,
+        )
     if left <= timedelta(0):
         state, message = "critical", f"CA certificate expired {_iso(not_after)}"
     elif left <= warn:
@@ -91,10 +123,20 @@ def _ca_item(profile: Profile, level: Authority, warn: timedelta, now: datetime)
     else:
         state, message = "ok", f"valid until {_iso(not_after)}"
     if state != "ok":
-        message += f"; renew it: certwiz ca renew -p {profile.name}"
+        message += f"; renew it: {level.renew_ca}"
     return Item(
         profile.name, level.kind, name, serial, _iso(not_after), _days(left), state, message
     )
+
+
+def _revoked_by_root(profile: Profile, level: Authority, serial: str) -> str | None:
+    """The intermediate's revocation in the root's database ('DATE, REASON'), if any."""
+    if level.kind != "intermediate-ca":
+        return None
+    for entry in database.read(profile.root.index):
+        if entry.serial == serial and entry.flag == "R":
+            return f"{entry.revoked_at:%Y-%m-%dT%H:%M:%SZ}, {entry.reason or 'unspecified'}"
+    return None
 
 
 def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime) -> Item:
@@ -104,7 +146,7 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
         return Item(
             profile.name,
             level.crl_kind,
-            level.crl.name,
+            _rel(profile, level.crl),
             None,
             None,
             None,
@@ -115,7 +157,7 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
         return Item(
             profile.name,
             level.crl_kind,
-            level.crl.name,
+            _rel(profile, level.crl),
             None,
             None,
             None,
@@ -136,7 +178,7 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
     return Item(
         profile.name,
         level.crl_kind,
-        level.crl.name,
+        _rel(profile, level.crl),
         None,
         _iso(following),
         _days(left),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, grace
+from . import check, database, der, grace, intermediate
 from . import revoke as revoking
 from .audit import Change
 from .openssl import Secret
@@ -103,9 +103,39 @@ def tidy(
 ) -> list[str]:
     """Both upkeep steps, under the lock. `crl_follows`: the caller writes a fresh CRL next."""
     notes = supersede_due(profile, change, ca_passphrase, now)
-    if crl_follows:
-        return notes
-    if notes:
+    if notes and not crl_follows:
         revoking.regenerate_crl(profile, ca_passphrase, None)
-        return [*notes, f"renewed {profile.crl}"]
-    return renew_crl_if_due(profile, change, ca_passphrase, now)
+        notes.append(f"renewed {profile.crl}")
+    elif not crl_follows:
+        notes += renew_crl_if_due(profile, change, ca_passphrase, now)
+    notes += renew_root_crl_if_due(profile, change, ca_passphrase, now)
+    if profile.two_level and intermediate.crl_chain_stale(profile.dir):
+        intermediate.write_crl_chain(profile.dir)  # a CRL made by hand with openssl ca
+        notes.append(f"rebuilt {profile.nginx_crl} from the current CRLs")
+    return notes
+
+
+def renew_root_crl_if_due(
+    profile: Profile, change: Change, ca_passphrase: Secret | None, now: datetime | None = None
+) -> list[str]:
+    """The root CRL of a two-level profile, past its one-third mark: re-sign it if the root
+    key is at hand, else say how (its key is offline; `status` warns too)."""
+    if not profile.two_level:
+        return []
+    root, now = profile.root, now or datetime.now(UTC)
+    if not crl_due(root.crl, now):
+        return []
+    _, following = crl_window(root.crl)
+    assert following is not None
+    if not root.ca_key.is_file():
+        left = (following - now).total_seconds() / 86400
+        return [
+            f"the root CRL {root.crl} has {left:.1f} days left and the root key is offline; "
+            f"re-sign it: certwiz crl gen -p {profile.name} --root-key FILE"
+        ]
+    revoking.regenerate_crl(root, ca_passphrase, None)
+    note = renewal_note(root.crl, following - now)
+    notes = change.details.setdefault("crl_renewed", [])
+    assert isinstance(notes, list)
+    notes.append(note)
+    return [note]

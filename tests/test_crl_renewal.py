@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certwiz import audit, issue, upkeep
+from certwiz import audit, intermediate, issue, upkeep
 from certwiz.profile import Profile
 from tests.conftest import crl_check, load_cert, load_crl, openssl
 
@@ -17,11 +17,11 @@ def stamp(when: datetime) -> str:
     return f"{when:%Y%m%d%H%M%SZ}"
 
 
-def hand_crl(cnf: Path, out: Path, last: timedelta, following: timedelta) -> None:
+def hand_crl(cnf: Path, out: Path, last: timedelta, following: timedelta, *extra: str) -> None:
     """A CRL made by hand with `openssl ca -gencrl`, its window relative to now."""
     now = datetime.now(UTC)
     window = ["-crl_lastupdate", stamp(now + last), "-crl_nextupdate", stamp(now + following)]
-    openssl("ca", "-gencrl", "-batch", "-config", str(cnf), "-out", str(out), *window)
+    openssl("ca", "-gencrl", "-batch", "-config", str(cnf), "-out", str(out), *window, *extra)
 
 
 def crl_number(path: Path) -> int:
@@ -70,3 +70,37 @@ def test_due_at_exactly_the_third() -> None:
     following = this + timedelta(days=90)
     assert not upkeep.crl_due_between(this, following, following - timedelta(days=31))
     assert upkeep.crl_due_between(this, following, following - timedelta(days=29))
+
+
+def test_root_crl_renewed_at_its_third_or_named_when_the_key_is_offline(cli, home: Path) -> None:
+    fleet = intermediate.init("fleet", home)
+    hand_crl(fleet.root.cnf, fleet.root.crl, -timedelta(days=300), timedelta(days=60))
+    result = cli("client", "issue", "-p", "fleet", "-n", "bot-1", "-u", "--json")
+    assert result.returncode == 0, result.stderr
+    (note,) = json.loads(result.stdout)["notes"]
+    assert str(fleet.root.crl) in note
+    root_crl = load_crl(fleet.root.crl)
+    assert root_crl.next_update_utc - root_crl.last_update_utc == timedelta(days=365)
+    assert fleet.nginx_crl.read_bytes().endswith(fleet.root.crl.read_bytes())
+    # Offline root key: the change goes on, says what to run, and status warns.
+    key = home.parent / "root.key"
+    assert cli("ca", "root-key", "export", "-p", "fleet", "--out", str(key)).returncode == 0
+    hand_crl(
+        fleet.root.cnf,
+        fleet.root.crl,
+        -timedelta(days=300),
+        timedelta(days=60),
+        "-keyfile",
+        str(key),
+    )
+    before = fleet.root.crl.read_bytes()
+    result = cli("client", "issue", "-p", "fleet", "-n", "bot-2", "-u")
+    assert result.returncode == 0, result.stderr
+    assert "certwiz crl gen -p fleet --root-key FILE" in result.stdout
+    assert fleet.root.crl.read_bytes() == before
+    assert "rebuilt" in result.stdout  # the hand-made root CRL reaches crl-chain.pem
+    assert fleet.nginx_crl.read_bytes().endswith(before)
+    status = cli("status", "-p", "fleet", "--json")
+    assert status.returncode == 1
+    (item,) = [i for i in json.loads(status.stdout)["items"] if i["kind"] == "root-crl"]
+    assert item["state"] == "warning" and "--root-key FILE" in item["message"]

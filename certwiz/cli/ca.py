@@ -9,10 +9,25 @@ from typing import Annotated
 
 import typer
 
-from .. import adopt, ca, names
+from .. import adopt, ca, intermediate, names, rollover
+from .. import revoke as revoking
+from ..errors import InputError
 from ..passphrase import CA_ENV, obtain
-from ..profile import Profile, home_dir
-from .common import CAPassOpt, HomeOpt, JsonOpt, KeyTypeOpt, ProfileOpt, emit, reports_errors
+from ..profile import Profile, home_dir, open_profile
+from .common import (
+    CAPassOpt,
+    HomeOpt,
+    JsonOpt,
+    KeyTypeOpt,
+    ProfileOpt,
+    RootKeyOpt,
+    emit,
+    files_text,
+    notes_text,
+    reports_errors,
+    signing_passphrase,
+)
+from .rootkey import root_key_app
 
 ENCRYPTED_HINT = (
     "\nThe CA key is encrypted: every command that signs (server issue, client issue, "
@@ -22,6 +37,7 @@ ENCRYPTED_HINT = (
 )
 
 ca_app = typer.Typer(help="The profile's certificate authority.", no_args_is_help=True)
+ca_app.add_typer(root_key_app, name="root-key")
 
 
 @ca_app.command("init")
@@ -30,16 +46,54 @@ def ca_init(
     profile: ProfileOpt,
     cn: Annotated[str | None, typer.Option("--cn", help="CA common name.")] = None,
     key_type: KeyTypeOpt = "ec:P-256",
-    days: Annotated[str, typer.Option("--days", "-d", help="CA validity in days.")] = "3650",
+    days: Annotated[
+        str | None,
+        typer.Option(
+            "--days", "-d", help="Validity in days of the signing CA [3650; intermediate: 1825]."
+        ),
+    ] = None,
     crl_days: Annotated[str, typer.Option("--crl-days", help="CRL validity in days.")] = "90",
+    intermediate_opt: Annotated[
+        bool,
+        typer.Option(
+            "--intermediate",
+            help="A root (in root/, its key can go offline) and an intermediate that signs.",
+        ),
+    ] = False,
+    root_days: Annotated[
+        str | None,
+        typer.Option("--root-days", help="With --intermediate: root validity in days [7300]."),
+    ] = None,
+    root_crl_days: Annotated[
+        str | None,
+        typer.Option("--root-crl-days", help="With --intermediate: root CRL validity [365]."),
+    ] = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a profile: its CA key and root certificate, database and first CRL."""
+    """Create a profile: its CA key and root certificate, database and first CRL.
+
+    Examples: certwiz ca init -p my-app;
+    certwiz ca init -p fleet --intermediate --root-days 7300 --days 1825
+    """
+    default_days = intermediate.DEFAULT_INTERMEDIATE_DAYS if intermediate_opt else 3650
     options = ca.CAOptions(
-        cn, names.key_type(key_type), names.days(days), names.days(crl_days, "crl-days")
+        cn,
+        names.key_type(key_type),
+        names.days(days if days is not None else default_days),
+        names.days(crl_days, "crl-days"),
     )
+    if not intermediate_opt and (root_days is not None or root_crl_days is not None):
+        raise InputError("root-days", "--root-days and --root-crl-days need --intermediate")
+    levels = {
+        "root_days": names.days(root_days or intermediate.DEFAULT_ROOT_DAYS, "root-days"),
+        "root_crl_days": names.days(
+            root_crl_days or intermediate.DEFAULT_ROOT_CRL_DAYS, "root-crl-days"
+        ),
+    }
+    if intermediate_opt:
+        intermediate.check_lifetimes(options.days, levels["root_days"])
     ca.check_home(Profile(names.profile_name(profile), home_dir(home)))
     ca.ensure_absent(Profile(names.profile_name(profile), home_dir(home)))
     secret = obtain(
@@ -51,24 +105,72 @@ def ca_init(
     )
     if secret is None and not sys.stdin.isatty():
         ca.warn_unencrypted()
-    created = ca.init(profile, home, options, secret)
+    if intermediate_opt:
+        created = intermediate.init(profile, home, options, secret, **levels)
+    else:
+        created = ca.init(profile, home, options, secret)
     info = {
         "profile": created.name,
         "dir": str(created.dir),
         "ca_cert": str(created.ca_cert),
         "ca_key": str(created.ca_key),
-        "crl": str(created.crl),
+        "crl": str(created.nginx_crl),
         "openssl_cnf": str(created.cnf),
         "key_encrypted": secret is not None,
     }
+    lines = [f"  CA certificate: {created.ca_cert}"]
+    if created.two_level:
+        info.update(
+            root_key=str(created.root.ca_key),
+            intermediate_cert=str(created.intermediate_cert),
+            chain=str(created.chain),
+        )
+        lines = [
+            f"  root (trust):   {created.ca_cert}",
+            f"  root key:       {created.root.ca_key}  (move it offline: certwiz ca root-key "
+            f"export -p {created.name} --out FILE)",
+            f"  intermediate:   {created.intermediate_cert}",
+        ]
     emit(
         as_json,
         info,
-        f"Created profile {created.name} in {created.dir}\n"
-        f"  CA certificate: {created.ca_cert}\n  CA key:         {created.ca_key}"
-        f"{' (encrypted)' if secret else ''}\n  CRL:            {created.crl}\n"
+        f"Created profile {created.name} in {created.dir}\n" + "\n".join(lines) + "\n"
+        f"  CA key:         {created.ca_key}"
+        f"{' (encrypted)' if secret else ''}\n  CRL:            {created.nginx_crl}\n"
         f"Next: certwiz server issue -p {created.name} -n myserver.local"
         + (ENCRYPTED_HINT if secret else ""),
+    )
+
+
+@ca_app.command("revoke-intermediate")
+@reports_errors
+def ca_revoke_intermediate(
+    profile: ProfileOpt,
+    reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
+    root_key: RootKeyOpt = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The root revokes the intermediate: from the next nginx reload every client is refused.
+
+    Example: certwiz ca revoke-intermediate -p fleet --root-key /media/usb/root.key
+    """
+    names.reason(reason)
+    prof = open_profile(profile, home)
+    if root_key is not None:
+        intermediate.check_root_key_file(root_key)
+    done = revoking.revoke_intermediate(
+        prof,
+        reason=reason,
+        root_key=root_key,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"Revoked the intermediate {done.serials[0]} ({done.reason}); new CRLs: {done.crl}\n"
+        "Every certificate it signed is now refused; reload nginx to enforce it.",
     )
 
 
@@ -115,4 +217,49 @@ def ca_adopt(
         f"{done.expired} expired); names: {', '.join(done.names) or '-'}\n"
         f"  next serial {done.next_serial}, CRL number {done.crl_number}\n"
         f"Next: certwiz list -p {done.profile}",
+    )
+
+
+@ca_app.command("renew")
+@reports_errors
+def ca_renew(
+    profile: ProfileOpt,
+    days: Annotated[
+        str | None,
+        typer.Option("--days", "-d", help="Validity in days [3650; an intermediate: 1825]."),
+    ] = None,
+    root: Annotated[
+        bool,
+        typer.Option("--root", help="Two-level profile: renew the root, not the intermediate."),
+    ] = False,
+    root_key: RootKeyOpt = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A new certificate for the signing CA with the same key and subject.
+
+    Every leaf issued before keeps verifying (same key, same key identifier); the
+    old CA certificate is kept in archive/, chain files are rewritten.
+
+    Examples: certwiz ca renew -p my-app; certwiz ca renew -p fleet --root-key /media/usb/root.key
+    """
+    valid_days = names.days(days) if days is not None else None
+    prof = open_profile(profile, home)
+    if root_key is not None:
+        intermediate.check_root_key_file(root_key)
+    done = rollover.renew_ca(
+        prof,
+        days=valid_days,
+        root=root,
+        root_key=root_key,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"Renewed the {done.level} CA certificate of {done.profile} (serial {done.serial}, "
+        f"valid until {done.not_after}); the old one is in {done.archived}\n"
+        f"{files_text(done.files)}{notes_text(done.notes)}\n"
+        "Clients and servers that trust ca.crt need the new one before the old expires.",
     )

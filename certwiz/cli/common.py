@@ -60,6 +60,13 @@ P12FormatOpt = Annotated[
         help="compat (3DES/SHA-1 MAC: macOS, Windows, Java, Android) or modern (AES-256/SHA-256).",
     ),
 ]
+RootKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--root-key",
+        help="The root key file, once exported (ca root-key export): for what needs the root.",
+    ),
+]
 ReloadOpt = Annotated[
     bool, typer.Option("--reload", help="Then run `nginx -t` and, if it passes, `nginx -s reload`.")
 ]

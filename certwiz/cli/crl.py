@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import names
+from .. import intermediate, names
 from .. import nginx as nginx_lib
 from .. import revoke as revoking
 from ..profile import open_profile
@@ -18,6 +18,7 @@ from .common import (
     NginxCmdOpt,
     ProfileOpt,
     ReloadOpt,
+    RootKeyOpt,
     deploy_crl,
     notes_text,
     reports_errors,
@@ -37,16 +38,26 @@ def crl_gen(
     ] = None,
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
+    root_key: RootKeyOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Regenerate the profile's CRL (run it from a timer so it never lapses)."""
+    """Regenerate the profile's CRL (run it from a timer so it never lapses).
+
+    In a two-level profile the root's CRL is re-signed too when the root key is at
+    hand (in the profile, or --root-key FILE once exported).
+    """
     crl_days = names.days(days) if days is not None else None
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
     prof = open_profile(profile, home)
+    if root_key is not None:
+        intermediate.check_root_key_file(root_key)
     done = revoking.generate_crl(
-        prof, days=crl_days, ca_passphrase=signing_passphrase(prof, ca_passphrase_file)
+        prof,
+        days=crl_days,
+        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+        root_key=root_key,
     )
     deploy_crl(as_json, asdict(done), f"New CRL: {done.crl}{notes_text(done.notes)}", words, argv)

@@ -126,8 +126,8 @@ def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
 
 
 def verify_depth(profile: Profile) -> int:
-    """CA certificates above a client certificate: one per certificate in ca.crt."""
-    return max(1, profile.ca_cert.read_bytes().count(b"-----BEGIN CERTIFICATE-----"))
+    """CA certificates above a client certificate: one per certificate in the chain."""
+    return max(1, profile.chain.read_bytes().count(b"-----BEGIN CERTIFICATE-----"))
 
 
 def check_sni_only(server: str, sni_only: bool) -> None:

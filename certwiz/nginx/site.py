@@ -119,8 +119,8 @@ def _render_files(
         profile=profile.name,
         fullchain=chain,
         key=key,
-        ca_cert=profile.ca_cert,
-        crl=profile.crl,
+        ca_cert=profile.chain,  # two-level: intermediate + root
+        crl=profile.nginx_crl,  # two-level: both CRLs (nginx checks every CA's)
         ssl_conf=out / SSL_CONF,
         proxy_conf=out / PROXY_CONF,
         verify_depth=verify_depth(profile),
@@ -181,7 +181,7 @@ def render(
     log = check_error_log(error_log)
     chain, key = server_files(profile, server)
     check_sni_only(server, sni_only)
-    if not profile.crl.is_file():
+    if not profile.nginx_crl.is_file():
         raise StateError(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
         )

@@ -1,0 +1,172 @@
+"""`ca renew`: a new certificate for the signing CA, with the same key and subject.
+
+Same key and subject mean the same subjectKeyIdentifier, so every leaf issued
+before (its authorityKeyIdentifier names that key) verifies against the new CA
+certificate as it did against the old one: nobody needs a new leaf. The old CA
+certificate is kept in `archive/`, and the files that carry it are rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import audit, check, der, intermediate, names, openssl, upkeep
+from .errors import InputError
+from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
+from .openssl import Secret
+from .profile import Profile
+
+DEFAULT_SINGLE_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class Renewed:
+    profile: str
+    level: str  # single (the root itself) or intermediate
+    serial: str
+    not_after: str
+    archived: str
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _request_args(cert: Path, key: Path, out: Path, passphrase: Secret | None) -> list[openssl.Arg]:
+    """A request with the certificate's own subject, signed by its key (x509 -x509toreq)."""
+    args: list[openssl.Arg] = ["x509", "-x509toreq", "-in", cert, "-signkey", key, "-out", out]
+    return args + ([] if passphrase is None else ["-passin", passphrase])
+
+
+def _self_sign_args(
+    cnf: Path, csr: Path, key: Path, days: int, out: Path, passphrase: Secret | None
+) -> list[openssl.Arg]:
+    args: list[openssl.Arg] = [
+        "req",
+        "-x509",
+        "-config",
+        cnf,
+        "-in",
+        csr,
+        "-key",
+        key,
+        "-extensions",
+        "v3_ca",
+        "-days",
+        str(days),
+        "-out",
+        out,
+    ]
+    return args + ([] if passphrase is None else ["-passin", passphrase])
+
+
+def _archive(profile: Profile, cert: Path, label: str) -> Path:
+    """Keep the old CA certificate as archive/LABEL-SERIAL.crt (never overwritten)."""
+    archive = profile.dir / "archive"
+    if not archive.exists():
+        archive.mkdir(mode=0o755)
+    problem = not_plain_dir(archive)
+    if problem:
+        raise check.ProfileCorrupt(problem)
+    data = cert.read_bytes()
+    target = archive / f"{label}-{der.cert_serial(der.pem_to_der(data))}.crt"
+    if not target.exists():
+        write_atomic(target, data, 0o644)
+    return target
+
+
+def _refresh_fullchains(profile: Profile) -> list[str]:
+    """Rewrite every issued/NAME.fullchain.pem as its leaf + the current chain."""
+    end = b"-----END CERTIFICATE-----\n"
+    done = []
+    for path in sorted(profile.issued.glob("*.fullchain.pem")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        leaf = path.read_bytes().split(end, 1)[0] + end
+        write_atomic(path, leaf + profile.chain.read_bytes(), 0o644)
+        done.append(str(path))
+    return done
+
+
+def renew_ca(
+    profile: Profile,
+    *,
+    days: int | None = None,
+    root: bool = False,
+    ca_passphrase: Secret | None = None,
+    root_key: Path | None = None,
+) -> Renewed:
+    """A new certificate for the signing CA (the intermediate in a two-level profile, or
+    with `root` the root itself), same key and subject; the old one goes to archive/."""
+    if root and not profile.two_level:
+        raise InputError("root", f"profile {profile.name} has a single CA: renew it without --root")
+    two = profile.two_level and not root
+    days = names.days(
+        days
+        if days is not None
+        else (intermediate.DEFAULT_INTERMEDIATE_DAYS if two else DEFAULT_SINGLE_DAYS)
+    )
+    keyfile = None
+    if profile.two_level:
+        what = "renewing the root" if root else "renewing the intermediate"
+        keyfile = intermediate.root_keyfile(profile, root_key, what)
+    elif root_key is not None:
+        intermediate.root_keyfile(profile, root_key, "")  # refuses --root-key here
+    with (
+        audit.changing(profile, "ca renew", [profile.name]) as change,
+        scratch_dir(profile.dir) as work,
+    ):
+        if two:
+            old, label = profile.intermediate_cert, "intermediate"
+            new = _renew_intermediate(profile, work, days, ca_passphrase, keyfile)
+        elif root:
+            old, label = profile.root.ca_cert, "root"
+            new = _renew_self_signed(profile.root, work, days, ca_passphrase, keyfile)
+        else:
+            old, label = profile.ca_cert, "ca"
+            new = _renew_self_signed(profile, work, days, ca_passphrase, None)
+        check.require_whole(new)
+        archived = _archive(profile, old, label)
+        install(new, old, 0o644)
+        if root:
+            write_atomic(profile.ca_cert, old.read_bytes(), 0o644)
+        if profile.two_level:
+            intermediate.write_chain(profile)
+        files = {"certificate": str(old), "chain": str(profile.chain)}
+        refreshed = _refresh_fullchains(profile)
+        serial = der.cert_serial(der.pem_to_der(old.read_bytes()))
+        _, not_after = der.cert_validity(der.pem_to_der(old.read_bytes()))
+        change.serials.append(serial)
+        change.details.update(archived=str(archived), fullchains=refreshed)
+        notes = upkeep.tidy(profile, change, ca_passphrase)
+    return Renewed(
+        profile.name,
+        label,
+        serial,
+        f"{not_after:%Y-%m-%dT%H:%M:%SZ}",
+        str(archived),
+        files,
+        [f"rewrote {path}" for path in refreshed] + notes,
+    )
+
+
+def _renew_self_signed(
+    ca_dir: Profile, work: Path, days: int, passphrase: Secret | None, keyfile: Path | None
+) -> Path:
+    key = keyfile or ca_dir.ca_key
+    csr, new = work / "ca.csr", work / "ca.crt"
+    openssl.run(_request_args(ca_dir.ca_cert, key, csr, passphrase))
+    openssl.run(_self_sign_args(ca_dir.cnf, csr, key, days, new, passphrase))
+    return new
+
+
+def _renew_intermediate(
+    profile: Profile, work: Path, days: int, passphrase: Secret | None, keyfile: Path | None
+) -> Path:
+    csr, new = work / "intermediate.csr", work / "intermediate.crt"
+    openssl.run(_request_args(profile.intermediate_cert, profile.ca_key, csr, passphrase))
+    args = intermediate.sign_intermediate_args(
+        profile.root.cnf, csr, new, days, passphrase, keyfile
+    )
+    with check.guarded(profile.root):
+        openssl.run(args)
+    return new
