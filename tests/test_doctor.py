@@ -470,6 +470,36 @@ def test_rendered_profiles_sharing_a_port_are_clean_and_without_guard_caught(lab
     assert ids(doctor.diagnose(lab.other, conf).findings) == set()
 
 
+def test_two_level_profile_rendered_is_clean_and_a_missing_root_crl_is_caught(lab: Lab) -> None:
+    """An intermediate signs the leaves: nginx needs both CRLs (crl-chain.pem)."""
+    from certwiz import intermediate
+
+    profile = intermediate.init("layered", lab.home)
+    issue.issue_server(profile, "layered.local")
+    issue.issue_client(profile, "carol")
+    revoke.revoke(profile, name="carol")
+    out = lab.work / "layered"
+    nginx_lib.render(profile, "layered.local", "http://127.0.0.1:18080",
+                     listen="127.0.0.1:18445", out=out)  # fmt: skip
+    site = out / nginx_lib.SITE_CONF
+    assert f'ssl_crl "{profile.nginx_crl}";' in site.read_text()
+    prefix = lab.work / "layered-run"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_lib.render_standalone(prefix, site))
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(profile, conf).findings == []
+    # only the intermediate's CRL: nginx then refuses every client (no CRL for the root)
+    site.write_text(site.read_text().replace(str(profile.nginx_crl), str(profile.crl)))
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(profile, conf).findings
+    assert ids(found) == {"crl-missing-for-ca"}
+    assert "CN=layered Root CA" in found[0].message
+    # only the root's CRL: the intermediate's revocations are missing
+    site.write_text(site.read_text().replace(str(profile.crl), str(profile.root.crl)))
+    assert ids(doctor.diagnose(profile, conf).findings) == {"crl-missing-for-ca"}
+
+
 # ---- the profile itself ---------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,14 +43,23 @@ _IDENTITY_VALUE = re.compile(r"\$\{?ssl_client_")
 
 
 @dataclass
+class Level:
+    """One CA of the profile's chain with its CRL and the revocations of its database."""
+
+    ca: x509.Certificate
+    crl: x509.CertificateRevocationList | None
+    crl_der: bytes | None
+    revoked: set[int]
+
+
+@dataclass
 class ProfileFacts:
-    """What the profile says is true: its CAs, its CRL, its revocations."""
+    """What the profile says is true: its CAs, their CRLs, their revocations."""
 
     profile: Profile
     cas: list[x509.Certificate]
     ca_ders: set[bytes]
-    crl: x509.CertificateRevocationList | None
-    revoked: set[int]
+    levels: list[Level]
     now: datetime
     findings: list[Finding] = field(default_factory=list)
 
@@ -59,6 +67,10 @@ class ProfileFacts:
     def depth(self) -> int:
         """CA certificates above a client certificate: what render writes as ssl_verify_depth."""
         return verify_depth(self.profile)
+
+    @property
+    def profile_crl_ders(self) -> set[bytes]:
+        return {level.crl_der for level in self.levels if level.crl_der is not None}
 
 
 def _where(directive: Directive | None, fallback: Directive) -> tuple[str, int]:
@@ -89,31 +101,44 @@ def crl_age_findings(
     return []
 
 
-def profile_facts(profile: Profile) -> ProfileFacts:
-    """Read the profile (CA chain, CRL, database) and check it on its own."""
-    now = pki.now()
-    findings: list[Finding] = []
-    cas = pki.certificates(profile.ca_cert)
+def _level(profile: Profile, now: datetime, findings: list[Finding]) -> Level:
+    """The signing CA of PROFILE (or of its root/), its CRL and its revoked serials."""
+    ca = pki.certificates(profile.signing_cert)[0]
     crl = None
     try:
         crl = pki.crls(profile.crl)[0]
     except pki.Unreadable as exc:
         findings.append(make("file-unreadable", (str(profile.crl), 0), str(exc)))
+    else:
+        findings.extend(crl_age_findings(crl, (str(profile.crl), 0), now))
     entries = database.read(profile.index)
     revoked = {e.serial_int for e in entries if e.flag == "R"}
-    facts = ProfileFacts(profile, cas, {pki.der(c) for c in cas}, crl, revoked, now, findings)
+    return Level(ca, crl, pki.der_crl(crl) if crl is not None else None, revoked)
+
+
+def profile_facts(profile: Profile) -> ProfileFacts:
+    """Read the profile (CA chain, CRLs, databases) and check it on its own.
+
+    A two-level profile has two CAs: the intermediate (PROFILE/, signs the leaves)
+    and the root (PROFILE/root/, signs the intermediate); each has its CRL.
+    """
+    now = pki.now()
+    findings: list[Finding] = []
+    cas = pki.certificates(profile.chain)
+    levels = [_level(profile, now, findings)]
+    if profile.two_level:
+        levels.append(_level(profile.root, now, findings))
+    facts = ProfileFacts(profile, cas, {pki.der(c) for c in cas}, levels, now, findings)
     for ca in cas:
         end = pki.not_after(ca)
         label = f"CA certificate {pki.subject_text(ca)}"
         if end <= now:
-            findings.append(make("ca-expired", (str(profile.ca_cert), 0),
+            findings.append(make("ca-expired", (str(profile.chain), 0),
                                  f"{label} expired at {end:%Y-%m-%d}"))  # fmt: skip
         elif end - now <= CA_WARN:
-            findings.append(make("ca-expiring", (str(profile.ca_cert), 0),
+            findings.append(make("ca-expiring", (str(profile.chain), 0),
                                  f"{label} expires at {end:%Y-%m-%d}"))  # fmt: skip
-    if crl is not None:
-        findings += crl_age_findings(crl, (str(profile.crl), 0), now)
-    findings += _leaf_findings(profile, entries, now)
+    findings += _leaf_findings(profile, database.read(profile.index), now)
     return facts
 
 
@@ -306,11 +331,9 @@ def _revocation_findings(
         unreadable.append(make("file-unreadable", crl_at.where, str(exc)))
         return []
     out: list[Finding] = []
-    is_profile_crl = False
-    with contextlib.suppress(OSError):
-        is_profile_crl = os.path.samefile(path, facts.profile.crl)
-    if not is_profile_crl:
-        for crl in loaded:
+    mine = facts.profile_crl_ders
+    for crl in loaded:
+        if pki.der_crl(crl) not in mine:  # the profile's own CRLs are checked once, above
             out += crl_age_findings(crl, crl_at.where, facts.now)
     # nginx sets CRL_CHECK_ALL: every CA of a client's chain needs its CRL in this file.
     for ca in facts.cas:
@@ -322,42 +345,40 @@ def _revocation_findings(
                     f"{path} has no CRL signed by {pki.subject_text(ca)}",
                 )
             )
-    for ca in facts.cas:
-        mine = [crl for crl in loaded if pki.signed_by(crl, ca)]
-        if not mine:
-            continue
-        out += _currency(mine, ca, facts, crl_at, path)
+    for level in facts.levels:
+        signed = [crl for crl in loaded if pki.signed_by(crl, level.ca)]
+        if signed:
+            out += _currency(signed, level, facts, crl_at, path)
     return out
 
 
 def _currency(
-    mine: list[x509.CertificateRevocationList],
-    ca: x509.Certificate,
+    signed: list[x509.CertificateRevocationList],
+    level: Level,
     facts: ProfileFacts,
     crl_at: Directive,
     path: Path,
 ) -> list[Finding]:
-    newest = max(mine, key=lambda c: pki.crl_number(c) or -1)
-    listed = pki.revoked_serials(newest)
+    """Is the newest CRL of LEVEL's CA in the nginx file as new as the profile's?"""
+    newest = max(signed, key=lambda c: pki.crl_number(c) or -1)
     problems = []
-    if facts.crl is not None and pki.signed_by(facts.crl, ca):
-        have, want = pki.crl_number(newest), pki.crl_number(facts.crl)
+    if level.crl is not None:
+        have, want = pki.crl_number(newest), pki.crl_number(level.crl)
         if want is not None and (have is None or have < want):
             problems.append(f"its CRL Number is {have}, the profile's is {want}")
-        # index.txt is the database of the CA that signs the profile's CRL.
-        missing = sorted(facts.revoked - listed)
-        if missing:
-            shown = ", ".join(f"{s:X}" for s in missing[:3])
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            problems.append(f"revoked serial(s) {shown}{more} are missing")
+    missing = sorted(level.revoked - pki.revoked_serials(newest))
+    if missing:
+        shown = ", ".join(f"{s:X}" for s in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        problems.append(f"revoked serial(s) {shown}{more} are missing")
     if not problems:
         return []
     return [
         make(
             "crl-not-current",
             crl_at.where,
-            f"{path} is not the current CRL of profile {facts.profile.name} "
-            f"({'; '.join(problems)})",
+            f"{path} is not the current CRL of {pki.subject_text(level.ca)} in profile "
+            f"{facts.profile.name} ({'; '.join(problems)})",
         )
     ]
 
