@@ -183,6 +183,35 @@ CASES: list[tuple[str, list[str], str]] = [
         ["ca", "init", "-p", "fresh", "--ca-passphrase-file", "{base}/short.pass"],
         "ca-passphrase-file",
     ),
+    # bundles after issuance: rebundle, the onboarding handout, p12 inspect
+    ("rebundle-name-traversal", ["client", "rebundle", "-p", "victim", "-n", "../ca"], "name"),
+    (
+        "rebundle-format",
+        ["client", "rebundle", "-p", "victim", "-n", "alice", "--p12-format", "legacy"],
+        "p12-format",
+    ),
+    (
+        "bundle-name-newline",
+        ["client", "bundle", "-p", "victim", "-n", "al\nice", "--out", "{base}/handout"],
+        "name",
+    ),
+    (
+        "bundle-out-is-a-file",
+        ["client", "bundle", "-p", "victim", "-n", "alice", "--out", "{base}/short.pass"],
+        "out",
+    ),
+    (
+        "bundle-out-not-empty",
+        ["client", "bundle", "-p", "victim", "-n", "alice", "--out", "{base}"],
+        "out",
+    ),
+    ("p12-inspect-directory", ["p12", "inspect", "{base}"], "file"),
+    ("p12-inspect-not-a-bundle", ["p12", "inspect", "{base}/short.pass"], "file"),
+    (
+        "p12-inspect-pass-nul",
+        ["p12", "inspect", "{base}/short.pass", "--p12-passphrase-file", "{base}/nul.pass"],
+        "p12-passphrase-file",
+    ),
     # --home, and the global --lock-timeout
     ("home-newline", ["ca", "init", "-p", "fresh", "--home", "{base}/new\nhome"], "home"),
     ("home-cr", ["ca", "init", "-p", "fresh", "--home", "{base}/ho\rme"], "home"),
