@@ -334,3 +334,15 @@ def test_inspect_opens_a_foreign_bundle_with_a_short_password(cli, profile, tmp_
     short.write_text("abc\n")
     code, report = inspect(cli, out, "--p12-passphrase-file", str(short))
     assert code == 0 and report["password"] == "given", report["problems"]
+
+
+def test_two_level_bundles_carry_the_whole_chain(cli, home: Path) -> None:
+    """Intermediate + root in the bundle: inspect finds the chain complete, rebundle keeps it."""
+    ok(cli("ca", "init", "-p", "fleet", "--intermediate"))
+    ok(cli("client", "issue", "-p", "fleet", "-n", "bot", "-u"))
+    p12 = home / "fleet" / "private" / "bot.p12"
+    for _ in range(2):
+        code, report = inspect(cli, p12)
+        assert code == 0 and report["chain_complete"], report["problems"]
+        assert [c["is_ca"] for c in report["certificates"]] == [False, True, True]
+        ok(cli("client", "rebundle", "-p", "fleet", "-n", "bot"))
