@@ -12,7 +12,7 @@ from . import p12 as p12_lib
 from . import revoke as revoking
 from .ca import keygen_args, subject_arg
 from .errors import CertwizError, StateError
-from .fsutil import install, scratch_dir
+from .fsutil import install, scratch_dir, write_atomic
 from .openssl import Secret
 from .profile import Profile
 from .render import render_openssl
@@ -44,7 +44,7 @@ def check_no_valid(profile: Profile, name: str) -> None:
         )
 
 
-def _sign(
+def sign(
     profile: Profile,
     work: Path,
     csr: Path,
@@ -81,7 +81,7 @@ def _sign(
     return cert
 
 
-def _entry(profile: Profile, serial_hex: str) -> database.Entry:
+def entry_of(profile: Profile, serial_hex: str) -> database.Entry:
     wanted = int(serial_hex, 16)
     return next(e for e in database.read(profile.index) if e.serial_int == wanted)
 
@@ -99,7 +99,6 @@ def _issue(
 ) -> Issued:
     validity = durations.parse(days, "days")
     names.key_type(key_type)
-    rsa = key_type.startswith("rsa")
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace
     with (
@@ -107,44 +106,19 @@ def _issue(
         scratch_dir(profile.dir) as work,
     ):
         check_no_valid(profile, name)
-        if change.details.get("crl_missing"):  # a killed revoke: publish it first
-            revoking.regenerate_crl(profile, ca_passphrase, None)
-        key, csr = work / "key.pem", work / "req.csr"
-        openssl.run(keygen_args(key_type, key, key_passphrase))
-        req: list[openssl.Arg] = [
-            "req",
-            "-new",
-            "-config",
-            profile.cnf,
-            "-key",
-            key,
-            "-utf8",
-            "-subj",
-            subject_arg(name),
-            "-out",
-            csr,
-        ]
-        if key_passphrase is not None:
-            req += ["-passin", key_passphrase]
-        openssl.run(req)
-        check.require_whole(key, csr)  # before signing: a refusal leaves the database alone
-        serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
-        cert = _sign(profile, work, csr, kind, validity, rsa, sans, ca_passphrase)
-        change.serials.append(serial_hex)
-        try:
-            files = _deliver(profile, name, kind, work, cert, key_passphrase, p12_format)
-        except BaseException as exc:
-            withdrawn = _withdraw(profile, serial_hex, ca_passphrase)
-            change.details["withdrawn"] = withdrawn
-            if withdrawn and isinstance(exc, CertwizError | OSError):
-                error = CertwizError(
-                    f"{exc}; certificate {serial_hex} was signed but not delivered, "
-                    "so certwiz revoked it (cessationOfOperation)"
-                )
-                error.exit_code = getattr(exc, "exit_code", 1)
-                raise error from exc
-            raise
-        entry = _entry(profile, serial_hex)
+        entry, files = make_certificate(
+            profile,
+            change,
+            work,
+            name,
+            kind,
+            validity,
+            key_type,
+            sans,
+            ca_passphrase,
+            key_passphrase,
+            p12_format,
+        )
         notes = upkeep.tidy(profile, change, ca_passphrase)
     return Issued(
         name,
@@ -154,6 +128,108 @@ def _issue(
         {k: str(v) for k, v in files.items()},
         notes,
     )
+
+
+def make_certificate(
+    profile: Profile,
+    change: audit.Change,
+    work: Path,
+    name: str,
+    kind: str,
+    validity: timedelta,
+    key_type: str,
+    sans: list[names.San],
+    ca_passphrase: Secret | None,
+    key_passphrase: Secret | None,
+    p12_format: str | None,
+    existing_key: Path | None = None,
+) -> tuple[database.Entry, dict[str, Path]]:
+    """Key (new or EXISTING_KEY), request, signature, files: one certificate for NAME.
+
+    The caller holds the lock (`change`) and decides what the name may have.
+    """
+    if change.details.get("crl_missing"):  # a killed revoke: publish it first
+        revoking.regenerate_crl(profile, ca_passphrase, None)
+    _, csr = key_and_csr(profile, work, name, key_type, key_passphrase, existing_key)
+    serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
+    rsa = key_type.startswith("rsa")
+    cert = sign(profile, work, csr, kind, validity, rsa, sans, ca_passphrase)
+    change.serials.append(serial_hex)
+    files = deliver_or_withdraw(
+        profile,
+        change,
+        name,
+        kind,
+        work,
+        cert,
+        serial_hex,
+        ca_passphrase,
+        key_passphrase,
+        p12_format,
+    )
+    return entry_of(profile, serial_hex), files
+
+
+def key_and_csr(
+    profile: Profile,
+    work: Path,
+    name: str,
+    key_type: str,
+    key_passphrase: Secret | None,
+    existing_key: Path | None = None,
+) -> tuple[Path, Path]:
+    """WORK/key.pem (fresh, or a copy of EXISTING_KEY) and WORK/req.csr for CN=name."""
+    key, csr = work / "key.pem", work / "req.csr"
+    if existing_key is None:
+        openssl.run(keygen_args(key_type, key, key_passphrase))
+    else:
+        write_atomic(key, existing_key.read_bytes(), 0o600)
+    req: list[openssl.Arg] = [
+        "req",
+        "-new",
+        "-config",
+        profile.cnf,
+        "-key",
+        key,
+        "-utf8",
+        "-subj",
+        subject_arg(name),
+        "-out",
+        csr,
+    ]
+    if key_passphrase is not None:
+        req += ["-passin", key_passphrase]
+    openssl.run(req)
+    check.require_whole(key, csr)  # before signing: a refusal leaves the database alone
+    return key, csr
+
+
+def deliver_or_withdraw(
+    profile: Profile,
+    change: audit.Change,
+    name: str,
+    kind: str,
+    work: Path,
+    cert: Path,
+    serial_hex: str,
+    ca_passphrase: Secret | None,
+    key_passphrase: Secret | None,
+    p12_format: str | None,
+) -> dict[str, Path]:
+    """Deliver the signed certificate; if that fails, revoke it and say so in the error."""
+    try:
+        return _deliver(profile, name, kind, work, cert, key_passphrase, p12_format)
+    except BaseException as exc:
+        withdrawn = _withdraw(profile, serial_hex, ca_passphrase)
+        change.details["withdrawn"] = withdrawn
+        if withdrawn and isinstance(exc, CertwizError | OSError):
+            error = CertwizError(
+                f"{exc}; certificate {serial_hex} was signed but not delivered, "
+                "so certwiz revoked it (cessationOfOperation)"
+            )
+            error.exit_code = getattr(exc, "exit_code", 1)
+            raise error from exc
+        raise
 
 
 def _deliver(
@@ -206,7 +282,7 @@ def _withdraw(profile: Profile, serial_hex: str, ca_passphrase: Secret | None) -
     index.txt) keeps the database exactly what `openssl ca` would write.
     """
     try:
-        revoking.revoke_entry(profile, _entry(profile, serial_hex), "cessationOfOperation",
+        revoking.revoke_entry(profile, entry_of(profile, serial_hex), "cessationOfOperation",
                               ca_passphrase)  # fmt: skip
         revoking.regenerate_crl(profile, ca_passphrase, None)
     except (CertwizError, OSError, StopIteration):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from certwiz import ca, grace, inventory, issue, revoke
+from certwiz import ca, inventory, issue, renew, revoke
 from certwiz.errors import InputError
 from certwiz.profile import Profile
 from tests.conftest import hand_sign, load_cert, run_certwiz, snapshot
@@ -30,50 +29,52 @@ def stocked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Profile, di
     old = hand_sign(profile.cnf, home.parent / "hand", "old-bot", "-extensions", "client_ext",
                     "-startdate", "20200101000000Z", "-enddate", "20200201000000Z")  # fmt: skip
     serials["old-bot"] = f"{load_cert(old).serial_number:X}"
-    until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
-    grace.write(profile, {serials["bot-p"]: grace.Pending(serials["bot-p"], "bot-p", until, "00")})
+    # Renewed with a grace: the old one is superseded-pending, the new one valid.
+    serials["bot-p new"] = renew.renew(profile, "bot-p", "client", grace_period="2d").serial
     return home, profile, serials
 
 
-def listed(profile: Profile, **where: str) -> dict[str, str]:
+def listed(profile: Profile, **where: str) -> set[tuple[str, str]]:
     found = inventory.certificates(profile, where=inventory.make_filter(**where))
-    return {c.name: c.status for c in found}
+    return {(c.name, c.status) for c in found}
 
 
 def test_status_column(stocked) -> None:
     _, profile, _ = stocked
     assert listed(profile) == {
-        "bot-a": "valid",
-        "api.example.com": "valid",
-        "bot-r": "revoked",
-        "bot-p": "superseded-pending",
-        "old-bot": "expired",
+        ("bot-a", "valid"),
+        ("api.example.com", "valid"),
+        ("bot-r", "revoked"),
+        ("bot-p", "superseded-pending"),
+        ("bot-p", "valid"),
+        ("old-bot", "expired"),
     }
 
 
 @pytest.mark.parametrize(
     ("where", "names"),
     [
-        ({"status": "valid"}, {"bot-a", "api.example.com"}),
+        ({"status": "valid"}, {"bot-a", "api.example.com", "bot-p"}),
         ({"status": "revoked"}, {"bot-r"}),
         ({"status": "expired"}, {"old-bot"}),
         ({"status": "superseded-pending"}, {"bot-p"}),
         ({"kind": "server"}, {"api.example.com"}),
         ({"kind": "client"}, {"bot-a", "bot-r", "bot-p", "old-bot"}),
         ({"expiring": "30d"}, {"api.example.com"}),
-        ({"expiring": "366d"}, {"bot-a", "api.example.com"}),
+        ({"expiring": "366d"}, {"bot-a", "api.example.com", "bot-p"}),
         ({"expiring": "1h"}, set()),
         ({"name": "bot-*"}, {"bot-a", "bot-r", "bot-p"}),
         ({"name": "*.example.com"}, {"api.example.com"}),
         ({"name": "bot-[ar]"}, {"bot-a", "bot-r"}),
-        ({"name": "bot-?", "status": "valid", "kind": "client"}, {"bot-a"}),
+        ({"name": "bot-?", "status": "valid", "kind": "client"}, {"bot-a", "bot-p"}),
+        ({"name": "bot-[ar]", "status": "valid"}, {"bot-a"}),
         ({"name": "BOT-*"}, set()),
         ({"status": "revoked", "kind": "server"}, set()),
     ],
 )
 def test_filters_combine(stocked, where: dict[str, str], names: set[str]) -> None:
     _, profile, _ = stocked
-    assert set(listed(profile, **where)) == names
+    assert {name for name, _ in listed(profile, **where)} == names
 
 
 def test_json_and_text_through_the_cli(stocked) -> None:
@@ -85,7 +86,7 @@ def test_json_and_text_through_the_cli(stocked) -> None:
     text = run_certwiz(home, "list", "-p", "inv", "--kind", "client", "--name", "bot-*")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert len(lines) == 4 and "grace ends" in text.stdout
+    assert len(lines) == 5 and "grace ends" in text.stdout  # header + a, r, p (old), p (new)
 
 
 @pytest.mark.parametrize(

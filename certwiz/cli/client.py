@@ -14,6 +14,7 @@ from ..passphrase import P12_ENV, obtain
 from ..profile import open_profile
 from .common import (
     CAPassOpt,
+    GraceOpt,
     HomeOpt,
     JsonOpt,
     KeyTypeOpt,
@@ -22,6 +23,7 @@ from .common import (
     P12FormatOpt,
     P12PassOpt,
     ProfileOpt,
+    ReuseKeyOpt,
     bundle_password,
     emit,
     files_text,
@@ -29,6 +31,7 @@ from .common import (
     reports_errors,
     signing_passphrase,
 )
+from .renewal import renew_and_report
 
 client_app = typer.Typer(
     help="Client certificates and their PKCS#12 bundles.", no_args_is_help=True
@@ -154,4 +157,39 @@ def client_bundle(
         asdict(done),
         f"Wrote the onboarding bundle of {done.name} ({done.p12_format}, "
         f"{done.password} password) to {done.out_dir}\n{files_text(done.files)}",
+    )
+
+
+@client_app.command("renew")
+@reports_errors
+def client_renew(
+    profile: ProfileOpt,
+    name: NameOpt,
+    days: LeafDaysOpt = "365",
+    grace: GraceOpt = None,
+    reuse_key: ReuseKeyOpt = False,
+    p12_passphrase_file: P12PassOpt = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A new certificate for NAME, same kind, SANs, key type and bundle format; the old
+    one is revoked (superseded) now, or with --grace when the grace ends.
+
+    Example: certwiz client renew -p my-app -n bot-01 --grace 7d
+
+    Exit codes: 0 done, 1 openssl failed, 2 bad input or nothing to renew, 3 profile busy,
+    4 profile inconsistent.
+    """
+    renew_and_report(
+        as_json,
+        profile,
+        home,
+        name,
+        "client",
+        days,
+        grace,
+        reuse_key,
+        ca_passphrase_file,
+        p12_passphrase_file,
     )

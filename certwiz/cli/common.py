@@ -60,6 +60,17 @@ P12FormatOpt = Annotated[
         help="compat (3DES/SHA-1 MAC: macOS, Windows, Java, Android) or modern (AES-256/SHA-256).",
     ),
 ]
+GraceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--grace",
+        help="Keep the old certificate valid this long (7d, 12h, ...) so clients can switch "
+        "over; then the next change or crl gen revokes it (superseded).",
+    ),
+]
+ReuseKeyOpt = Annotated[
+    bool, typer.Option("--reuse-key", help="Keep the current key (default: a new key).")
+]
 RootKeyOpt = Annotated[
     Path | None,
     typer.Option(

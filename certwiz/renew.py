@@ -1,0 +1,247 @@
+"""`client renew` / `server renew`: a new certificate for a name, the old one superseded.
+
+The new certificate keeps what the old one had: kind, SANs, key type and (for a
+client) the p12 format and whether the bundle has a password. The old one is
+revoked with reason `superseded` at once, or, with a grace, when the grace ends
+(the first writing command or `crl gen` after it; see `grace` and `upkeep`). So a
+name never keeps two valid certificates past its grace: no zombie certificates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from . import audit, database, der, durations, grace, intermediate, names, upkeep
+from . import issue as issuing
+from . import revoke as revoking
+from .errors import InputError, StateError
+from .fsutil import scratch_dir
+from .openssl import Secret
+from .profile import Profile
+
+# PBE algorithm OIDs (DER bodies) as they appear, unencrypted, in a PKCS#12 file.
+_PBE_3DES = bytes.fromhex("2a864886f70d010c0103")  # pbeWithSHAAnd3-KeyTripleDES-CBC
+_PBES2 = bytes.fromhex("2a864886f70d01050d")  # PBES2 (AES-256-CBC in OpenSSL 3's default)
+
+
+@dataclass(frozen=True)
+class Renewed:
+    """What a renewal produced, for printing and --json."""
+
+    name: str
+    kind: str
+    serial: str
+    not_after: str
+    superseded: str  # the old serial
+    superseded_until: str | None  # end of its grace; None: revoked now
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Current:
+    """The certificate being renewed, and what the new one inherits from it."""
+
+    entry: database.Entry
+    kind: str
+    sans: list[names.San]
+    key_type: str
+    p12_format: str | None  # compat or modern (clients; None when no bundle is there)
+    key_encrypted: bool  # a client's key is encrypted with its bundle password (not -u)
+
+
+def p12_format_of(path: Path) -> str | None:
+    """compat or modern, read from the bundle's PBE algorithm identifiers (no password
+    needed: they are outside the encrypted parts); None for a bundle with neither."""
+    data = path.read_bytes()
+    if _PBES2 in data:
+        return "modern"
+    if _PBE_3DES in data:
+        return "compat"
+    return None
+
+
+def _key_type(cert: object) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = cert.public_key()  # type: ignore[attr-defined]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(key.curve.name)
+        if curve:
+            return f"ec:{curve}"
+    elif isinstance(key, rsa.RSAPublicKey) and f"rsa:{key.key_size}" in names.KEY_TYPES:
+        return f"rsa:{key.key_size}"
+    raise StateError(f"its key type is not one certwiz issues ({', '.join(names.KEY_TYPES)})")
+
+
+def _sans(cert: object) -> list[names.San]:
+    from cryptography import x509
+
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)  # type: ignore[attr-defined]
+    except x509.ExtensionNotFound:
+        return []
+    kinds = {
+        x509.DNSName: "DNS",
+        x509.IPAddress: "IP",
+        x509.RFC822Name: "email",
+        x509.UniformResourceIdentifier: "URI",
+    }
+    return [names.San(kinds[type(g)], str(g.value)) for g in ext.value if type(g) in kinds]
+
+
+def current(profile: Profile, name: str, kind: str) -> Current:
+    """The valid certificate of NAME to renew (the newest not already superseded)."""
+    from cryptography import x509
+
+    pending = grace.read(profile)
+    valid = [
+        e
+        for e in database.valid_named(database.read(profile.index), name)
+        if e.serial not in pending
+    ]
+    if not valid:
+        raise StateError(
+            f"{name} has no valid certificate to renew in profile {profile.name}; "
+            f"issue one: certwiz {kind} issue -p {profile.name} -n {name}"
+        )
+    entry = valid[-1]
+    pem = profile.newcert_path(entry.serial).read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    found = der.kind_of(pem)
+    if kind not in found.split("+"):
+        raise StateError(
+            f"{name} holds a {found} certificate; renew it with: certwiz {found} renew "
+            f"-p {profile.name} -n {name}"
+        )
+    p12 = profile.p12_path(name)
+    fmt = p12_format_of(p12) if kind == "client" and p12.is_file() else None
+    key = profile.key_path(name)
+    encrypted = kind == "client" and key.is_file() and intermediate.key_encrypted(key)
+    return Current(
+        entry, kind, _sans(cert) if kind == "server" else [], _key_type(cert), fmt, encrypted
+    )
+
+
+def renew(
+    profile: Profile,
+    name: str,
+    kind: str,
+    *,
+    days: int | str | timedelta = issuing.DEFAULT_LEAF_DAYS,
+    grace_period: str | timedelta | None = None,
+    reuse_key: bool = False,
+    passphrase: Secret | None = None,
+    ca_passphrase: Secret | None = None,
+) -> Renewed:
+    """Renew NAME's certificate; the old one is superseded now or when the grace ends.
+
+    `passphrase`: the bundle password of a client whose bundle has one (the key is
+    encrypted with it); None for servers and `-u` clients.
+    """
+    check_renewal(profile, name, kind, days, grace_period, reuse_key, passphrase)
+    validity = durations.parse(days, "days")
+    span = durations.parse(grace_period, "grace") if grace_period is not None else None
+    with (
+        audit.changing(profile, f"{kind} renew", [name]) as change,
+        scratch_dir(profile.dir) as work,
+    ):
+        old = current(profile, name, kind)
+        existing = profile.key_path(name) if reuse_key else None
+        entry, files = issuing.make_certificate(
+            profile,
+            change,
+            work,
+            name,
+            kind,
+            validity,
+            old.key_type,
+            old.sans,
+            ca_passphrase,
+            passphrase,
+            old.p12_format,
+            existing,
+        )
+        until = _supersede(change, profile, name, old.entry, entry.serial, span, ca_passphrase)
+        notes = upkeep.tidy(profile, change, ca_passphrase)
+    return Renewed(
+        name,
+        kind,
+        entry.serial,
+        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+        old.entry.serial,
+        None if until is None else f"{until:%Y-%m-%dT%H:%M:%SZ}",
+        {k: str(v) for k, v in files.items()},
+        notes,
+    )
+
+
+def check_renewal(
+    profile: Profile,
+    name: str,
+    kind: str,
+    days: int | str | timedelta,
+    grace_period: str | timedelta | None,
+    reuse_key: bool,
+    passphrase: Secret | None,
+) -> Current:
+    """Every refusal before the lock (exit 2, nothing written); the certificate to renew."""
+    if kind not in ("server", "client"):
+        raise InputError("kind", f"{kind!r} is not server or client")
+    if kind == "server":
+        names.server_name(name)
+    else:
+        names.client_name(name)
+    durations.parse(days, "days")
+    if grace_period is not None:
+        durations.parse(grace_period, "grace")
+    old = current(profile, name, kind)
+    if reuse_key and not profile.key_path(name).is_file():
+        raise StateError(f"{profile.key_path(name)} is missing: renew without --reuse-key")
+    if old.key_encrypted and passphrase is None:
+        raise InputError(
+            "p12-passphrase-file",
+            f"the bundle of {name} has a password: give --p12-passphrase-file FILE "
+            "(or the environment variable), the same password its key is encrypted with",
+        )
+    return old
+
+
+def _supersede(
+    change: audit.Change,
+    profile: Profile,
+    name: str,
+    old: database.Entry,
+    successor: str,
+    span: timedelta | None,
+    secret: Secret | None,
+) -> datetime | None:
+    """Revoke OLD (`superseded`) now, or put it on the grace list until now + SPAN.
+
+    A superseded certificate of NAME still in an earlier grace is revoked now: a
+    name keeps at most its current certificate and the one it replaced.
+    """
+    pending = grace.read(profile)
+    by_serial = {e.serial: e for e in database.read(profile.index)}
+    revoked = []
+    earlier = [s for s, item in pending.items() if item.name == name]
+    for serial in earlier:
+        entry = by_serial.get(serial)
+        if entry is not None and entry.flag == "V":
+            revoking.revoke_entry(profile, entry, "superseded", secret)
+            revoked.append(serial)
+        del pending[serial]
+    until = None
+    if span is None:
+        revoking.revoke_entry(profile, old, "superseded", secret)
+        revoked.append(old.serial)
+    else:
+        until = datetime.now(UTC).replace(microsecond=0) + span
+        pending[old.serial] = grace.Pending(old.serial, name, until, successor)
+    change.serials.extend(revoked)
+    if revoked:
+        revoking.regenerate_crl(profile, secret, None)
+    grace.write(profile, pending)
+    return until
