@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import audit, check, database, names, openssl
-from .ca import check_home, ensure_absent, gencrl_args, render_cnf
+from . import audit, check, database, names, openssl, openssl_args
+from .ca import check_home, ensure_absent, render_cnf
 from .errors import InputError
 from .fsutil import write_atomic
 from .openssl import Secret
@@ -318,7 +318,7 @@ def adopt(
             pem = certs[entry.serial_int]
             write_atomic(work / "issued" / f"{leaf}.crt", pem, 0o644)
             keys += _copy_leaf_key(source, leaf, pem, work / "private" / f"{leaf}.key")
-        openssl.run(gencrl_args(work / "openssl.cnf", work / "crl.pem", passphrase))
+        openssl.run(openssl_args.gencrl(work / "openssl.cnf", work / "crl.pem", passphrase))
         os.chmod(work / "crl.pem", 0o644)
         scratch = Profile(work.name, work.parent)
         report = check.verify_profile(scratch)

@@ -1,7 +1,8 @@
 """The per-profile audit log (audit.log): one JSON object per line, append-only.
 
 Every change to a profile (init, issue, revoke, crl gen), and every change
-that failed once the profile was locked, leaves a line saying when, who,
+that failed once the profile was locked, leaves a line (written by
+`transaction.transaction`, one per transaction) saying when, who,
 what, for which names and serials, and how it ended. It never holds a
 secret: records are built from names, serials and error messages only.
 Lines are written with O_APPEND under the profile lock and fsync'ed, so a
@@ -10,19 +11,20 @@ crash leaves at most one torn last line, which `read` shows as unreadable.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import check
 from .errors import CertwizError
 from .profile import Profile
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from .transaction import Transaction
 
 AUDIT_FILE = "audit.log"
 
@@ -105,16 +107,8 @@ def one_line(record: dict[str, object]) -> str:
     return text + (f": {record['error']}" if "error" in record else "")
 
 
-@dataclass
-class Change:
-    """What a change did, filled in by the caller inside `changing`."""
-
-    record: dict[str, object]
-    serials: list[str] = field(default_factory=list)
-    details: dict[str, object] = field(default_factory=dict)
-
-
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An exception as text safe for the log: messages of our own errors, else a name."""
     if isinstance(exc, CertwizError):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, OSError):
@@ -122,7 +116,6 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__  # unknown exceptions may carry anything: name only
 
 
-@contextlib.contextmanager
 def changing(
     profile: Profile,
     command: str,
@@ -130,30 +123,17 @@ def changing(
     timeout: float | None = None,
     *,
     check_crl: bool = True,
-) -> Iterator[Change]:
-    """Lock the profile, recover from a killed run, verify it, then log the outcome.
+) -> AbstractContextManager[Transaction]:
+    """The old name of `transaction.transaction`, kept while callers move to it."""
+    from .transaction import transaction
 
-    The body runs only on a consistent profile; its result or its failure is
-    appended to audit.log before the lock is released.
-    """
-    with profile.lock(timeout):
-        change = Change(new_record(profile.name, command, names or []))
-        started = time.monotonic()
-        try:
-            repaired = check.recover(profile)
-            if repaired:
-                change.details["recovered"] = repaired
-            report = check.require_consistent(profile, check_crl=check_crl)
-            if report.missing_from_crl:
-                change.details["crl_missing"] = report.missing_from_crl
-            yield change
-        except BaseException as exc:
-            change.record["result"] = "error"
-            change.record["error"] = _describe(exc)
-            raise
-        finally:
-            change.record["serials"] = change.serials
-            change.record["seconds"] = round(time.monotonic() - started, 3)
-            change.record.update(change.details)
-            with contextlib.suppress(OSError):  # a full disk must not hide the real error
-                append(path_of(profile), change.record)
+    return transaction(profile, command, names or [], timeout=timeout, check_crl=check_crl)
+
+
+def __getattr__(name: str) -> Any:
+    """`audit.Change`, the old name of `transaction.Transaction` (same .serials/.details)."""
+    if name == "Change":
+        from .transaction import Transaction
+
+        return Transaction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

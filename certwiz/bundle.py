@@ -13,12 +13,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, check, database, der, names, openssl, p12
+from . import check, database, der, names, openssl, p12
 from .errors import InputError, OpenSSLError, StateError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
 from .profile import Profile
 from .render import render_client
+from .transaction import transaction
 
 # Problems a bundle may have and still be handed out: they break only the importers
 # that `--p12-format compat` is for, and the README says so.
@@ -112,6 +113,7 @@ def rebundle(
     *,
     p12_format: str = p12.DEFAULT_FORMAT,
     password: Secret | None = None,
+    timeout: float | None = None,
 ) -> Rebundled:
     """Re-make private/NAME.p12 from the key and current certificate in the profile.
 
@@ -125,12 +127,12 @@ def rebundle(
     _open_key(key, password)
     _current(profile, name)  # before the lock too: a refusal leaves no trace
     with (
-        audit.changing(profile, "client rebundle", [name]) as change,
+        transaction(profile, "client rebundle", [name], timeout=timeout) as tx,
         scratch_dir(profile.dir) as work,
     ):
         entry = _current(profile, name)
-        change.serials.append(entry.serial)
-        change.details["p12_format"] = p12_format
+        tx.note_serial(entry.serial)
+        tx.note("p12_format", p12_format)
         out = work / "bundle.p12"
         secret = password if encrypted else None
         p12.export(
@@ -180,7 +182,11 @@ def _format_of(report: p12.Report) -> str:
 
 
 def onboarding_bundle(
-    profile: Profile, name: str, out: Path, password: Secret | None = None
+    profile: Profile,
+    name: str,
+    out: Path,
+    password: Secret | None = None,
+    timeout: float | None = None,
 ) -> Bundled:
     """Write NAME.p12, ca.crt and a README for NAME into the new directory OUT.
 
@@ -200,11 +206,11 @@ def onboarding_bundle(
         if not problem.breaks or set(problem.breaks) - _TOLERATED:
             raise StateError(f"{source.name}: {problem.problem}; first run: {rebundle_cmd}")
     _stale(report, _current(profile, name), rebundle_cmd)  # before the lock: no trace
-    with audit.changing(profile, "client bundle", [name]) as change:
+    with transaction(profile, "client bundle", [name], timeout=timeout) as tx:
         entry = _current(profile, name)
         _stale(report, entry, rebundle_cmd)
-        change.serials.append(entry.serial)
-        change.details["out"] = str(out)
+        tx.note_serial(entry.serial)
+        tx.note("out", str(out))
         fmt = _format_of(report)
         readme = render_client(
             "README.md.j2",

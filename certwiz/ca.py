@@ -5,20 +5,25 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import audit, names, openssl
+from . import openssl_args as args
 from .errors import InputError, StateError
 from .fsutil import write_atomic
 from .openssl import Secret
+from .passphrase import Source, resolve
 from .profile import Profile, home_dir
 from .render import cnf_escape, render_openssl
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_CRL_DAYS = 90
+UNENCRYPTED_CA_KEY = (
+    "no CA passphrase given (no terminal, no --ca-passphrase-file, "
+    "no CERTWIZ_CA_PASSPHRASE): the CA key is stored unencrypted"
+)
 
 
 @dataclass(frozen=True)
@@ -27,30 +32,6 @@ class CAOptions:
     key_type: str = "ec:P-256"
     days: int = DEFAULT_CA_DAYS
     crl_days: int = DEFAULT_CRL_DAYS
-
-
-def keygen_args(key_type: str, out: Path, passphrase: Secret | None) -> list[openssl.Arg]:
-    """`openssl genpkey` arguments for a key type such as ec:P-256 or rsa:3072."""
-    algorithm, _, parameter = key_type.partition(":")
-    if algorithm == "ec":
-        args: list[openssl.Arg] = [
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            f"ec_paramgen_curve:{parameter}",
-        ]
-    else:
-        args = ["genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{parameter}"]
-    if passphrase is not None:
-        args += ["-aes-256-cbc", "-pass", passphrase]
-    return [*args, "-out", out]
-
-
-def subject_arg(common_name: str) -> str:
-    """A -subj value with exactly one RDN, CN=common_name: `\\`, `/`, `+` escaped."""
-    escaped = "".join("\\" + ch if ch in "\\/+" else ch for ch in common_name)
-    return f"/CN={escaped}"
 
 
 def render_cnf(
@@ -66,17 +47,6 @@ def render_cnf(
         rsa=key_type.startswith("rsa"),
         level=level or profile.level,
     )
-
-
-def gencrl_args(
-    cnf: Path, out: Path, passphrase: Secret | None, days: int | None = None
-) -> list[openssl.Arg]:
-    args: list[openssl.Arg] = ["ca", "-gencrl", "-batch", "-config", cnf, "-out", out]
-    if days is not None:
-        args += ["-crldays", str(days)]
-    if passphrase is not None:
-        args += ["-passin", passphrase]
-    return args
 
 
 def check_home(profile: Profile) -> None:
@@ -98,12 +68,14 @@ def init(
     name: str,
     home: Path | str | None = None,
     options: CAOptions | None = None,
-    passphrase: Secret | None = None,
+    passphrase: Source = None,
 ) -> Profile:
     """Create profile NAME: everything is built in a scratch directory, then renamed.
 
     So a profile either exists whole or not at all, and a second `init` on an
-    existing profile changes nothing.
+    existing profile changes nothing. A passphrase provider is called after
+    every check passed; with no passphrase the CA key is unencrypted (see
+    `UNENCRYPTED_CA_KEY`, which `api.CA.create` returns as a warning).
     """
     options = options or CAOptions()
     profile = Profile(names.profile_name(name), home_dir(home))
@@ -113,11 +85,12 @@ def init(
     names.days(options.crl_days, "crl-days")
     check_home(profile)
     ensure_absent(profile)
+    secret = resolve(passphrase)
     profile.home.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=profile.home, prefix=f".{name}.init-"))
     try:
         os.chmod(work, 0o755)
-        _populate(work, profile, cn, options, passphrase)
+        _populate(work, profile, cn, options, secret)
         # The config names the final directory, for users running openssl by hand.
         write_atomic(
             work / "openssl.cnf",
@@ -167,36 +140,8 @@ def self_signed_ca(
 ) -> None:
     """In WORK (with its openssl.cnf): the CA key, the self-signed root (v3_ca), a first CRL."""
     cnf, key = work / "openssl.cnf", work / "private" / "ca.key"
-    openssl.run(keygen_args(key_type, key, passphrase))
-    req: list[openssl.Arg] = [
-        "req",
-        "-new",
-        "-x509",
-        "-config",
-        cnf,
-        "-key",
-        key,
-        "-utf8",
-        "-subj",
-        subject_arg(cn),
-        "-days",
-        str(days),
-        "-extensions",
-        "v3_ca",
-        "-out",
-        work / "ca.crt",
-    ]
-    if passphrase is not None:
-        req += ["-passin", passphrase]
-    openssl.run(req)
+    openssl.run(args.keygen(key_type, key, passphrase))
+    openssl.run(args.self_signed(cnf, key, cn, days, work / "ca.crt", passphrase))
     os.chmod(work / "ca.crt", 0o644)
-    openssl.run(gencrl_args(cnf, work / "crl.pem", passphrase))
+    openssl.run(args.gencrl(cnf, work / "crl.pem", passphrase))
     os.chmod(work / "crl.pem", 0o644)
-
-
-def warn_unencrypted() -> None:
-    print(
-        "certwiz: warning: no CA passphrase given (no terminal, no --ca-passphrase-file, "
-        "no CERTWIZ_CA_PASSPHRASE): the CA key is stored unencrypted",
-        file=sys.stderr,
-    )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import database, names, openssl
+from . import openssl_args as args
 from .der import DERError, children, pem_to_der, read_tlv
 from .errors import CertwizError, InputError
 from .fsutil import not_plain_dir, write_atomic
@@ -143,25 +144,9 @@ def _crl_signed_by_intermediate(profile: Profile) -> None:
 
 
 def _crl_signed_by_ca(profile: Profile) -> None:
-    """openssl checks the CRL's signature against ca.crt (a forged CRL is caught).
-
-    `openssl crl -CAfile` only prints "verify failure" and exits 0, so verify the CA
-    certificate itself with CRL checking: a CRL that is not the CA's is not used and
-    the check fails. An expired CRL passes (-no_check_time): `crl gen` must fix it.
-    """
+    """openssl checks the CRL's signature against ca.crt (a forged CRL is caught)."""
     try:
-        openssl.run(
-            [
-                "verify",
-                "-crl_check",
-                "-no_check_time",
-                "-CAfile",
-                profile.ca_cert,
-                "-CRLfile",
-                profile.crl,
-                profile.ca_cert,
-            ]
-        )
+        openssl.run(args.verify_crl(profile.ca_cert, profile.crl))
     except CertwizError as exc:
         raise ProfileCorrupt(
             f"{profile.crl}: not a CRL signed by {profile.ca_cert} ({exc}); "

@@ -18,17 +18,14 @@ import stat
 import tempfile
 from pathlib import Path
 
-from . import audit, names, openssl
+from . import audit, names, openssl, openssl_args
 from .ca import (
     CAOptions,
     check_home,
     ensure_absent,
-    gencrl_args,
-    keygen_args,
     render_cnf,
     self_signed_ca,
     skeleton,
-    subject_arg,
 )
 from .errors import InputError, StateError
 from .fsutil import write_atomic
@@ -150,30 +147,15 @@ def _build(
         render_cnf(profile, work, key_type, options.crl_days, "intermediate"),
     )
     key, csr = work / "private" / "ca.key", root_work / "reqs" / "intermediate.csr"
-    openssl.run(keygen_args(key_type, key, passphrase))
-    req: list[openssl.Arg] = [
-        "req",
-        "-new",
-        "-config",
-        work / "openssl.cnf",
-        "-key",
-        key,
-        "-utf8",
-        "-subj",
-        subject_arg(intermediate_cn),
-        "-out",
-        csr,
-    ]
-    if passphrase is not None:
-        req += ["-passin", passphrase]
-    openssl.run(req)
+    openssl.run(openssl_args.keygen(key_type, key, passphrase))
+    openssl.run(openssl_args.request(work / "openssl.cnf", key, intermediate_cn, csr, passphrase))
     os.chmod(csr, 0o644)
     cert = work / "intermediate.crt"
     openssl.run(sign_intermediate_args(root_cnf, csr, cert, options.days, passphrase, None))
     os.chmod(cert, 0o644)
     write_atomic(work / "ca.crt", (root_work / "ca.crt").read_bytes(), 0o644)
     write_chain(profile, work)
-    openssl.run(gencrl_args(work / "openssl.cnf", work / "crl.pem", passphrase))
+    openssl.run(openssl_args.gencrl(work / "openssl.cnf", work / "crl.pem", passphrase))
     os.chmod(work / "crl.pem", 0o644)
     write_crl_chain(work)
     # The configs name the final directories, for users running openssl by hand.

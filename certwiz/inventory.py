@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from . import database, der, durations, grace
+from . import database, der, durations, grace, names
 from .errors import InputError, StateError
 from .profile import Profile
 
@@ -121,6 +121,7 @@ def certificates(
 
 def show(profile: Profile, name: str) -> dict[str, object]:
     """The newest certificate of NAME (a valid one first), with its files and fingerprint."""
+    names.client_name(name)  # it names files: no path may leave the profile
     subject = database.oneline(name)
     mine = [c for c in certificates(profile) if c.subject == subject]
     if not mine:

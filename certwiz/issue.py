@@ -1,23 +1,36 @@
-"""Issuing server and client certificates signed by a profile's CA."""
+"""Issuing server and client certificates signed by a profile's CA.
+
+Three steps, each usable alone inside a transaction (`transaction.Transaction`):
+`key_and_csr` (certwiz makes the key, or reuses one), `sign` (`openssl ca`, under the lock,
+notes the serial), `deliver` (moves the files into place; a failure there
+revokes what was signed). `issue_in` and `sign_csr_in` chain them for one
+name; `issue_server`, `issue_client` and `sign_csr` validate their input, get
+the CA passphrase and open a transaction (or join the one given as `tx`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from . import audit, check, database, durations, names, openssl, upkeep
+from . import check, database, durations, names, openssl, upkeep
+from . import openssl_args as args
 from . import p12 as p12_lib
 from . import revoke as revoking
-from .ca import keygen_args, subject_arg
-from .errors import CertwizError, StateError
+from .errors import CertwizError, InputError, StateError
 from .fsutil import install, scratch_dir, write_atomic
 from .openssl import Secret
+from .passphrase import Source, bundle_passphrase, signing_passphrase
 from .profile import Profile
 from .render import render_openssl
+from .transaction import Transaction, transaction
 
 DEFAULT_LEAF_DAYS = 365
+KINDS = ("server", "client")
+MAX_CSR_BYTES = 65536  # a CSR is a few KiB; more is a mistake (or /dev/zero)
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,46 @@ class Issued:
     notes: list[str] = field(default_factory=list)
 
 
+class NotDelivered(CertwizError):
+    """Signed, but delivering the files failed, so certwiz revoked the certificate.
+
+    It exits like the failure that caused it (2 for bad input, 4 for a damaged
+    profile, else 1), so a caller needs no special case.
+    """
+
+    def __init__(self, cause: BaseException, serial: str) -> None:
+        super().__init__(
+            f"{cause}; certificate {serial} was signed but not delivered, "
+            "so certwiz revoked it (cessationOfOperation)"
+        )
+        self.serial = serial
+        self.exit_code = cause.exit_code if isinstance(cause, CertwizError) else 1
+
+
+@dataclass(frozen=True)
+class Csr:
+    """A checked certificate request: PEM text, and whether its key is RSA."""
+
+    pem: bytes
+    rsa: bool
+
+
+def check_kind(value: str) -> str:
+    if value not in KINDS:
+        raise InputError("kind", f"{value!r} is not one of {', '.join(KINDS)}")
+    return value
+
+
+def server_sans(name: str, extra: Sequence[str]) -> list[names.San]:
+    """The SANs of a server certificate: the name itself, then every --san, once each."""
+    entries = [names.server_name(name)]
+    for value in extra:
+        parsed = names.san(value)
+        if parsed not in entries:
+            entries.append(parsed)
+    return entries
+
+
 def check_no_valid(profile: Profile, name: str) -> None:
     """Refuse a second valid certificate for a name (revoke it, or let it expire, first)."""
     valid = database.valid_named(database.read(profile.index), name)
@@ -44,130 +97,47 @@ def check_no_valid(profile: Profile, name: str) -> None:
         )
 
 
-def sign(
-    profile: Profile,
-    work: Path,
-    csr: Path,
-    kind: str,
-    validity: timedelta,
-    rsa: bool,
-    sans: list[names.San],
-    ca_passphrase: Secret | None,
-) -> Path:
-    extfile = work / "ext.cnf"
-    extfile.write_text(render_openssl("leaf_ext.cnf.j2", kind=kind, rsa=rsa, sans=sans))
-    cert = work / "cert.pem"
-    args: list[openssl.Arg] = [
-        "ca",
-        "-batch",
-        "-config",
-        profile.cnf,
-        "-in",
-        csr,
-        "-out",
-        cert,
-        "-notext",
-        "-utf8",
-        *durations.validity_args(validity),
-        "-extfile",
-        extfile,
-        "-extensions",
-        "leaf_ext",
-    ]
-    if ca_passphrase is not None:
-        args += ["-passin", ca_passphrase]
-    with check.guarded(profile):
-        openssl.run(args)
-    return cert
+def load_csr(source: Path | bytes, field: str = "csr") -> Csr:
+    """A PEM or DER CSR whose own signature verifies and whose key certwiz accepts.
 
-
-def entry_of(profile: Profile, serial_hex: str) -> database.Entry:
-    wanted = int(serial_hex, 16)
-    return next(e for e in database.read(profile.index) if e.serial_int == wanted)
-
-
-def _issue(
-    profile: Profile,
-    name: str,
-    kind: str,
-    days: int | str | timedelta,
-    key_type: str,
-    sans: list[names.San],
-    ca_passphrase: Secret | None,
-    key_passphrase: Secret | None = None,
-    p12_format: str | None = None,
-) -> Issued:
-    validity = durations.parse(days, "days")
-    names.key_type(key_type)
-    with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
-        check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace
-    with (
-        audit.changing(profile, f"{kind} issue", [name]) as change,
-        scratch_dir(profile.dir) as work,
-    ):
-        check_no_valid(profile, name)
-        entry, files = make_certificate(
-            profile,
-            change,
-            work,
-            name,
-            kind,
-            validity,
-            key_type,
-            sans,
-            ca_passphrase,
-            key_passphrase,
-            p12_format,
-        )
-        notes = upkeep.tidy(profile, change, ca_passphrase)
-    return Issued(
-        name,
-        kind,
-        entry.serial,
-        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
-        {k: str(v) for k, v in files.items()},
-        notes,
-    )
-
-
-def make_certificate(
-    profile: Profile,
-    change: audit.Change,
-    work: Path,
-    name: str,
-    kind: str,
-    validity: timedelta,
-    key_type: str,
-    sans: list[names.San],
-    ca_passphrase: Secret | None,
-    key_passphrase: Secret | None,
-    p12_format: str | None,
-    existing_key: Path | None = None,
-) -> tuple[database.Entry, dict[str, Path]]:
-    """Key (new or EXISTING_KEY), request, signature, files: one certificate for NAME.
-
-    The caller holds the lock (`change`) and decides what the name may have.
+    Only the public key is taken from it: subject and extensions come from
+    certwiz (see `sign`), never from the request.
     """
-    if change.details.get("crl_missing"):  # a killed revoke: publish it first
-        revoking.regenerate_crl(profile, ca_passphrase, None)
-    _, csr = key_and_csr(profile, work, name, key_type, key_passphrase, existing_key)
-    serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
-    rsa = key_type.startswith("rsa")
-    cert = sign(profile, work, csr, kind, validity, rsa, sans, ca_passphrase)
-    change.serials.append(serial_hex)
-    files = deliver_or_withdraw(
-        profile,
-        change,
-        name,
-        kind,
-        work,
-        cert,
-        serial_hex,
-        ca_passphrase,
-        key_passphrase,
-        p12_format,
-    )
-    return entry_of(profile, serial_hex), files
+    if isinstance(source, Path):
+        try:
+            with open(source, "rb") as handle:  # bounded: /dev/zero must not fill the memory
+                data = handle.read(MAX_CSR_BYTES + 1)
+        except OSError as exc:
+            raise InputError(field, f"cannot read {source}: {exc.strerror}") from None
+    else:
+        data = source
+    if len(data) > MAX_CSR_BYTES:
+        raise InputError(field, f"larger than {MAX_CSR_BYTES} bytes: not a CSR")
+    from cryptography import x509  # here: only CSR signing needs it
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            request = x509.load_pem_x509_csr(data)
+        else:
+            request = x509.load_der_x509_csr(data)
+        valid = request.is_signature_valid
+        key = request.public_key()
+    except (ValueError, TypeError):
+        raise InputError(field, "not a PEM or DER certificate signing request") from None
+    if not valid:
+        raise InputError(field, "the request's signature does not verify (altered?)")
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise InputError(field, f"an RSA key of {key.key_size} bits is too weak; use 2048+")
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1"):
+            raise InputError(field, f"curve {key.curve.name} is not supported; use P-256 or P-384")
+    else:
+        raise InputError(field, "unsupported key type; use EC P-256/P-384 or RSA 2048+")
+    pem = request.public_bytes(serialization.Encoding.PEM)
+    return Csr(pem, isinstance(key, rsa.RSAPublicKey))
 
 
 def key_and_csr(
@@ -181,75 +151,78 @@ def key_and_csr(
     """WORK/key.pem (fresh, or a copy of EXISTING_KEY) and WORK/req.csr for CN=name."""
     key, csr = work / "key.pem", work / "req.csr"
     if existing_key is None:
-        openssl.run(keygen_args(key_type, key, key_passphrase))
+        openssl.run(args.keygen(key_type, key, key_passphrase))
     else:
         write_atomic(key, existing_key.read_bytes(), 0o600)
-    req: list[openssl.Arg] = [
-        "req",
-        "-new",
-        "-config",
-        profile.cnf,
-        "-key",
-        key,
-        "-utf8",
-        "-subj",
-        subject_arg(name),
-        "-out",
-        csr,
-    ]
-    if key_passphrase is not None:
-        req += ["-passin", key_passphrase]
-    openssl.run(req)
+    openssl.run(args.request(profile.cnf, key, name, csr, key_passphrase))
     check.require_whole(key, csr)  # before signing: a refusal leaves the database alone
     return key, csr
 
 
-def deliver_or_withdraw(
-    profile: Profile,
-    change: audit.Change,
+def sign(
+    tx: Transaction,
+    work: Path,
+    csr: Path,
     name: str,
     kind: str,
-    work: Path,
-    cert: Path,
-    serial_hex: str,
+    validity: timedelta,
+    sans: list[names.San],
+    *,
+    rsa: bool,
     ca_passphrase: Secret | None,
-    key_passphrase: Secret | None,
-    p12_format: str | None,
-) -> dict[str, Path]:
-    """Deliver the signed certificate; if that fails, revoke it and say so in the error."""
-    try:
-        return _deliver(profile, name, kind, work, cert, key_passphrase, p12_format)
-    except BaseException as exc:
-        withdrawn = _withdraw(profile, serial_hex, ca_passphrase)
-        change.details["withdrawn"] = withdrawn
-        if withdrawn and isinstance(exc, CertwizError | OSError):
-            error = CertwizError(
-                f"{exc}; certificate {serial_hex} was signed but not delivered, "
-                "so certwiz revoked it (cessationOfOperation)"
-            )
-            error.exit_code = getattr(exc, "exit_code", 1)
-            raise error from exc
-        raise
+    replace_subject: bool = False,
+) -> tuple[str, Path]:
+    """`openssl ca` signs CSR with certwiz's extensions; returns (serial, cert path).
+
+    `replace_subject` (a CSR made elsewhere) makes the subject exactly CN=name;
+    certwiz's own CSRs already are. A revocation a killed run left out of the
+    CRL is published first.
+    """
+    profile = tx.profile
+    if tx.crl_missing:
+        revoking.regenerate_crl(profile, ca_passphrase, None)
+        tx.crl_missing.clear()
+    extfile = work / "ext.cnf"
+    extfile.write_text(render_openssl("leaf_ext.cnf.j2", kind=kind, rsa=rsa, sans=sans))
+    cert = work / "cert.pem"
+    serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
+    with check.guarded(profile):
+        subject = name if replace_subject else None
+        openssl.run(args.ca_sign(profile.cnf, csr, cert, validity, extfile, ca_passphrase, subject))
+    tx.note_serial(serial_hex)
+    return serial_hex, cert
 
 
-def _deliver(
+def entry_of(profile: Profile, serial_hex: str) -> database.Entry:
+    """The index.txt entry of a serial certwiz just signed."""
+    wanted = int(serial_hex, 16)
+    for entry in database.read(profile.index):
+        if entry.serial_int == wanted:
+            return entry
+    raise check.ProfileCorrupt(f"{profile.index}: serial {serial_hex} was signed but is missing")
+
+
+def deliver(
     profile: Profile,
     name: str,
     kind: str,
     work: Path,
     cert: Path,
-    key_passphrase: Secret | None,
-    p12_format: str | None,
+    csr: Path,
+    key: Path | None = None,
+    key_passphrase: Secret | None = None,
+    p12_format: str = p12_lib.DEFAULT_FORMAT,
 ) -> dict[str, Path]:
-    """Bundle and move the signed certificate and its key into place; returns the files."""
-    key, csr = work / "key.pem", work / "req.csr"
+    """Bundle and move the signed certificate (and its key, if certwiz made it) into place.
+
+    A client with a key gets a PKCS#12 bundle; a server gets NAME.fullchain.pem.
+    """
     check.require_whole(cert)
-    files = {
-        "certificate": profile.cert_path(name),
-        "key": profile.key_path(name),
-        "csr": profile.csr_path(name),
-    }
-    if kind == "client":
+    files = {"certificate": profile.cert_path(name)}
+    if key is not None:
+        files["key"] = profile.key_path(name)
+    files["csr"] = profile.csr_path(name)
+    if kind == "client" and key is not None:
         p12 = work / "bundle.p12"
         p12_lib.export(
             key=key,
@@ -257,19 +230,20 @@ def _deliver(
             chain=profile.chain,  # two-level: intermediate + root
             name=name,
             out=p12,
-            p12_format=p12_format or p12_lib.DEFAULT_FORMAT,
+            p12_format=p12_format,
             password=key_passphrase,  # the key file is encrypted with the bundle password
             key_passphrase=key_passphrase,
         )
         check.require_whole(p12)
         install(p12, profile.p12_path(name), 0o600)
         files["p12"] = profile.p12_path(name)
-    else:
+    elif kind == "server":
         chain = work / "fullchain.pem"
         chain.write_bytes(cert.read_bytes() + profile.chain.read_bytes())
         install(chain, profile.fullchain_path(name), 0o644)
         files["fullchain"] = profile.fullchain_path(name)
-    install(key, profile.key_path(name), 0o600)
+    if key is not None:
+        install(key, profile.key_path(name), 0o600)
     install(csr, profile.csr_path(name), 0o644)
     install(cert, profile.cert_path(name), 0o644)
     return files
@@ -282,12 +256,157 @@ def _withdraw(profile: Profile, serial_hex: str, ca_passphrase: Secret | None) -
     index.txt) keeps the database exactly what `openssl ca` would write.
     """
     try:
-        revoking.revoke_entry(profile, entry_of(profile, serial_hex), "cessationOfOperation",
-                              ca_passphrase)  # fmt: skip
+        entry = entry_of(profile, serial_hex)
+        revoking.revoke_entry(profile, entry, "cessationOfOperation", ca_passphrase)
         revoking.regenerate_crl(profile, ca_passphrase, None)
-    except (CertwizError, OSError, StopIteration):
+    except (CertwizError, OSError):
         return False
     return True
+
+
+@contextlib.contextmanager
+def _withdrawn_on_failure(
+    tx: Transaction, serial_hex: str, ca_passphrase: Secret | None
+) -> Iterator[None]:
+    """Delivery: on failure revoke the signed certificate and say so in the error."""
+    try:
+        yield
+    except BaseException as exc:
+        withdrawn = _withdraw(tx.profile, serial_hex, ca_passphrase)
+        tx.note("withdrawn", withdrawn)
+        if withdrawn and isinstance(exc, CertwizError | OSError):
+            raise NotDelivered(exc, serial_hex) from exc
+        raise
+
+
+def _issued(
+    tx: Transaction,
+    name: str,
+    kind: str,
+    serial_hex: str,
+    files: dict[str, Path],
+    ca_passphrase: Secret | None,
+) -> Issued:
+    """What was issued, after the upkeep every change does (grace ends, CRL renewal)."""
+    entry = entry_of(tx.profile, serial_hex)
+    notes = upkeep.tidy(tx.profile, tx, ca_passphrase)
+    return Issued(
+        name,
+        kind,
+        entry.serial,
+        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+        {k: str(v) for k, v in files.items()},
+        notes,
+    )
+
+
+def make_certificate(
+    profile: Profile,
+    tx: Transaction,
+    work: Path,
+    name: str,
+    kind: str,
+    validity: timedelta,
+    key_type: str,
+    sans: list[names.San],
+    ca_passphrase: Secret | None,
+    key_passphrase: Secret | None,
+    p12_format: str | None,
+    existing_key: Path | None = None,
+) -> tuple[database.Entry, dict[str, Path]]:
+    """Key (new or EXISTING_KEY), request, signature, files: one certificate for NAME.
+
+    The caller holds the transaction and decides what the name may have.
+    """
+    key, csr = key_and_csr(profile, work, name, key_type, key_passphrase, existing_key)
+    rsa = key_type.startswith("rsa")
+    serial_hex, cert = sign(
+        tx, work, csr, name, kind, validity, sans, rsa=rsa, ca_passphrase=ca_passphrase
+    )
+    fmt = p12_format or p12_lib.DEFAULT_FORMAT
+    with _withdrawn_on_failure(tx, serial_hex, ca_passphrase):
+        files = deliver(profile, name, kind, work, cert, csr, key, key_passphrase, fmt)
+    return entry_of(profile, serial_hex), files
+
+
+def issue_in(
+    tx: Transaction,
+    name: str,
+    kind: str,
+    *,
+    validity: timedelta,
+    key_type: str,
+    sans: list[names.San],
+    ca_passphrase: Secret | None,
+    key_passphrase: Secret | None = None,
+    p12_format: str = p12_lib.DEFAULT_FORMAT,
+) -> Issued:
+    """Key, CSR, signature and files for NAME, inside TX; input already validated."""
+    profile = tx.profile
+    check_no_valid(profile, name)
+    with scratch_dir(profile.dir) as work:
+        entry, files = make_certificate(
+            profile,
+            tx,
+            work,
+            name,
+            kind,
+            validity,
+            key_type,
+            sans,
+            ca_passphrase,
+            key_passphrase,
+            p12_format,
+        )
+    return _issued(tx, name, kind, entry.serial, files, ca_passphrase)
+
+
+def sign_csr_in(
+    tx: Transaction,
+    csr: Csr,
+    name: str,
+    kind: str,
+    *,
+    validity: timedelta,
+    sans: list[names.San],
+    ca_passphrase: Secret | None,
+) -> Issued:
+    """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz."""
+    profile = tx.profile
+    check_no_valid(profile, name)
+    with scratch_dir(profile.dir) as work:
+        request = work / "req.csr"
+        request.write_bytes(csr.pem)
+        serial_hex, cert = sign(
+            tx,
+            work,
+            request,
+            name,
+            kind,
+            validity,
+            sans,
+            rsa=csr.rsa,
+            ca_passphrase=ca_passphrase,
+            replace_subject=True,
+        )
+        with _withdrawn_on_failure(tx, serial_hex, ca_passphrase):
+            files = deliver(profile, name, kind, work, cert, request)
+    return _issued(tx, name, kind, serial_hex, files, ca_passphrase)
+
+
+@contextlib.contextmanager
+def _joined(
+    profile: Profile, tx: Transaction | None, command: str, name: str, timeout: float | None
+) -> Iterator[Transaction]:
+    """A new transaction for one operation, or an operation inside the given one."""
+    if tx is not None:
+        with tx.operation(command, [name]):
+            yield tx
+        return
+    with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
+        check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace
+    with transaction(profile, command, [name], timeout=timeout) as fresh:
+        yield fresh
 
 
 def issue_server(
@@ -295,18 +414,27 @@ def issue_server(
     name: str,
     *,
     days: int | str | timedelta = DEFAULT_LEAF_DAYS,
-    sans: list[str] | tuple[str, ...] = (),
+    sans: Sequence[str] = (),
     key_type: str = "ec:P-256",
-    ca_passphrase: Secret | None = None,
+    ca_passphrase: Source = None,
+    timeout: float | None = None,
+    tx: Transaction | None = None,
 ) -> Issued:
     """A TLS server certificate: serverAuth only; SAN = the name plus every --san."""
-    primary = names.server_name(name)
-    entries = [primary]
-    for value in sans:
-        parsed = names.san(value)
-        if parsed not in entries:
-            entries.append(parsed)
-    return _issue(profile, name, "server", days, key_type, entries, ca_passphrase)
+    entries = server_sans(name, sans)
+    validity = durations.parse(days, "days")
+    names.key_type(key_type)
+    secret = signing_passphrase(profile, ca_passphrase)
+    with _joined(profile, tx, "server issue", name, timeout) as inside:
+        return issue_in(
+            inside,
+            name,
+            "server",
+            validity=validity,
+            key_type=key_type,
+            sans=entries,
+            ca_passphrase=secret,
+        )
 
 
 def issue_client(
@@ -314,25 +442,73 @@ def issue_client(
     name: str,
     *,
     days: int | str | timedelta = DEFAULT_LEAF_DAYS,
-    passphrase: Secret | None = None,
+    passphrase: Source = None,
+    unencrypted: bool | None = None,
     key_type: str = "ec:P-256",
     p12_format: str = "compat",
-    ca_passphrase: Secret | None = None,
+    ca_passphrase: Source = None,
+    timeout: float | None = None,
+    tx: Transaction | None = None,
 ) -> Issued:
     """A client certificate (clientAuth only) and its PKCS#12 bundle.
 
-    With `passphrase` None the key and bundle carry no password (-u, for bots).
+    `unencrypted=True` (-u, for bots): key and bundle carry no password.
+    `unencrypted=False`: `passphrase` must give one (`passphrase.bundle_passphrase`).
+    Left None, the library default: no password exactly when `passphrase` is None.
     """
     names.client_name(name)
+    validity = durations.parse(days, "days")
+    names.key_type(key_type)
     p12_lib.check_format(p12_format)
-    return _issue(
-        profile,
-        name,
-        "client",
-        days,
-        key_type,
-        [],
-        ca_passphrase,
-        key_passphrase=passphrase,
-        p12_format=p12_format,
-    )
+    secret = signing_passphrase(profile, ca_passphrase)
+    if unencrypted is None:
+        unencrypted = passphrase is None
+    bundle_secret = bundle_passphrase(passphrase, unencrypted=unencrypted)
+    with _joined(profile, tx, "client issue", name, timeout) as inside:
+        return issue_in(
+            inside,
+            name,
+            "client",
+            validity=validity,
+            key_type=key_type,
+            sans=[],
+            ca_passphrase=secret,
+            key_passphrase=bundle_secret,
+            p12_format=p12_format,
+        )
+
+
+def sign_csr(
+    profile: Profile,
+    csr: Path | bytes,
+    name: str,
+    kind: str,
+    *,
+    days: int | str | timedelta = DEFAULT_LEAF_DAYS,
+    sans: Sequence[str] = (),
+    ca_passphrase: Source = None,
+    timeout: float | None = None,
+    tx: Transaction | None = None,
+) -> Issued:
+    """Sign a CSR made elsewhere (PEM or DER, a path or its bytes) as a KIND certificate.
+
+    The certificate's subject is exactly CN=name and its extensions are
+    certwiz's (server: the name plus `sans`; client: none): nothing the request
+    asks for is copied. Files: issued/NAME.crt (+ fullchain for a server) and
+    reqs/NAME.csr; no key, no bundle.
+    """
+    check_kind(kind)
+    if kind == "server":
+        entries = server_sans(name, sans)
+    else:
+        names.client_name(name)
+        if sans:
+            raise InputError("san", "a client certificate carries no subjectAltName")
+        entries = []
+    validity = durations.parse(days, "days")
+    request = load_csr(csr)
+    secret = signing_passphrase(profile, ca_passphrase)
+    with _joined(profile, tx, f"{kind} sign", name, timeout) as inside:
+        return sign_csr_in(
+            inside, request, name, kind, validity=validity, sans=entries, ca_passphrase=secret
+        )

@@ -248,11 +248,11 @@ class Profile:
     def lock(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the profile's exclusive lock: `openssl ca` itself does no locking.
 
-        Waits (it does not fail fast) up to `timeout` seconds, default
-        $CERTWIZ_LOCK_TIMEOUT or 60.
+        Waits (it does not fail fast) up to `timeout` seconds, default 60. The
+        library never reads $CERTWIZ_LOCK_TIMEOUT: the CLI turns it into `timeout`.
         """
         if timeout is None:
-            timeout = lock_timeout(os.environ.get(LOCK_TIMEOUT_ENV), LOCK_TIMEOUT_ENV)
+            timeout = DEFAULT_LOCK_TIMEOUT
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             deadline = time.monotonic() + timeout
@@ -267,7 +267,8 @@ class Profile:
                     if time.monotonic() >= deadline:
                         raise LockTimeout(
                             f"profile {self.name} is busy: another certwiz holds {self.lock_file} "
-                            f"(waited {timeout:g}s; set {LOCK_TIMEOUT_ENV} to wait longer)"
+                            f"(waited {timeout:g}s; to wait longer give --lock-timeout or "
+                            f"set {LOCK_TIMEOUT_ENV})"
                         ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)

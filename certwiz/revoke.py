@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import audit, check, database, der, intermediate, names, openssl, upkeep
-from .ca import gencrl_args
-from .errors import StateError
+from . import openssl_args as args
+from .errors import InputError, StateError
 from .fsutil import install, scratch_dir
 from .openssl import Secret
+from .passphrase import Source, signing_passphrase
 from .profile import Profile
+from .transaction import transaction
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,7 @@ def regenerate_crl(
     with scratch_dir(profile.dir) as work:
         fresh = work / "crl.pem"
         with check.guarded(profile):
-            extra: list[openssl.Arg] = [] if keyfile is None else ["-keyfile", keyfile]
-            openssl.run([*gencrl_args(profile.cnf, fresh, ca_passphrase, days), *extra])
+            openssl.run(args.gencrl(profile.cnf, fresh, ca_passphrase, days, keyfile))
         try:  # a CRL cut short by a full disk must never replace the good one
             check.crl_serials(check.crl_der(fresh))
         except (check.ProfileCorrupt, ValueError, IndexError) as exc:
@@ -74,8 +75,9 @@ def generate_crl(
     profile: Profile,
     *,
     days: int | None = None,
-    ca_passphrase: Secret | None = None,
+    ca_passphrase: Source = None,
     root_key: Path | None = None,
+    timeout: float | None = None,
 ) -> CRLRenewed:
     """A fresh CRL; superseded certificates whose grace ended are revoked first.
 
@@ -88,13 +90,15 @@ def generate_crl(
     keyfile = None
     if root_key is not None or not profile.two_level:
         keyfile = intermediate.root_keyfile(profile, root_key, "re-signing the root CRL")
-    with audit.changing(profile, "crl gen", check_crl=False) as change:  # it repairs crl.pem
+    secret = signing_passphrase(profile, ca_passphrase)
+    # check_crl=False: it repairs a missing or damaged crl.pem
+    with transaction(profile, "crl gen", timeout=timeout, check_crl=False) as tx:
         notes = []
         if sign_root:
-            regenerate_crl(profile.root, ca_passphrase, None, keyfile)
+            regenerate_crl(profile.root, secret, None, keyfile)
             notes.append(f"renewed the root CRL {profile.root.crl}")
-        notes += upkeep.tidy(profile, change, ca_passphrase, crl_follows=True)
-        regenerate_crl(profile, ca_passphrase, days)
+        notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
+        regenerate_crl(profile, secret, days)
     crl = profile.nginx_crl
     return CRLRenewed(profile.name, str(crl), notes)
 
@@ -105,9 +109,10 @@ def revoke(
     name: str | None = None,
     serial: str | None = None,
     reason: str = "unspecified",
-    ca_passphrase: Secret | None = None,
+    ca_passphrase: Source = None,
     crl_days: int | None = None,
     purge: bool = False,
+    timeout: float | None = None,
 ) -> Revoked:
     """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL.
 
@@ -116,7 +121,7 @@ def revoke(
     """
     names.reason(reason)
     if (name is None) == (serial is None):
-        raise names.InputError("name", "give exactly one of --name or --serial")
+        raise InputError("name", "give exactly one of --name or --serial")
     wanted = names.serial(serial) if serial is not None else None
     if crl_days is not None:
         names.days(crl_days, "crl-days")
@@ -124,15 +129,16 @@ def revoke(
         names.client_name(name)
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
-    with audit.changing(profile, "revoke", [name] if name else []) as change:
+    secret = signing_passphrase(profile, ca_passphrase)
+    with transaction(profile, "revoke", [name] if name else [], timeout=timeout) as tx:
         targets = _targets(profile, name, wanted)
         for entry in targets:
-            revoke_entry(profile, entry, reason, ca_passphrase)
-            change.serials.append(entry.serial)
-        notes = upkeep.tidy(profile, change, ca_passphrase, crl_follows=True)
-        regenerate_crl(profile, ca_passphrase, crl_days)
+            revoke_entry(profile, entry, reason, secret)
+            tx.note_serial(entry.serial)
+        notes = upkeep.tidy(profile, tx, secret, crl_follows=True)
+        regenerate_crl(profile, secret, crl_days)
         purged = _purge(profile, targets) if purge else []
-        change.details["purged"] = purged
+        tx.note("purged", purged)
     return Revoked([e.serial for e in targets], reason, str(profile.nginx_crl), purged, notes)
 
 
@@ -147,22 +153,9 @@ def revoke_entry(
 
     `keyfile`: the CA key is not in the profile (an exported root key).
     """
-    args: list[openssl.Arg] = [
-        "ca",
-        "-batch",
-        "-config",
-        profile.cnf,
-        "-revoke",
-        profile.newcert_path(entry.serial),
-        "-crl_reason",
-        reason,
-    ]
-    if keyfile is not None:
-        args += ["-keyfile", keyfile]
-    if ca_passphrase is not None:
-        args += ["-passin", ca_passphrase]
+    cert = profile.newcert_path(entry.serial)
     with check.guarded(profile):
-        openssl.run(args)
+        openssl.run(args.ca_revoke(profile.cnf, cert, reason, ca_passphrase, keyfile))
 
 
 def revoke_intermediate(

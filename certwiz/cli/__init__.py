@@ -5,7 +5,6 @@ One module per command group; this one builds the app and registers them.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -54,6 +53,7 @@ def _print_version(wanted: bool) -> None:
 @app.callback()
 @reports_errors
 def global_options(
+    ctx: typer.Context,
     lock_timeout_s: Annotated[
         str | None,
         typer.Option(
@@ -72,8 +72,8 @@ def global_options(
     ] = False,
 ) -> None:
     """A small private CA for mutual TLS, driving the openssl binary."""
-    if lock_timeout_s is not None:
-        os.environ[LOCK_TIMEOUT_ENV] = str(lock_timeout(lock_timeout_s))
+    # Kept in the root context for common.command_lock_timeout; never in os.environ.
+    ctx.obj = lock_timeout(lock_timeout_s) if lock_timeout_s is not None else None
 
 
 def main() -> None:

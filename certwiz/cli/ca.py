@@ -26,6 +26,7 @@ from .common import (
     notes_text,
     reports_errors,
     signing_passphrase,
+    warn,
 )
 from .rootkey import root_key_app
 
@@ -104,7 +105,7 @@ def ca_init(
         confirm=True,
     )
     if secret is None and not sys.stdin.isatty():
-        ca.warn_unencrypted()
+        warn(ca.UNENCRYPTED_CA_KEY)
     if intermediate_opt:
         created = intermediate.init(profile, home, options, secret, **levels)
     else:

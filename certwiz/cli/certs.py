@@ -21,13 +21,14 @@ from .common import (
     emit,
     files_text,
     notes_text,
+    open_ca,
     reports_errors,
-    signing_passphrase,
 )
 
 
 @reports_errors
 def revoke_cmd(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: Annotated[
         str | None,
@@ -48,25 +49,12 @@ def revoke_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a certificate and regenerate the CRL (nginx enforces it after a reload)."""
-    from .. import nginx as nginx_lib  # here: list and show need neither
-    from .. import revoke as revoking
+    from .. import nginx as nginx_lib  # here: list and show need it not
 
-    names.reason(reason)
-    if serial is not None:
-        names.serial(serial)
-    if name is not None:
-        names.client_name(name)
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
-    prof = open_profile(profile, home)
-    done = revoking.revoke(
-        prof,
-        name=name,
-        serial=serial,
-        reason=reason,
-        purge=purge,
-        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
-    )
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    done = lib.revoke(name=name, serial=serial, reason=reason, purge=purge)
     purged = "".join(f"\nDeleted {path}" for path in done.purged)
     deploy_crl(
         as_json,
@@ -116,8 +104,7 @@ def show_cmd(
     profile: ProfileOpt, name: NameOpt, home: HomeOpt = None, as_json: JsonOpt = False
 ) -> None:
     """One certificate: status, serial, fingerprint and files."""
-    names.client_name(name)  # it names files: no path may leave the profile
-    info = inventory.show(open_profile(profile, home), name)
+    info = inventory.show(open_profile(profile, home), name)  # it validates the name
     text = "\n".join(f"{k}: {v}" for k, v in info.items() if k not in ("files", "history"))
     files: dict[str, str] = info["files"]  # type: ignore[assignment]
     emit(as_json, info, f"{text}\nfiles:\n{files_text(files)}")

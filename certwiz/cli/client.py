@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from .. import bundle, durations, issue, names, p12
-from ..errors import InputError
+from .. import bundle, names, p12
+from ..openssl import Secret
 from ..passphrase import P12_ENV, obtain
 from ..profile import open_profile
 from .common import (
@@ -25,11 +25,12 @@ from .common import (
     ProfileOpt,
     ReuseKeyOpt,
     bundle_password,
+    command_lock_timeout,
     emit,
     files_text,
+    open_ca,
     report_issued,
     reports_errors,
-    signing_passphrase,
 )
 from .renewal import renew_and_report
 
@@ -41,6 +42,7 @@ client_app = typer.Typer(
 @client_app.command("issue")
 @reports_errors
 def client_issue(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     days: LeafDaysOpt = "365",
@@ -56,36 +58,19 @@ def client_issue(
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a client certificate (clientAuth only) and its PKCS#12 bundle."""
-    names.client_name(name)
-    valid_days = durations.parse(days, "days")
-    names.key_type(key_type)
-    p12.check_format(p12_format)
-    prof = open_profile(profile, home)
-    ca_secret = signing_passphrase(prof, ca_passphrase_file)
-    bundle_secret = None
-    if not unencrypted:
-        bundle_secret = obtain(
-            p12_passphrase_file,
-            P12_ENV,
-            "p12-passphrase-file",
-            f"Password for {name}.p12: ",
-            confirm=True,
-        )
-        if bundle_secret is None:
-            raise InputError(
-                "p12-passphrase-file",
-                "no bundle password: give "
-                f"--p12-passphrase-file FILE, set {P12_ENV}, or use -u for a "
-                "bundle without a password",
-            )
-    done = issue.issue_client(
-        prof,
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+
+    def new_bundle_password() -> Secret | None:  # asked only without -u, after every check
+        prompt = f"Password for {name}.p12: "
+        return obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file", prompt, confirm=True)
+
+    done = lib.issue_client(
         name,
-        days=valid_days,
-        passphrase=bundle_secret,
+        days=days,
+        bundle_passphrase=new_bundle_password,
+        unencrypted=unencrypted,
         key_type=key_type,
         p12_format=p12_format,
-        ca_passphrase=ca_secret,
     )
     report_issued(as_json, done)
 
@@ -93,6 +78,7 @@ def client_issue(
 @client_app.command("rebundle")
 @reports_errors
 def client_rebundle(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     p12_format: P12FormatOpt = "compat",
@@ -117,7 +103,9 @@ def client_rebundle(
     password = None
     if bundle.needs_password(prof, name):
         password = bundle_password(p12_passphrase_file, f"{name}.key")
-    done = bundle.rebundle(prof, name, p12_format=p12_format, password=password)
+    done = bundle.rebundle(
+        prof, name, p12_format=p12_format, password=password, timeout=command_lock_timeout(ctx)
+    )
     emit(
         as_json,
         asdict(done),
@@ -129,6 +117,7 @@ def client_rebundle(
 @client_app.command("bundle")
 @reports_errors
 def client_bundle(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     out: Annotated[
@@ -151,7 +140,7 @@ def client_bundle(
     names.client_name(name)
     prof = open_profile(profile, home)
     password = bundle_password(p12_passphrase_file, f"{name}.p12")
-    done = bundle.onboarding_bundle(prof, name, out, password)
+    done = bundle.onboarding_bundle(prof, name, out, password, command_lock_timeout(ctx))
     emit(
         as_json,
         asdict(done),

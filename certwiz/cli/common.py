@@ -1,9 +1,15 @@
-"""What the command groups share: options, error reporting, printing, CA passphrases."""
+"""What the command groups share: options, error reporting, printing, the CLI's settings.
+
+The CLI's part of passphrases is only where they come from (file, env, prompt):
+the rules (asked only for an encrypted CA key, a bundle password unless -u)
+are in `certwiz.passphrase`, applied by the library.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,11 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from .. import names
-from ..errors import CertwizError, InputError
+from ..errors import CertwizError
 from ..nginx.control import NGINX_CMD_ENV
-from ..passphrase import CA_ENV, P12_ENV, obtain
+from ..passphrase import CA_ENV, P12_ENV, Provider, obtain
+from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
 
 if TYPE_CHECKING:  # a command module imports only what its own commands use
+    from ..api import CA
     from ..issue import Issued
     from ..openssl import Secret
     from ..profile import Profile
@@ -117,24 +125,50 @@ def emit(as_json: bool, data: dict[str, Any] | list[Any], text: str) -> None:
     typer.echo(json.dumps(data, indent=2) if as_json else text)
 
 
+def warn(text: str) -> None:
+    typer.echo(f"certwiz: warning: {text}", err=True)
+
+
+def command_lock_timeout(ctx: typer.Context) -> float:
+    """--lock-timeout (kept by the app callback in the root context), else the env, else 60."""
+    given = ctx.find_root().obj
+    if isinstance(given, float):
+        return given
+    return lock_timeout(os.environ.get(LOCK_TIMEOUT_ENV), LOCK_TIMEOUT_ENV)
+
+
+def ca_passphrase_source(profile: str, file: Path | None) -> Provider:
+    """Where the CA passphrase comes from; the library asks only for an encrypted key."""
+
+    def provide() -> Secret | None:
+        prompt = f"Passphrase of the {profile} CA key: "
+        return obtain(file, CA_ENV, "ca-passphrase-file", prompt, confirm=False)
+
+    return provide
+
+
 def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:
-    """The CA passphrase, asked for only when the CA key is encrypted."""
-    if not profile.ca_key_encrypted():
-        return None
-    secret = obtain(
-        file,
-        CA_ENV,
-        "ca-passphrase-file",
-        f"Passphrase of the {profile.name} CA key: ",
-        confirm=False,
+    """The CA passphrase for a command that calls the library with a Secret.
+
+    The rule (asked only for an encrypted key) is `passphrase.signing_passphrase`.
+    """
+    from ..passphrase import signing_passphrase as rule
+
+    return rule(profile, ca_passphrase_source(profile.name, file))
+
+
+def open_ca(
+    ctx: typer.Context, profile: str, home: Path | None, ca_passphrase_file: Path | None = None
+) -> CA:
+    """The profile's CA with this command's lock timeout and CA passphrase source."""
+    from ..api import CA
+
+    return CA.open(
+        profile,
+        home,
+        lock_timeout=command_lock_timeout(ctx),
+        ca_passphrase=ca_passphrase_source(profile, ca_passphrase_file),
     )
-    if secret is None:
-        raise InputError(
-            "ca-passphrase-file",
-            f"the CA key of profile {profile.name} is "
-            f"encrypted: give --ca-passphrase-file FILE or set {CA_ENV}",
-        )
-    return secret
 
 
 def bundle_password(file: Path | None, what: str) -> Secret | None:

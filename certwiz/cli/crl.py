@@ -9,8 +9,6 @@ import typer
 
 from .. import intermediate, names
 from .. import nginx as nginx_lib
-from .. import revoke as revoking
-from ..profile import open_profile
 from .common import (
     CAPassOpt,
     HomeOpt,
@@ -21,8 +19,8 @@ from .common import (
     RootKeyOpt,
     deploy_crl,
     notes_text,
+    open_ca,
     reports_errors,
-    signing_passphrase,
 )
 
 crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=True)
@@ -31,6 +29,7 @@ crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=T
 @crl_app.command("gen")
 @reports_errors
 def crl_gen(
+    ctx: typer.Context,
     profile: ProfileOpt,
     days: Annotated[
         str | None,
@@ -51,13 +50,9 @@ def crl_gen(
     crl_days = names.days(days) if days is not None else None
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
-    prof = open_profile(profile, home)
     if root_key is not None:
         intermediate.check_root_key_file(root_key)
-    done = revoking.generate_crl(
-        prof,
-        days=crl_days,
-        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
-        root_key=root_key,
+    done = open_ca(ctx, profile, home, ca_passphrase_file).generate_crl(
+        days=crl_days, root_key=root_key
     )
     deploy_crl(as_json, asdict(done), f"New CRL: {done.crl}{notes_text(done.notes)}", words, argv)

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from .. import nginx as nginx_lib
-from ..profile import open_profile
 from .common import (
     HomeOpt,
     JsonOpt,
@@ -18,6 +17,7 @@ from .common import (
     ReloadOpt,
     deploy_crl,
     files_text,
+    open_ca,
     reports_errors,
 )
 
@@ -29,6 +29,7 @@ nginx_app = typer.Typer(
 @nginx_app.command("render")
 @reports_errors
 def nginx_render(
+    ctx: typer.Context,
     profile: ProfileOpt,
     server: Annotated[
         str,
@@ -94,9 +95,7 @@ def nginx_render(
     """
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
-    prof = open_profile(profile, home)
-    done = nginx_lib.render(
-        prof,
+    done = open_ca(ctx, profile, home).render_nginx(
         server,
         upstream,
         listen=listen,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from .. import audit, check
-from ..profile import list_profiles, open_profile, resolve_home
-from .common import HomeOpt, JsonOpt, ProfileOpt, emit, reports_errors
+from ..api import CA
+from ..profile import list_profiles, resolve_home
+from .common import HomeOpt, JsonOpt, ProfileOpt, emit, open_ca, reports_errors
 
 
 @reports_errors
@@ -21,11 +22,13 @@ def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @reports_errors
-def check_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def check_cmd(
+    ctx: typer.Context, profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False
+) -> None:
     """Verify the profile's database, serial and CRL agree (exit 4 if not)."""
-    prof = open_profile(profile, home)
-    with prof.lock():
-        report = check.verify_profile(prof)
+    lib = open_ca(ctx, profile, home)
+    report = lib.check()
+    prof = lib.profile
     problems = report.messages(prof)
     emit(
         as_json,
@@ -39,5 +42,5 @@ def check_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = Fals
 @reports_errors
 def audit_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """The profile's audit log: every change, who made it, and how it ended."""
-    records = audit.read(open_profile(profile, home))
+    records = CA.open(profile, home).audit()
     emit(as_json, records, "\n".join(map(audit.one_line, records)) or "no audit records")

@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from .. import durations, issue, names
-from ..profile import open_profile
 from .common import (
     CAPassOpt,
     GraceOpt,
@@ -18,9 +16,9 @@ from .common import (
     NameOpt,
     ProfileOpt,
     ReuseKeyOpt,
+    open_ca,
     report_issued,
     reports_errors,
-    signing_passphrase,
 )
 from .renewal import renew_and_report
 
@@ -30,6 +28,7 @@ server_app = typer.Typer(help="Server certificates.", no_args_is_help=True)
 @server_app.command("issue")
 @reports_errors
 def server_issue(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     days: LeafDaysOpt = "365",
@@ -45,22 +44,8 @@ def server_issue(
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a server certificate (serverAuth) with the name and every --san as SANs."""
-    names.server_name(name)
-    sans = san or []
-    for value in sans:
-        names.san(value)
-    valid_days = durations.parse(days, "days")
-    names.key_type(key_type)
-    prof = open_profile(profile, home)
-    done = issue.issue_server(
-        prof,
-        name,
-        days=valid_days,
-        sans=sans,
-        key_type=key_type,
-        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
-    )
-    report_issued(as_json, done)
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    report_issued(as_json, lib.issue_server(name, days=days, sans=san or [], key_type=key_type))
 
 
 @server_app.command("renew")

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import audit
 from ..errors import InputError, StateError
 from ..fsutil import not_plain_dir, write_atomic
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
+from ..transaction import transaction
 from .inputs import (
     check_error_log,
     check_listen,
@@ -162,6 +162,7 @@ def render(
     app: str = "generic",
     upstream_ca: Path | None = None,
     error_log: Path | None = None,
+    timeout: float | None = None,
 ) -> Rendered:
     """Write ssl.inc, proxy.inc and mtls_proxy.conf (absolute paths) into OUT.
 
@@ -198,12 +199,12 @@ def render(
         "error_log": log,
     }
     texts = _render_files(profile, out_dir, chain, key, site)
-    with audit.changing(profile, "nginx render", [server]) as change:  # one writer at a time
+    with transaction(profile, "nginx render", [server], timeout=timeout) as tx:  # one writer
         out_dir.mkdir(parents=True, exist_ok=True)
         for filename, text in texts.items():
             write_atomic(out_dir / filename, text, 0o644)
         removed = _remove_stale(out_dir)
-        change.details["out"] = str(out_dir)
+        tx.note("out", str(out_dir))
     return Rendered(
         profile.name,
         server,

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from certwiz import database, names
-from certwiz.ca import subject_arg
 from certwiz.errors import InputError
+from certwiz.openssl_args import subject as subject_arg
 from certwiz.render import render_openssl
 
 PLACEHOLDER = "placeholder"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, issue, openssl, p12
+from certwiz import issue, openssl, openssl_args, p12
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
 from tests.conftest import load_cert, run_certwiz
@@ -240,8 +240,8 @@ def test_built_argv_holds_fd_not_secret(profile: Profile, fp, tmp_path: Path) ->
     """pytest-subprocess: the exact argv certwiz hands to Popen, for each secret path."""
     fp.register([fp.any()], occurrences=10)
     secret = Secret(CA_SECRET)
-    openssl.run(ca.keygen_args("ec:P-256", tmp_path / "k.pem", secret))
-    openssl.run(ca.gencrl_args(profile.cnf, tmp_path / "crl.pem", secret))
+    openssl.run(openssl_args.keygen("ec:P-256", tmp_path / "k.pem", secret))
+    openssl.run(openssl_args.gencrl(profile.cnf, tmp_path / "crl.pem", secret))
     files = {"key": tmp_path / "k.pem", "cert": tmp_path / "c.pem", "chain": profile.ca_cert}
     p12.export(**files, name="bob", out=tmp_path / "b.p12", password=Secret(P12_SECRET),
                key_passphrase=Secret(P12_SECRET))  # fmt: skip

@@ -1,0 +1,227 @@
+"""The library's front door: one `CA` object per profile, for the CLI, services and batch runs.
+
+Everything a caller decides is a parameter, nothing is read from the
+environment or printed: the lock timeout, the CA passphrase (a `Secret`, or
+a provider called only when the CA key is encrypted), bundle passwords, and
+warnings, which come back as values. Input is validated once, here or in the
+operation module it calls, before any passphrase is asked for and before the
+lock. Example:
+
+    from certwiz.api import CA
+    from certwiz.openssl import Secret
+
+    ca = CA.open("my-app", "/srv/certs", lock_timeout=5, ca_passphrase=Secret("..."))
+    ca.issue_server("www.example.com", days=90, sans=["10.0.0.5"])
+    with ca.transaction("batch issue") as tx:       # one lock, one audit record
+        for name in ("bot-1", "bot-2"):
+            ca.issue_client(name, unencrypted=True, tx=tx)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from . import audit, check, inventory, issue, nginx, revoke
+from . import ca as ca_init
+from .openssl import Secret
+from .passphrase import Source, resolve, signing_passphrase
+from .profile import Profile, open_profile
+from .transaction import Transaction, transaction
+
+
+@dataclass(frozen=True)
+class Created:
+    """A new profile, whether its CA key is encrypted, and what the caller should be told."""
+
+    ca: CA
+    key_encrypted: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+class CA:
+    """A profile's CA with the caller's settings: lock timeout and CA passphrase source.
+
+    A passphrase provider is called at most once (on the first operation that
+    signs with an encrypted key) and its answer kept for the next ones.
+    """
+
+    def __init__(
+        self, profile: Profile, *, lock_timeout: float | None = None, ca_passphrase: Source = None
+    ) -> None:
+        self.profile = profile
+        self.lock_timeout = lock_timeout
+        self._ca_passphrase = ca_passphrase
+        self._ca_secret: Secret | None = None
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        home: Path | str | None = None,
+        *,
+        lock_timeout: float | None = None,
+        ca_passphrase: Source = None,
+    ) -> CA:
+        """An existing profile (StateError naming `ca init` when it has no CA)."""
+        return cls(open_profile(name, home), lock_timeout=lock_timeout, ca_passphrase=ca_passphrase)
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        home: Path | str | None = None,
+        options: ca_init.CAOptions | None = None,
+        *,
+        passphrase: Source = None,
+        unencrypted: bool = False,
+        lock_timeout: float | None = None,
+    ) -> Created:
+        """A new profile; `unencrypted=True` says an unencrypted CA key is meant (no warning)."""
+        secret = None
+
+        def once() -> Secret | None:  # the same answer for init and later signing
+            nonlocal secret
+            secret = resolve(passphrase)
+            return secret
+
+        profile = ca_init.init(name, home, options, once)
+        warnings = [] if secret is not None or unencrypted else [ca_init.UNENCRYPTED_CA_KEY]
+        made = cls(profile, lock_timeout=lock_timeout, ca_passphrase=secret)
+        return Created(made, secret is not None, warnings)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    def ca_secret(self) -> Secret | None:
+        """The CA passphrase if the CA key needs one (InputError if none can be had)."""
+        if self._ca_secret is None:
+            self._ca_secret = signing_passphrase(self.profile, self._ca_passphrase)
+        return self._ca_secret
+
+    @contextlib.contextmanager
+    def transaction(self, command: str, names: Iterable[str] = ()) -> Iterator[Transaction]:
+        """Lock, recover, check; one audit record for everything done inside."""
+        with transaction(self.profile, command, names, timeout=self.lock_timeout) as tx:
+            yield tx
+
+    def issue_server(
+        self,
+        name: str,
+        *,
+        days: int | str | timedelta = issue.DEFAULT_LEAF_DAYS,
+        sans: Sequence[str] = (),
+        key_type: str = "ec:P-256",
+        tx: Transaction | None = None,
+    ) -> issue.Issued:
+        return issue.issue_server(
+            self.profile,
+            name,
+            days=days,
+            sans=sans,
+            key_type=key_type,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+            tx=tx,
+        )
+
+    def issue_client(
+        self,
+        name: str,
+        *,
+        days: int | str | timedelta = issue.DEFAULT_LEAF_DAYS,
+        bundle_passphrase: Source = None,
+        unencrypted: bool = False,
+        key_type: str = "ec:P-256",
+        p12_format: str = "compat",
+        tx: Transaction | None = None,
+    ) -> issue.Issued:
+        """A client certificate and bundle: a password is required unless `unencrypted`."""
+        return issue.issue_client(
+            self.profile,
+            name,
+            days=days,
+            passphrase=bundle_passphrase,
+            unencrypted=unencrypted,
+            key_type=key_type,
+            p12_format=p12_format,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+            tx=tx,
+        )
+
+    def sign_csr(
+        self,
+        csr: Path | bytes,
+        name: str,
+        kind: str,
+        *,
+        days: int | str | timedelta = issue.DEFAULT_LEAF_DAYS,
+        sans: Sequence[str] = (),
+        tx: Transaction | None = None,
+    ) -> issue.Issued:
+        return issue.sign_csr(
+            self.profile,
+            csr,
+            name,
+            kind,
+            days=days,
+            sans=sans,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+            tx=tx,
+        )
+
+    def revoke(
+        self,
+        *,
+        name: str | None = None,
+        serial: str | None = None,
+        reason: str = "unspecified",
+        purge: bool = False,
+        crl_days: int | None = None,
+    ) -> revoke.Revoked:
+        return revoke.revoke(
+            self.profile,
+            name=name,
+            serial=serial,
+            reason=reason,
+            purge=purge,
+            crl_days=crl_days,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+        )
+
+    def generate_crl(
+        self, *, days: int | None = None, root_key: Path | None = None
+    ) -> revoke.CRLRenewed:
+        return revoke.generate_crl(
+            self.profile,
+            days=days,
+            root_key=root_key,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+        )
+
+    def render_nginx(self, server: str, upstream: str, **options: Any) -> nginx.Rendered:
+        """`nginx.render` (listen, out, tls, sni_only, ...) under this CA's lock timeout."""
+        return nginx.render(self.profile, server, upstream, timeout=self.lock_timeout, **options)
+
+    def check(self) -> check.Report:
+        """The consistency report, taken under the lock (no writer is half-way)."""
+        with self.profile.lock(self.lock_timeout):
+            return check.verify_profile(self.profile)
+
+    def certificates(self, where: inventory.Filter | None = None) -> list[inventory.Certificate]:
+        return inventory.certificates(self.profile, where=where)
+
+    def show(self, name: str) -> dict[str, object]:
+        return inventory.show(self.profile, name)
+
+    def audit(self) -> list[dict[str, object]]:
+        return audit.read(self.profile)

@@ -1,0 +1,115 @@
+"""Every `openssl` command line certwiz runs, built in one place.
+
+Each builder returns the arguments after `openssl` for `openssl.run`; a
+passphrase is a `Secret`, which `run` hands over as `fd:N`, never as text.
+Keeping them together shows at a glance which options certwiz relies on (and
+lets a test check each of them against the real binary). The one exception is
+`openssl pkcs12 -export`, built by `p12.export_args` beside the bundle rules.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from .durations import validity_args
+from .openssl import Arg, Secret
+
+
+def _passin(passphrase: Secret | None, keyfile: Path | None = None) -> list[Arg]:
+    """-keyfile (a CA key kept outside the profile) and -passin, when given."""
+    found: list[Arg] = [] if keyfile is None else ["-keyfile", keyfile]
+    return found if passphrase is None else [*found, "-passin", passphrase]
+
+
+def subject(common_name: str) -> str:
+    """A -subj value with exactly one RDN, CN=common_name: `\\`, `/`, `+` escaped."""
+    escaped = "".join("\\" + ch if ch in "\\/+" else ch for ch in common_name)
+    return f"/CN={escaped}"
+
+
+def keygen(key_type: str, out: Path, passphrase: Secret | None) -> list[Arg]:
+    """`openssl genpkey` for a key type such as ec:P-256 or rsa:3072."""
+    algorithm, _, parameter = key_type.partition(":")
+    if algorithm == "ec":
+        args: list[Arg] = [
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            f"ec_paramgen_curve:{parameter}",
+        ]
+    else:
+        args = ["genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{parameter}"]
+    if passphrase is not None:
+        args += ["-aes-256-cbc", "-pass", passphrase]
+    return [*args, "-out", out]
+
+
+def request(
+    cnf: Path, key: Path, common_name: str, out: Path, key_passphrase: Secret | None
+) -> list[Arg]:
+    """`openssl req -new`: a CSR for KEY with the subject CN=common_name."""
+    args: list[Arg] = ["req", "-new", "-config", cnf, "-key", key, "-utf8"]
+    args += ["-subj", subject(common_name), "-out", out]
+    return args + _passin(key_passphrase)
+
+
+def self_signed(
+    cnf: Path, key: Path, common_name: str, days: int, out: Path, passphrase: Secret | None
+) -> list[Arg]:
+    """`openssl req -x509`: the profile's root certificate (extensions v3_ca)."""
+    args: list[Arg] = ["req", "-new", "-x509", "-config", cnf, "-key", key, "-utf8"]
+    args += ["-subj", subject(common_name), "-days", str(days), "-extensions", "v3_ca"]
+    return [*args, "-out", out, *_passin(passphrase)]
+
+
+def ca_sign(
+    cnf: Path,
+    csr: Path,
+    out: Path,
+    validity: timedelta,
+    extfile: Path,
+    ca_passphrase: Secret | None,
+    common_name: str | None = None,
+) -> list[Arg]:
+    """`openssl ca`: sign CSR with the extensions [leaf_ext] of EXTFILE only.
+
+    With `common_name`, the subject is exactly CN=common_name whatever the CSR says.
+    """
+    args: list[Arg] = ["ca", "-batch", "-config", cnf, "-in", csr, "-out", out, "-notext"]
+    args += ["-utf8", *validity_args(validity), "-extfile", extfile, "-extensions", "leaf_ext"]
+    if common_name is not None:
+        args += ["-subj", subject(common_name)]
+    return args + _passin(ca_passphrase)
+
+
+def ca_revoke(
+    cnf: Path, cert: Path, reason: str, ca_passphrase: Secret | None, keyfile: Path | None = None
+) -> list[Arg]:
+    """`openssl ca -revoke`: mark CERT revoked in index.txt (the CRL is separate)."""
+    args: list[Arg] = ["ca", "-batch", "-config", cnf, "-revoke", cert, "-crl_reason", reason]
+    return args + _passin(ca_passphrase, keyfile)
+
+
+def gencrl(
+    cnf: Path,
+    out: Path,
+    passphrase: Secret | None,
+    days: int | None = None,
+    keyfile: Path | None = None,
+) -> list[Arg]:
+    """`openssl ca -gencrl` into OUT (the caller renames it into place)."""
+    args: list[Arg] = ["ca", "-gencrl", "-batch", "-config", cnf, "-out", out]
+    if days is not None:
+        args += ["-crldays", str(days)]
+    return args + _passin(passphrase, keyfile)
+
+
+def verify_crl(ca_cert: Path, crl: Path) -> list[Arg]:
+    """`openssl verify -crl_check` of the CA certificate itself: fails if CRL is not the CA's.
+
+    `openssl crl -CAfile` only prints "verify failure" and exits 0. An expired
+    CRL passes (-no_check_time): `crl gen` must be able to fix it.
+    """
+    return ["verify", "-crl_check", "-no_check_time", "-CAfile", ca_cert, "-CRLfile", crl, ca_cert]
