@@ -15,10 +15,10 @@ help:
 	@echo "make demo | test | lint | ca PROFILE=p | server PROFILE=p NAME=n [DAYS=d]"
 	@echo "make client PROFILE=p NAME=n [UNENCRYPTED=1] | revoke PROFILE=p NAME=n | crl | list"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -c constraints.txt
 	touch $@
 
 venv: $(BIN)/.installed
@@ -32,6 +32,7 @@ test: venv lint
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict certwiz
 
 ca: venv
 	$(CERTWIZ) ca init -p $(PROFILE)

@@ -31,6 +31,7 @@ from . import ca as ca_init
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
+from .revoke import CRLRenewed, Revoked
 from .transaction import Transaction, transaction
 
 
@@ -185,7 +186,7 @@ class CA:
         reason: str = "unspecified",
         purge: bool = False,
         crl_days: int | None = None,
-    ) -> revoke.Revoked:
+    ) -> Revoked:
         return revoke.revoke(
             self.profile,
             name=name,
@@ -197,9 +198,7 @@ class CA:
             timeout=self.lock_timeout,
         )
 
-    def generate_crl(
-        self, *, days: int | None = None, root_key: Path | None = None
-    ) -> revoke.CRLRenewed:
+    def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:
         return revoke.generate_crl(
             self.profile,
             days=days,

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CertwizError, OpenSSLError
+from .errors import CertwizError
+from .errors import OpenSSLError as OpenSSLError  # callers catch openssl.OpenSSLError
 
 
 @dataclass(frozen=True)

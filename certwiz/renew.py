@@ -83,7 +83,7 @@ def _sans(cert: object) -> list[names.San]:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)  # type: ignore[attr-defined]
     except x509.ExtensionNotFound:
         return []
-    kinds = {
+    kinds: dict[type, str] = {
         x509.DNSName: "DNS",
         x509.IPAddress: "IP",
         x509.RFC822Name: "email",

@@ -211,7 +211,7 @@ def _purge(profile: Profile, revoked: list[database.Entry]) -> list[str]:
     for name in sorted({e.common_name for e in revoked if e.common_name} - still_valid):
         try:
             names.client_name(name)  # names files only if it is a safe file name
-        except names.InputError:
+        except InputError:
             continue
         for path in (profile.key_path(name), profile.p12_path(name)):
             with contextlib.suppress(FileNotFoundError):

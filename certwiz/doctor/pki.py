@@ -74,9 +74,10 @@ def private_key(path: Path) -> object | None:
 
 
 def public_bytes(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined]
+    data: bytes = key.public_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return data
 
 
 def der(cert: x509.Certificate) -> bytes:

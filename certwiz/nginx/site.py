@@ -105,7 +105,7 @@ def _render_files(
     profile: Profile, out: Path, chain: Path, key: Path, site: dict[str, object]
 ) -> dict[str, str]:
     """The three file texts; a path nginx cannot quote is an InputError naming its field."""
-    paths = {"out": out, "home": profile.dir}
+    paths: dict[str, object] = {"out": out, "home": profile.dir}
     paths |= {k: site[k] for k in ("upstream_ca", "error_log") if site[k] is not None}
     for name, path in paths.items():
         try:
