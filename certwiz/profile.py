@@ -66,9 +66,22 @@ def config_path() -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def _check_config_owner(path: Path, field: str) -> None:
+    """The config decides where root's certwiz writes keys: only its owner may change it."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise InputError(field, f"cannot read it: {exc.strerror}") from None
+    if info.st_uid not in (0, os.getuid()):
+        raise InputError(field, f"owned by uid {info.st_uid}: it must be yours or root's")
+    if info.st_mode & 0o022:
+        raise InputError(field, f"writable by others (mode {info.st_mode & 0o777:o}): chmod 644")
+
+
 def read_config(path: Path) -> dict[str, str]:
     """`key = value` lines, `#` comments; the one key so far is `home` (an absolute path)."""
     field = str(path)
+    _check_config_owner(path, field)
     text = read_small_text(path, field, CONFIG_MAX_BYTES)
     settings: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):

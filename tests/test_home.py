@@ -170,3 +170,23 @@ def test_home_help_names_every_source(tmp_path: Path) -> None:
     text = " ".join(certwiz(tmp_path, "list", "--help").stdout.split())
     for source in ("CERTWIZ_HOME", "/etc/certwiz.conf", "CERTWIZ_CONFIG", "./certs"):
         assert source in text.replace("│ ", "")
+
+
+def test_config_others_can_write_is_refused(server: dict[str, Path]) -> None:
+    """/etc/certwiz.conf picks where root's certwiz writes keys: nobody else may change it."""
+    server["config"].chmod(0o666)
+    env = {"CERTWIZ_CONFIG": str(server["config"])}
+    line = one_error_line(certwiz(server["srv"], "profiles", env=env))
+    assert line == f"certwiz: error: {server['config']}: writable by others (mode 666): chmod 644"
+    server["config"].chmod(0o644)
+    assert certwiz(server["srv"], "profiles", env=env).returncode == 0
+
+
+def test_config_of_another_user_is_refused(server: dict[str, Path]) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    os.chown(server["config"], 65534, 65534)
+    line = one_error_line(
+        certwiz(server["srv"], "profiles", env={"CERTWIZ_CONFIG": str(server["config"])})
+    )
+    assert line.endswith("owned by uid 65534: it must be yours or root's")
