@@ -227,7 +227,9 @@ class Profile:
         """single (one CA), intermediate (signs leaves; root/ above it) or root (that root/)."""
         if self.two_level:
             return "intermediate"
-        if self.name == ROOT_DIR and Profile(self.home.name, self.home.parent).two_level:
+        # root/ inside a two-level profile (not a profile that a user named "root"):
+        # its parent holds the intermediate and names root/ in its layout.
+        if self.name == ROOT_DIR and (self.home / "intermediate.crt").is_file():
             return "root"
         return "single"
 

@@ -265,3 +265,13 @@ def test_single_level_profile_is_unchanged(profile: Profile) -> None:
 def test_help_shows_the_two_level_options(home: Path) -> None:
     text = run_certwiz(home, "ca", "init", "--help").stdout
     assert "--intermediate" in text and "--root-days" in text
+
+
+def test_a_single_level_profile_named_root_is_not_mistaken_for_a_root(cli, home: Path) -> None:
+    root = ca.init("root", home)
+    assert root.level == "single"
+    issue.issue_client(root, "bot-1")
+    result = cli("revoke", "-p", "root", "-n", "bot-1")
+    assert result.returncode == 0, result.stderr
+    assert not (home / "crl-chain.pem").exists()
+    assert "pathlen" not in root.cnf.read_text()
