@@ -164,8 +164,11 @@ exit 0
 def test_reload_that_never_takes_effect_fails_after_the_bound(home: Path, tmp_path: Path) -> None:
     """A master that keeps its old workers (e.g. a reload that failed at run time)."""
     assert run_certwiz(home, "ca", "init", "-p", "p").returncode == 0
-    master = subprocess.Popen(
-        ["sh", "-c", "sleep 300 & wait"], start_new_session=True, stdin=subprocess.DEVNULL
+    master = subprocess.Popen(  # titled like nginx's master, with one child as its worker
+        ["nginx: master process (fake)", "-c", "sleep 300 & wait"],
+        executable="/bin/sh",
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
     )
     try:
         pid_file = tmp_path / "nginx.pid"
@@ -202,6 +205,13 @@ def _wait_for_child(pid: int) -> bool:
         assert time.monotonic() < deadline, "the fake master started no child"
         time.sleep(0.02)
     return True
+
+
+def test_a_stale_pid_file_is_not_taken_for_nginx(tmp_path: Path) -> None:
+    """A pid file naming a process that is not an nginx master: nothing to wait for."""
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert workers.master_pid(pid_file) is None
 
 
 def test_bad_reload_timeout_is_refused_before_anything_changes(home: Path) -> None:

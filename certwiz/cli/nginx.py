@@ -87,7 +87,7 @@ def nginx_render(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write ssl.conf, proxy.conf and mtls_proxy.conf for NGINX (absolute paths).
+    """Write mtls_proxy.conf, ssl.inc and proxy.inc for NGINX (absolute paths).
 
     The server is the default_server of its listen (clients without SNI, e.g. by IP
     address, reach it); give a second profile on the same address --sni-only.

@@ -126,7 +126,7 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     "weak-cipher": (
         WARNING,
         "the cipher list admits broken or unauthenticated ciphers",
-        "use the rendered ssl.conf (Mozilla intermediate) ciphers",
+        "use the rendered ssl.inc (Mozilla intermediate) ciphers",
     ),
     "shared-listen-unguarded": (
         ERROR,

@@ -88,14 +88,15 @@ def pid_path(argv: list[str], output: str) -> Path | None:
 
 
 def master_pid(path: Path | None) -> int | None:
-    """The pid in PATH if that process is running, else None."""
+    """The pid in PATH if that process is a running nginx master, else None (a stale
+    pid file may name a process that has nothing to do with nginx)."""
     if path is None:
         return None
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if alive(pid) else None
+    return pid if alive(pid) and "master process" in title(pid) else None
 
 
 def wait_replaced(master: int, old: set[int], timeout: float) -> list[int]:
