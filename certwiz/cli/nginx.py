@@ -71,7 +71,7 @@ def nginx_render(
         typer.Option(
             "--upstream-ca",
             help="For an https:// upstream: the CA file its certificate is verified with "
-            "[default: the system bundle, /etc/ssl/certs/ca-certificates.crt].",
+            "(default: the system bundle, /etc/ssl/certs/ca-certificates.crt).",
         ),
     ] = None,
     error_log: Annotated[
@@ -92,6 +92,14 @@ def nginx_render(
     The server is the default_server of its listen (clients without SNI, e.g. by IP
     address, reach it); give a second profile on the same address --sni-only.
     Either way it serves only requests whose TLS handshake it made with its own CA.
+
+    Examples:
+
+      certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080
+
+      certwiz nginx render -p ai --server ollama.example.com --app ollama
+      --upstream http://127.0.0.1:11434 --sni-only --out /etc/nginx/conf.d
+      --error-log /var/log/nginx/ai.mtls.log --reload
     """
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
