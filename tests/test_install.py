@@ -371,3 +371,12 @@ def test_readme_shows_the_cron_line_that_is_tested() -> None:
     (line,) = readme_block("### Keep the CRL fresh", "cron").splitlines()
     assert line.split(None, 6)[6] == command
     assert "my-app" in command and "/etc/credstore/certwiz-my-app.ca-passphrase" in command
+
+
+def test_recipes_take_the_home_from_the_config_only() -> None:
+    """One place sets the home on a server: no recipe sets CERTWIZ_HOME of its own."""
+    recipes = [*SYSTEMD.glob("*"), *(REPO / "examples" / "cron").glob("*")]
+    assert len(recipes) >= 4
+    for recipe in recipes:
+        settings = [line for line in recipe.read_text().splitlines() if not line.startswith("#")]
+        assert not [line for line in settings if "CERTWIZ_HOME" in line], recipe.name
