@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, names, openssl
+from . import audit, names, ocsp, openssl
 from . import openssl_args as args
 from .errors import InputError, StateError
 from .fsutil import write_atomic
@@ -32,6 +32,7 @@ class CAOptions:
     key_type: str = "ec:P-256"
     days: int = DEFAULT_CA_DAYS
     crl_days: int = DEFAULT_CRL_DAYS
+    ocsp_url: str | None = None  # the AIA OCSP URL written into leaves
 
 
 def render_cnf(
@@ -83,6 +84,8 @@ def init(
     names.key_type(options.key_type)
     names.days(options.days)
     names.days(options.crl_days, "crl-days")
+    if options.ocsp_url is not None:
+        ocsp.check_url(options.ocsp_url)
     check_home(profile)
     ensure_absent(profile)
     secret = resolve(passphrase)
@@ -125,6 +128,7 @@ def _populate(
     work: Path, profile: Profile, cn: str, options: CAOptions, passphrase: Secret | None
 ) -> None:
     skeleton(work)
+    ocsp.write_url(work, options.ocsp_url)
     write_atomic(
         work / "openssl.cnf",
         render_cnf(profile, work, options.key_type, options.crl_days, "single"),

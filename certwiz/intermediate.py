@@ -18,7 +18,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from . import audit, names, openssl, openssl_args
+from . import audit, names, ocsp, openssl, openssl_args
 from .ca import (
     CAOptions,
     check_home,
@@ -102,6 +102,8 @@ def init(
     names.days(root_days, "root-days")
     names.days(root_crl_days, "root-crl-days")
     check_lifetimes(options.days, root_days)
+    if options.ocsp_url is not None:
+        ocsp.check_url(options.ocsp_url)
     check_home(profile)
     ensure_absent(profile)
     profile.home.mkdir(parents=True, exist_ok=True)
@@ -142,6 +144,7 @@ def _build(
     self_signed_ca(root_work, root_cn, key_type, root_days, passphrase)
 
     skeleton(work)
+    ocsp.write_url(work, options.ocsp_url)  # the intermediate signs the leaves
     write_atomic(
         work / "openssl.cnf",
         render_cnf(profile, work, key_type, options.crl_days, "intermediate"),

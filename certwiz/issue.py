@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import check, database, durations, names, openssl, upkeep
+from . import check, database, durations, names, ocsp, openssl, upkeep
 from . import openssl_args as args
 from . import p12 as p12_lib
 from . import revoke as revoking
@@ -171,6 +171,7 @@ def sign(
     rsa: bool,
     ca_passphrase: Secret | None,
     replace_subject: bool = False,
+    not_before: datetime | None = None,
 ) -> tuple[str, Path]:
     """`openssl ca` signs CSR with certwiz's extensions; returns (serial, cert path).
 
@@ -183,12 +184,24 @@ def sign(
         revoking.regenerate_crl(profile, ca_passphrase, None)
         tx.crl_missing.clear()
     extfile = work / "ext.cnf"
-    extfile.write_text(render_openssl("leaf_ext.cnf.j2", kind=kind, rsa=rsa, sans=sans))
+    extfile.write_text(
+        render_openssl(
+            "leaf_ext.cnf.j2",
+            kind=kind,
+            rsa=rsa,
+            sans=sans,
+            ocsp_url=ocsp.configured_url(profile),  # AIA: ca init / ca set --ocsp-url
+        )
+    )
     cert = work / "cert.pem"
     serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
     with check.guarded(profile):
         subject = name if replace_subject else None
-        openssl.run(args.ca_sign(profile.cnf, csr, cert, validity, extfile, ca_passphrase, subject))
+        openssl.run(
+            args.ca_sign(
+                profile.cnf, csr, cert, validity, extfile, ca_passphrase, subject, not_before
+            )
+        )
     tx.note_serial(serial_hex)
     return serial_hex, cert
 

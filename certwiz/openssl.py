@@ -114,6 +114,17 @@ def run_both(
     args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = None
 ) -> tuple[str, str]:
     """Like `run`, but return (stdout, stderr): `pkcs12 -info` reports on stderr."""
+    out, err = _run_raw(args, cwd=cwd, stdin=stdin)
+    return out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def run_bytes(args: Sequence[Arg], *, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
+    """`run` for binary output (DER): stdout exactly as openssl wrote it."""
+    return _run_raw(args, cwd=cwd, stdin=stdin)[0]
+
+
+def _run_raw(args: Sequence[Arg], *, cwd: Path | None, stdin: bytes | None) -> tuple[bytes, bytes]:
+    """The one place openssl runs: (stdout, stderr) as bytes, OpenSSLError on failure."""
     fds: list[int] = []
     try:
         argv = build_argv(args, fds)
@@ -134,4 +145,4 @@ def run_both(
         command = str(args[0]) if args else "?"
         stderr = proc.stderr.decode(errors="replace")
         raise OpenSSLError(command, explain(stderr), proc.returncode, stderr)
-    return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    return proc.stdout, proc.stderr

@@ -9,7 +9,7 @@ lets a test check each of them against the real binary). The one exception is
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from .durations import validity_args
@@ -72,13 +72,21 @@ def ca_sign(
     extfile: Path,
     ca_passphrase: Secret | None,
     common_name: str | None = None,
+    not_before: datetime | None = None,
 ) -> list[Arg]:
     """`openssl ca`: sign CSR with the extensions [leaf_ext] of EXTFILE only.
 
     With `common_name`, the subject is exactly CN=common_name whatever the CSR says.
+    With `not_before` (probe certificates, e.g. one that expired yesterday), the
+    certificate runs from then for VALIDITY; otherwise from now.
     """
+    if not_before is None:
+        period = validity_args(validity)
+    else:
+        period = ["-startdate", f"{not_before:%Y%m%d%H%M%SZ}"]
+        period += ["-enddate", f"{not_before + validity:%Y%m%d%H%M%SZ}"]
     args: list[Arg] = ["ca", "-batch", "-config", cnf, "-in", csr, "-out", out, "-notext"]
-    args += ["-utf8", *validity_args(validity), "-extfile", extfile, "-extensions", "leaf_ext"]
+    args += ["-utf8", *period, "-extfile", extfile, "-extensions", "leaf_ext"]
     if common_name is not None:
         args += ["-subj", subject(common_name)]
     return args + _passin(ca_passphrase)

@@ -31,6 +31,8 @@ COMMANDS = {
     "audit": "profile:audit_cmd",
     "doctor": "doctor:doctor_cmd",
     "status": "status:status_cmd",
+    "probe": "probe:probe_cmd",
+    "ocsp": "ocsp:ocsp_app",
 }
 
 app = typer.Typer(

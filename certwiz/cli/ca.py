@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .. import adopt, ca, intermediate, names, rollover
+from .. import adopt, ca, intermediate, names, ocsp, rollover
 from .. import revoke as revoking
 from ..errors import InputError
 from ..passphrase import CA_ENV, obtain
@@ -24,6 +24,7 @@ from .common import (
     emit,
     files_text,
     notes_text,
+    open_ca,
     reports_errors,
     signing_passphrase,
     warn,
@@ -39,6 +40,13 @@ ENCRYPTED_HINT = (
 
 ca_app = typer.Typer(help="The profile's certificate authority.", no_args_is_help=True)
 ca_app.add_typer(root_key_app, name="root-key")
+OcspUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ocsp-url",
+        help="The OCSP responder's http:// URL, written into every leaf (AIA) issued from now on.",
+    ),
+]
 
 
 @ca_app.command("init")
@@ -69,6 +77,7 @@ def ca_init(
         str | None,
         typer.Option("--root-crl-days", help="With --intermediate: root CRL validity [365]."),
     ] = None,
+    ocsp_url: OcspUrlOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -84,6 +93,7 @@ def ca_init(
         names.key_type(key_type),
         names.days(days if days is not None else default_days),
         names.days(crl_days, "crl-days"),
+        ocsp.check_url(ocsp_url) if ocsp_url is not None else None,
     )
     if not intermediate_opt and (root_days is not None or root_crl_days is not None):
         raise InputError("root-days", "--root-days and --root-crl-days need --intermediate")
@@ -263,4 +273,34 @@ def ca_renew(
         f"valid until {done.not_after}); the old one is in {done.archived}\n"
         f"{files_text(done.files)}{notes_text(done.notes)}\n"
         "Clients and servers that trust ca.crt need the new one before the old expires.",
+    )
+
+
+@ca_app.command("set")
+@reports_errors
+def ca_set(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    ocsp_url: OcspUrlOpt = None,
+    no_ocsp_url: Annotated[
+        bool, typer.Option("--no-ocsp-url", help="Issue leaves without an OCSP URL from now on.")
+    ] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a setting of the profile's CA (audited). Leaves already issued keep theirs.
+
+    Example: certwiz ca set -p my-app --ocsp-url http://127.0.0.1:8888/
+    """
+    if (ocsp_url is None) == (not no_ocsp_url):
+        raise InputError("ocsp-url", "give exactly one of --ocsp-url URL or --no-ocsp-url")
+    url = ocsp.check_url(ocsp_url) if ocsp_url is not None else None
+    authority = open_ca(ctx, profile, home)
+    prof = authority.profile
+    ocsp.set_url(prof, url, authority.lock_timeout)
+    emit(
+        as_json,
+        {"profile": prof.name, "ocsp_url": url},
+        f"Profile {prof.name}: leaves issued from now on name "
+        + (f"the OCSP responder {url}" if url else "no OCSP responder"),
     )

@@ -84,6 +84,28 @@ def nginx_render(
     ] = None,
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
+    revocation: Annotated[
+        str,
+        typer.Option(
+            "--revocation",
+            help="crl (ssl_crl, needs a reload per revocation), ocsp (ask the OCSP responder "
+            "at every handshake: no reload) or both.",
+        ),
+    ] = "crl",
+    ocsp_responder: Annotated[
+        str | None,
+        typer.Option(
+            "--ocsp-responder",
+            help="The responder's http:// URL [default: the profile's, ca set --ocsp-url].",
+        ),
+    ] = None,
+    ocsp_cache: Annotated[
+        str | None,
+        typer.Option(
+            "--ocsp-cache",
+            help="off (default: every handshake asks) or a shared cache size such as 1m.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -113,13 +135,17 @@ def nginx_render(
         app=app,
         upstream_ca=upstream_ca,
         error_log=error_log,
+        revocation=revocation,
+        ocsp_responder=ocsp_responder,
+        ocsp_cache=ocsp_cache,
     )
     role = "default server" if done.default_server else "SNI only"
     deploy_crl(
         as_json,
         asdict(done),
         f"Wrote NGINX configs for {done.server} "
-        f"(TLS {done.tls}, listen {done.listen} {role}, upstream {done.upstream})\n"
+        f"(TLS {done.tls}, listen {done.listen} {role}, upstream {done.upstream}"
+        f"{'' if done.revocation == 'crl' else ', revocation ' + done.revocation})\n"
         f"{files_text(done.files)}\n"
         + "".join(f"Removed {path} (old name; a *.conf glob loaded it)\n" for path in done.removed)
         + f"Include {done.files['site']} inside http {{ }} of nginx.conf",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -201,3 +202,50 @@ def check_error_log(path: Path | None) -> Path | None:
     if path.is_dir():
         raise InputError("error-log", f"{path} is a directory; give a file")
     return path
+
+
+REVOCATION_MODES = ("crl", "ocsp", "both")
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """How nginx learns of revocations: the CRL file, an OCSP responder, or both."""
+
+    mode: str = "crl"
+    responder: str | None = None
+    cache: str | None = None  # a shared zone size ("1m"), or None: no cache
+
+    @property
+    def crl(self) -> bool:
+        return self.mode in ("crl", "both")
+
+    @property
+    def ocsp(self) -> bool:
+        return self.mode in ("ocsp", "both")
+
+
+def check_revocation(
+    profile: Profile, mode: str, responder: str | None = None, cache: str | None = None
+) -> Revocation:
+    """--revocation crl|ocsp|both, --ocsp-responder URL (else the profile's), --ocsp-cache."""
+    from .. import ocsp
+
+    if mode not in REVOCATION_MODES:
+        raise InputError("revocation", f"{mode!r} is not one of {', '.join(REVOCATION_MODES)}")
+    if mode == "crl":
+        if responder is not None or cache is not None:
+            field = "ocsp-responder" if responder is not None else "ocsp-cache"
+            raise InputError(field, "needs --revocation ocsp or both")
+        return Revocation()
+    if cache is not None and cache != "off" and not re.fullmatch(r"[1-9][0-9]{0,3}[km]", cache):
+        raise InputError("ocsp-cache", f"{cache!r} must be off or a size such as 1m or 512k")
+    url = responder if responder is not None else ocsp.configured_url(profile)
+    if url is None:
+        raise InputError(
+            "ocsp-responder",
+            f"give --ocsp-responder URL, or set the profile's: certwiz ca set -p "
+            f"{profile.name} --ocsp-url URL",
+        )
+    return Revocation(
+        mode, ocsp.check_url(url, "ocsp-responder"), None if cache == "off" else cache
+    )

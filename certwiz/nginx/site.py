@@ -21,6 +21,7 @@ from ..transaction import transaction
 from .inputs import (
     check_error_log,
     check_listen,
+    check_revocation,
     check_sni_only,
     check_upstream,
     check_upstream_ca,
@@ -59,6 +60,8 @@ class Rendered:
     upstream_ca: str | None = None
     error_log: str | None = None
     removed: list[str] = field(default_factory=list)
+    revocation: str = "crl"
+    ocsp_responder: str | None = None
 
 
 def _site_owner(path: Path) -> tuple[str, str] | None:
@@ -163,6 +166,9 @@ def render(
     upstream_ca: Path | None = None,
     error_log: Path | None = None,
     timeout: float | None = None,
+    revocation: str = "crl",
+    ocsp_responder: str | None = None,
+    ocsp_cache: str | None = None,
 ) -> Rendered:
     """Write ssl.inc, proxy.inc and mtls_proxy.conf (absolute paths) into OUT.
 
@@ -170,7 +176,9 @@ def render(
     nginx's http { } block; `nginx -t` passes on the files as written, also when OUT
     is a directory nginx includes as `*.conf` (conf.d). The server is its listen's
     `default_server` unless SNI_ONLY (a second profile on the same address); either
-    way it serves only requests whose handshake it made itself.
+    way it serves only requests whose handshake it made itself. REVOCATION: `crl`
+    (ssl_crl), `ocsp` (ssl_ocsp, asking OCSP_RESPONDER, default the profile's OCSP
+    URL, at every handshake) or `both`.
     """
     if tls not in TLS_PROFILES:
         raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
@@ -182,6 +190,7 @@ def render(
     log = check_error_log(error_log)
     chain, key = server_files(profile, server)
     check_sni_only(server, sni_only)
+    checked = check_revocation(profile, revocation, ocsp_responder, ocsp_cache)
     if not profile.nginx_crl.is_file():
         raise StateError(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
@@ -197,6 +206,7 @@ def render(
         "app": app,
         "upstream_ca": trusted,
         "error_log": log,
+        "revocation": checked,
     }
     texts = _render_files(profile, out_dir, chain, key, site)
     with transaction(profile, "nginx render", [server], timeout=timeout) as tx:  # one writer
@@ -221,6 +231,8 @@ def render(
         str(trusted) if trusted else None,
         str(log) if log else None,
         removed,
+        checked.mode,
+        checked.responder,
     )
 
 

@@ -1,0 +1,382 @@
+"""OCSP: `certwiz ocsp serve` (real openssl ocsp behind it, real openssl ocsp as the
+client), AIA in leaves, and end to end with a real nginx using ssl_ocsp: a revoked
+client is refused on its next connection with no nginx reload, the others pass, and
+with the responder down nginx fails closed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp as x509_ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+
+from certwiz import ca, issue
+from certwiz import ocsp as ocsp_lib
+from certwiz.profile import Profile
+from examples.echo_backend import EchoBackend
+from examples.local_nginx import LocalNginx, alive, free_port, wait_for
+from tests.conftest import Result, load_cert, openssl, run_certwiz, snapshot
+from tests.nginx_support import curl, require_curl, require_nginx
+
+SERVER = "myserver.local"
+
+
+@dataclass
+class Responder:
+    proc: subprocess.Popen[str]
+    port: int
+    pid_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+
+def start_responder(home: Path, profile: str, port: int | None = None) -> Responder:
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env["CERTWIZ_HOME"] = str(home)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "certwiz",
+            "ocsp",
+            "serve",
+            "-p",
+            profile,
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # printed once it listens
+    assert "OCSP responder for profile" in line, (line, proc.stderr.read() if proc.stderr else "")
+    return Responder(proc, port, home / profile / "ocsp.pid")
+
+
+def query(profile: Profile, cert: Path, url: str) -> str:
+    """Real `openssl ocsp` as the client; returns good/revoked/unknown for CERT."""
+    out = openssl("ocsp", "-issuer", str(profile.ca_cert), "-cert", str(cert), "-url", url,
+                  "-CAfile", str(profile.ca_cert), check=False)  # fmt: skip
+    assert "Response verify OK" in out.stderr + out.stdout, out.stderr
+    return out.stdout.split(f"{cert}: ", 1)[1].split()[0]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ocsp") / "certs"
+
+
+@pytest.fixture(scope="module")
+def site(home: Path) -> Profile:
+    profile = ca.init("site", home, ca.CAOptions(ocsp_url="http://127.0.0.1:9/"))
+    issue.issue_server(profile, SERVER, sans=["127.0.0.1"])
+    for name in ("alice", "bob", "carol"):
+        issue.issue_client(profile, name)
+    return profile
+
+
+def test_serve_answers_from_the_index_at_once_and_stops_cleanly(home: Path, site: Profile) -> None:
+    responder = start_responder(home, "site")
+    try:
+        assert int(responder.pid_file.read_text()) == responder.proc.pid
+        cert = site.cert_path("alice")
+        assert query(site, cert, responder.url) == "good"
+        revoked = run_certwiz(home, "revoke", "-p", "site", "-n", "alice")
+        assert revoked.returncode == 0, revoked.stderr
+        assert query(site, cert, responder.url) == "revoked"  # the very next query
+        assert query(site, site.cert_path("bob"), responder.url) == "good"
+    finally:
+        code = responder.stop()
+    assert code == 0
+    assert not responder.pid_file.exists()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", responder.port), 1):
+        pass
+
+
+def test_responder_certificate_is_dedicated(home: Path, site: Profile) -> None:
+    responder = start_responder(home, "site")
+    try:
+        req = (
+            x509_ocsp.OCSPRequestBuilder()
+            .add_certificate(
+                load_cert(site.cert_path("bob")), load_cert(site.ca_cert), hashes.SHA1()
+            )
+            .build()
+        )
+        http = urllib.request.Request(
+            responder.url,
+            data=req.public_bytes(serialization.Encoding.DER),
+            headers={"Content-Type": "application/ocsp-request"},
+        )
+        with urllib.request.urlopen(http, timeout=10) as answer:
+            assert answer.headers["Content-Type"] == "application/ocsp-response"
+            response = x509_ocsp.load_der_ocsp_response(answer.read())
+    finally:
+        responder.stop()
+    assert response.certificate_status == x509_ocsp.OCSPCertStatus.GOOD
+    signer = load_cert(ocsp_lib.responder_cert(site))
+    ca_cert = load_cert(site.ca_cert)
+    # signed by the responder's own key, which the CA vouches for; not by the CA key
+    signer.public_key().verify(  # type: ignore[call-arg, union-attr]
+        response.signature, response.tbs_response_bytes, _ecdsa(response)
+    )
+    assert signer.public_key() != ca_cert.public_key()
+    assert signer.issuer == ca_cert.subject
+    eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
+    signer.extensions.get_extension_for_class(x509.OCSPNoCheck)
+    key = ocsp_lib.responder_key(site)
+    assert (key.stat().st_mode & 0o777) == 0o600
+    assert key.read_bytes() != site.ca_key.read_bytes()
+
+
+def _ecdsa(response: x509_ocsp.OCSPResponse) -> object:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.ECDSA(response.signature_hash_algorithm)  # type: ignore[arg-type]
+
+
+def test_binds_only_the_address_given(home: Path, site: Profile) -> None:
+    responder = start_responder(home, "site")
+    try:
+        with socket.create_connection(("127.0.0.1", responder.port), 2):
+            pass
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.2", responder.port), 2):
+            pass
+    finally:
+        responder.stop()
+
+
+def test_bad_http_requests_get_4xx_and_change_nothing(home: Path, site: Profile) -> None:
+    before = snapshot(site.dir)
+    responder = start_responder(home, "site")
+    try:
+        cases = [
+            (b"not der", {"Content-Type": "application/ocsp-request"}, 400),
+            (b"\x30" + b"\x00" * 40000, {"Content-Type": "application/ocsp-request"}, 413),
+        ]
+        for body, headers, status in cases:
+            request = urllib.request.Request(responder.url, data=body, headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request, timeout=10)
+            assert caught.value.code == status
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(responder.url + "%%%not-base64", timeout=10)
+        assert caught.value.code == 400
+    finally:
+        responder.stop()
+    after = snapshot(site.dir)
+    assert after == before
+
+
+def test_second_responder_is_refused(home: Path, site: Profile) -> None:
+    first = start_responder(home, "site")
+    try:
+        second = run_certwiz(home, "ocsp", "serve", "-p", "site",
+                             "--listen", f"127.0.0.1:{free_port()}")  # fmt: skip
+        assert second.returncode == 2
+        assert f"pid {first.proc.pid}" in second.stderr
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize(
+    "listen", ["8888", "localhost:8888", "0.0.0.0", "::1:8888", "127.0.0.1:99999", "*:8888"]
+)
+def test_listen_needs_an_explicit_address(home: Path, site: Profile, listen: str) -> None:
+    result = run_certwiz(home, "ocsp", "serve", "-p", "site", "--listen", listen)
+    assert result.returncode == 2
+    assert result.stderr.startswith("certwiz: error: listen: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- AIA --------------------------------------------------------------------------------
+
+
+def _aia(cert: x509.Certificate) -> list[str]:
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        d.access_location.value
+        for d in aia
+        if d.access_method == AuthorityInformationAccessOID.OCSP
+    ]
+
+
+def test_ocsp_url_goes_into_leaves(home: Path, site: Profile) -> None:
+    assert _aia(load_cert(site.cert_path("bob"))) == ["http://127.0.0.1:9/"]
+    assert _aia(load_cert(site.cert_path(SERVER))) == ["http://127.0.0.1:9/"]
+    assert _aia(load_cert(site.ca_cert)) == []  # the root names no responder for itself
+    changed = run_certwiz(
+        home, "ca", "set", "-p", "site", "--ocsp-url", "http://ocsp.example:8080/x"
+    )
+    assert changed.returncode == 0, changed.stderr
+    issue.issue_client(site, "dave")
+    assert _aia(load_cert(site.cert_path("dave"))) == ["http://ocsp.example:8080/x"]
+    records = [json.loads(x) for x in (site.dir / "audit.log").read_text().splitlines()]
+    assert any(r["command"] == "ca set" and r.get("ocsp_url") == "http://ocsp.example:8080/x"
+               for r in records)  # fmt: skip
+    run_certwiz(home, "ca", "set", "-p", "site", "--ocsp-url", "http://127.0.0.1:9/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://x.example/", "ftp://x/", "http://x.example/a b", "http://u:p@x/", "http://x/$y"],
+)
+def test_bad_ocsp_url_is_refused(home: Path, site: Profile, url: str) -> None:
+    before = snapshot(site.dir)
+    result = run_certwiz(home, "ca", "set", "-p", "site", "--ocsp-url", url)
+    assert result.returncode == 2
+    assert result.stderr.startswith("certwiz: error: ocsp-url: ")
+    assert snapshot(site.dir) == before
+    fresh = run_certwiz(home, "ca", "init", "-p", "fresh", "--ocsp-url", url)
+    assert fresh.returncode == 2
+    assert not (home / "fresh").exists()
+
+
+# ---- nginx render --revocation -----------------------------------------------------------
+
+
+def _render(home: Path, out: Path, *extra: str) -> Result:
+    upstream = "http://127.0.0.1:18080"
+    return run_certwiz(home, "nginx", "render", "-p", "site", "--server", SERVER,
+                       "--upstream", upstream, "--out", str(out), *extra)  # fmt: skip
+
+
+def test_render_both_uses_the_profile_url_and_passes_nginx_t(home: Path, site: Profile) -> None:
+    out = home.parent / "render-both"
+    result = _render(home, out, "--revocation", "both", "--ocsp-cache", "1m")
+    assert result.returncode == 0, result.stderr
+    text = (out / "mtls_proxy.conf").read_text()
+    assert f'ssl_crl "{site.crl}";' in text
+    assert 'ssl_ocsp_responder "http://127.0.0.1:9/";' in text
+    assert "ssl_ocsp leaf;" in text and "ssl_ocsp_cache shared:certwiz_ocsp:1m;" in text
+    crl_only = home.parent / "render-crl"
+    assert _render(home, crl_only).returncode == 0
+    assert "ssl_ocsp" not in (crl_only / "mtls_proxy.conf").read_text()
+    prefix = home.parent / "render-both-run"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    from certwiz import nginx as nginx_lib
+
+    conf.write_text(nginx_lib.render_standalone(prefix, out / "mtls_proxy.conf"))
+    checked = subprocess.run([require_nginx(), "-t", "-p", str(prefix), "-c", str(conf)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (["--revocation", "sometimes"], "revocation"),
+        (["--ocsp-responder", "http://127.0.0.1:8888/"], "ocsp-responder"),
+        (["--revocation", "ocsp", "--ocsp-responder", "http://x/;evil"], "ocsp-responder"),
+        (["--revocation", "ocsp", "--ocsp-responder", "https://127.0.0.1/"], "ocsp-responder"),
+        (["--revocation", "ocsp", "--ocsp-cache", "5g"], "ocsp-cache"),
+    ],
+)
+def test_render_revocation_bad_input(
+    home: Path, site: Profile, extra: list[str], field: str
+) -> None:
+    out = home.parent / "render-bad"
+    result = _render(home, out, *extra)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"certwiz: error: {field}: ")
+    assert not out.exists()
+
+
+def test_render_ocsp_without_any_url_names_the_fix(home: Path) -> None:
+    ca.init("plain", home)
+    issue.issue_server(Profile("plain", home), "plain.local")
+    result = run_certwiz(home, "nginx", "render", "-p", "plain", "--server", "plain.local",
+                         "--upstream", "http://127.0.0.1:1", "--revocation", "ocsp")  # fmt: skip
+    assert result.returncode == 2
+    assert "certwiz ca set -p plain --ocsp-url URL" in result.stderr
+
+
+# ---- end to end with nginx -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack(home: Path, site: Profile) -> Iterator[tuple[LocalNginx, Responder, int]]:
+    require_nginx()
+    require_curl()
+    responder = start_responder(home, "site")
+    backend = EchoBackend().start()
+    port = free_port()
+    out = home.parent / "conf"
+    rendered = run_certwiz(
+        home, "nginx", "render", "-p", "site", "--server", SERVER,
+        "--upstream", f"http://127.0.0.1:{backend.port}", "--listen", f"127.0.0.1:{port}",
+        "--out", str(out), "--revocation", "ocsp", "--ocsp-responder", responder.url,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    server = LocalNginx(home.parent / "nginx", out / "mtls_proxy.conf")
+    try:
+        server.start()
+        yield server, responder, port
+    finally:
+        server.stop()
+        backend.stop()
+        responder.stop()
+
+
+def _curl(home: Path, site: Profile, port: int, name: str) -> int:
+    result = curl(
+        f"https://{SERVER}:{port}/",
+        home.parent,
+        ca=site.ca_cert,
+        resolve=f"{SERVER}:{port}:127.0.0.1",
+        p12=site.p12_path(name),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.status
+
+
+def test_e2e_revoked_client_refused_without_reload_then_fail_closed(
+    home: Path, site: Profile, stack: tuple[LocalNginx, Responder, int]
+) -> None:
+    server, responder, port = stack
+    conf = (home.parent / "conf" / "mtls_proxy.conf").read_text()
+    assert "ssl_ocsp leaf;" in conf and f'ssl_ocsp_responder "{responder.url}";' in conf
+    assert "ssl_crl " not in conf
+    workers = server.workers()
+    assert _curl(home, site, port, "bob") == 200
+    assert _curl(home, site, port, "carol") == 200
+    revoked = run_certwiz(home, "revoke", "-p", "site", "-n", "bob")  # no --reload
+    assert revoked.returncode == 0, revoked.stderr
+    assert _curl(home, site, port, "bob") == 400  # its very next connection
+    assert _curl(home, site, port, "carol") == 200
+    assert server.workers() == workers  # nginx was never reloaded
+    assert responder.stop() == 0
+    wait_for(lambda: not alive(responder.proc.pid), "the responder to stop")
+    assert _curl(home, site, port, "carol") == 400  # responder down: fail closed
+    assert "OCSP" in server.log_tail(40)
