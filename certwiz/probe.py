@@ -410,7 +410,7 @@ def run(
     where: Target,
     *,
     server_ca: Path | None = None,
-    reload: Callable[[], None] | None = None,
+    reload: Callable[[], object] | None = None,
     ca_passphrase: Secret | None = None,
     lock_timeout: float | None = None,
 ) -> ProbeReport:
