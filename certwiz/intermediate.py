@@ -31,6 +31,7 @@ from .errors import InputError, StateError
 from .fsutil import write_atomic
 from .openssl import Secret
 from .profile import ROOT_DIR, Profile, home_dir
+from .transaction import transaction
 
 DEFAULT_ROOT_DAYS = 7300  # 20 years
 DEFAULT_INTERMEDIATE_DAYS = 1825  # 5 years
@@ -266,7 +267,7 @@ def check_export_target(profile: Profile, out: Path) -> Path:
     return target
 
 
-def export_root_key(profile: Profile, out: Path) -> Path:
+def export_root_key(profile: Profile, out: Path, timeout: float | None = None) -> Path:
     """Move the root key out of the profile: write OUT (0600), verify it, remove the original.
 
     Leaves are still issued, renewed and revoked by the intermediate, and its CRL
@@ -281,7 +282,7 @@ def export_root_key(profile: Profile, out: Path) -> Path:
     key = profile.root.ca_key
     if not key.is_file():
         raise StateError(f"the root key of profile {profile.name} was already exported")
-    with audit.changing(profile, "ca root-key export") as change:
+    with transaction(profile, "ca root-key export", timeout=timeout) as tx:
         data = key.read_bytes()
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
@@ -297,7 +298,7 @@ def export_root_key(profile: Profile, out: Path) -> Path:
         _fsync_dir(target.parent)
         key.unlink()
         _fsync_dir(key.parent)
-        change.details["root_key_exported_to"] = str(target)
+        tx.note("root_key_exported_to", str(target))
     return target
 
 

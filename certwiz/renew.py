@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import audit, database, der, durations, grace, intermediate, names, upkeep
+from . import database, der, durations, grace, intermediate, names, upkeep
 from . import issue as issuing
 from . import revoke as revoking
 from .errors import InputError, StateError
 from .fsutil import scratch_dir
 from .openssl import Secret
 from .profile import Profile
+from .transaction import Transaction, transaction
 
 # PBE algorithm OIDs (DER bodies) as they appear, unencrypted, in a PKCS#12 file.
 _PBE_3DES = bytes.fromhex("2a864886f70d010c0103")  # pbeWithSHAAnd3-KeyTripleDES-CBC
@@ -135,6 +136,7 @@ def renew(
     reuse_key: bool = False,
     passphrase: Secret | None = None,
     ca_passphrase: Secret | None = None,
+    timeout: float | None = None,
 ) -> Renewed:
     """Renew NAME's certificate; the old one is superseded now or when the grace ends.
 
@@ -145,14 +147,14 @@ def renew(
     validity = durations.parse(days, "days")
     span = durations.parse(grace_period, "grace") if grace_period is not None else None
     with (
-        audit.changing(profile, f"{kind} renew", [name]) as change,
+        transaction(profile, f"{kind} renew", [name], timeout=timeout) as tx,
         scratch_dir(profile.dir) as work,
     ):
         old = current(profile, name, kind)
         existing = profile.key_path(name) if reuse_key else None
         entry, files = issuing.make_certificate(
             profile,
-            change,
+            tx,
             work,
             name,
             kind,
@@ -164,8 +166,8 @@ def renew(
             old.p12_format,
             existing,
         )
-        until = _supersede(change, profile, name, old.entry, entry.serial, span, ca_passphrase)
-        notes = upkeep.tidy(profile, change, ca_passphrase)
+        until = _supersede(tx, profile, name, old.entry, entry.serial, span, ca_passphrase)
+        notes = upkeep.tidy(profile, tx, ca_passphrase)
     return Renewed(
         name,
         kind,
@@ -210,7 +212,7 @@ def check_renewal(
 
 
 def _supersede(
-    change: audit.Change,
+    tx: Transaction,
     profile: Profile,
     name: str,
     old: database.Entry,
@@ -240,7 +242,8 @@ def _supersede(
     else:
         until = datetime.now(UTC).replace(microsecond=0) + span
         pending[old.serial] = grace.Pending(old.serial, name, until, successor)
-    change.serials.extend(revoked)
+    for serial in revoked:
+        tx.note_serial(serial)
     if revoked:
         revoking.regenerate_crl(profile, secret, None)
     grace.write(profile, pending)

@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, check, database, der, intermediate, names, openssl, upkeep
+from . import check, database, der, intermediate, names, openssl, upkeep
 from . import openssl_args as args
 from .errors import InputError, StateError
 from .fsutil import install, scratch_dir
@@ -164,6 +164,7 @@ def revoke_intermediate(
     reason: str = "unspecified",
     ca_passphrase: Secret | None = None,
     root_key: Path | None = None,
+    timeout: float | None = None,
 ) -> Revoked:
     """The root revokes the intermediate: every leaf it signed stops verifying at once.
 
@@ -174,7 +175,7 @@ def revoke_intermediate(
     if not profile.two_level:
         raise StateError(f"profile {profile.name} has no intermediate (ca init --intermediate)")
     keyfile = intermediate.root_keyfile(profile, root_key, "revoking the intermediate")
-    with audit.changing(profile, "ca revoke-intermediate") as change:
+    with transaction(profile, "ca revoke-intermediate", timeout=timeout) as tx:
         serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
         valid = [
             e for e in database.read(profile.root.index) if e.serial == serial and e.flag == "V"
@@ -182,7 +183,7 @@ def revoke_intermediate(
         if not valid:
             raise StateError(f"the intermediate {serial} is not valid in {profile.root.index}")
         revoke_entry(profile.root, valid[0], reason, ca_passphrase, keyfile)
-        change.serials.append(serial)
+        tx.note_serial(serial)
         regenerate_crl(profile.root, ca_passphrase, None, keyfile)
     return Revoked([serial], reason, str(profile.nginx_crl))
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, check, der, intermediate, names, openssl, upkeep
+from . import check, der, intermediate, names, openssl, upkeep
 from .errors import InputError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
 from .profile import Profile
+from .transaction import transaction
 
 DEFAULT_SINGLE_DAYS = 3650
 
@@ -94,6 +95,7 @@ def renew_ca(
     root: bool = False,
     ca_passphrase: Secret | None = None,
     root_key: Path | None = None,
+    timeout: float | None = None,
 ) -> Renewed:
     """A new certificate for the signing CA (the intermediate in a two-level profile, or
     with `root` the root itself), same key and subject; the old one goes to archive/."""
@@ -112,7 +114,7 @@ def renew_ca(
     elif root_key is not None:
         intermediate.root_keyfile(profile, root_key, "")  # refuses --root-key here
     with (
-        audit.changing(profile, "ca renew", [profile.name]) as change,
+        transaction(profile, "ca renew", [profile.name], timeout=timeout) as tx,
         scratch_dir(profile.dir) as work,
     ):
         if two:
@@ -135,9 +137,10 @@ def renew_ca(
         refreshed = _refresh_fullchains(profile)
         serial = der.cert_serial(der.pem_to_der(old.read_bytes()))
         _, not_after = der.cert_validity(der.pem_to_der(old.read_bytes()))
-        change.serials.append(serial)
-        change.details.update(archived=str(archived), fullchains=refreshed)
-        notes = upkeep.tidy(profile, change, ca_passphrase)
+        tx.note_serial(serial)
+        tx.note("archived", str(archived))
+        tx.note("fullchains", refreshed)
+        notes = upkeep.tidy(profile, tx, ca_passphrase)
     return Renewed(
         profile.name,
         label,

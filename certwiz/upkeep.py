@@ -14,9 +14,9 @@ from pathlib import Path
 
 from . import check, database, der, grace, intermediate
 from . import revoke as revoking
-from .audit import Change
 from .openssl import Secret
 from .profile import Profile
+from .transaction import Transaction
 
 RENEW_FRACTION = 3  # renew when less than 1/RENEW_FRACTION of the validity is left
 
@@ -44,11 +44,11 @@ def renewal_note(path: Path, left: timedelta) -> str:
 
 
 def renew_crl_if_due(
-    profile: Profile, change: Change, ca_passphrase: Secret | None, now: datetime | None = None
+    profile: Profile, tx: Transaction, ca_passphrase: Secret | None, now: datetime | None = None
 ) -> list[str]:
     """Renew crl.pem when it is past its one-third mark; the notes say what was done.
 
-    Call under the profile's lock (inside `audit.changing`), after the command's
+    Call inside the command's transaction (under the lock), after its
     own work, so a command that already wrote a fresh CRL does nothing here.
     """
     now = now or datetime.now(UTC)
@@ -58,14 +58,14 @@ def renew_crl_if_due(
     assert following is not None
     revoking.regenerate_crl(profile, ca_passphrase, None)
     note = renewal_note(profile.crl, following - now)
-    notes = change.details.setdefault("crl_renewed", [])
+    notes = tx.details.setdefault("crl_renewed", [])
     assert isinstance(notes, list)
     notes.append(note)
     return [note]
 
 
 def supersede_due(
-    profile: Profile, change: Change, ca_passphrase: Secret | None, now: datetime | None = None
+    profile: Profile, tx: Transaction, ca_passphrase: Secret | None, now: datetime | None = None
 ) -> list[str]:
     """Revoke (`superseded`) every certificate whose grace has ended; the caller renews the CRL.
 
@@ -81,7 +81,7 @@ def supersede_due(
         entry = by_serial.get(item.serial)
         if entry is not None and entry.flag == "V":
             revoking.revoke_entry(profile, entry, "superseded", ca_passphrase)
-            change.serials.append(item.serial)
+            tx.note_serial(item.serial)
             notes.append(
                 f"revoked {item.serial}, the superseded certificate of {item.name} "
                 f"(its grace ended {item.until:%Y-%m-%dT%H:%M:%SZ})"
@@ -89,26 +89,26 @@ def supersede_due(
         del pending[item.serial]
         grace.write(profile, pending)
     if notes:
-        change.details["superseded"] = [item.serial for item in due]
+        tx.note("superseded", [item.serial for item in due])
     return notes
 
 
 def tidy(
     profile: Profile,
-    change: Change,
+    tx: Transaction,
     ca_passphrase: Secret | None,
     *,
     crl_follows: bool = False,
     now: datetime | None = None,
 ) -> list[str]:
     """Both upkeep steps, under the lock. `crl_follows`: the caller writes a fresh CRL next."""
-    notes = supersede_due(profile, change, ca_passphrase, now)
+    notes = supersede_due(profile, tx, ca_passphrase, now)
     if notes and not crl_follows:
         revoking.regenerate_crl(profile, ca_passphrase, None)
         notes.append(f"renewed {profile.crl}")
     elif not crl_follows:
-        notes += renew_crl_if_due(profile, change, ca_passphrase, now)
-    notes += renew_root_crl_if_due(profile, change, ca_passphrase, now)
+        notes += renew_crl_if_due(profile, tx, ca_passphrase, now)
+    notes += renew_root_crl_if_due(profile, tx, ca_passphrase, now)
     if profile.two_level and intermediate.crl_chain_stale(profile.dir):
         intermediate.write_crl_chain(profile.dir)  # a CRL made by hand with openssl ca
         notes.append(f"rebuilt {profile.nginx_crl} from the current CRLs")
@@ -116,7 +116,7 @@ def tidy(
 
 
 def renew_root_crl_if_due(
-    profile: Profile, change: Change, ca_passphrase: Secret | None, now: datetime | None = None
+    profile: Profile, tx: Transaction, ca_passphrase: Secret | None, now: datetime | None = None
 ) -> list[str]:
     """The root CRL of a two-level profile, past its one-third mark: re-sign it if the root
     key is at hand, else say how (its key is offline; `status` warns too)."""
@@ -135,7 +135,7 @@ def renew_root_crl_if_due(
         ]
     revoking.regenerate_crl(root, ca_passphrase, None)
     note = renewal_note(root.crl, following - now)
-    notes = change.details.setdefault("crl_renewed", [])
+    notes = tx.details.setdefault("crl_renewed", [])
     assert isinstance(notes, list)
     notes.append(note)
     return [note]

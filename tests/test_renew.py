@@ -190,3 +190,26 @@ def test_files_are_replaced_by_rename(profile: Profile, tmp_path: Path) -> None:
         assert handle.read() == old_bytes[path]  # the old inode is untouched
         handle.close()
         assert path.stat().st_ino != inodes[path]
+
+
+def test_every_new_writing_command_honours_the_lock_timeout(cli, home: Path) -> None:
+    """--lock-timeout reaches renew, ca renew, root-key export and revoke-intermediate."""
+    from certwiz import intermediate
+
+    fleet = intermediate.init("fleet", home)
+    issue.issue_client(fleet, "bot-01")
+    issue.issue_server(fleet, "api.example.com")
+    before = snapshot(fleet.dir)
+    commands = [
+        ["client", "renew", "-p", "fleet", "-n", "bot-01"],
+        ["server", "renew", "-p", "fleet", "-n", "api.example.com"],
+        ["ca", "renew", "-p", "fleet"],
+        ["ca", "root-key", "export", "-p", "fleet", "--out", str(home.parent / "root.key")],
+        ["ca", "revoke-intermediate", "-p", "fleet"],
+    ]
+    with fleet.lock(timeout=0):
+        for args in commands:
+            result = cli("--lock-timeout", "0.2", *args)
+            assert result.returncode == 3, (args, result.stderr)
+            assert str(fleet.lock_file) in result.stderr and "waited 0.2s" in result.stderr
+    assert snapshot(fleet.dir) == before

@@ -21,6 +21,7 @@ from .common import (
     KeyTypeOpt,
     ProfileOpt,
     RootKeyOpt,
+    command_lock_timeout,
     emit,
     files_text,
     notes_text,
@@ -156,6 +157,7 @@ def ca_init(
 @ca_app.command("revoke-intermediate")
 @reports_errors
 def ca_revoke_intermediate(
+    ctx: typer.Context,
     profile: ProfileOpt,
     reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
     root_key: RootKeyOpt = None,
@@ -176,6 +178,7 @@ def ca_revoke_intermediate(
         reason=reason,
         root_key=root_key,
         ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+        timeout=command_lock_timeout(ctx),
     )
     emit(
         as_json,
@@ -234,6 +237,7 @@ def ca_adopt(
 @ca_app.command("renew")
 @reports_errors
 def ca_renew(
+    ctx: typer.Context,
     profile: ProfileOpt,
     days: Annotated[
         str | None,
@@ -265,6 +269,7 @@ def ca_renew(
         root=root,
         root_key=root_key,
         ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+        timeout=command_lock_timeout(ctx),
     )
     emit(
         as_json,

@@ -152,6 +152,7 @@ def client_bundle(
 @client_app.command("renew")
 @reports_errors
 def client_renew(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     days: LeafDaysOpt = "365",
@@ -171,6 +172,7 @@ def client_renew(
     4 profile inconsistent.
     """
     renew_and_report(
+        ctx,
         as_json,
         profile,
         home,

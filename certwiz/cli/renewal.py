@@ -5,15 +5,25 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import typer
+
 from .. import renew
 from ..errors import InputError
 from ..openssl import Secret
 from ..passphrase import P12_ENV
 from ..profile import open_profile
-from .common import bundle_password, emit, files_text, notes_text, signing_passphrase
+from .common import (
+    bundle_password,
+    command_lock_timeout,
+    emit,
+    files_text,
+    notes_text,
+    signing_passphrase,
+)
 
 
 def renew_and_report(
+    ctx: typer.Context,
     as_json: bool,
     profile: str,
     home: Path | None,
@@ -46,6 +56,7 @@ def renew_and_report(
         reuse_key=reuse_key,
         passphrase=bundle_secret,
         ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
+        timeout=command_lock_timeout(ctx),
     )
     old_fate = (
         "revoked (superseded)"

@@ -9,7 +9,7 @@ import typer
 
 from .. import intermediate
 from ..profile import open_profile
-from .common import HomeOpt, JsonOpt, ProfileOpt, emit, reports_errors
+from .common import HomeOpt, JsonOpt, ProfileOpt, command_lock_timeout, emit, reports_errors
 
 root_key_app = typer.Typer(
     help="The root key of a two-level profile (ca init --intermediate).", no_args_is_help=True
@@ -19,6 +19,7 @@ root_key_app = typer.Typer(
 @root_key_app.command("export")
 @reports_errors
 def root_key_export(
+    ctx: typer.Context,
     profile: ProfileOpt,
     out: Annotated[
         Path, typer.Option("--out", help="A new file outside the profile (written 0600).")
@@ -36,7 +37,7 @@ def root_key_export(
     """
     prof = open_profile(profile, home)
     intermediate.check_export_target(prof, out)
-    written = intermediate.export_root_key(prof, out)
+    written = intermediate.export_root_key(prof, out, timeout=command_lock_timeout(ctx))
     emit(
         as_json,
         {"profile": prof.name, "root_key": str(written), "removed": str(prof.root.ca_key)},

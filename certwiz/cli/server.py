@@ -51,6 +51,7 @@ def server_issue(
 @server_app.command("renew")
 @reports_errors
 def server_renew(
+    ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     days: LeafDaysOpt = "365",
@@ -69,5 +70,5 @@ def server_renew(
     4 profile inconsistent.
     """
     renew_and_report(
-        as_json, profile, home, name, "server", days, grace, reuse_key, ca_passphrase_file
+        ctx, as_json, profile, home, name, "server", days, grace, reuse_key, ca_passphrase_file
     )
