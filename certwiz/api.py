@@ -159,7 +159,7 @@ class CA:
     def sign_csr(
         self,
         csr: Path | bytes,
-        name: str,
+        name: str | None,
         kind: str,
         *,
         days: int | str | timedelta = issue.DEFAULT_LEAF_DAYS,

@@ -53,9 +53,10 @@ def key_encrypted(key: Path) -> bool:
         return b"ENCRYPTED" in handle.readline()
 
 
-def _current(profile: Profile, name: str) -> database.Entry:
-    """The valid client certificate of NAME that issued/NAME.crt holds; else StateError."""
-    fix = f"issue one: certwiz client issue -p {profile.name} -n {name}"
+def current(profile: Profile, name: str, kind: str | None = "client") -> database.Entry:
+    """The valid certificate of NAME that issued/NAME.crt holds (of KIND unless None)."""
+    issue_cmd = f"{kind or 'client'} issue"
+    fix = f"issue one: certwiz {issue_cmd} -p {profile.name} -n {name}"
     cert = profile.cert_path(name)
     valid = database.valid_named(database.read(profile.index), name)
     if not valid:
@@ -67,15 +68,14 @@ def _current(profile: Profile, name: str) -> database.Entry:
     for entry in valid:
         newcert = profile.newcert_path(entry.serial)
         if newcert.is_file() and der.pem_to_der(newcert.read_bytes()) == leaf:
-            if "client" not in der.kind_of(leaf_pem := newcert.read_bytes()):
-                raise StateError(
-                    f"{name} holds a {der.kind_of(leaf_pem)} certificate, not a client one"
-                )
+            found = der.kind_of(newcert.read_bytes())
+            if kind is not None and kind not in found:
+                raise StateError(f"{name} holds a {found} certificate, not a {kind} one")
             return entry
     raise StateError(f"{cert} is not the valid certificate of {name} (revoked or replaced); {fix}")
 
 
-def _key(profile: Profile, name: str) -> Path:
+def key_of(profile: Profile, name: str) -> Path:
     key = profile.key_path(name)
     if not key.is_file():
         raise StateError(
@@ -85,26 +85,26 @@ def _key(profile: Profile, name: str) -> Path:
     return key
 
 
-def _open_key(key: Path, password: Secret | None) -> None:
+def open_key(key: Path, password: Secret | None, field: str = "p12-passphrase-file") -> None:
     """Check the password opens KEY before anything is locked or written."""
     if not key_encrypted(key):
         return
     if password is None:
         raise InputError(
-            "p12-passphrase-file",
+            field,
             f"{key.name} is encrypted with the bundle password: give "
-            "--p12-passphrase-file FILE or set CERTWIZ_P12_PASSPHRASE",
+            f"--{field} FILE or set CERTWIZ_P12_PASSPHRASE",
         )
     try:
         openssl.run(["pkey", "-in", key, "-noout", "-passin", password])
     except OpenSSLError:
-        raise InputError("p12-passphrase-file", f"wrong password for {key.name}") from None
+        raise InputError(field, f"wrong password for {key.name}") from None
 
 
 def needs_password(profile: Profile, name: str) -> bool:
     """Whether NAME's key (and so its bundle) has a password: the CLI asks only then."""
     names.client_name(name)
-    return key_encrypted(_key(profile, name))
+    return key_encrypted(key_of(profile, name))
 
 
 def rebundle(
@@ -122,15 +122,15 @@ def rebundle(
     """
     names.client_name(name)
     p12.check_format(p12_format)
-    key = _key(profile, name)
+    key = key_of(profile, name)
     encrypted = key_encrypted(key)
-    _open_key(key, password)
-    _current(profile, name)  # before the lock too: a refusal leaves no trace
+    open_key(key, password)
+    current(profile, name)  # before the lock too: a refusal leaves no trace
     with (
         transaction(profile, "client rebundle", [name], timeout=timeout) as tx,
         scratch_dir(profile.dir) as work,
     ):
-        entry = _current(profile, name)
+        entry = current(profile, name)
         tx.note_serial(entry.serial)
         tx.note("p12_format", p12_format)
         out = work / "bundle.p12"
@@ -205,9 +205,9 @@ def onboarding_bundle(
     for problem in report.problems:
         if not problem.breaks or set(problem.breaks) - _TOLERATED:
             raise StateError(f"{source.name}: {problem.problem}; first run: {rebundle_cmd}")
-    _stale(report, _current(profile, name), rebundle_cmd)  # before the lock: no trace
+    _stale(report, current(profile, name), rebundle_cmd)  # before the lock: no trace
     with transaction(profile, "client bundle", [name], timeout=timeout) as tx:
-        entry = _current(profile, name)
+        entry = current(profile, name)
         _stale(report, entry, rebundle_cmd)
         tx.note_serial(entry.serial)
         tx.note("out", str(out))

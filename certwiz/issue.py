@@ -63,10 +63,11 @@ class NotDelivered(CertwizError):
 
 @dataclass(frozen=True)
 class Csr:
-    """A checked certificate request: PEM text, and whether its key is RSA."""
+    """A checked certificate request: PEM text, whether its key is RSA, and its CN if any."""
 
     pem: bytes
     rsa: bool
+    common_name: str | None = None
 
 
 def check_kind(value: str) -> str:
@@ -137,7 +138,25 @@ def load_csr(source: Path | bytes, field: str = "csr") -> Csr:
     else:
         raise InputError(field, "unsupported key type; use EC P-256/P-384 or RSA 2048+")
     pem = request.public_bytes(serialization.Encoding.PEM)
-    return Csr(pem, isinstance(key, rsa.RSAPublicKey))
+    cns = request.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    cn = cns[-1].value if cns else None
+    return Csr(pem, isinstance(key, rsa.RSAPublicKey), cn if isinstance(cn, str) else None)
+
+
+def csr_name(csr: Csr, given: str | None, kind: str) -> str:
+    """The certificate's name: -n, else the CSR's CN; when both are given they must agree.
+
+    Only the name is taken from the CN; the subject is still built by certwiz.
+    """
+    if given is None:
+        if csr.common_name is None:
+            raise InputError("name", "the CSR has no CN: give the name with -n NAME")
+        return csr.common_name
+    cn = csr.common_name
+    same = cn is None or (cn.lower() == given.lower() if kind == "server" else cn == given)
+    if not same:
+        raise InputError("name", f"{given!r} is not the CSR's CN {cn!r}: give the CN, or omit -n")
+    return given
 
 
 def key_and_csr(
@@ -494,7 +513,7 @@ def issue_client(
 def sign_csr(
     profile: Profile,
     csr: Path | bytes,
-    name: str,
+    name: str | None,
     kind: str,
     *,
     days: int | str | timedelta = DEFAULT_LEAF_DAYS,
@@ -505,12 +524,14 @@ def sign_csr(
 ) -> Issued:
     """Sign a CSR made elsewhere (PEM or DER, a path or its bytes) as a KIND certificate.
 
-    The certificate's subject is exactly CN=name and its extensions are
-    certwiz's (server: the name plus `sans`; client: none): nothing the request
-    asks for is copied. Files: issued/NAME.crt (+ fullchain for a server) and
-    reqs/NAME.csr; no key, no bundle.
+    NAME None takes the CSR's CN. The certificate's subject is exactly CN=name
+    and its extensions are certwiz's (server: the name plus `sans`; client:
+    none): nothing the request asks for is copied. Files: issued/NAME.crt
+    (+ fullchain for a server) and reqs/NAME.csr; no key, no bundle.
     """
     check_kind(kind)
+    request = load_csr(csr)
+    name = csr_name(request, name, kind)
     if kind == "server":
         entries = server_sans(name, sans)
     else:
@@ -519,7 +540,6 @@ def sign_csr(
             raise InputError("san", "a client certificate carries no subjectAltName")
         entries = []
     validity = durations.parse(days, "days")
-    request = load_csr(csr)
     secret = signing_passphrase(profile, ca_passphrase)
     with _joined(profile, tx, f"{kind} sign", name, timeout) as inside:
         return sign_csr_in(

@@ -143,7 +143,8 @@ def test_sign_csr_takes_only_the_key(profile: Profile, tmp_path: Path, der: bool
 
 def test_sign_csr_server_gets_certwiz_sans(profile: Profile) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    issue.sign_csr(profile, make_csr("x", key=key), "api.example.com", "server", sans=["10.1.2.3"])
+    csr = make_csr("api.example.com", key=key)
+    issue.sign_csr(profile, csr, "api.example.com", "server", sans=["10.1.2.3"])
     cert = load_cert(profile.cert_path("api.example.com"))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["api.example.com"]  # not bank.example
@@ -192,7 +193,7 @@ def test_sign_csr_checks_its_other_inputs(profile: Profile, tmp_path: Path) -> N
         name = str(kwargs.pop("name"))
         kind = str(kwargs.pop("kind"))
         with pytest.raises(InputError) as caught:
-            issue.sign_csr(profile, make_csr(), name, kind, **kwargs)  # type: ignore[arg-type]
+            issue.sign_csr(profile, make_csr("dev"), name, kind, **kwargs)  # type: ignore[arg-type]
         assert caught.value.field == field
     with pytest.raises(InputError, match="cannot read"):
         issue.sign_csr(profile, tmp_path / "missing.csr", "dev", "client")

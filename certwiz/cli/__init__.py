@@ -33,6 +33,7 @@ COMMANDS = {
     "status": "status:status_cmd",
     "probe": "probe:probe_cmd",
     "ocsp": "ocsp:ocsp_app",
+    "export": "export:export_cmd",
 }
 
 app = typer.Typer(

@@ -14,6 +14,8 @@ from ..passphrase import P12_ENV, obtain
 from ..profile import open_profile
 from .common import (
     CAPassOpt,
+    CsrNameOpt,
+    CsrOpt,
     GraceOpt,
     HomeOpt,
     JsonOpt,
@@ -73,6 +75,33 @@ def client_issue(
         p12_format=p12_format,
     )
     report_issued(as_json, done)
+
+
+@client_app.command("sign")
+@reports_errors
+def client_sign(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    csr: CsrOpt,
+    name: CsrNameOpt = None,
+    days: LeafDaysOpt = "365",
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a client CSR made on the device: its key never leaves it (no bundle is made).
+
+    The CSR's own signature is checked; only its public key is used. The subject is
+    exactly CN=NAME and the extensions are certwiz's (clientAuth only).
+
+    Example: certwiz client sign -p my-app --csr bot-07.csr -d 30d
+
+    Exit codes: 0 done, 1 openssl failed, 2 bad input (not a CSR, weak key, a name
+    that is not the CSR's CN, a name that already has a valid certificate), 3 profile
+    busy, 4 profile inconsistent.
+    """
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    report_issued(as_json, lib.sign_csr(csr, name, "client", days=days))
 
 
 @client_app.command("rebundle")

@@ -54,6 +54,14 @@ LeafDaysOpt = Annotated[
     str,
     typer.Option("--days", "-d", help="Validity: 30d, 12h, 90m, 2w, or a plain number of days."),
 ]
+CsrOpt = Annotated[
+    Path,
+    typer.Option("--csr", help="The certificate signing request (PEM or DER) made elsewhere."),
+]
+CsrNameOpt = Annotated[
+    str | None,
+    typer.Option("--name", "-n", help="Certificate name [default: the CSR's CN; if both, equal]."),
+]
 P12PassOpt = Annotated[
     Path | None,
     typer.Option(

@@ -8,6 +8,8 @@ import typer
 
 from .common import (
     CAPassOpt,
+    CsrNameOpt,
+    CsrOpt,
     GraceOpt,
     HomeOpt,
     JsonOpt,
@@ -46,6 +48,40 @@ def server_issue(
     """Issue a server certificate (serverAuth) with the name and every --san as SANs."""
     lib = open_ca(ctx, profile, home, ca_passphrase_file)
     report_issued(as_json, lib.issue_server(name, days=days, sans=san or [], key_type=key_type))
+
+
+@server_app.command("sign")
+@reports_errors
+def server_sign(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    csr: CsrOpt,
+    name: CsrNameOpt = None,
+    days: LeafDaysOpt = "365",
+    san: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--san", help="Extra subjectAltName: DNS name, IP, email:ADDR or uri:URI (repeat)."
+        ),
+    ] = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a server CSR made elsewhere: the key never leaves its machine.
+
+    The CSR's own signature is checked; only its public key is used. The subject is
+    exactly CN=NAME and the extensions are certwiz's (serverAuth, SANs = NAME and
+    every --san): CA flags, key usages or SANs the request asks for are ignored.
+
+    Example: certwiz server sign -p my-app --csr api.csr --san 10.0.0.5 -d 90d
+
+    Exit codes: 0 done, 1 openssl failed, 2 bad input (not a CSR, weak key, a name
+    that is not the CSR's CN, a name that already has a valid certificate), 3 profile
+    busy, 4 profile inconsistent.
+    """
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    report_issued(as_json, lib.sign_csr(csr, name, "server", days=days, sans=san or []))
 
 
 @server_app.command("renew")
