@@ -330,6 +330,10 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         lambda lab: {"ciphers": "ssl_ciphers HIGH:RC4-SHA:DES-CBC3-SHA;"},
         {"weak-cipher"},
     ),
+    "ocsp-without-responder": (
+        lambda lab: {"server_extra": "ssl_ocsp leaf;"},
+        {"ocsp-no-responder"},
+    ),
     "plain-listen-too": (
         lambda lab: {"server_extra": "listen 127.0.0.1:18081;"},
         {"listen-without-ssl"},
@@ -498,6 +502,15 @@ def test_two_level_profile_rendered_is_clean_and_a_missing_root_crl_is_caught(la
     # only the root's CRL: the intermediate's revocations are missing
     site.write_text(site.read_text().replace(str(profile.crl), str(profile.root.crl)))
     assert ids(doctor.diagnose(profile, conf).findings) == {"crl-missing-for-ca"}
+
+
+def test_rendered_ocsp_config_is_clean(lab: Lab) -> None:
+    out = lab.work / "rendered-ocsp"
+    responder = "http://127.0.0.1:18888/"
+    nginx_lib.render(lab.site, SERVER, "http://127.0.0.1:18080", listen="127.0.0.1:18446",
+                     out=out, revocation="ocsp", ocsp_responder=responder)  # fmt: skip
+    assert "ssl_crl" not in (out / nginx_lib.SITE_CONF).read_text()
+    assert doctor.diagnose(lab.site, out / nginx_lib.SITE_CONF).findings == []
 
 
 # ---- the profile itself ---------------------------------------------------------------

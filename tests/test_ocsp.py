@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from certwiz import ca, issue
+from certwiz import ca, database, issue
 from certwiz import ocsp as ocsp_lib
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
@@ -380,3 +380,28 @@ def test_e2e_revoked_client_refused_without_reload_then_fail_closed(
     wait_for(lambda: not alive(responder.proc.pid), "the responder to stop")
     assert _curl(home, site, port, "carol") == 400  # responder down: fail closed
     assert "OCSP" in server.log_tail(40)
+
+
+# ---- the responder certificate's renewal ---------------------------------------------------
+
+
+def test_responder_certificate_is_renewed_near_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = ca.init("renewing", tmp_path / "certs")
+    monkeypatch.setattr(ocsp_lib, "RESPONDER_DAYS", 3)  # inside the 7-day renewal window
+    first = ocsp_lib.ensure_responder(profile, None)
+    assert first is not None
+    assert ocsp_lib.responder_renewal(profile) == "it ends within 7 days"
+    monkeypatch.setattr(ocsp_lib, "RESPONDER_DAYS", 30)
+    second = ocsp_lib.ensure_responder(profile, None)
+    assert second is not None and second != first
+    assert ocsp_lib.responder_renewal(profile) is None
+    assert ocsp_lib.ensure_responder(profile, None) is None  # nothing to do: no change
+    old = next(e for e in database.read(profile.index) if e.serial == first)
+    assert (old.flag, old.reason) == ("R", "superseded")
+    assert int(second, 16) == load_cert(ocsp_lib.responder_cert(profile)).serial_number
+    crl = x509.load_pem_x509_crl(profile.crl.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(first, 16)) is not None
+    records = [json.loads(x) for x in (profile.dir / "audit.log").read_text().splitlines()]
+    assert [r["command"] for r in records].count("ocsp responder") == 2  # no record for no-op

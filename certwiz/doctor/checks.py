@@ -318,9 +318,22 @@ def _revocation_findings(
     crl_at = server.inherited("ssl_crl")
     ocsp_at = server.inherited("ssl_ocsp")
     ocsp = _arg(ocsp_at, "off") in ("on", "leaf")
+    out: list[Finding] = []
+    if ocsp_at is not None and ocsp and server.inherited("ssl_ocsp_responder") is None:
+        from .. import ocsp as ocsp_lib
+
+        if ocsp_lib.configured_url(facts.profile) is None:
+            out.append(
+                make(
+                    "ocsp-no-responder",
+                    ocsp_at.where,
+                    "ssl_ocsp is on, there is no ssl_ocsp_responder and the profile's "
+                    "certificates name no OCSP responder (ca set --ocsp-url)",
+                )
+            )
     if crl_at is None:
         if ocsp:
-            return []
+            return out
         return [
             make("revocation-off", server.where, "this server has neither ssl_crl nor ssl_ocsp")
         ]
@@ -329,8 +342,7 @@ def _revocation_findings(
         loaded = pki.crls(path)
     except pki.Unreadable as exc:
         unreadable.append(make("file-unreadable", crl_at.where, str(exc)))
-        return []
-    out: list[Finding] = []
+        return out
     mine = facts.profile_crl_ders
     for crl in loaded:
         if pki.der_crl(crl) not in mine:  # the profile's own CRLs are checked once, above

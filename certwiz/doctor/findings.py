@@ -42,6 +42,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "a revoked client certificate is accepted until it expires",
         "add `ssl_crl PROFILE/crl.pem;` (or `ssl_ocsp on;` with a responder)",
     ),
+    "ocsp-no-responder": (
+        ERROR,
+        "nginx has nobody to ask, so it refuses every client certificate",
+        "ssl_ocsp_responder http://IP:PORT/ (certwiz ocsp serve), or certwiz ca set "
+        "--ocsp-url and re-issue the certificates",
+    ),
     "crl-not-current": (
         ERROR,
         "the CRL nginx reads lacks revocations the profile made: those clients still get in",

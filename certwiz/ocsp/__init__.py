@@ -224,6 +224,8 @@ def ensure_responder(
     from ..fsutil import install, scratch_dir
     from ..transaction import transaction
 
+    if responder_renewal(profile) is None:  # nothing to do: no lock, no audit record
+        return None
     with transaction(profile, "ocsp responder", [RESPONDER_NAME], timeout=lock_timeout) as tx:
         reason = responder_renewal(profile)  # again, under the lock
         if reason is None:
