@@ -1,140 +1,131 @@
-"""Just enough DER to read a certificate's extendedKeyUsage without a process.
+"""Certificates and CRLs read with `cryptography`, in process (never parsed by hand).
 
-`certwiz list` classifies every certificate of a profile as server or client;
-starting `openssl x509` once per certificate would not scale to fleets.
+`certwiz list` classifies every certificate of a profile as server or client, and
+the consistency check reads the CRL before every change: starting `openssl` once
+per file would not scale to fleets. `cryptography` is imported on first use, so a
+command that reads no certificate does not pay for it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-EKU_OID = bytes.fromhex("551d25")  # 2.5.29.37
-SERVER_AUTH = bytes.fromhex("2b06010505070301")  # 1.3.6.1.5.5.7.3.1
-CLIENT_AUTH = bytes.fromhex("2b06010505070302")  # 1.3.6.1.5.5.7.3.2
+if TYPE_CHECKING:
+    from cryptography import x509
+
+CERT_BEGIN, CERT_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
 
 
 class DERError(ValueError):
-    pass
-
-
-def read_tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
-    """(tag, content, offset after) of the element at `pos`."""
-    if pos + 2 > len(data):
-        raise DERError("truncated element")
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise DERError("bad length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > len(data):
-        raise DERError("truncated content")
-    return tag, data[pos : pos + length], pos + length
-
-
-def children(content: bytes) -> list[tuple[int, bytes]]:
-    items, pos = [], 0
-    while pos < len(content):
-        tag, value, pos = read_tlv(content, pos)
-        items.append((tag, value))
-    return items
+    """Bytes that are not the certificate or CRL they should be."""
 
 
 def pem_to_der(pem: bytes) -> bytes:
-    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
-    start = pem.find(begin)
-    stop = pem.find(end, start)
+    """The DER of the first PEM certificate in PEM (a chain's leaf)."""
+    start = pem.find(CERT_BEGIN)
+    stop = pem.find(CERT_END, start)
     if start < 0 or stop < 0:
         raise DERError("no PEM certificate")
     try:
-        return base64.b64decode(b"".join(pem[start + len(begin) : stop].split()))
+        return base64.b64decode(b"".join(pem[start + len(CERT_BEGIN) : stop].split()))
     except binascii.Error as exc:
         raise DERError(str(exc)) from exc
 
 
-def extended_key_usages(der: bytes) -> set[bytes]:
-    """The raw OIDs of the certificate's extendedKeyUsage (empty without one)."""
-    _, cert, _ = read_tlv(der, 0)
-    _, tbs = children(cert)[0]
-    for tag, content in children(tbs):
-        if tag != 0xA3:  # [3] extensions
-            continue
-        (_, extensions), *_ = children(content)
-        for _, extension in children(extensions):
-            fields = children(extension)
-            if fields[0][1] == EKU_OID:
-                _, value = fields[-1]
-                (_, usages), *_ = children(value)
-                return {oid for _, oid in children(usages)}
-    return set()
+def certificate(der: bytes) -> x509.Certificate:
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise DERError(f"not a DER certificate ({exc})") from None
 
 
 def kind_of(pem: bytes) -> str:
-    """'server', 'client', 'server+client' or 'other', from the EKU."""
+    """'server', 'client', 'server+client', 'other' (no EKU) or 'unknown' (unreadable)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+
     try:
-        usages = extended_key_usages(pem_to_der(pem))
-    except (DERError, IndexError, ValueError):
+        cert = certificate(pem_to_der(pem))
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "other"
+    except ValueError:  # DERError, or an extension cryptography cannot parse
         return "unknown"
-    kinds = [k for k, oid in (("server", SERVER_AUTH), ("client", CLIENT_AUTH)) if oid in usages]
-    return "+".join(kinds) or "other"
-
-
-UTC_TIME, GENERALIZED_TIME = 0x17, 0x18
-
-
-def _time(tag: int, content: bytes) -> datetime:
-    """An X.509 Time (UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ)."""
-    fmt = {UTC_TIME: "%y%m%d%H%M%SZ", GENERALIZED_TIME: "%Y%m%d%H%M%SZ"}.get(tag)
-    if fmt is None:
-        raise DERError(f"tag {tag:#x} is not a time")
-    return datetime.strptime(content.decode("ascii"), fmt).replace(tzinfo=UTC)
-
-
-def _tbs(der: bytes) -> list[tuple[int, bytes]]:
-    _, outer, _ = read_tlv(der, 0)
-    return children(children(outer)[0][1])
-
-
-CN_OID = bytes.fromhex("550403")  # 2.5.4.3
-
-
-def _cert_fields(der: bytes) -> list[tuple[int, bytes]]:
-    """TBSCertificate without its [0] version: serial, signature, issuer, validity, subject..."""
-    fields = _tbs(der)
-    return fields[1:] if fields and fields[0][0] == 0xA0 else fields
+    found = [
+        k for k, oid in (("server", EKU.SERVER_AUTH), ("client", EKU.CLIENT_AUTH)) if oid in usages
+    ]
+    return "+".join(found) or "other"
 
 
 def cert_validity(der: bytes) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter) of a DER certificate."""
-    (b_tag, before), (a_tag, after) = children(_cert_fields(der)[3][1])
-    return _time(b_tag, before), _time(a_tag, after)
+    """(notBefore, notAfter) of a DER certificate, in UTC."""
+    cert = certificate(der)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
 def cert_serial(der: bytes) -> str:
-    """The serial number in upper-case hex, as openssl ca writes it."""
-    value = int.from_bytes(_cert_fields(der)[0][1], "big")
-    text = f"{value:X}"
+    """The serial number in upper-case hex, as openssl ca writes it (even length)."""
+    text = f"{certificate(der).serial_number:X}"
     return "0" * (len(text) % 2) + text
 
 
 def cert_subject_cn(der: bytes) -> str | None:
-    """The last commonName of the subject (UTF8String/PrintableString/...)."""
-    found = None
-    for _, rdn in children(_cert_fields(der)[4][1]):
-        for _, attribute in children(rdn):
-            (_, oid), (tag, value) = children(attribute)[:2]
-            if oid == CN_OID:
-                found = value.decode("utf-16-be" if tag == 0x1E else "utf-8", "replace")
-    return found
+    """The last commonName of the subject."""
+    from cryptography.x509.oid import NameOID
+
+    names = certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[-1].value) if names else None
+
+
+def crl(der: bytes) -> x509.CertificateRevocationList:
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_crl(der)
+    except ValueError as exc:
+        raise DERError(f"not a DER CRL ({exc})") from None
 
 
 def crl_times(der: bytes) -> tuple[datetime, datetime | None]:
     """(thisUpdate, nextUpdate) of a DER CRL; nextUpdate is optional in RFC 5280."""
-    times = [_time(tag, value) for tag, value in _tbs(der) if tag in (UTC_TIME, GENERALIZED_TIME)]
-    if not times:
-        raise DERError("no thisUpdate")
-    return times[0], times[1] if len(times) > 1 else None
+    parsed = crl(der)
+    return parsed.last_update_utc, parsed.next_update_utc
+
+
+def crl_serials(der: bytes) -> set[int]:
+    """The revoked serial numbers a DER CRL lists."""
+    return {entry.serial_number for entry in crl(der)}
+
+
+def crl_signature_problem(der: bytes, signer_pem: bytes) -> str | None:
+    """Why the CRL is not signed by the certificate in SIGNER_PEM, or None if it is."""
+    try:
+        parsed, signer = crl(der), certificate(pem_to_der(signer_pem))
+        if parsed.issuer != signer.subject:
+            return "issued by another name"
+        if not parsed.is_signature_valid(signer.public_key()):  # type: ignore[arg-type]
+            return "bad signature"
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def outer_length(data: bytes) -> int:
+    """The length a DER object (e.g. a PKCS#12 file) declares, header included.
+
+    Only the envelope: a file openssl cut short (full disk) is shorter than it says.
+    """
+    if len(data) < 2:
+        raise DERError("truncated element")
+    length, pos = data[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(data) < 2 + count:
+            raise DERError("bad length")
+        length, pos = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
+    return pos + length

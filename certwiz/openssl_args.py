@@ -112,12 +112,3 @@ def gencrl(
     if days is not None:
         args += ["-crldays", str(days)]
     return args + _passin(passphrase, keyfile)
-
-
-def verify_crl(ca_cert: Path, crl: Path) -> list[Arg]:
-    """`openssl verify -crl_check` of the CA certificate itself: fails if CRL is not the CA's.
-
-    `openssl crl -CAfile` only prints "verify failure" and exits 0. An expired
-    CRL passes (-no_check_time): `crl gen` must be able to fix it.
-    """
-    return ["verify", "-crl_check", "-no_check_time", "-CAfile", ca_cert, "-CRLfile", crl, ca_cert]

@@ -57,7 +57,7 @@ def regenerate_crl(
         with check.guarded(profile):
             openssl.run(args.gencrl(profile.cnf, fresh, ca_passphrase, days, keyfile))
         try:  # a CRL cut short by a full disk must never replace the good one
-            check.crl_serials(check.crl_der(fresh))
+            der.crl_serials(check.crl_der(fresh))
         except (check.ProfileCorrupt, ValueError, IndexError) as exc:
             raise check.ProfileCorrupt(
                 f"openssl wrote a damaged CRL (is the disk full?): {exc}; {profile.crl} was kept"

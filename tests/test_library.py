@@ -273,3 +273,23 @@ def test_cli_keeps_the_lock_timeout_out_of_the_environment(profile: Profile) -> 
     assert result.exit_code == 3, result.output
     assert "busy" in result.output
     assert "CERTWIZ_LOCK_TIMEOUT" not in os.environ
+
+
+def test_crl_signature_is_checked_in_process_and_openssl_agrees(
+    profile: Profile, home: Path
+) -> None:
+    """A CRL signed by another key under the CA's very name: cryptography and openssl refuse it."""
+    from certwiz import check
+
+    twin = ca.init("twin", home, ca.CAOptions(common_name="my-app Root CA"))
+    good = profile.crl.read_bytes()
+    assert check.verify_profile(profile).ok
+    profile.crl.write_bytes(twin.crl.read_bytes())
+    with pytest.raises(check.ProfileCorrupt, match=r"not a CRL signed by .*bad signature"):
+        check.verify_profile(profile)
+    # The second opinion: openssl verifies the CA certificate itself against the CRL.
+    forged = crl_check(profile.ca_cert, profile.crl, profile.ca_cert)
+    assert forged.returncode != 0, forged.stdout
+    profile.crl.write_bytes(good)
+    assert crl_check(profile.ca_cert, profile.crl, profile.ca_cert).returncode == 0
+    assert check.verify_profile(profile).ok
