@@ -11,8 +11,6 @@ directory and renamed into place, so the profile exists whole or not at all.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import audit, check, database, names, openssl, openssl_args
 from .ca import check_home, ensure_absent, render_cnf
 from .errors import InputError
-from .fsutil import write_atomic
+from .fsutil import building, write_atomic
 from .openssl import Secret
 from .profile import Profile, home_dir
 from .render import render_openssl
@@ -295,8 +293,7 @@ def adopt(
 
     is_rsa = isinstance(ca.public_key(), rsa.RSAPublicKey)
     profile.home.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=profile.home, prefix=f".{profile.name}.init-"))
-    try:
+    with building(profile.home, profile.name) as work:
         os.chmod(work, 0o755)
         for sub in ("newcerts", "issued", "reqs"):
             (work / sub).mkdir(mode=0o755)
@@ -354,7 +351,4 @@ def adopt(
             raise InputError(
                 "profile", f"{profile.name} already exists at {profile.dir}; nothing changed"
             ) from exc
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return done

@@ -119,6 +119,7 @@ class CA:
         sans: Sequence[str] = (),
         key_type: str = "ec:P-256",
         tx: Transaction | None = None,
+        allow_shared_san: bool = False,
     ) -> issue.Issued:
         return issue.issue_server(
             self.profile,
@@ -129,6 +130,7 @@ class CA:
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
             tx=tx,
+            allow_shared_san=allow_shared_san,
         )
 
     def issue_client(

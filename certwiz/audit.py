@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import resource
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,64 @@ def append(path: Path, record: dict[str, object]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class NotRecorded(CertwizError):
+    """audit.log cannot take the record of a change (file size limit, quota, full disk)."""
+
+    exit_code = 1
+
+
+RECORD_ROOM = 64 * 1024  # what a record may need; a batch's record can be long
+
+
+def require_room(path: Path) -> None:
+    """Refuse to start a change whose record audit.log could not take (NotRecorded).
+
+    Checked under the lock, before recovery and the change, so a refusal changes
+    nothing: the file size limit (RLIMIT_FSIZE) and the space left for this user.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and size + RECORD_ROOM > soft:
+        raise NotRecorded(
+            f"{path} cannot grow: it is {size} bytes and the file size limit is {soft} "
+            "(ulimit -f); the change could not be recorded, so nothing was changed"
+        )
+    space = os.statvfs(path.parent)
+    if space.f_bavail * space.f_frsize < RECORD_ROOM:
+        raise NotRecorded(
+            f"{path} cannot grow: no space left on its file system; the change could "
+            "not be recorded, so nothing was changed"
+        )
+
+
+def record(path: Path, entry: dict[str, object], failure: BaseException | None) -> None:
+    """Append the record of a change that ended (`failure` None: it succeeded).
+
+    A change that was made but could not be recorded fails loudly (NotRecorded, exit 1),
+    naming what was done; a failed change keeps its own error (it changed nothing).
+    """
+    try:
+        append(path, entry)
+    except OSError as exc:
+        if failure is not None:
+            return
+
+        def words(key: str) -> list[str]:
+            value = entry.get(key)
+            return [str(v) for v in value] if isinstance(value, list) else []
+
+        what = " ".join([str(entry.get("command")), *words("names")])
+        done = ", ".join(words("serials")) or "no serial"
+        raise NotRecorded(
+            f"the change was made ({what}: {done}) but {path} could not record it: "
+            f"{exc.strerror}; "
+            "add the record by hand once it can grow"
+        ) from exc
 
 
 def new_record(profile: str, command: str, names: list[str]) -> dict[str, object]:

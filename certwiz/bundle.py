@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import check, database, der, names, openssl, p12
+from . import check, database, der, inventory, names, openssl, p12
 from .errors import InputError, OpenSSLError, StateError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
@@ -58,7 +58,7 @@ def current(profile: Profile, name: str, kind: str | None = "client") -> databas
     issue_cmd = f"{kind or 'client'} issue"
     fix = f"issue one: certwiz {issue_cmd} -p {profile.name} -n {name}"
     cert = profile.cert_path(name)
-    valid = database.valid_named(database.read(profile.index), name)
+    valid = inventory.valid_named(profile, name)
     if not valid:
         raise StateError(f"{name} has no valid certificate in profile {profile.name}; {fix}")
     try:

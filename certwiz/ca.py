@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import audit, names, ocsp, openssl
 from . import openssl_args as args
 from .errors import InputError, StateError
-from .fsutil import write_atomic
+from .fsutil import building, write_atomic
 from .openssl import Secret
 from .passphrase import Source, resolve
 from .profile import Profile, home_dir
@@ -90,8 +88,7 @@ def init(
     ensure_absent(profile)
     secret = resolve(passphrase)
     profile.home.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=profile.home, prefix=f".{name}.init-"))
-    try:
+    with building(profile.home, name) as work:
         os.chmod(work, 0o755)
         _populate(work, profile, cn, options, secret)
         # The config names the final directory, for users running openssl by hand.
@@ -105,9 +102,6 @@ def init(
             raise StateError(
                 f"profile {name} already exists at {profile.dir}; nothing changed"
             ) from exc
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return profile
 
 

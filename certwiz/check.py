@@ -22,9 +22,10 @@ from pathlib import Path
 
 from . import database, der, names
 from .der import DERError, pem_to_der
-from .errors import CertwizError, InputError
+from .errors import CertwizError
 from .fsutil import not_plain_dir, write_atomic
 from .profile import Profile
+from .render import cnf_escape
 
 SCRATCH_PREFIX = ".certwiz-"
 # openssl ca rewrites these as NAME.new, then renames NAME -> NAME.old, NAME.new -> NAME.
@@ -115,6 +116,82 @@ def _crl_signed_by(profile: Profile, signer: Path) -> None:
         )
 
 
+_DIR_LINE = re.compile(r"dir\s*=\s*(.*?)\s*")
+
+
+def _cnf_dir_line(text: str) -> tuple[int, str] | None:
+    """(index, directory) of openssl.cnf's top-level `dir =` line, unescaped."""
+    for number, line in enumerate(text.split("\n")):
+        if line.lstrip().startswith("["):
+            return None
+        match = _DIR_LINE.fullmatch(line.strip())
+        if match:
+            return number, re.sub(r"\\(.)", r"\1", match.group(1))
+    return None
+
+
+def misplaced_cnf(profile: Profile) -> str | None:
+    """The directory openssl.cnf names if it is not this profile's (a copied or moved
+    profile: openssl would work on the old directory's database); None if it is."""
+    try:
+        found = _cnf_dir_line(profile.cnf.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None  # verify_profile reports a missing or unreadable config
+    if found is None or found[1] == str(profile.dir):
+        return None
+    with contextlib.suppress(OSError):
+        if os.path.samefile(found[1], profile.dir):  # the same directory by another path
+            return None
+    return found[1]
+
+
+def _relocate_cnf(profile: Profile, done: list[str]) -> None:
+    """Point openssl.cnf at where the profile is now: its `dir =` line, and the paths in
+    its comments. Every other line (an operator's edits too) stays as it is."""
+    old = misplaced_cnf(profile)
+    if old is None:
+        return
+    text = profile.cnf.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    number, _ = _cnf_dir_line(text) or (0, "")
+    before, after = cnf_escape(old), cnf_escape(profile.dir)
+    lines[number] = f"dir = {after}"
+    lines = [x.replace(before, after) if x.startswith("#") else x for x in lines]
+    write_atomic(profile.cnf, "\n".join(lines), profile.cnf.stat().st_mode & 0o777)
+    done.append(
+        f"re-rendered {profile.cnf} for {profile.dir}: it named {old} (a copied or moved profile)"
+    )
+
+
+def refuse_links(profile: Profile) -> None:
+    """ProfileCorrupt if a link was planted where certwiz or openssl would write or delete.
+
+    Checked before anything else under the lock, recovery included: a directory
+    replaced by a link would make recovery delete and write in the link's target.
+    """
+    for sub in (profile.private, profile.newcerts, profile.issued, profile.reqs):
+        problem = not_plain_dir(sub)
+        if problem:
+            raise ProfileCorrupt(problem)
+    # openssl ca writes newcerts/SERIAL.pem and NAME.new with fopen(): it would follow a
+    # planted link, and its rename would then move the link into place.
+    database_files = [profile.dir / base for base in ROTATED]
+    planted = [
+        p
+        for p in (
+            profile.dir / "audit.log",
+            profile.cnf,
+            profile.ca_cert,
+            profile.ca_key,
+            *database_files,
+            *(path.with_name(path.name + ".new") for path in database_files),
+        )
+        if p.is_symlink()
+    ]
+    if planted:
+        raise ProfileCorrupt(f"{planted[0]}: is a symlink; certwiz never writes through one")
+
+
 def verify_profile(
     profile: Profile, *, check_crl: bool = True, key_offline: bool = False
 ) -> Report:
@@ -138,29 +215,16 @@ def verify_profile(
                 f"{path}: missing, {base}.new is there: an interrupted "
                 "openssl ca; the next change restores it"
             )
-    for sub in (profile.private, profile.newcerts, profile.issued, profile.reqs):
-        problem = not_plain_dir(sub)
-        if problem:
-            raise ProfileCorrupt(problem)
+    refuse_links(profile)
+    elsewhere = misplaced_cnf(profile)
+    if elsewhere is not None:
+        report.problems.append(
+            f"{profile.cnf}: names the directory {elsewhere}, not this profile's {profile.dir} "
+            "(a copied or moved profile): openssl would work on that one's database; "
+            "the next change re-renders it"
+        )
     if profile.private.stat().st_mode & 0o077:
         raise ProfileCorrupt(f"{profile.private}: readable by others; chmod 700 it")
-    # openssl ca writes newcerts/SERIAL.pem and NAME.new with fopen(): it would follow a
-    # planted link, and its rename would then move the link into place.
-    database_files = [profile.dir / base for base in ROTATED]
-    planted = [
-        p
-        for p in (
-            profile.dir / "audit.log",
-            profile.cnf,
-            profile.ca_cert,
-            profile.ca_key,
-            *database_files,
-            *(path.with_name(path.name + ".new") for path in database_files),
-        )
-        if p.is_symlink()
-    ]
-    if planted:
-        raise ProfileCorrupt(f"{planted[0]}: is a symlink; certwiz never writes through one")
     try:
         entries = database.read(profile.index)
     except FileNotFoundError:
@@ -261,8 +325,25 @@ def _remove_scratch(profile: Profile, done: list[str]) -> None:
                 done.append(f"removed stale temporary file {entry}")
 
 
+def _delivered_key(profile: Profile, name: str, cert_pem: bytes) -> bool:
+    """Did certwiz get as far as installing this certificate's key for NAME?
+
+    `issue` installs key, then reqs/NAME.csr, then issued/NAME.crt: a CSR holding the
+    certificate's public key means the key beside it is that certificate's too.
+    """
+    try:
+        return der.same_public_key(cert_pem, profile.csr_path(name).read_bytes())
+    except OSError:
+        return False
+
+
 def _restore_issued(profile: Profile, done: list[str]) -> None:
-    """A valid certificate in the database whose issued/NAME.crt was never installed."""
+    """A valid certificate in the database whose issued/NAME.crt was never installed.
+
+    Only when its key was delivered (see _delivered_key): a certificate signed by a run
+    killed before that is never paired with another key or with none; its name stays
+    blocked until it is revoked, as `issue` then says.
+    """
     try:
         entries = database.read(profile.index)
     except (OSError, database.DatabaseError):
@@ -272,22 +353,30 @@ def _restore_issued(profile: Profile, done: list[str]) -> None:
         if entry.status() == "valid" and entry.common_name is not None:
             newest[entry.common_name] = entry
     for name, entry in newest.items():
-        try:
-            names.client_name(name)  # safe as a file name
-        except InputError:
+        if not names.names_files(name):
             continue
         target, source = profile.cert_path(name), profile.newcert_path(entry.serial)
         try:
-            if not target.exists() and not target.is_symlink() and source.is_file():
-                write_atomic(target, source.read_bytes(), 0o644)
+            pem = source.read_bytes() if source.is_file() else b""
+            current = target.read_bytes() if target.is_file() else None
+            if pem and current != pem and _delivered_key(profile, name, pem):
+                write_atomic(target, pem, 0o644)
                 done.append(f"restored {target} from {source}")
         except OSError as exc:  # e.g. a hand-made CN too long for a file name
             done.append(f"could not restore {target.name} from {source}: {exc.strerror}")
 
 
 def recover(profile: Profile) -> list[str]:
-    """Undo the traces of an interrupted run; call only while holding the lock."""
+    """Undo the traces of an interrupted run; call only while holding the lock.
+
+    Every directory it deletes or writes in is checked for links first (refuse_links).
+    """
+    try:
+        refuse_links(profile)
+    except ProfileCorrupt as exc:
+        raise ProfileCorrupt(f"{exc}; nothing was changed") from None
     done: list[str] = []
+    _relocate_cnf(profile, done)
     _finish_rotations(profile, done)
     _remove_scratch(profile, done)
     _restore_issued(profile, done)

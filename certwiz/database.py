@@ -75,14 +75,22 @@ def read(path: Path) -> list[Entry]:
     ]
 
 
-_HEX_ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
+_ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\([/+])")
 
 
 def _unescape(value: str) -> str:
-    """Undo the escapes openssl writes into index.txt: \\xHH bytes, \\/ and \\+."""
+    """Undo the escapes openssl writes into index.txt (\\xHH bytes, \\/ and \\+), then decode.
+
+    openssl copies the string's bytes whatever its ASN.1 type: a BMPString CN shows up as
+    UTF-16 (\\x00b\\x00o...), a UniversalString as UTF-32. Text never holds a NUL byte, so
+    one marks those; everything else is UTF-8 (or Latin-1 bytes, shown replaced).
+    """
     raw = value.encode("utf-8", "surrogateescape")
-    raw = _HEX_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
-    return raw.decode("utf-8", errors="replace").replace("\\/", "/").replace("\\+", "+")
+    raw = _ESCAPE.sub(lambda m: bytes([int(m[1], 16)]) if m[1] else m[2], raw)
+    if b"\x00" in raw:
+        wide = "utf-32-be" if raw.startswith(b"\x00\x00") and len(raw) % 4 == 0 else "utf-16-be"
+        return raw.decode(wide, errors="replace")
+    return raw.decode("utf-8", errors="replace")
 
 
 def oneline(common_name: str) -> str:
@@ -102,19 +110,8 @@ def oneline(common_name: str) -> str:
     return "/CN=" + "".join(out)
 
 
-def named(entries: list[Entry], name: str) -> list[Entry]:
-    """The entries whose subject is exactly CN=name (the way certwiz names certificates)."""
-    subject = oneline(name)
-    return [e for e in entries if e.subject == subject]
-
-
-def valid_named(entries: list[Entry], name: str) -> list[Entry]:
-    """The still valid certificates of NAME (not revoked, not expired)."""
-    return [e for e in named(entries, name) if e.status() == "valid"]
-
-
 def common_name(subject: str) -> str | None:
-    """The last CN of a oneline subject (best effort for subjects made by hand)."""
+    """The last CN of a oneline subject, whatever other RDNs come before or after it."""
     parts = re.split(r"(?<!\\)/(?=[A-Za-z][A-Za-z0-9.]*=)", subject)
     values = [p[3:] for p in parts if p.startswith("CN=")]
     return _unescape(values[-1]) if values else None

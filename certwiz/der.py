@@ -129,3 +129,47 @@ def outer_length(data: bytes) -> int:
             raise DERError("bad length")
         length, pos = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
     return pos + length
+
+
+def pem_certificates(pem: bytes) -> list[bytes]:
+    """The DER of every certificate in a PEM file (a chain), in order."""
+    return [pem_to_der(CERT_BEGIN + block) for block in pem.split(CERT_BEGIN)[1:]]
+
+
+def serves_tls(pem: bytes) -> bool:
+    """serverAuth in the extendedKeyUsage, or no extendedKeyUsage at all (any purpose)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+
+    try:
+        cert = certificate(pem_to_der(pem))
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    except ValueError:
+        return False
+    return EKU.SERVER_AUTH in usages
+
+
+def san_hosts(der: bytes) -> set[str]:
+    """The DNS names (in lower case) and IP addresses of the subjectAltName."""
+    from cryptography import x509
+
+    try:
+        sans = certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    dns = {name.lower() for name in sans.value.get_values_for_type(x509.DNSName)}
+    return dns | {str(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)}
+
+
+def same_public_key(cert_pem: bytes, csr_pem: bytes) -> bool:
+    """Does the certificate carry the public key of the certification request?"""
+    from cryptography import x509
+
+    try:
+        cert = certificate(pem_to_der(cert_pem))
+        request = x509.load_pem_x509_csr(csr_pem)
+        return cert.public_key() == request.public_key()
+    except (ValueError, TypeError):
+        return False

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +81,42 @@ def read_small_text(path: Path, field: str, limit: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(field, f"{path} is not UTF-8 text") from None
+
+
+def _unheld(path: Path) -> bool:
+    """Is no process holding the flock of directory PATH (so it is a dead run's)?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+@contextlib.contextmanager
+def building(home: Path, name: str) -> Iterator[Path]:
+    """HOME/.NAME.init-XXXX, where a new profile is built before the caller renames it
+    into place; removed if the body fails.
+
+    It is flocked while it is built. A run killed by SIGKILL cannot clean up, and its
+    directory may hold a CA key: every such leftover in HOME (one no live run holds)
+    is removed first.
+    """
+    for stale in home.glob(".*.init-*"):
+        if not stale.is_symlink() and stale.is_dir() and _unheld(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=home, prefix=f".{name}.init-"))
+    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        os.close(fd)

@@ -1,7 +1,12 @@
-"""What a profile holds: every certificate in index.txt, with kind and status."""
+"""What a profile holds: every certificate in index.txt, with kind and status.
+
+Also the one definition of "the certificates of NAME" that list, show, issue, revoke
+and nginx render share, and of the hosts a certificate serves.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 from dataclasses import asdict, dataclass
@@ -40,6 +45,82 @@ def _kind(profile: Profile, serial: str) -> str:
         return der.kind_of(profile.newcert_path(serial).read_bytes())
     except OSError:
         return "unknown"
+
+
+def serves_tls(profile: Profile, entry: database.Entry) -> bool:
+    """Can this certificate serve TLS (a server's, or one without extendedKeyUsage)?"""
+    try:
+        return der.serves_tls(profile.newcert_path(entry.serial).read_bytes())
+    except OSError:
+        return False
+
+
+def is_named(profile: Profile, entry: database.Entry, name: str) -> bool:
+    """Is `entry` a certificate of NAME? THE definition, for every command.
+
+    Its name is the CN of its subject (the last one, whatever other RDNs the subject
+    holds, whatever string type: UTF8String, PrintableString, BMPString...). A
+    certificate that can serve TLS is named by a DNS name, so there letter case does
+    not count (RFC 4343); client names are free text and compared exactly.
+    """
+    cn = entry.common_name
+    if cn is None:
+        return False
+    if cn == name:
+        return True
+    return cn.isascii() and cn.lower() == name.lower() and serves_tls(profile, entry)
+
+
+def named(
+    profile: Profile, name: str, entries: list[database.Entry] | None = None
+) -> list[database.Entry]:
+    """Every certificate of NAME (see is_named), in index.txt order."""
+    if entries is None:
+        entries = database.read(profile.index)
+    return [e for e in entries if is_named(profile, e, name)]
+
+
+def valid_named(
+    profile: Profile, name: str, entries: list[database.Entry] | None = None
+) -> list[database.Entry]:
+    """The still valid certificates of NAME (not revoked, not expired)."""
+    return [e for e in named(profile, name, entries) if e.status() == "valid"]
+
+
+def hosts(profile: Profile, entry: database.Entry) -> set[str]:
+    """The hosts a certificate serves: its DNS (lower case) and IP subjectAltNames.
+
+    Without any, a TLS client falls back to the CN, so then the CN if it is a host
+    name. A certificate that cannot serve TLS (client only) serves no host.
+    """
+    try:
+        pem = profile.newcert_path(entry.serial).read_bytes()
+        if not der.serves_tls(pem):
+            return set()
+        found = der.san_hosts(der.pem_to_der(pem))
+    except (OSError, ValueError):
+        return set()
+    if not found and entry.common_name:
+        with contextlib.suppress(InputError):
+            found.add(names.server_name(entry.common_name).value)
+    return found
+
+
+def covering(
+    profile: Profile, wanted: list[str], entries: list[database.Entry] | None = None
+) -> list[tuple[database.Entry, str]]:
+    """The valid certificates serving a host of `wanted`, each with the host it shares."""
+    if entries is None:
+        entries = database.read(profile.index)
+    found = []
+    for entry in entries:
+        if entry.status() != "valid":
+            continue
+        served = sorted(hosts(profile, entry))
+        shared = [h for h in served for w in wanted if names.hosts_overlap(h, w)]
+        if shared:
+            found.append((entry, shared[0]))
+    return found
 
 
 @dataclass(frozen=True)
@@ -122,8 +203,8 @@ def certificates(
 def show(profile: Profile, name: str) -> dict[str, object]:
     """The newest certificate of NAME (a valid one first), with its files and fingerprint."""
     names.client_name(name)  # it names files: no path may leave the profile
-    subject = database.oneline(name)
-    mine = [c for c in certificates(profile) if c.subject == subject]
+    serials = {e.serial for e in named(profile, name)}
+    mine = [c for c in certificates(profile) if c.serial in serials]
     if not mine:
         raise StateError(
             f"{name} has no certificate in profile {profile.name}; "
@@ -136,12 +217,13 @@ def show(profile: Profile, name: str) -> dict[str, object]:
     if pem.is_file():
         digest = hashlib.sha256(der.pem_to_der(pem.read_bytes())).hexdigest().upper()
         info["sha256_fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+    files = current.name if names.names_files(current.name) else name
     candidates = {
-        "certificate": profile.cert_path(name),
-        "fullchain": profile.fullchain_path(name),
-        "key": profile.key_path(name),
-        "p12": profile.p12_path(name),
-        "csr": profile.csr_path(name),
+        "certificate": profile.cert_path(files),
+        "fullchain": profile.fullchain_path(files),
+        "key": profile.key_path(files),
+        "p12": profile.p12_path(files),
+        "csr": profile.csr_path(files),
     }
     info["files"] = {k: str(p) for k, p in candidates.items() if p.is_file()}
     info["history"] = [c.as_dict() for c in mine[:-1]]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, durations, names, ocsp, openssl, upkeep
+from . import check, database, der, durations, inventory, names, ocsp, openssl, upkeep
 from . import openssl_args as args
 from . import p12 as p12_lib
 from . import revoke as revoking
@@ -43,6 +43,7 @@ class Issued:
     not_after: str
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    crl: str | None = None  # the CRL NGINX reads, when this change published a new one
 
 
 class NotDelivered(CertwizError):
@@ -86,9 +87,14 @@ def server_sans(name: str, extra: Sequence[str]) -> list[names.San]:
     return entries
 
 
-def check_no_valid(profile: Profile, name: str) -> None:
-    """Refuse a second valid certificate for a name (revoke it, or let it expire, first)."""
-    valid = database.valid_named(database.read(profile.index), name)
+def check_no_valid(profile: Profile, name: str, hosts: Sequence[str] = ()) -> None:
+    """Refuse a second valid certificate for a name (revoke it, or let it expire, first),
+    and one for a host (a DNS name or IP of its SAN) another valid certificate serves.
+
+    `hosts` is empty when the caller allows shared hosts (--allow-shared-san).
+    """
+    entries = database.read(profile.index)
+    valid = inventory.valid_named(profile, name, entries)
     if valid:
         entry = valid[0]
         raise StateError(
@@ -96,6 +102,51 @@ def check_no_valid(profile: Profile, name: str) -> None:
             f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); "
             f"revoke it first: certwiz revoke -p {profile.name} -n {name}"
         )
+    for entry, host in inventory.covering(profile, list(hosts), entries)[:1]:
+        other = entry.common_name or entry.subject
+        raise StateError(
+            f"{host} is already covered by {other} (serial {entry.serial}, "
+            f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); revoke it first "
+            f"(certwiz revoke -p {profile.name} -n {other}) or give --allow-shared-san"
+        )
+
+
+def hosts_of(sans: Sequence[names.San], allow_shared_san: bool = False) -> tuple[str, ...]:
+    """The hosts (DNS names, IPs) a new certificate would serve, for check_no_valid."""
+    return () if allow_shared_san else tuple(s.value for s in sans if s.kind in ("DNS", "IP"))
+
+
+def ca_end_cap(profile: Profile, validity: timedelta) -> tuple[datetime | None, str | None]:
+    """(end, note) when a leaf valid `validity` from now would outlive a CA above it
+    (the signing CA or, in a two-level profile, the root); (None, None) otherwise.
+
+    A leaf that outlives a CA fails verification once that CA expires anyway, and
+    `list` would have shown it valid until a date it never sees: it is capped there.
+    An expired CA is refused (StateError).
+    """
+    now = datetime.now(UTC)
+    try:
+        chain = der.pem_certificates(profile.chain.read_bytes())
+        ca_end = min(der.cert_validity(cert)[1] for cert in chain)
+    except (OSError, ValueError, IndexError):
+        return None, None  # check reports a bad ca.crt
+    if ca_end <= now:
+        raise StateError(
+            f"a CA certificate of profile {profile.name} expired {ca_end:%Y-%m-%dT%H:%M:%SZ}; "
+            "no certificate it signs can be valid"
+        )
+    if now + validity <= ca_end:
+        return None, None
+    return ca_end, (
+        f"capped the validity at the CA's notAfter {ca_end:%Y-%m-%dT%H:%M:%SZ} "
+        f"(asked: {durations.text(validity)}); a certificate cannot outlive its CA"
+    )
+
+
+def capped_notes(tx: Transaction) -> list[str]:
+    """The note `sign` leaves when it capped the validity at the CA's end."""
+    capped = tx.current.details.get("validity_capped")
+    return [str(capped)] if capped else []
 
 
 def load_csr(source: Path | bytes, field: str = "csr") -> Csr:
@@ -213,12 +264,15 @@ def sign(
         )
     )
     cert = work / "cert.pem"
+    end, capped = ca_end_cap(profile, validity)
+    if capped:
+        tx.note("validity_capped", capped)
     serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
     with check.guarded(profile):
         subject = name if replace_subject else None
         openssl.run(
             args.ca_sign(
-                profile.cnf, csr, cert, validity, extfile, ca_passphrase, subject, not_before
+                profile.cnf, csr, cert, validity, extfile, ca_passphrase, subject, not_before, end
             )
         )
     tx.note_serial(serial_hex)
@@ -318,10 +372,16 @@ def _issued(
     serial_hex: str,
     files: dict[str, Path],
     ca_passphrase: Secret | None,
+    crl_before: tuple[int, int] | None,
 ) -> Issued:
-    """What was issued, after the upkeep every change does (grace ends, CRL renewal)."""
+    """What was issued, after the upkeep every change does (grace ends, CRL renewal).
+
+    `crl_before` (revoke.crl_version at the start): whether a new CRL was published,
+    which NGINX enforces only after a reload, so the caller must say so.
+    """
     entry = entry_of(tx.profile, serial_hex)
-    notes = upkeep.tidy(tx.profile, tx, ca_passphrase)
+    notes = capped_notes(tx) + upkeep.tidy(tx.profile, tx, ca_passphrase)
+    published = revoking.crl_version(tx.profile) != crl_before
     return Issued(
         name,
         kind,
@@ -329,6 +389,7 @@ def _issued(
         f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
         {k: str(v) for k, v in files.items()},
         notes,
+        str(tx.profile.nginx_crl) if published else None,
     )
 
 
@@ -372,10 +433,15 @@ def issue_in(
     ca_passphrase: Secret | None,
     key_passphrase: Secret | None = None,
     p12_format: str = p12_lib.DEFAULT_FORMAT,
+    hosts: Sequence[str] = (),
 ) -> Issued:
-    """Key, CSR, signature and files for NAME, inside TX; input already validated."""
+    """Key, CSR, signature and files for NAME, inside TX; input already validated.
+
+    `hosts`: refuse them if another valid certificate serves one (see check_no_valid).
+    """
     profile = tx.profile
-    check_no_valid(profile, name)
+    check_no_valid(profile, name, hosts)
+    crl_before = revoking.crl_version(profile)
     with scratch_dir(profile.dir) as work:
         entry, files = make_certificate(
             profile,
@@ -390,7 +456,7 @@ def issue_in(
             key_passphrase,
             p12_format,
         )
-    return _issued(tx, name, kind, entry.serial, files, ca_passphrase)
+    return _issued(tx, name, kind, entry.serial, files, ca_passphrase, crl_before)
 
 
 def sign_csr_in(
@@ -402,10 +468,12 @@ def sign_csr_in(
     validity: timedelta,
     sans: list[names.San],
     ca_passphrase: Secret | None,
+    hosts: Sequence[str] = (),
 ) -> Issued:
     """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz."""
     profile = tx.profile
-    check_no_valid(profile, name)
+    check_no_valid(profile, name, hosts)
+    crl_before = revoking.crl_version(profile)
     with scratch_dir(profile.dir) as work:
         request = work / "req.csr"
         request.write_bytes(csr.pem)
@@ -423,20 +491,27 @@ def sign_csr_in(
         )
         with _withdrawn_on_failure(tx, serial_hex, ca_passphrase):
             files = deliver(profile, name, kind, work, cert, request)
-    return _issued(tx, name, kind, serial_hex, files, ca_passphrase)
+    return _issued(tx, name, kind, serial_hex, files, ca_passphrase, crl_before)
 
 
 @contextlib.contextmanager
 def _joined(
-    profile: Profile, tx: Transaction | None, command: str, name: str, timeout: float | None
+    profile: Profile,
+    tx: Transaction | None,
+    command: str,
+    name: str,
+    timeout: float | None,
+    validity: timedelta,
+    hosts: Sequence[str] = (),
 ) -> Iterator[Transaction]:
     """A new transaction for one operation, or an operation inside the given one."""
+    ca_end_cap(profile, validity)  # an expired CA is refused before the lock
     if tx is not None:
         with tx.operation(command, [name]):
             yield tx
         return
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
-        check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace
+        check_no_valid(profile, name, hosts)  # before the lock too: a refusal leaves no trace
     with transaction(profile, command, [name], timeout=timeout) as fresh:
         yield fresh
 
@@ -451,13 +526,20 @@ def issue_server(
     ca_passphrase: Source = None,
     timeout: float | None = None,
     tx: Transaction | None = None,
+    allow_shared_san: bool = False,
 ) -> Issued:
-    """A TLS server certificate: serverAuth only; SAN = the name plus every --san."""
+    """A TLS server certificate: serverAuth only; SAN = the name plus every --san.
+
+    The name is stored as validated (a DNS name in lower case, an IP in canonical
+    form). A host another valid certificate serves is refused unless `allow_shared_san`.
+    """
     entries = server_sans(name, sans)
+    name = entries[0].value
+    hosts = hosts_of(entries, allow_shared_san)
     validity = durations.parse(days, "days")
     names.key_type(key_type)
     secret = signing_passphrase(profile, ca_passphrase)
-    with _joined(profile, tx, "server issue", name, timeout) as inside:
+    with _joined(profile, tx, "server issue", name, timeout, validity, hosts) as inside:
         return issue_in(
             inside,
             name,
@@ -466,6 +548,7 @@ def issue_server(
             key_type=key_type,
             sans=entries,
             ca_passphrase=secret,
+            hosts=hosts,
         )
 
 
@@ -496,7 +579,7 @@ def issue_client(
     if unencrypted is None:
         unencrypted = passphrase is None
     bundle_secret = bundle_passphrase(passphrase, unencrypted=unencrypted)
-    with _joined(profile, tx, "client issue", name, timeout) as inside:
+    with _joined(profile, tx, "client issue", name, timeout, validity) as inside:
         return issue_in(
             inside,
             name,
@@ -521,6 +604,7 @@ def sign_csr(
     ca_passphrase: Source = None,
     timeout: float | None = None,
     tx: Transaction | None = None,
+    allow_shared_san: bool = False,
 ) -> Issued:
     """Sign a CSR made elsewhere (PEM or DER, a path or its bytes) as a KIND certificate.
 
@@ -534,6 +618,7 @@ def sign_csr(
     name = csr_name(request, name, kind)
     if kind == "server":
         entries = server_sans(name, sans)
+        name = entries[0].value  # as stored: lower case, canonical IP
     else:
         names.client_name(name)
         if sans:
@@ -541,7 +626,15 @@ def sign_csr(
         entries = []
     validity = durations.parse(days, "days")
     secret = signing_passphrase(profile, ca_passphrase)
-    with _joined(profile, tx, f"{kind} sign", name, timeout) as inside:
+    hosts = hosts_of(entries, allow_shared_san)
+    with _joined(profile, tx, f"{kind} sign", name, timeout, validity, hosts) as inside:
         return sign_csr_in(
-            inside, request, name, kind, validity=validity, sans=entries, ca_passphrase=secret
+            inside,
+            request,
+            name,
+            kind,
+            validity=validity,
+            sans=entries,
+            ca_passphrase=secret,
+            hosts=hosts,
         )

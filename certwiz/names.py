@@ -9,6 +9,7 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import InputError
@@ -31,10 +32,30 @@ REASONS = (
     "cessationOfOperation",
     "certificateHold",
 )
-# Unicode categories never allowed in a name: controls, invisible format
-# characters (right-to-left marks, zero-width joiners), surrogates, private
-# use, unassigned code points, line and paragraph separators.
+# Unicode categories never allowed in a name: controls, format characters (direction
+# marks, zero-width joiners, tags), surrogates, private use, unassigned code points,
+# line and paragraph separators.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+# Default_Ignorable_Code_Point (UAX #44) is derived as Other_Default_Ignorable_Code_Point
+# + Cf + Variation_Selector, minus a few visible Cf. unicodedata carries neither
+# contributory property, so: Other_Default_Ignorable_Code_Point as PropList.txt lists it
+# (unchanged since Unicode 6.0), and Variation_Selector by name (every member, and only
+# they, is named "... VARIATION SELECTOR ..."). Refusing all of Cf covers the rest.
+_OTHER_DEFAULT_IGNORABLE = (
+    (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
+    (0x115F, 0x1160),  # HANGUL CHOSEONG FILLER, HANGUL JUNGSEONG FILLER
+    (0x17B4, 0x17B5),  # KHMER VOWEL INHERENT AQ, AA
+    (0x2065, 0x2065),
+    (0x3164, 0x3164),  # HANGUL FILLER
+    (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
+    (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0000),
+    (0xE0002, 0xE001F),
+    (0xE0080, 0xE00FF),
+    (0xE01F0, 0xE0FFF),
+)
+# Drawn as nothing, though no property says so: BRAILLE PATTERN BLANK (So).
+_BLANK_SYMBOLS = {"\u2800"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,11 @@ def serial(value: str) -> int:
 
 
 def dns_name(value: str, field: str, *, wildcard: bool = False) -> str:
-    """An LDH host name (RFC 1123); `*.` as the whole leftmost label only if allowed."""
+    """An LDH host name (RFC 1123) in lower case; `*.` as the whole leftmost label only if allowed.
+
+    DNS names are case-insensitive (RFC 4343): certwiz stores and compares them in
+    lower case, so API.example.com and api.example.com are one name.
+    """
     labels = value.split(".")
     if wildcard and labels[0] == "*" and len(labels) > 2:
         labels = labels[1:]
@@ -99,7 +124,20 @@ def dns_name(value: str, field: str, *, wildcard: bool = False) -> str:
         raise InputError(
             field, f"{value!r} is neither an IP address nor a DNS name (all-numeric last label)"
         )
-    return value
+    return value.lower()
+
+
+def hosts_overlap(one: str, other: str) -> bool:
+    """Would one certificate's host (a lower-case DNS name, maybe `*.`, or an IP) serve
+    a name the other serves? A wildcard stands for exactly one leftmost label."""
+    if one == other:
+        return True
+    for wild, plain in ((one, other), (other, one)):
+        if wild.startswith("*.") and not plain.startswith("*."):
+            label, dot, rest = plain.partition(".")
+            if dot and label and rest == wild[2:] and _ip(plain) is None:
+                return True
+    return False
 
 
 def _ip(value: str) -> str | None:
@@ -127,7 +165,7 @@ def server_name(value: str) -> San:
     ip = _ip(value)
     if ip is not None:
         return San("IP", ip)
-    dns_name(value, "name")
+    value = dns_name(value, "name")
     if len(value) > MAX_CN:
         raise InputError(
             "name",
@@ -163,9 +201,47 @@ def san(value: str) -> San:
     return San("DNS", dns_name(value, field, wildcard=True))
 
 
+def utf8_path(value: str | Path, field: str) -> Path:
+    """A path whose name is UTF-8: it goes into openssl.cnf, NGINX configs, JSON and the
+    terminal. Python hands other bytes over as lone surrogates (U+DC80-U+DCFF)."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        byte = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise InputError(
+            field, f"{text!r} is not valid UTF-8 ({byte}); use a path whose name is UTF-8"
+        ) from None
+    return Path(text)
+
+
 def _printable_ascii(value: str, field: str) -> None:
     if not value or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
         raise InputError(field, f"{value!r} must be printable ASCII without spaces")
+
+
+def default_ignorable(ch: str) -> bool:
+    """Other_Default_Ignorable_Code_Point or Variation_Selector (the non-Cf part of DI)."""
+    cp = ord(ch)
+    if any(first <= cp <= last for first, last in _OTHER_DEFAULT_IGNORABLE):
+        return True
+    return "VARIATION SELECTOR" in unicodedata.name(ch, "")
+
+
+def invisible(ch: str) -> bool:
+    """Would `ch` hide in a name? Then two names that read alike could differ.
+
+    Refused: every Default_Ignorable_Code_Point, every format, control, unassigned or
+    private-use code point, every white space but the space itself, the fillers (letters
+    and marks named "... FILLER": Hangul, Khitan) and blank symbols.
+    """
+    category = unicodedata.category(ch)
+    if category in _FORBIDDEN_CATEGORIES or default_ignorable(ch) or ch in _BLANK_SYMBOLS:
+        return True
+    if ch.isspace() or (category[0] == "Z" and ch != " "):
+        return ch != " "
+    return category[0] in "LM" and unicodedata.name(ch, "").endswith(" FILLER")
 
 
 def display_name(value: str, field: str) -> str:
@@ -175,7 +251,7 @@ def display_name(value: str, field: str) -> str:
     if len(value) > MAX_CN:
         raise InputError(field, f"is {len(value)} characters long; the limit is {MAX_CN}")
     for ch in value:
-        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES or (ch.isspace() and ch != " "):
+        if invisible(ch):
             raise InputError(
                 field,
                 f"contains the control or invisible character U+{ord(ch):04X}; "
@@ -202,3 +278,12 @@ def client_name(value: str) -> str:
                 "a PKCS#12 friendly name cannot hold it",
             )
     return value
+
+
+def names_files(name: str) -> bool:
+    """May a certificate's name (maybe made by hand) name files in the profile?"""
+    try:
+        client_name(name)
+    except InputError:
+        return False
+    return True

@@ -73,18 +73,23 @@ def ca_sign(
     ca_passphrase: Secret | None,
     common_name: str | None = None,
     not_before: datetime | None = None,
+    end: datetime | None = None,
 ) -> list[Arg]:
     """`openssl ca`: sign CSR with the extensions [leaf_ext] of EXTFILE only.
 
     With `common_name`, the subject is exactly CN=common_name whatever the CSR says.
     With `not_before` (probe certificates, e.g. one that expired yesterday), the
-    certificate runs from then for VALIDITY; otherwise from now.
+    certificate runs from then for VALIDITY; otherwise from now. `end` caps it (a
+    validity cut at the CA's own end).
     """
-    if not_before is None:
+    stop = end if not_before is None else not_before + validity
+    if end is not None and stop is not None:
+        stop = min(stop, end)
+    if not_before is None and stop is None:
         period = validity_args(validity)
     else:
-        period = ["-startdate", f"{not_before:%Y%m%d%H%M%SZ}"]
-        period += ["-enddate", f"{not_before + validity:%Y%m%d%H%M%SZ}"]
+        period = [] if not_before is None else ["-startdate", f"{not_before:%Y%m%d%H%M%SZ}"]
+        period += ["-enddate", f"{stop:%Y%m%d%H%M%SZ}"]
     args: list[Arg] = ["ca", "-batch", "-config", cnf, "-in", csr, "-out", out, "-notext"]
     args += ["-utf8", *period, "-extfile", extfile, "-extensions", "leaf_ext"]
     if common_name is not None:

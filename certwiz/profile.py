@@ -98,17 +98,23 @@ def read_config(path: Path) -> dict[str, str]:
 
 
 def resolve_home(home: Path | str | None = None) -> Home:
-    """--home, else $CERTWIZ_HOME, else `home` in the config file, else ./certs."""
+    """--home, else $CERTWIZ_HOME, else `home` in the config file, else ./certs.
+
+    The path must be UTF-8 (it goes into openssl.cnf): InputError("home") otherwise.
+    """
     if home:
-        return Home(Path(home).expanduser().absolute(), "--home")
-    if os.environ.get(HOME_ENV):
-        return Home(Path(os.environ[HOME_ENV]).expanduser().absolute(), HOME_ENV)
-    config = config_path()
-    if config is not None:
-        value = read_config(config).get("home")
-        if value:
-            return Home(Path(value), str(config))
-    return Home(Path(DEFAULT_HOME).absolute(), "")
+        found = Home(Path(home).expanduser().absolute(), "--home")
+    elif os.environ.get(HOME_ENV):
+        found = Home(Path(os.environ[HOME_ENV]).expanduser().absolute(), HOME_ENV)
+    else:
+        config = config_path()
+        value = read_config(config).get("home") if config is not None else None
+        if config is not None and value:
+            found = Home(Path(value), str(config))
+        else:
+            found = Home(Path(DEFAULT_HOME).absolute(), "")
+    names.utf8_path(found.path, "home")
+    return found
 
 
 def home_dir(home: Path | str | None = None) -> Path:
@@ -265,31 +271,38 @@ class Profile:
 
         Waits (it does not fail fast) up to `timeout` seconds, default 60. The
         library never reads $CERTWIZ_LOCK_TIMEOUT: the CLI turns it into `timeout`.
+        Two flocks, always in this order: `.lock` (what certwiz always locked, and what
+        a user sees), then the profile directory itself, which an operator "clearing a
+        stale lock" with `rm .lock` cannot take away from a running holder.
         """
         if timeout is None:
             timeout = DEFAULT_LOCK_TIMEOUT
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fds = [os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)]
         try:
+            fds.append(os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY))
             deadline = time.monotonic() + timeout
             delay = 0.005
-            while True:
+            held = 0
+            while held < len(fds):
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
+                    fcntl.flock(fds[held], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held += 1
+                    continue
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
-                    if time.monotonic() >= deadline:
-                        raise LockTimeout(
-                            f"profile {self.name} is busy: another certwiz holds {self.lock_file} "
-                            f"(waited {timeout:g}s; to wait longer give --lock-timeout or "
-                            f"set {LOCK_TIMEOUT_ENV})"
-                        ) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.1)
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"profile {self.name} is busy: another certwiz holds {self.lock_file} "
+                        f"(waited {timeout:g}s; to wait longer give --lock-timeout or "
+                        f"set {LOCK_TIMEOUT_ENV})"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
             yield
         finally:
-            os.close(fd)  # closing the descriptor releases the lock
+            for fd in fds:
+                os.close(fd)  # closing a descriptor releases its lock
 
 
 def open_profile(name: str, home: Path | str | None = None) -> Profile:

@@ -34,9 +34,18 @@ class UnsafeValue(InputError, ValueError):
         super().__init__("value", rule)
 
 
+def _utf8(text: str) -> None:
+    """Config files are UTF-8: a lone surrogate (a non-UTF-8 byte from argv) cannot go in."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsafeValue(f"{text!r} is not valid UTF-8 (at position {exc.start})") from None
+
+
 def cnf_escape(value: object) -> str:
     """Escape a value for the right-hand side of an OpenSSL config line."""
     text = str(value)
+    _utf8(text)
     for ch in text:
         if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\u2028\u2029\x85":
             raise UnsafeValue(f"control character U+{ord(ch):04X} cannot go into a config value")
@@ -48,6 +57,7 @@ def cnf_escape(value: object) -> str:
 def nginx_escape(value: object) -> str:
     """Quote a value (a path, a name) as one NGINX config argument."""
     text = str(value)
+    _utf8(text)
     bad = [ch for ch in text if ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\"\\$'"]
     if bad:
         raise UnsafeValue(f"{text!r}: the character {bad[0]!r} cannot go into an nginx config")

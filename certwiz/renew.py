@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import database, der, durations, grace, intermediate, names, upkeep
+from . import database, der, durations, grace, intermediate, inventory, names, upkeep
 from . import issue as issuing
 from . import revoke as revoking
 from .errors import InputError, StateError
@@ -98,11 +98,7 @@ def current(profile: Profile, name: str, kind: str) -> Current:
     from cryptography import x509
 
     pending = grace.read(profile)
-    valid = [
-        e
-        for e in database.valid_named(database.read(profile.index), name)
-        if e.serial not in pending
-    ]
+    valid = [e for e in inventory.valid_named(profile, name) if e.serial not in pending]
     if not valid:
         raise StateError(
             f"{name} has no valid certificate to renew in profile {profile.name}; "
@@ -167,7 +163,7 @@ def renew(
             existing,
         )
         until = _supersede(tx, profile, name, old.entry, entry.serial, span, ca_passphrase)
-        notes = upkeep.tidy(profile, tx, ca_passphrase)
+        notes = issuing.capped_notes(tx) + upkeep.tidy(profile, tx, ca_passphrase)
     return Renewed(
         name,
         kind,

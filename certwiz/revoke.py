@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import check, database, der, intermediate, names, openssl, upkeep
+from . import check, database, der, intermediate, inventory, names, openssl, upkeep
 from . import openssl_args as args
 from .errors import InputError, StateError
 from .fsutil import install, scratch_dir
@@ -25,6 +25,8 @@ class Revoked:
     crl: str
     purged: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # server keys --purge leaves for NGINX
+    finished: list[str] = field(default_factory=list)  # revoked by a killed run; now in the CRL
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,16 @@ class CRLRenewed:
     profile: str
     crl: str
     notes: list[str] = field(default_factory=list)
+
+
+def crl_version(profile: Profile) -> tuple[int, int] | None:
+    """Which crl.pem is in place: every publication renames a new file over it (a new
+    inode), so a change compares this before and after to know it published one."""
+    try:
+        found = os.stat(profile.crl)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def regenerate_crl(
@@ -131,15 +143,21 @@ def revoke(
         _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
     secret = signing_passphrase(profile, ca_passphrase)
     with transaction(profile, "revoke", [name] if name else [], timeout=timeout) as tx:
-        targets = _targets(profile, name, wanted)
+        targets, unfinished = _targets(profile, name, wanted)
         for entry in targets:
             revoke_entry(profile, entry, reason, secret)
             tx.note_serial(entry.serial)
+        finished = [e.serial for e in unfinished]
+        if finished:
+            tx.note("finished", finished)
         notes = upkeep.tidy(profile, tx, secret, crl_follows=True)
         regenerate_crl(profile, secret, crl_days)
-        purged = _purge(profile, targets) if purge else []
+        purged, kept = _purge(profile, targets + unfinished) if purge else ([], [])
         tx.note("purged", purged)
-    return Revoked([e.serial for e in targets], reason, str(profile.nginx_crl), purged, notes)
+        if kept:
+            tx.note("kept", kept)
+    serials = [e.serial for e in targets]
+    return Revoked(serials, reason, str(profile.nginx_crl), purged, notes, kept, finished)
 
 
 def revoke_entry(
@@ -188,34 +206,62 @@ def revoke_intermediate(
     return Revoked([serial], reason, str(profile.nginx_crl))
 
 
-def _targets(profile: Profile, name: str | None, wanted: int | None) -> list[database.Entry]:
-    """The valid certificates to revoke: the one with serial `wanted`, or all of `name`."""
+def _targets(
+    profile: Profile, name: str | None, wanted: int | None
+) -> tuple[list[database.Entry], list[database.Entry]]:
+    """What to revoke (the valid certificate with serial `wanted`, or every one of `name`),
+    and what to finish: those index.txt already says are revoked but the CRL does not
+    list yet (a revoke killed between `openssl ca -revoke` and its CRL). Running the
+    same revoke again finishes that job instead of refusing it."""
     entries = database.read(profile.index)
     if wanted is not None:
-        targets = [e for e in entries if e.serial_int == wanted and e.flag == "V"]
+        mine = [e for e in entries if e.serial_int == wanted]
+        targets = [e for e in mine if e.flag == "V"]
         what = f"serial {wanted:X}"
     else:
-        targets = database.valid_named(entries, str(name))
+        mine = inventory.named(profile, str(name), entries)
+        targets = [e for e in mine if e.status() == "valid"]
         what = str(name)
-    if not targets:
+    unfinished: list[database.Entry] = []
+    if any(e.flag == "R" for e in mine):
+        try:
+            listed = der.crl_serials(check.crl_der(profile.crl))
+        except (check.ProfileCorrupt, ValueError):
+            listed = set()  # a damaged CRL: the change is refused under the lock, naming it
+        unfinished = [e for e in mine if e.flag == "R" and e.serial_int not in listed]
+    if not targets and not unfinished:
         raise StateError(
             f"{what} has no valid certificate in profile {profile.name}; "
             f"see: certwiz list -p {profile.name}"
         )
-    return targets
+    return targets, unfinished
 
 
-def _purge(profile: Profile, revoked: list[database.Entry]) -> list[str]:
-    """Delete key and bundle of each revoked name that has no valid certificate left."""
-    still_valid = {e.common_name for e in database.read(profile.index) if e.status() == "valid"}
-    purged = []
-    for name in sorted({e.common_name for e in revoked if e.common_name} - still_valid):
-        try:
-            names.client_name(name)  # names files only if it is a safe file name
-        except InputError:
+def _purge(profile: Profile, revoked: list[database.Entry]) -> tuple[list[str], list[str]]:
+    """Delete key and bundle of each revoked name that has no valid certificate left.
+
+    A server's key is kept (and returned as kept): a rendered NGINX config names it,
+    and without it every later `nginx -t`, so every reload and every new CRL, fails.
+    certwiz cannot know every config that names it; the operator deletes it after
+    taking the server out of NGINX.
+    """
+    entries = database.read(profile.index)
+    purged: list[str] = []
+    kept: list[str] = []
+    for entry in sorted(revoked, key=lambda e: e.common_name or ""):
+        name = entry.common_name
+        if not name or not names.names_files(name):
+            continue
+        if str(profile.key_path(name)) in purged + kept:
+            continue
+        if inventory.valid_named(profile, name, entries):
+            continue
+        if inventory.serves_tls(profile, entry):
+            if profile.key_path(name).exists():
+                kept.append(str(profile.key_path(name)))
             continue
         for path in (profile.key_path(name), profile.p12_path(name)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # unlink removes a symlink itself, never its target
                 purged.append(str(path))
-    return purged
+    return purged, kept

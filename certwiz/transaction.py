@@ -152,9 +152,11 @@ def transaction(
     `check_crl=False` is for `crl gen`, which repairs a missing or damaged CRL.
     """
     with profile.lock(timeout):
+        audit.require_room(audit.path_of(profile))  # no change that cannot be recorded
         base = audit.new_record(profile.name, command, list(names))
         tx = Transaction(profile, Operation(command, list(names)))
         started = time.monotonic()
+        failure: BaseException | None = None
         try:
             tx.recovered = check.recover(profile)
             report = check.require_consistent(profile, check_crl=check_crl)
@@ -165,9 +167,9 @@ def transaction(
         except BaseException as exc:
             base["result"] = "error"
             base["error"] = audit.describe(exc)
+            failure = exc
             raise
         finally:
             record = tx.to_record(base)
             record["seconds"] = round(time.monotonic() - started, 3)
-            with contextlib.suppress(OSError):  # a full disk must not hide the real error
-                audit.append(audit.path_of(profile), record)
+            audit.record(audit.path_of(profile), record, failure)

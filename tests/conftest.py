@@ -102,15 +102,19 @@ def openssl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], capture_output=True, text=True, check=check)
 
 
-def hand_sign(cnf: Path, work: Path, cn: str, *ca_args: str) -> Path:
+def hand_sign(
+    cnf: Path, work: Path, cn: str, *ca_args: str, subj: str = "", req_args: tuple[str, ...] = ()
+) -> Path:
     """Sign a fresh EC key for /CN=cn with `openssl ca -config cnf` run by hand, as a user would.
 
-    Extra arguments go to `openssl ca` (e.g. -extensions client_ext, -startdate ...).
+    Extra arguments go to `openssl ca` (e.g. -extensions client_ext, -startdate ...);
+    `subj` replaces the subject /CN=cn, `req_args` go to `openssl req`.
     """
     work.mkdir(parents=True, exist_ok=True)
     key, csr, crt = work / f"{cn}.key", work / f"{cn}.csr", work / f"{cn}.pem"
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(key), "-subj", f"/CN={cn}", "-out", str(csr))  # fmt: skip
+    subject = subj or f"/CN={cn}"
+    openssl("req", *req_args, "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", str(key), "-subj", subject, "-out", str(csr))  # fmt: skip
     openssl("ca", "-batch", "-notext", "-config", str(cnf), "-in", str(csr), "-out", str(crt),
             *ca_args)  # fmt: skip
     return crt

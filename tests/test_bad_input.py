@@ -94,3 +94,26 @@ def test_subject_injection_cannot_add_an_rdn(profile) -> None:
         cert = load_cert(profile.cert_path(name))
         assert len(cert.subject.rdns) == 1
         assert [a.value for a in cert.subject] == [name]
+
+
+def test_paths_that_are_not_utf8_are_refused_and_nothing_is_written(cli, profile, tmp_path) -> None:
+    """Issue 13 item 13: non-UTF-8 bytes in --home or --out gave a traceback (and left 2 of
+    3 NGINX files written). They are one `home:`/`out:` line now, and nothing is written."""
+    issue.issue_server(profile, "a.local")
+    bad = str(tmp_path / "dir") + "\udcff"  # the byte 0xFF, as Python gets it from argv
+    render = ["nginx", "render", "-p", "my-app", "--server", "a.local"]
+    cases = [
+        ("home", ["ca", "init", "-p", "x", "--home", bad], {}),
+        ("home", ["ca", "init", "-p", "x"], {"CERTWIZ_HOME": bad}),
+        ("home", ["list", "-p", "my-app", "--home", bad], {}),
+        ("out", [*render, "--upstream", "http://127.0.0.1:8080", "--out", bad], {}),
+        ("out", [*render, "--upstream", "http://127.0.0.1:8080", "--out", bad + "/x"], {}),
+    ]
+    before = snapshot(tmp_path)
+    for field, argv, env in cases:
+        result = cli(*argv, env=env)
+        assert result.returncode == 2, (argv, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {field}: "), lines
+        assert "UTF-8" in lines[0]
+        assert snapshot(tmp_path) == before

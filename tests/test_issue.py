@@ -324,3 +324,22 @@ def test_certificate_signed_but_not_delivered_is_revoked(cli, profile, tmp_path:
 def test_key_path_never_names_the_ca_key(profile) -> None:
     with pytest.raises(InputError):
         profile.key_path("ca")
+
+
+def test_a_leaf_never_outlives_its_ca(cli, home: Path) -> None:
+    """Issue 13 item 13: `ca init --days 30`, then 365-day leaves were listed valid until
+    next year. Now a leaf's notAfter is capped at the CA's, and the output says so."""
+    assert cli("ca", "init", "-p", "short", "--days", "30").returncode == 0
+    ca_end = load_cert(home / "short" / "ca.crt").not_valid_after_utc
+    done = cli("client", "issue", "-p", "short", "-n", "bot", "-u", "-d", "365", "--json")
+    assert done.returncode == 0, done.stderr
+    cert = load_cert(home / "short" / "issued" / "bot.crt")
+    assert cert.not_valid_after_utc == ca_end
+    out = json.loads(done.stdout)
+    assert out["not_after"] == f"{ca_end:%Y-%m-%dT%H:%M:%SZ}"
+    assert any("CA" in note and "capped" in note for note in out["notes"])
+    text = cli("server", "issue", "-p", "short", "-n", "a.example", "-d", "29")
+    assert text.returncode == 0 and "capped" not in text.stdout  # within the CA: as asked
+    text = cli("server", "issue", "-p", "short", "-n", "b.example", "-d", "31")
+    assert text.returncode == 0 and "capped" in text.stdout
+    assert load_cert(home / "short" / "issued" / "b.example.crt").not_valid_after_utc == ca_end

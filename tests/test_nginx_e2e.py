@@ -427,6 +427,31 @@ def test_revoke_with_reload_blocks_that_client_only(stack: Stack) -> None:
     assert stack.curl(p12=stack.p12("bob")).status == 200
 
 
+def test_a_revoke_killed_before_its_crl_is_finished_by_running_it_again(stack: Stack) -> None:
+    """Issue 13 item 2: a revoke killed after `openssl ca -revoke` and before the CRL
+    left index.txt saying R and crl.pem without the serial; the retry said "no valid
+    certificate", published nothing, and NGINX kept admitting the client. The state is
+    made by running that first step by hand (it is all a SIGKILL there leaves)."""
+    stack.certwiz("client", "issue", "-p", "site", "-n", "dave", "-u")
+    assert stack.curl(p12=stack.p12("dave")).status == 200
+    cert = stack.site / "issued" / "dave.crt"
+    openssl("ca", "-config", str(stack.site / "openssl.cnf"), "-revoke", str(cert))
+    assert stack.curl(p12=stack.p12("dave")).status == 200  # the hole being closed
+    with stack.nginx.reloading():
+        r = run_certwiz(stack.home, "revoke", "-p", "site", "-n", "dave", "--reload",
+                        "--nginx-cmd", stack.nginx.command, "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout)
+    serial = f"{load_cert(cert).serial_number:X}"
+    assert done["finished"] == [serial] and done["reloaded"] is True
+    assert load_crl(stack.site / "crl.pem").get_revoked_certificate_by_serial_number(
+        load_cert(cert).serial_number
+    )
+    assert stack.curl(p12=stack.p12("dave")).status == 400
+    again = run_certwiz(stack.home, "revoke", "-p", "site", "-n", "dave")
+    assert again.returncode == 2 and "no valid certificate" in again.stderr  # nothing left
+
+
 def s_client(
     stack: Stack, name: str, flag: str, sess_out: Path | None = None, sess_in: Path | None = None
 ) -> tuple[str, int, str]:

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
 
-from certwiz import database, grace, issue, renew, revoke
+from certwiz import grace, inventory, issue, renew, revoke
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
 from tests.conftest import crl_check, load_cert, load_crl, snapshot
@@ -32,7 +32,7 @@ def reason_of(profile: Profile, serial: str) -> x509.ReasonFlags | None:
 
 
 def valid_serials(profile: Profile, name: str) -> list[str]:
-    return [e.serial for e in database.valid_named(database.read(profile.index), name)]
+    return [e.serial for e in inventory.valid_named(profile, name)]
 
 
 def end_grace(profile: Profile) -> None:

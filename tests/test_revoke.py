@@ -11,7 +11,9 @@ from pathlib import Path
 from cryptography import x509
 
 from certwiz import issue, revoke
-from tests.conftest import crl_check, load_cert, load_crl, snapshot
+from tests.conftest import crl_check, load_cert, load_crl, openssl, snapshot
+from tests.nginx_support import render_argv, require_nginx
+from tests.test_nginx_render import nginx_test
 
 
 def crl_number(path: Path) -> int:
@@ -113,3 +115,56 @@ def test_revoked_server_certificate_is_listed_as_server(cli, profile) -> None:
         s.serial,
     )
     assert row["revoked_at"] is not None
+
+
+def test_purge_keeps_a_server_key_that_nginx_may_still_use(cli, profile, tmp_path: Path) -> None:
+    """Issue 13 item 14, second suspicion (confirmed): `revoke --purge` of a server name
+    deleted the key its rendered NGINX config names, so every later `nginx -t` (and so
+    every --reload, and with it every new CRL) failed. A server's key and chain are kept."""
+    binary = require_nginx()
+    issue.issue_server(profile, "www.example.com")
+    issue.issue_client(profile, "bot")
+    out = tmp_path / "site"
+    argv = render_argv("my-app", "www.example.com", "http://127.0.0.1:9", "127.0.0.1:8443", out)
+    assert cli(*argv).returncode == 0
+    done = cli("revoke", "-p", "my-app", "-n", "www.example.com", "--purge", "--json")
+    assert done.returncode == 0, done.stderr
+    key = profile.key_path("www.example.com")
+    assert key.is_file() and json.loads(done.stdout)["kept"] == [str(key)]
+    assert json.loads(done.stdout)["purged"] == []
+    tested = nginx_test(binary, tmp_path, out / "mtls_proxy.conf")
+    assert tested.returncode == 0, tested.stderr
+    text = cli("revoke", "-p", "my-app", "-n", "bot", "--purge")  # a client's key does go
+    assert text.returncode == 0 and not profile.key_path("bot").exists()
+
+
+def _revoked_by_hand(profile, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The state a revoke SIGKILLed between `openssl ca -revoke` and its CRL leaves."""
+    openssl("ca", "-config", str(profile.cnf), "-revoke", str(profile.cert_path(name)))
+
+
+def test_a_revoke_killed_before_its_crl_is_finished_by_the_retry(cli, profile) -> None:
+    """Issue 13 item 2 (the NGINX side is in test_nginx_e2e.py): the retry exited 2 with
+    "no valid certificate" and published nothing. It finishes the job and says so."""
+    issue.issue_client(profile, "bot")
+    serial = load_cert(profile.cert_path("bot")).serial_number
+    _revoked_by_hand(profile, "bot")
+    assert crl_check(profile.ca_cert, profile.crl, profile.cert_path("bot")).returncode == 0
+    done = cli("revoke", "-p", "my-app", "-n", "bot")
+    assert done.returncode == 0, done.stderr
+    assert f"Finished the interrupted revocation of {serial:X}" in done.stdout
+    assert "nginx enforces it only after a reload" in done.stdout
+    assert crl_check(profile.ca_cert, profile.crl, profile.cert_path("bot")).returncode != 0
+    by_serial = cli("revoke", "-p", "my-app", "--serial", f"{serial:X}")
+    assert by_serial.returncode == 2 and "no valid certificate" in by_serial.stderr
+
+
+def test_every_change_that_publishes_a_crl_says_nginx_needs_a_reload(cli, profile) -> None:
+    issue.issue_client(profile, "bot")
+    _revoked_by_hand(profile, "bot")
+    done = cli("client", "issue", "-p", "my-app", "-n", "other", "-u", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["crl"] == str(profile.crl) and data["reload_command"].endswith("-s reload")
+    text = cli("server", "issue", "-p", "my-app", "-n", "a.example")
+    assert text.returncode == 0 and "reload" not in text.stdout  # no CRL published this time

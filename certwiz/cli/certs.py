@@ -55,12 +55,21 @@ def revoke_cmd(
     argv = nginx_lib.resolve(words) if reload else None
     lib = open_ca(ctx, profile, home, ca_passphrase_file)
     done = lib.revoke(name=name, serial=serial, reason=reason, purge=purge)
-    purged = "".join(f"\nDeleted {path}" for path in done.purged)
+    purged = "".join(f"\nDeleted {path}" for path in done.purged) + "".join(
+        f"\nKept {path}: a server's key, which an NGINX config may still name; "
+        "delete it once no NGINX serves this server"
+        for path in done.kept
+    )
+    what = [f"Revoked {', '.join(done.serials)} ({done.reason})"] if done.serials else []
+    if done.finished:
+        what.append(
+            f"Finished the interrupted revocation of {', '.join(done.finished)} "
+            "(index.txt had it, the CRL did not)"
+        )
     deploy_crl(
         as_json,
         asdict(done),
-        f"Revoked {', '.join(done.serials)} ({done.reason}); new CRL: {done.crl}{purged}"
-        f"{notes_text(done.notes)}",
+        f"{'; '.join(what)}; new CRL: {done.crl}{purged}{notes_text(done.notes)}",
         words,
         argv,
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from .. import names
-from ..errors import CertwizError
+from ..errors import CertwizError, InputError
 from ..nginx.control import NGINX_CMD_ENV
 from ..passphrase import CA_ENV, P12_ENV, Provider, obtain
 from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
@@ -195,12 +195,27 @@ def notes_text(notes: list[str]) -> str:
 
 
 def report_issued(as_json: bool, done: Issued) -> None:
+    """What was issued; when the change also published a CRL, that nginx needs a reload."""
+    data: dict[str, Any] = asdict(done)
+    reload = ""
+    if done.crl is not None:
+        from .. import nginx as nginx_lib
+
+        try:
+            words = nginx_lib.command_words(None)
+        except InputError:  # a bad $CERTWIZ_NGINX_CMD must not hide what was done
+            words = ["nginx"]
+        data["reload_command"] = nginx_lib.reload_hint(words)
+        reload = (
+            f"\nNew CRL: {done.crl}; nginx enforces it only after a reload; "
+            f"run: {data['reload_command']}"
+        )
     emit(
         as_json,
-        asdict(done),
+        data,
         f"Issued {done.kind} certificate {done.name} "
         f"(serial {done.serial}, valid until {done.not_after})\n{files_text(done.files)}"
-        f"{notes_text(done.notes)}",
+        f"{notes_text(done.notes)}{reload}",
     )
 
 

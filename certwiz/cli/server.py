@@ -41,13 +41,23 @@ def server_issue(
         ),
     ] = None,
     key_type: KeyTypeOpt = "ec:P-256",
+    allow_shared_san: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shared-san",
+            help="Allow a host (DNS name, IP) another valid certificate already serves.",
+        ),
+    ] = False,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a server certificate (serverAuth) with the name and every --san as SANs."""
     lib = open_ca(ctx, profile, home, ca_passphrase_file)
-    report_issued(as_json, lib.issue_server(name, days=days, sans=san or [], key_type=key_type))
+    done = lib.issue_server(
+        name, days=days, sans=san or [], key_type=key_type, allow_shared_san=allow_shared_san
+    )
+    report_issued(as_json, done)
 
 
 @server_app.command("sign")

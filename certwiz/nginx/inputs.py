@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import database, der, names
+from .. import der, inventory, names
 from ..errors import InputError
 from ..profile import Profile
 
@@ -90,12 +90,12 @@ def check_upstream(value: str) -> str:
 def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
     """(fullchain, key) of NAME if it holds a valid server certificate; else InputError."""
     try:
-        names.server_name(name)
+        name = names.server_name(name).value  # as stored: lower case, canonical IP
     except InputError as exc:
         raise InputError("server", exc.rule) from None
     fix = f"issue one: certwiz server issue -p {profile.name} -n {name}"
     chain, key = profile.fullchain_path(name), profile.key_path(name)
-    valid = database.valid_named(database.read(profile.index), name)
+    valid = inventory.valid_named(profile, name)
     if not valid:
         raise InputError(
             "server", f"{name} has no valid certificate in profile {profile.name}; {fix}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import database, names, openssl
+from .. import database, inventory, names, openssl
 from ..errors import InputError, StateError
 from ..fsutil import write_atomic
 from ..openssl import Secret
@@ -231,7 +231,7 @@ def ensure_responder(
         if reason is None:
             return None
         tx.note("reason", reason)
-        old = database.valid_named(database.read(profile.index), RESPONDER_NAME)
+        old = inventory.valid_named(profile, RESPONDER_NAME)
         for entry in old:
             revoking.revoke_entry(profile, entry, "superseded", ca_passphrase)
             tx.note_serial(entry.serial)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import resource
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from certwiz import audit, issue
 from certwiz.profile import Profile
-from tests.conftest import load_cert
+from tests.conftest import load_cert, snapshot
 from tests.security.conftest import one_error_line
 
 SECRET = "audit-Secret-3141"
@@ -94,3 +102,51 @@ def test_torn_last_line_is_shown_and_not_glued_to(cli, profile: Profile) -> None
     assert log[2]["command"] == "crl gen" and log[2]["result"] == "ok"
     text = cli("audit", "-p", "my-app").stdout.splitlines()
     assert text[1].startswith("line 2: unreadable record")
+
+
+def _limited(home: Path, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """certwiz with RLIMIT_FSIZE (ulimit -f) set to `limit` bytes, as a quota would bite."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env["CERTWIZ_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "certwiz", *args], capture_output=True,
+                          text=True, env=env, preexec_fn=cap, timeout=120, check=False)  # fmt: skip
+
+
+def test_a_change_audit_log_cannot_take_fails_and_changes_nothing(
+    profile: Profile, home: Path
+) -> None:
+    """Issue 13 item 13: with audit.log at the file size limit a change exited 0 and left
+    no record. It is refused now, under the lock and before anything is touched."""
+    log = profile.dir / "audit.log"
+    with log.open("a") as handle:  # a long history: every other file stays far below it
+        for number in range(3000):
+            handle.write(json.dumps({"time": "x", "command": "old", "n": number}) + "\n")
+    before = snapshot(home)
+    done = _limited(home, log.stat().st_size, "client", "issue", "-p", "my-app", "-n", "b", "-u")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "audit.log cannot grow" in one_error_line(done.stderr)
+    assert snapshot(home) == before
+    ok = _limited(home, 10 * 1024 * 1024, "client", "issue", "-p", "my-app", "-n", "b", "-u")
+    assert ok.returncode == 0, ok.stderr
+    assert audit.read(profile)[-1]["names"] == ["b"]
+
+
+def test_a_change_made_but_not_recorded_fails_loudly(
+    profile: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order (room checked, then the disk fills or a quota bites): the change
+    stands, so the error says what was done and that audit.log lacks it."""
+
+    def full(path: Path, record: dict[str, object]) -> None:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded", str(path))
+
+    monkeypatch.setattr(audit, "append", full)
+    with pytest.raises(audit.NotRecorded) as caught:
+        issue.issue_client(profile, "c")
+    assert "the change was made (client issue c: " in str(caught.value)
+    assert "Disk quota exceeded" in str(caught.value)
+    assert profile.cert_path("c").is_file()

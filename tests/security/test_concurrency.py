@@ -14,9 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
-from certwiz import ca, check, database
+from certwiz import ca, check, database, issue
 from certwiz.profile import Profile
 from tests.conftest import hand_sign, load_cert, load_crl, openssl, snapshot
 from tests.security.conftest import one_error_line
@@ -128,6 +129,37 @@ def test_lock_timeout_names_the_lock_file(profile: Profile, home: Path) -> None:
     finally:
         release.set()
         holder.join()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_lock_file_removed_under_its_holder_lets_no_second_writer_in(
+    profile: Profile, home: Path, how: str
+) -> None:
+    """Issue 13 item 13: an operator "clearing a stale lock" (rm .lock) while certwiz held
+    it let a second writer in. The lock is also held on the profile directory itself,
+    which no `rm` of a file can take away."""
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_lock, args=(profile, release, held))
+    holder.start()
+    try:
+        assert held.wait(10)
+        profile.lock_file.unlink()
+        if how == "replaced":
+            profile.lock_file.write_text("")
+        before = snapshot(profile.dir)
+        proc = spawn(home, "client", "issue", "-p", "my-app", "-n", "bob", "-u",
+                     CERTWIZ_LOCK_TIMEOUT="0.5")  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        assert "busy" in one_error_line(err)
+        after = snapshot(profile.dir)
+        after.pop(".lock", None)
+        before.pop(".lock", None)
+        assert after == before
+    finally:
+        release.set()
+        holder.join()
+    assert issue.issue_client(profile, "bob").name == "bob"  # and it is released
 
 
 def holds_open(pid: int, path: Path) -> bool:

@@ -11,6 +11,7 @@ between its two renames are also built by hand, deterministically.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certwiz import ca, check, database, inventory, issue, revoke
 from certwiz.profile import Profile
@@ -267,3 +269,87 @@ def test_leftover_of_killed_init_does_not_block_init(cli, home: Path) -> None:
     result = cli("ca", "init", "-p", "fresh")
     assert result.returncode == 0, result.stderr
     assert check.verify_profile(Profile("fresh", home)).ok
+
+
+def test_a_killed_init_leaves_no_ca_key_behind(cli, home: Path) -> None:
+    """Issue 13 item 13: a SIGKILLed `ca init` left HOME/.NAME.init-*/private/ca.key for
+    ever. The next `ca init` in that home removes every leftover no live run holds."""
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_INIT, str(home)], stdout=subprocess.PIPE, text=True
+    )
+    assert killed.stdout is not None and killed.stdout.readline().strip() == "populated"
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(30)
+    leftovers = list(home.glob(".*.init-*"))
+    assert [p.name.split(".init-")[0] for p in leftovers] == [".gone"]
+    assert (leftovers[0] / "private" / "ca.key").is_file()  # the case being tested
+    live = home / ".busy.init-live"
+    (live / "private").mkdir(parents=True)
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a run still building its profile
+    try:
+        result = cli("ca", "init", "-p", "fresh")
+        assert result.returncode == 0, result.stderr
+        assert not leftovers[0].exists()
+        assert live.is_dir()
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in home.iterdir()) == [".busy.init-live", "fresh"]
+
+
+KILLED_INIT = """
+import sys
+from certwiz import ca
+real = ca._populate
+def populate(work, *args):
+    real(work, *args)
+    print("populated", flush=True)
+    import time; time.sleep(600)
+ca._populate = populate
+ca.init("gone", sys.argv[1])
+"""
+
+
+def _killed_in_delivery(profile: Profile, name: str, after: int) -> None:
+    """`client issue` SIGKILLed after signing, once `after` of its files are installed."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import certwiz.issue as issuing
+
+            real, count = issuing.install, [0]
+
+            def install(src: Path, dst: Path, mode: int) -> None:
+                if count[0] == after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                count[0] += 1
+                real(src, dst, mode)
+
+            issuing.install = install  # type: ignore[assignment]
+            issue.issue_client(profile, name)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"
+
+
+@pytest.mark.parametrize("after", [0, 2, 3])  # nothing / p12+key / p12+key+csr installed
+def test_a_delivery_killed_midway_never_pairs_a_certificate_with_another_key(
+    profile: Profile, after: int
+) -> None:
+    """Issue 13 item 14, first suspicion: a killed `client issue` after signing had its
+    certificate restored as issued/NAME.crt whatever key lay next to it. Now recovery
+    installs it only when reqs/NAME.csr (installed after the key) holds its public key."""
+    issue.issue_client(profile, "bot")
+    revoke.revoke(profile, name="bot")
+    profile.cert_path("bot").unlink()  # e.g. tidied away by an operator: nothing to keep
+    _killed_in_delivery(profile, "bot", after)
+    issue.issue_client(profile, "other")  # the next change runs recovery
+    crt = profile.cert_path("bot")
+    if crt.exists():
+        cert = load_cert(crt)
+        csr = x509.load_pem_x509_csr(profile.csr_path("bot").read_bytes())
+        assert cert.public_key() == csr.public_key()
+        key = serialization.load_pem_private_key(profile.key_path("bot").read_bytes(), None)
+        assert key.public_key() == cert.public_key()
+    assert after < 3 or crt.exists()  # a delivery that got as far as the CSR is completed

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import issue
+from certwiz import audit, issue
 from certwiz.profile import Profile
 from tests.conftest import load_cert, snapshot
 from tests.security.conftest import one_error_line
@@ -64,6 +64,30 @@ def test_directory_replaced_by_symlink_is_refused(
     assert "not a plain directory" in one_error_line(result)
     assert snapshot(outside) == before
     assert profile.index.read_bytes() == index
+
+
+@pytest.mark.parametrize("sub", ["issued", "private", "reqs", "newcerts"])
+def test_recovery_never_works_through_a_directory_link(
+    cli, profile: Profile, outside: Path, sub: str
+) -> None:
+    """Issue 13 item 3: recovery ran before the link check, so it removed scratch
+    directories and temporary files in the link's target and restored certificates
+    into it. The links are checked first now: nothing outside is touched or recorded."""
+    issue.issue_client(profile, "alice")
+    profile.cert_path("alice").unlink()  # recovery would restore it from newcerts/
+    real, target = profile.dir / sub, outside / sub
+    os.rename(real, target)  # the link leads to the real files, and to someone else's
+    real.symlink_to(target)
+    (target / ".certwiz-abc").mkdir()
+    (target / ".certwiz-abc" / "key.pem").write_text("someone else's\n")
+    (target / ".notes.tmp").write_text("someone else's\n")
+    before = snapshot(outside)
+    result = cli("client", "issue", "-p", "my-app", "-n", "bob", "-u")
+    assert result.returncode == 4, result.stderr
+    assert "not a plain directory" in one_error_line(result)
+    assert snapshot(outside) == before
+    record = audit.read(profile)[-1]
+    assert record["result"] == "error" and "recovered" not in record
 
 
 def test_symlink_at_next_newcerts_file_is_refused(cli, profile: Profile, outside: Path) -> None:
@@ -178,4 +202,4 @@ def test_symlinked_nginx_files_are_replaced_not_followed(
     assert result.returncode == 0, result.stderr
     assert (outside / "precious").read_text() == "do not overwrite\n"
     for path in files:
-        assert not path.is_symlink() and "nginx" in path.read_text(), path
+        assert not path.is_symlink() and "certwiz" in path.read_text(), path
