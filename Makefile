@@ -26,10 +26,10 @@ CERTWIZ := $(call arg,$(BIN)/certwiz)
 CERTWIZ_ARGS = -p $(call arg,$(PROFILE))
 NAME_ARGS = -n $(call arg,$(NAME))
 
-.PHONY: help venv demo test lint ca server client revoke crl list clean
+.PHONY: help venv demo test lint bench ca server client revoke crl list clean
 
 help:
-	@echo "make demo | test | lint | ca PROFILE=p | server PROFILE=p NAME=n [DAYS=d]"
+	@echo "make demo | test | lint | bench [BENCH_ARGS='--runs 7 --fleet 1000'] | ca PROFILE=p | server PROFILE=p NAME=n [DAYS=d]"
 	@echo "make client PROFILE=p NAME=n [UNENCRYPTED=1] | revoke PROFILE=p NAME=n | crl | list"
 
 $(BIN)/.installed: $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
@@ -45,6 +45,12 @@ demo: venv
 
 test: venv lint
 	cd $(call arg,$(ROOT)) && $(call arg,$(BIN)/pytest) -q
+
+# certwiz vs raw openssl vs easy-rsa; writes bench/results.md (minutes; not part of test).
+bench: venv
+	@command -v /usr/share/easy-rsa/easyrsa >/dev/null || $(if $(filter 0,$(shell id -u)),,sudo) \
+		apt-get install -y -qq easy-rsa
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: venv
 	cd $(call arg,$(ROOT)) && $(call arg,$(BIN)/ruff) check .

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import CertwizError
 
@@ -14,16 +14,31 @@ class DatabaseError(CertwizError):
     """index.txt does not parse; the message names the line."""
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One line of index.txt."""
+class Entry(NamedTuple):
+    """One line of index.txt, its fields as openssl wrote them.
+
+    The times stay text until asked for: a 100,000-line database is read by every
+    command, and turning each time into a datetime took most of that read. Their
+    shape is checked when the line is read; status compares the text directly.
+    """
 
     flag: str  # V, R or E as openssl wrote it
-    not_after: datetime
-    revoked_at: datetime | None
-    reason: str | None
+    expiry: str  # YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ
+    revocation: str  # "" or TIME[,reason]
     serial: str  # upper-case hex, as openssl writes it
     subject: str  # X509_NAME_oneline form: /CN=...
+
+    @property
+    def not_after(self) -> datetime:
+        return self._datetime(self.expiry)
+
+    @property
+    def revoked_at(self) -> datetime | None:
+        return self._datetime(self.revocation.partition(",")[0]) if self.flag == "R" else None
+
+    @property
+    def reason(self) -> str | None:
+        return (self.revocation.partition(",")[2] or None) if self.flag == "R" else None
 
     @property
     def serial_int(self) -> int:
@@ -33,46 +48,134 @@ class Entry:
     def common_name(self) -> str | None:
         return common_name(self.subject)
 
+    def expires_by(self, when: datetime) -> bool:
+        """Is the not-after at or before WHEN (an aware datetime)?"""
+        return _sortable(self.expiry) <= _sortable_now(when)
+
     def status(self, now: datetime | None = None) -> str:
         """valid, revoked or expired (a V line past its not-after is expired)."""
         if self.flag == "R":
             return "revoked"
-        if self.flag == "E" or self.not_after <= (now or datetime.now(UTC)):
+        if self.flag == "E" or self.expires_by(now or datetime.now(UTC)):
             return "expired"
         return "valid"
+
+    def _datetime(self, text: str) -> datetime:
+        try:
+            return _time(text)
+        except ValueError as exc:
+            raise DatabaseError(f"index.txt: serial {self.serial}: cannot parse: {exc}") from None
+
+
+def _sortable(text: str) -> str:
+    """YYYYMMDDHHMMSS of an index.txt time: such strings sort as the times do."""
+    if len(text) == 13:
+        return ("20" if text < "50" else "19") + text[:12]  # RFC 5280's UTCTime window
+    return text[:14]
+
+
+_sortable_seen: dict[datetime, str] = {}
+
+
+def _sortable_now(when: datetime) -> str:
+    """_sortable for a datetime, remembered: every entry is compared with the same few."""
+    text = _sortable_seen.get(when)
+    if text is None:
+        if len(_sortable_seen) > 64:
+            _sortable_seen.clear()
+        text = _sortable_seen[when] = when.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return text
 
 
 def _time(text: str) -> datetime:
     """index.txt times: YYMMDDHHMMSSZ (UTCTime) or YYYYMMDDHHMMSSZ (GeneralizedTime)."""
-    fmt = "%y%m%d%H%M%SZ" if len(text) == 13 else "%Y%m%d%H%M%SZ"
-    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    _check_time(text)
+    digits = _sortable(text)
+    return datetime(
+        int(digits[:4]), int(digits[4:6]), int(digits[6:8]),
+        int(digits[8:10]), int(digits[10:12]), int(digits[12:14]), tzinfo=UTC,
+    )  # fmt: skip
+
+
+def _check_time(text: str) -> None:
+    """The shape of a time, cheaply: digits, Z, plausible month, day, hour, minute, second."""
+    size = len(text)
+    if (size != 13 and size != 15) or text[-1] != "Z" or not text[:-1].isdigit():
+        raise ValueError(f"time {text!r} is neither YYMMDDHHMMSSZ nor YYYYMMDDHHMMSSZ")
+    at = size - 11  # where the month starts
+    if not (
+        text.isascii()
+        and "01" <= text[at : at + 2] <= "12"
+        and "01" <= text[at + 2 : at + 4] <= "31"
+        and text[at + 4 : at + 6] <= "23"
+        and text[at + 6 : at + 8] <= "59"
+        and text[at + 8 : at + 10] <= "60"
+    ):
+        raise ValueError(f"time {text!r} is out of range")
+
+
+_SERIAL = re.compile(r"[0-9A-F]+")
+_TIME = (
+    r"(?:\d\d|\d{4})(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d|60)Z"
+)
+# A well-formed line in one C-level match; anything else goes the slow way to its message.
+_LINE = re.compile(
+    rf"(V|E)\t({_TIME})\t()\t([0-9A-F]+)\t[^\t]*\t([^\t]*)"
+    rf"|(R)\t({_TIME})\t({_TIME}(?:,[^\t]*)?)\t([0-9A-F]+)\t[^\t]*\t([^\t]*)",
+    re.ASCII,
+)
 
 
 def parse_line(line: str, where: str = "index.txt") -> Entry:
+    match = _LINE.fullmatch(line)
+    if match is not None:
+        groups = match.groups()
+        return Entry._make(groups[:5] if groups[0] else groups[5:])
     fields = line.split("\t")
     try:
         if len(fields) != 6 or fields[0] not in ("V", "R", "E"):
             raise ValueError("expected 6 tab-separated fields starting with V, R or E")
         flag, expiry, revocation, serial, _filename, subject = fields
-        if not re.fullmatch(r"[0-9A-F]+", serial):
+        if not _SERIAL.fullmatch(serial):
             raise ValueError(f"serial {serial!r} is not upper-case hex")
-        revoked_at = reason = None
+        _check_time(expiry)
         if flag == "R":
-            when, _, reason_text = revocation.partition(",")
-            revoked_at = _time(when)
-            reason = reason_text or None
-        return Entry(flag, _time(expiry), revoked_at, reason, serial, subject)
+            _check_time(revocation.partition(",")[0])
+        return Entry(flag, expiry, revocation, serial, subject)
     except ValueError as exc:
         raise DatabaseError(f"{where}: cannot parse: {exc}") from None
 
 
+# Lines already parsed in this process, by their text: a command reads index.txt several
+# times (before the lock, under it, around each `openssl ca` run), and openssl rewrites
+# it whole for one changed line; only new lines are parsed again. Entries are immutable.
+_parsed: dict[str, Entry] = {}
+_last_read: dict[Path, tuple[str, list[Entry]]] = {}
+_MEMO_LIMIT = 1_000_000  # lines; a long-lived process (a service) starts over beyond it
+
+
 def read(path: Path) -> list[Entry]:
+    """Every entry of index.txt, in file order; DatabaseError names a line that does not parse."""
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    return [
-        parse_line(line, f"{path}:{number}")
-        for number, line in enumerate(text.splitlines(), 1)
-        if line
-    ]
+    last = _last_read.get(path)
+    if last is not None and last[0] == text:  # unchanged since the last read: no split
+        return list(last[1])
+    lines = text.split("\n")
+    if len(_parsed) + len(lines) > _MEMO_LIMIT:
+        _parsed.clear()
+    memo = _parsed
+    entries = []
+    for number, line in enumerate(lines, 1):
+        entry = memo.get(line)
+        if entry is None:
+            if not line or line == "\r":
+                continue
+            entry = parse_line(line.removesuffix("\r"), f"{path}:{number}")
+            memo[line] = entry
+        entries.append(entry)
+    _last_read.clear()  # one database at a time is what a command reads
+    _last_read[path] = (text, entries)
+    return list(entries)
 
 
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\([/+])")
@@ -112,6 +215,8 @@ def oneline(common_name: str) -> str:
 
 def common_name(subject: str) -> str | None:
     """The last CN of a oneline subject, whatever other RDNs come before or after it."""
+    if subject.startswith("/CN=") and "/" not in subject[4:] and "\\" not in subject:
+        return subject[4:]  # what certwiz writes: one RDN, nothing escaped
     parts = re.split(r"(?<!\\)/(?=[A-Za-z][A-Za-z0-9.]*=)", subject)
     values = [p[3:] for p in parts if p.startswith("CN=")]
     return _unescape(values[-1]) if values else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from . import database, der, durations, grace, names
@@ -24,7 +24,7 @@ def _iso(when: datetime | None) -> str | None:
     return None if when is None else f"{when:%Y-%m-%dT%H:%M:%SZ}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Certificate:
     name: str
     kind: str
@@ -37,7 +37,7 @@ class Certificate:
     superseded_until: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # flat: no deep copy
 
 
 def _kind(profile: Profile, serial: str) -> str:
@@ -168,14 +168,13 @@ def certificates(
     now = now or datetime.now(UTC)
     where = where or Filter()
     pending = grace.read(profile)
+    horizon = now + where.expiring if where.expiring is not None else None
     found = []
     for entry in database.read(profile.index):
         status = _status(entry, pending, now)
         if where.status is not None and status != where.status:
             continue
-        if where.expiring is not None and not (
-            status == "valid" and entry.not_after <= now + where.expiring
-        ):
+        if horizon is not None and not (status == "valid" and entry.expires_by(horizon)):
             continue
         name = entry.common_name or entry.subject
         if where.name is not None and not fnmatch.fnmatchcase(name, where.name):

@@ -19,6 +19,7 @@ from .common import (
     ReloadOpt,
     deploy_crl,
     emit,
+    emit_json_list,
     files_text,
     notes_text,
     open_ca,
@@ -99,13 +100,16 @@ def list_cmd(
     """
     where = inventory.make_filter(status, expiring, kind, name)
     certs = inventory.certificates(open_profile(profile, home), where=where)
+    if as_json:
+        emit_json_list(c.as_dict() for c in certs)
+        return
     rows = [f"{'NAME':24} {'KIND':7} {'STATUS':8} {'NOT AFTER':21} SERIAL"]
     for c in certs:
         extra = f"  revoked {c.revoked_at} ({c.reason})" if c.revoked_at else ""
         if c.superseded_until:
             extra = f"  grace ends {c.superseded_until}"
         rows.append(f"{c.name:24} {c.kind:7} {c.status:8} {c.not_after:21} {c.serial}{extra}")
-    emit(as_json, [c.as_dict() for c in certs], "\n".join(rows))
+    typer.echo("\n".join(rows))
 
 
 @reports_errors

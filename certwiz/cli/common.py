@@ -11,7 +11,8 @@ import functools
 import json
 import os
 import shlex
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -153,6 +154,21 @@ def ca_passphrase_source(profile: str, file: Path | None) -> Provider:
         return obtain(file, CA_ENV, "ca-passphrase-file", prompt, confirm=False)
 
     return provide
+
+
+def emit_json_list(items: Iterable[dict[str, Any]]) -> None:
+    """Print what json.dumps(list(items), indent=2) would, one item at a time.
+
+    A 100,000-certificate list never exists as one string or as 100,000 dicts at once.
+    """
+    out = sys.stdout
+    first = True
+    for item in items:
+        out.write("[\n  " if first else ",\n  ")
+        out.write(json.dumps(item, indent=2).replace("\n", "\n  "))  # strings hold no newline
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()
 
 
 def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:

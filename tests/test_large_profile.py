@@ -1,0 +1,145 @@
+"""Large profiles: index.txt parsed once per command, one pass to check it, same answers.
+
+Speed is measured by `make bench` (bench/README.md); these tests pin the mechanisms.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bench.gen_profile import generate
+from certwiz import check, database, inventory, issue, revoke
+from certwiz.cli.common import emit_json_list
+from certwiz.profile import Profile
+
+
+def reference_time(text: str) -> datetime:
+    """strptime, with RFC 5280's UTCTime window (YY >= 50 is 19YY; strptime's %y says 20YY
+    up to 68: the database read that way before, wrong for 1950-1968)."""
+    if len(text) == 13:
+        text = ("19" if text >= "50" else "20") + text
+    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+
+
+def test_times_parse_as_strptime_did() -> None:
+    rng = random.Random(5)
+    start = datetime(1951, 1, 1, tzinfo=UTC)
+    for _ in range(2000):
+        when = start + timedelta(seconds=rng.randrange(0, 150 * 365 * 86400))
+        texts = [when.strftime("%Y%m%d%H%M%SZ")]
+        if when.year < 2050:
+            texts.append(when.strftime("%y%m%d%H%M%SZ"))
+        for text in texts:
+            line = f"R\t{text}\t{text},keyCompromise\tAB12\tunknown\t/CN=x"
+            entry = database.parse_line(line)
+            assert entry.not_after == entry.revoked_at == reference_time(text)
+            assert entry.reason == "keyCompromise"
+            # status compares text; it must agree with the datetimes either side of it
+            valid = entry._replace(flag="V")
+            assert valid.status(when - timedelta(seconds=1)) == "valid"
+            assert valid.status(when) == "expired"
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["261323063709Z", "261232063709Z", "261201243709Z", "2612010637Z", "26120106370aZ", ""],
+)
+def test_bad_times_name_their_line(tmp_path: Path, time: str) -> None:
+    index = tmp_path / "index.txt"
+    good = "V\t261223063709Z\t\tAB\tunknown\t/CN=a"
+    index.write_text(f"{good}\nV\t{time}\t\tAC\tunknown\t/CN=b\n")
+    with pytest.raises(database.DatabaseError, match=rf"{index}:2: cannot parse"):
+        database.read(index)
+
+
+def test_an_edit_of_the_same_size_is_seen(tmp_path: Path) -> None:
+    """The in-process cache goes by content, not by size or mtime (a same-size hand edit)."""
+    index = tmp_path / "index.txt"
+    index.write_text("V\t261223063709Z\t\tAB\tunknown\t/CN=a\n")
+    assert database.read(index)[0].flag == "V"
+    index.write_text("E\t261223063709Z\t\tAB\tunknown\t/CN=a\n")
+    assert database.read(index)[0].flag == "E"
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Profile:
+    return generate(tmp_path_factory.mktemp("big"), "big", 300, 30, jobs=2)
+
+
+def test_issue_and_revoke_parse_each_line_once(
+    big: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: 7 full parses of index.txt per issue (strptime on every line each time)."""
+    database._parsed.clear()
+    database._last_read.clear()
+    parsed: list[str] = []
+    real = database.parse_line
+
+    def counting(line: str, where: str = "index.txt") -> database.Entry:
+        parsed.append(line)
+        return real(line, where)
+
+    monkeypatch.setattr(database, "parse_line", counting)
+    issue.issue_client(big, "one-more")
+    assert len(parsed) == 301  # every old line once, and the new one
+    parsed.clear()
+    revoke.revoke(big, name="one-more")
+    assert len(parsed) == 1  # only the line openssl changed
+
+
+def test_check_lists_newcerts_once_instead_of_a_stat_per_entry(
+    big: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    is_file_calls = 0
+    real = Path.is_file
+
+    def counting(self: Path) -> bool:
+        nonlocal is_file_calls
+        is_file_calls += 1
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", counting)
+    report = check.verify_profile(big)
+    assert report.ok, report.messages(big)
+    assert is_file_calls < 20  # fixed files only, none per certificate
+
+
+def test_check_still_finds_a_missing_certificate_file(big: Profile) -> None:
+    entry = next(e for e in database.read(big.index) if e.flag == "V")
+    path = big.newcert_path(entry.serial)
+    data = path.read_bytes()
+    path.unlink()
+    try:
+        report = check.verify_profile(big)
+        assert any(f"{path} is missing" in p for p in report.problems)
+    finally:
+        path.write_bytes(data)
+
+
+def test_expiring_filter_matches_datetimes(big: Profile) -> None:
+    now = datetime.now(UTC)
+    where = inventory.make_filter(expiring="30d")
+    found = {c.serial for c in inventory.certificates(big, now=now, where=where)}
+    expected = {
+        e.serial
+        for e in database.read(big.index)
+        if e.flag == "V" and now < e.not_after <= now + timedelta(days=30)
+    }
+    assert found == expected and found
+
+
+def test_json_list_is_streamed_as_json_dumps_would_print(
+    big: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [c.as_dict() for c in inventory.certificates(big)]
+    for data in (items, []):
+        out = io.StringIO()
+        monkeypatch.setattr("sys.stdout", out)
+        emit_json_list(iter(data))
+        assert out.getvalue() == json.dumps(data, indent=2) + "\n"
