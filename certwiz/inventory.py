@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
@@ -214,6 +213,8 @@ def show(profile: Profile, name: str) -> dict[str, object]:
     info: dict[str, object] = current.as_dict()
     pem = profile.newcert_path(current.serial)
     if pem.is_file():
+        import hashlib  # here: list, the frequent command, needs no digest
+
         digest = hashlib.sha256(der.pem_to_der(pem.read_bytes())).hexdigest().upper()
         info["sha256_fingerprint"] = ":".join(digest[i : i + 2] for i in range(0, 64, 2))
     files = current.name if names.names_files(current.name) else name
