@@ -48,12 +48,22 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from certwiz import ca
-from certwiz.der import read_tlv
 from certwiz.profile import Profile
 
 NAME_FORMAT = "bot-{:06d}"
 REASONS = ("keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged")
 UTC_FORMAT = "%y%m%d%H%M%SZ"  # UTCTime, as openssl writes dates before 2050
+
+
+def read_tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
+    """(tag, content, offset after) of the DER element at POS (lengths up to 4 bytes)."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    return tag, data[pos : pos + length], pos + length
 
 
 def der_length(n: int) -> bytes:
