@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, names, ocsp, openssl
+from . import audit, leaf_urls, names, ocsp, openssl
 from . import openssl_args as args
 from .errors import InputError, StateError
 from .fsutil import building, write_atomic
@@ -31,6 +31,7 @@ class CAOptions:
     days: int = DEFAULT_CA_DAYS
     crl_days: int = DEFAULT_CRL_DAYS
     ocsp_url: str | None = None  # the AIA OCSP URL written into leaves
+    crl_url: str | None = None  # the CRL distribution point written into leaves
 
 
 def render_cnf(
@@ -84,6 +85,8 @@ def init(
     names.days(options.crl_days, "crl-days")
     if options.ocsp_url is not None:
         ocsp.check_url(options.ocsp_url)
+    if options.crl_url is not None:
+        leaf_urls.check_url(options.crl_url, "crl-url")
     check_home(profile)
     ensure_absent(profile)
     secret = resolve(passphrase)
@@ -123,6 +126,7 @@ def _populate(
 ) -> None:
     skeleton(work)
     ocsp.write_url(work, options.ocsp_url)
+    leaf_urls.write(work, "crl", options.crl_url)
     write_atomic(
         work / "openssl.cnf",
         render_cnf(profile, work, options.key_type, options.crl_days, "single"),

@@ -18,7 +18,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from . import audit, names, ocsp, openssl, openssl_args
+from . import audit, leaf_urls, names, ocsp, openssl, openssl_args
 from .ca import (
     CAOptions,
     check_home,
@@ -105,6 +105,8 @@ def init(
     check_lifetimes(options.days, root_days)
     if options.ocsp_url is not None:
         ocsp.check_url(options.ocsp_url)
+    if options.crl_url is not None:
+        leaf_urls.check_url(options.crl_url, "crl-url")
     check_home(profile)
     ensure_absent(profile)
     profile.home.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,7 @@ def _build(
 
     skeleton(work)
     ocsp.write_url(work, options.ocsp_url)  # the intermediate signs the leaves
+    leaf_urls.write(work, "crl", options.crl_url)
     write_atomic(
         work / "openssl.cnf",
         render_cnf(profile, work, key_type, options.crl_days, "intermediate"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, inventory, names, ocsp, openssl, upkeep
+from . import check, database, der, durations, inventory, leaf_urls, names, ocsp, openssl, upkeep
 from . import openssl_args as args
 from . import p12 as p12_lib
 from . import revoke as revoking
@@ -261,6 +261,7 @@ def sign(
             rsa=rsa,
             sans=sans,
             ocsp_url=ocsp.configured_url(profile),  # AIA: ca init / ca set --ocsp-url
+            crl_url=leaf_urls.configured(profile.dir, "crl"),  # CDP: --crl-url
         )
     )
     cert = work / "cert.pem"

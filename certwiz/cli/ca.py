@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .. import adopt, ca, intermediate, names, ocsp, rollover
+from .. import adopt, ca, intermediate, leaf_urls, names, ocsp, rollover
 from .. import revoke as revoking
 from ..errors import InputError
 from ..passphrase import CA_ENV, obtain
@@ -41,6 +41,14 @@ ENCRYPTED_HINT = (
 
 ca_app = typer.Typer(help="The profile's certificate authority.", no_args_is_help=True)
 ca_app.add_typer(root_key_app, name="root-key")
+CrlUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--crl-url",
+        help="The http:// URL where crl.pem is published, written into every leaf "
+        "(CRL distribution point) issued from now on.",
+    ),
+]
 OcspUrlOpt = Annotated[
     str | None,
     typer.Option(
@@ -79,6 +87,7 @@ def ca_init(
         typer.Option("--root-crl-days", help="With --intermediate: root CRL validity [365]."),
     ] = None,
     ocsp_url: OcspUrlOpt = None,
+    crl_url: CrlUrlOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
@@ -95,6 +104,7 @@ def ca_init(
         names.days(days if days is not None else default_days),
         names.days(crl_days, "crl-days"),
         ocsp.check_url(ocsp_url) if ocsp_url is not None else None,
+        leaf_urls.check_url(crl_url, "crl-url") if crl_url is not None else None,
     )
     if not intermediate_opt and (root_days is not None or root_crl_days is not None):
         raise InputError("root-days", "--root-days and --root-crl-days need --intermediate")
@@ -290,22 +300,40 @@ def ca_set(
     no_ocsp_url: Annotated[
         bool, typer.Option("--no-ocsp-url", help="Issue leaves without an OCSP URL from now on.")
     ] = False,
+    crl_url: CrlUrlOpt = None,
+    no_crl_url: Annotated[
+        bool,
+        typer.Option("--no-crl-url", help="Issue leaves without a CRL distribution point."),
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a setting of the profile's CA (audited). Leaves already issued keep theirs.
 
-    Example: certwiz ca set -p my-app --ocsp-url http://127.0.0.1:8888/
+    Examples:
+      certwiz ca set -p my-app --ocsp-url http://127.0.0.1:8888/
+      certwiz ca set -p my-app --crl-url http://pki.example.com/my-app.crl
+
+    Exit codes: 0 done, 2 bad input, 3 profile busy, 4 profile inconsistent.
     """
-    if (ocsp_url is None) == (not no_ocsp_url):
-        raise InputError("ocsp-url", "give exactly one of --ocsp-url URL or --no-ocsp-url")
-    url = ocsp.check_url(ocsp_url) if ocsp_url is not None else None
+    changes: dict[str, str | None] = {}
+    for kind, url, none in (("ocsp", ocsp_url, no_ocsp_url), ("crl", crl_url, no_crl_url)):
+        if url is not None and none:
+            raise InputError(f"{kind}-url", f"give --{kind}-url URL or --no-{kind}-url, not both")
+        if url is not None or none:
+            changes[kind] = leaf_urls.check_url(url, f"{kind}-url") if url is not None else None
+    if not changes:
+        raise InputError("ocsp-url", "nothing to set: give --ocsp-url, --crl-url or --no-...")
     authority = open_ca(ctx, profile, home)
     prof = authority.profile
-    ocsp.set_url(prof, url, authority.lock_timeout)
+    leaf_urls.set_urls(prof, changes, authority.lock_timeout)
+    said = {"ocsp": "the OCSP responder", "crl": "the CRL distribution point"}
     emit(
         as_json,
-        {"profile": prof.name, "ocsp_url": url},
-        f"Profile {prof.name}: leaves issued from now on name "
-        + (f"the OCSP responder {url}" if url else "no OCSP responder"),
+        {"profile": prof.name, **{f"{k}_url": v for k, v in changes.items()}},
+        "\n".join(
+            f"Profile {prof.name}: leaves issued from now on name "
+            + (f"{said[k]} {v}" if v else f"no {said[k]}")
+            for k, v in changes.items()
+        ),
     )

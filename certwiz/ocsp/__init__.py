@@ -14,20 +14,17 @@ its own key, 30 days): the CA key is never handed to the responder.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from .. import database, inventory, names, openssl
+from .. import database, inventory, leaf_urls, openssl
 from ..errors import InputError, StateError
-from ..fsutil import write_atomic
 from ..openssl import Secret
 from ..profile import Profile
 
 RESPONDER_NAME = "certwiz-ocsp-responder"
-URL_FILE = "ocsp_url"  # PROFILE/ocsp_url: the responder URL written into leaves (AIA)
+URL_FILE = leaf_urls.FILES["ocsp"]  # PROFILE/ocsp_url: the responder URL in leaves (AIA)
 MAX_REQUEST = 16 * 1024
 MAX_PARALLEL = 4  # openssl processes at once; more requests wait
 NEXT_UPDATE_MINUTES = 5
@@ -70,55 +67,22 @@ def check_listen(value: str) -> Listen:
 
 def check_url(value: str, field: str = "ocsp-url") -> str:
     """An http:// URL with a host (OCSP runs over plain http; nginx asks nothing else)."""
-    rule = "must be an http:// URL, e.g. http://127.0.0.1:8888/"
-    if not value or any(
-        ord(ch) <= 0x20 or ord(ch) >= 0x7F or ch in "\"'\\$;{}<>`#," for ch in value
-    ):
-        raise InputError(field, f"{value!r} {rule}, without spaces, quotes, '$', ';' or '#'")
-    parts = urlsplit(value)
-    if parts.scheme != "http" or not parts.hostname or "@" in parts.netloc:
-        raise InputError(field, f"{value!r} {rule} (no credentials)")
-    try:
-        parts.port  # noqa: B018 (it validates)
-    except ValueError:
-        raise InputError(field, f"{value!r}: the port must be a number from 1 to 65535") from None
-    if parts.query or parts.fragment:
-        raise InputError(field, f"{value!r}: no query string or fragment allowed")
-    try:
-        ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        names.dns_name(parts.hostname, field)
-    return value
+    return leaf_urls.check_url(value, field)
 
 
 def configured_url(profile: Profile) -> str | None:
     """The profile's OCSP URL (ca init/ca set --ocsp-url), or None."""
-    try:
-        text = (profile.dir / URL_FILE).read_text(encoding="ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
-    return text or None
+    return leaf_urls.configured(profile.dir, "ocsp")
 
 
 def write_url(directory: Path, url: str | None) -> None:
     """Store URL (None removes it) in DIRECTORY/ocsp_url; the caller holds the lock."""
-    path = directory / URL_FILE
-    if url is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    write_atomic(path, check_url(url) + "\n", 0o644)
+    leaf_urls.write(directory, "ocsp", url)
 
 
 def set_url(profile: Profile, url: str | None, lock_timeout: float | None = None) -> str | None:
     """`ca set --ocsp-url`: leaves issued from now on name URL (or no responder)."""
-    from ..transaction import transaction
-
-    if url is not None:
-        check_url(url)
-    with transaction(profile, "ca set", [], timeout=lock_timeout) as tx:
-        tx.note("ocsp_url", url)
-        write_url(profile.dir, url)
+    leaf_urls.set_urls(profile, {"ocsp": url}, lock_timeout)
     return url
 
 
