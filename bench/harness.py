@@ -144,7 +144,7 @@ def machine() -> dict[str, str]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": f"{os.cpu_count()} x {cpu}",
-        "load average (1, 5, 15 min) at start": load,
+        "load average (1, 5, 15 min) when written": load,
         "os": platform.platform(),
         "python": platform.python_version(),
         "openssl": out("openssl", "version"),
