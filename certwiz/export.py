@@ -37,11 +37,18 @@ def check_format(value: str) -> str:
     return value
 
 
-def check_out(out: Path, *, force: bool) -> Path:
-    """Where to write: never over an existing file unless --force, never into a non-dir."""
+def check_out(out: Path, *, force: bool, home: Path) -> Path:
+    """Where to write: never into the certwiz home (a profile's own files, the CA key),
+    never over an existing file unless --force, never into a non-directory."""
     out = out.expanduser().absolute()
     if out.is_dir():
         raise InputError("out", f"{out} is a directory; give a file name")
+    try:
+        inside = out.parent.resolve().is_relative_to(home.resolve())
+    except OSError:
+        inside = False
+    if inside:
+        raise InputError("out", f"{out} is inside the certwiz home {home}; write outside it")
     if (out.exists() or out.is_symlink()) and not force:
         raise InputError("out", f"{out} exists; give --force to replace it")
     problem = not_plain_dir(out.parent)
@@ -119,7 +126,7 @@ def export(
     timeout: float | None = None,
 ) -> Exported:
     """Write the export to OUT atomically: 0600 for a p12 (it holds a key), else 0644."""
-    target = check_out(out, force=force)
+    target = check_out(out, force=force, home=profile.home)
     data, serial = render(
         profile,
         name,

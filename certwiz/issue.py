@@ -190,7 +190,9 @@ def load_csr(source: Path | bytes, field: str = "csr") -> Csr:
         raise InputError(field, "unsupported key type; use EC P-256/P-384 or RSA 2048+")
     pem = request.public_bytes(serialization.Encoding.PEM)
     cns = request.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    cn = cns[-1].value if cns else None
+    if len(cns) > 1:  # which one names it would be a guess: refuse, like a forged subject
+        raise InputError(field, f"the request's subject has {len(cns)} CNs; one is expected")
+    cn = cns[0].value if cns else None
     return Csr(pem, isinstance(key, rsa.RSAPublicKey), cn if isinstance(cn, str) else None)
 
 

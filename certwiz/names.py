@@ -21,6 +21,9 @@ _EMAIL_LOCAL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}")
 MAX_DAYS = 36500
 MAX_CN = 64  # ub-common-name in RFC 5280
 RESERVED_NAMES = {"ca"}
+# certwiz's own certificates (the OCSP responder, probe certificates): nobody may issue,
+# sign, export or renew one of these by name, or the responder's key would be theirs.
+RESERVED_PREFIX = "certwiz-"
 
 KEY_TYPES = ("ec:P-256", "ec:P-384", "rsa:2048", "rsa:3072", "rsa:4096")
 REASONS = (
@@ -153,10 +156,17 @@ def _ip(value: str) -> str | None:
         return None
 
 
-def _not_reserved(value: str) -> None:
-    """Leaf files are private/NAME.key: the name `ca` would overwrite the CA's key."""
+def _not_reserved(value: str, *, internal_ok: bool = False) -> None:
+    """Leaf files are private/NAME.key: the name `ca` would overwrite the CA's key, and
+    certwiz-... names are certwiz's own certificates (OCSP responder, probes)."""
     if value.casefold() in RESERVED_NAMES:
         raise InputError("name", f"{value!r} is reserved (private/ca.key is the CA's own key)")
+    if not internal_ok and value.casefold().startswith(RESERVED_PREFIX):
+        raise InputError(
+            "name",
+            f"{value!r}: names starting with {RESERVED_PREFIX!r} are reserved for certwiz's own "
+            "certificates (OCSP responder, probes); revoke one with --serial",
+        )
 
 
 def server_name(value: str) -> San:
@@ -262,14 +272,16 @@ def display_name(value: str, field: str) -> str:
     return value
 
 
-def client_name(value: str) -> str:
-    """A client name: printable, and safe as a file name (it names the files)."""
+def client_name(value: str, *, internal_ok: bool = False) -> str:
+    """A client name: printable, and safe as a file name (it names the files).
+
+    `internal_ok` admits certwiz's own certwiz-... names (reading, recovery)."""
     display_name(value, "name")
     if "/" in value or "\\" in value:
         raise InputError("name", f"{value!r} must not contain '/' or '\\' (it names files)")
     if value.startswith("."):
         raise InputError("name", f"{value!r} must not start with '.' (it names files)")
-    _not_reserved(value)
+    _not_reserved(value, internal_ok=internal_ok)
     for ch in value:
         if ord(ch) > 0xFFFF:  # pkcs12 -name is a BMPString
             raise InputError(
@@ -283,7 +295,7 @@ def client_name(value: str) -> str:
 def names_files(name: str) -> bool:
     """May a certificate's name (maybe made by hand) name files in the profile?"""
     try:
-        client_name(name)
+        client_name(name, internal_ok=True)
     except InputError:
         return False
     return True

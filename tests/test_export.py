@@ -152,3 +152,45 @@ def test_refusals_change_nothing(
     assert len(lines) == 1 and lines[0].startswith("certwiz: error: ") and field in lines[0]
     assert snapshot(state["home"]) == before
     assert not (tmp_path / "x.out").exists()
+
+
+@pytest.mark.parametrize("target", ["p/private/ca.key", "p/ca.crt", "p/index.txt",
+                                    "p/private/bot.p12", "other.pem"])  # fmt: skip
+def test_out_never_lands_in_the_certwiz_home(state: dict[str, Path], target: str) -> None:
+    """--force is for the operator's own files, never the profile's (the CA key above all)."""
+    out = state["home"] / target
+    if target == "other.pem":
+        out.write_text("x\n")
+    before = snapshot(state["home"])
+    result = certwiz(state, "export", "-p", "p", "-n", "bot", "--out", str(out), "--force")
+    assert result.returncode == 2
+    assert "inside the certwiz home" in result.stderr
+    assert snapshot(state["home"]) == before
+
+
+def test_certwiz_own_names_cannot_be_claimed_or_exported(
+    state: dict[str, Path], tmp_path: Path
+) -> None:
+    """The OCSP responder's name (and the probes') are certwiz's: a client cannot take them."""
+    before = snapshot(state["home"])
+    for args in (
+        ["client", "issue", "-p", "p", "-n", "certwiz-ocsp-responder", "-u"],
+        ["client", "issue", "-p", "p", "-n", "CERTWIZ-probe-x", "-u"],
+        ["server", "issue", "-p", "p", "-n", "certwiz-ocsp-responder"],
+        [
+            "export",
+            "-p",
+            "p",
+            "-n",
+            "certwiz-ocsp-responder",
+            "--format",
+            "p12",
+            "-u",
+            "--out",
+            str(tmp_path / "r.p12"),
+        ],
+    ):
+        result = certwiz(state, *args)
+        assert result.returncode == 2, (args, result.stdout)
+        assert "reserved" in result.stderr
+    assert snapshot(state["home"]) == before

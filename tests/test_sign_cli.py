@@ -86,3 +86,21 @@ def test_refusals_are_one_line_and_change_nothing(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {field}:"), lines
     assert snapshot(home) == before
+
+
+def test_a_csr_with_two_cns_is_refused(cli, made, home: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x"),
+                         x509.NameAttribute(x509.NameOID.COMMON_NAME, "admin")])  # fmt: skip
+    request = (
+        x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    )
+    csr = write(tmp_path, request.public_bytes(serialization.Encoding.PEM))
+    before = snapshot(home)
+    for extra in ([], ["-n", "admin"], ["-n", "x"]):
+        result = cli("client", "sign", "-p", "p", "--csr", csr, *extra)
+        assert result.returncode == 2 and "2 CNs" in result.stderr
+    assert snapshot(home) == before

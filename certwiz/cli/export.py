@@ -80,13 +80,13 @@ def export_cmd(
     names.client_name(name)
     exporting.check_format(fmt)
     p12.check_format(p12_format)
+    prof = open_profile(profile, home)
     if out is not None:
-        exporting.check_out(out, force=force)
+        exporting.check_out(out, force=force, home=prof.home)
     elif as_json:
         raise InputError("json", "--json needs --out (without it the export goes to stdout)")
     elif fmt in ("der", "p12") and sys.stdout.isatty():
         raise InputError("out", f"{fmt} is binary: give --out FILE, or redirect the output")
-    prof = open_profile(profile, home)
     password = key_password = None
     if fmt == "p12":
         if exporting.needs_key_password(prof, name):
