@@ -24,7 +24,7 @@ from . import database, der, names
 from .der import DERError, pem_to_der
 from .errors import CertwizError
 from .fsutil import not_plain_dir, write_atomic
-from .profile import Profile
+from .profile import ROOT_DIR, Profile
 from .render import cnf_escape
 
 SCRATCH_PREFIX = ".certwiz-"
@@ -380,20 +380,26 @@ def _restore_issued(profile: Profile, done: list[str]) -> None:
 def recover(profile: Profile) -> list[str]:
     """Undo the traces of an interrupted run; call only while holding the lock.
 
-    Every directory it deletes or writes in is checked for links first (refuse_links).
+    Every directory it deletes or writes in is checked for links first (refuse_links),
+    on both levels of a two-level profile, before any step on either level.
     """
+    levels = [profile]
+    if profile.two_level or (profile.dir / ROOT_DIR).is_symlink():
+        levels.append(profile.root)
     try:
-        refuse_links(profile)
+        for level in levels:
+            problem = not_plain_dir(level.dir) if level is not profile else None
+            if problem:  # root/ replaced by a link: recovery would delete in its target
+                raise ProfileCorrupt(problem)
+            refuse_links(level)
     except ProfileCorrupt as exc:
         raise ProfileCorrupt(f"{exc}; nothing was changed") from None
     done: list[str] = []
-    _relocate_cnf(profile, done)
-    _finish_rotations(profile, done)
-    _remove_scratch(profile, done)
+    for level in levels:  # the root too: hand-run or certwiz openssl ca on it may have died
+        _relocate_cnf(level, done)
+        _finish_rotations(level, done)
+        _remove_scratch(level, done)
     _restore_issued(profile, done)
-    if profile.two_level:  # hand-run or certwiz openssl ca on the root may have been killed
-        _finish_rotations(profile.root, done)
-        _remove_scratch(profile.root, done)
     return done
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import database, der, durations, grace, upkeep
+from . import check, database, der, durations, grace, upkeep
 from .check import ProfileCorrupt
 from .errors import CertwizError
 from .inventory import certificates
@@ -139,6 +139,18 @@ def _revoked_by_root(profile: Profile, level: Authority, serial: str) -> str | N
     return None
 
 
+def _missing_from_crl(profile: Profile, level: Authority) -> list[str]:
+    """Serials the level's index.txt has revoked that its CRL does not list (a revoke
+    killed before its CRL, or `openssl ca -revoke` by hand without -gencrl)."""
+    index = profile.root.index if level.kind == "root-ca" else profile.index
+    try:
+        listed = der.crl_serials(check.crl_der(level.crl))
+        entries = database.read(index)
+    except (OSError, ValueError, ProfileCorrupt, database.DatabaseError):
+        return []  # reported by the CRL's own item or by `certwiz check`
+    return [e.serial for e in entries if e.flag == "R" and e.serial_int not in listed]
+
+
 def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime) -> Item:
     try:
         this, following = upkeep.crl_window(level.crl)
@@ -163,6 +175,20 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
             None,
             "ok",
             "no nextUpdate: never lapses",
+        )
+    missing = _missing_from_crl(profile, level)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return Item(
+            profile.name,
+            level.crl_kind,
+            _rel(profile, level.crl),
+            None,
+            _iso(following),
+            _days(following - now),
+            "critical",
+            f"revoked serial {missing[0]}{more} is not in it: NGINX still admits it; "
+            f"run: {level.renew_crl}",
         )
     left = following - now
     # Warn inside the window, and also once a third of its validity is left (the point

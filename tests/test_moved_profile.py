@@ -78,3 +78,23 @@ def test_a_profile_reached_by_another_path_is_left_alone(profile: Profile, tmp_p
 def test_ca_init_renders_the_directory_it_names(home: Path) -> None:
     made = ca.init("x", home)
     assert f"dir = {made.dir}\n" in made.cnf.read_text()
+
+
+def test_a_copied_two_level_profile_points_both_configs_at_itself(
+    home: Path, tmp_path: Path
+) -> None:
+    """A verifier after the fix above: only the top openssl.cnf was re-rendered, so a copy
+    of a two-level profile stayed refused ('the next change re-renders it') for ever."""
+    assert run_certwiz(home, "ca", "init", "-p", "two", "--intermediate").returncode == 0
+    original = snapshot(home)
+    copy = tmp_path / "copy"
+    shutil.copytree(home, copy, symlinks=True)
+    for args in (("client", "issue", "-p", "two", "-n", "bot", "-u"), ("crl", "gen", "-p", "two")):
+        done = run_certwiz(copy, *args)
+        assert done.returncode == 0, done.stderr
+    assert (
+        f"dir = {cnf_escape(copy / 'two' / 'root')}\n"
+        in (copy / "two" / "root" / "openssl.cnf").read_text()
+    )
+    assert run_certwiz(copy, "check", "-p", "two").returncode == 0
+    assert snapshot(home) == original

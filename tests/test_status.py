@@ -24,7 +24,7 @@ def test_all_fine_is_exit_0_with_every_item_in_json(cli, profile: Profile) -> No
         assert set(item) >= {"kind", "name", "serial", "not_after", "days_left", "state"}
     (ca_item,) = [i for i in items if i["kind"] == "ca"]
     cert = load_cert(profile.ca_cert)
-    assert ca_item["serial"] == f"{cert.serial_number:X}"
+    assert int(ca_item["serial"], 16) == cert.serial_number
     assert ca_item["name"] == "my-app Root CA"
     assert ca_item["not_after"] == f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
     assert 3649 < ca_item["days_left"] <= 3650
@@ -126,3 +126,20 @@ def test_cron_recipe_is_silent_when_fine_and_prints_when_not(home, profile: Prof
     warned = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True)
     assert warned.returncode == 0  # printf succeeded; cron mails what was printed
     assert warned.stdout.splitlines()[1].startswith("WARNING") and "bot-soon" in warned.stdout
+
+
+def test_a_revocation_missing_from_the_crl_is_critical(cli, profile: Profile) -> None:
+    """An outside verifier: after `openssl ca -revoke` without -gencrl (or a revoke killed
+    before its CRL) status said all fine while NGINX still admitted the revoked client."""
+    from tests.conftest import openssl
+
+    issue.issue_client(profile, "eve")
+    openssl("ca", "-config", str(profile.cnf), "-revoke", str(profile.cert_path("eve")))
+    serial = f"{load_cert(profile.cert_path('eve')).serial_number:X}"
+    result = cli("status", "-p", "my-app", "--json")
+    assert result.returncode == 2, result.stdout
+    first = json.loads(result.stdout)["items"][0]
+    assert first["kind"] == "crl" and first["state"] == "critical"
+    assert serial.lstrip("0") in first["message"] and "crl gen" in first["message"]
+    assert cli("crl", "gen", "-p", "my-app").returncode == 0
+    assert cli("status", "-p", "my-app").returncode == 0

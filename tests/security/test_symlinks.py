@@ -203,3 +203,25 @@ def test_symlinked_nginx_files_are_replaced_not_followed(
     assert (outside / "precious").read_text() == "do not overwrite\n"
     for path in files:
         assert not path.is_symlink() and "certwiz" in path.read_text(), path
+
+
+@pytest.mark.parametrize("sub", ["", "reqs", "private", "newcerts", "issued"])
+def test_recovery_never_works_through_a_link_in_the_root_of_two_levels(
+    cli, home: Path, outside: Path, sub: str
+) -> None:
+    """An outside attack after the fix above: recovery on root/ of a two-level profile
+    (and root/ itself replaced by a link) removed files in the link's target."""
+    assert cli("ca", "init", "-p", "two", "--intermediate").returncode == 0
+    root = home / "two" / "root"
+    real = root / sub if sub else root
+    target = outside / (sub or "root")
+    os.rename(real, target)
+    real.symlink_to(target)
+    (target / ".certwiz-abc").mkdir()
+    (target / ".certwiz-abc" / "key.pem").write_text("someone else's\n")
+    (target / ".notes.tmp").write_text("someone else's\n")
+    before = snapshot(outside)
+    result = cli("client", "issue", "-p", "two", "-n", "bob", "-u")
+    assert result.returncode == 4, result.stderr
+    assert "not a plain directory" in one_error_line(result)
+    assert snapshot(outside) == before
