@@ -379,7 +379,9 @@ def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
     assert doctor.diagnose(lab.site, conf).findings == []
 
 
-def test_shared_listen_with_an_issuer_guard_is_clean(lab: Lab) -> None:
+def test_shared_listen_with_only_an_issuer_guard_is_flagged(lab: Lab) -> None:
+    """An issuer-DN check is no guard: two profiles' CAs may share a CN (ca init --cn), and
+    the rendered handshake guard's e2e proves it with four same-CN CAs on one port."""
     issuer = "CN=site Root CA"
     guard = f'if ($ssl_client_i_dn != "{issuer}") {{ return 421; }}'
     text = good_conf(
@@ -389,9 +391,17 @@ def test_shared_listen_with_an_issuer_guard_is_clean(lab: Lab) -> None:
             lab, guard='if ($ssl_client_i_dn != "CN=other Root CA") { return 421; }'
         ),
     )
-    conf = lab.conf(text, "shared-guarded")
+    conf = lab.conf(text, "shared-issuer-guard")
     assert nginx_t(conf).returncode == 0
-    assert doctor.diagnose(lab.site, conf).findings == []
+    assert "shared-listen-unguarded" in ids(doctor.diagnose(lab.site, conf).findings)
+
+
+def test_a_guard_that_admits_every_name_is_flagged(lab: Lab) -> None:
+    guard = 'if ($ssl_server_name !~* "^.*$") { return 421; }'
+    text = good_conf(lab, server_extra=guard, more_servers=other_server(lab, guard=guard))
+    conf = lab.conf(text, "shared-loose-guard")
+    assert nginx_t(conf).returncode == 0
+    assert "shared-listen-unguarded" in ids(doctor.diagnose(lab.site, conf).findings)
 
 
 def test_key_mismatch_is_caught_before_nginx_refuses_to_load(lab: Lab) -> None:

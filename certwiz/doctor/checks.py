@@ -36,9 +36,6 @@ _WEAK_CIPHER = re.compile(
     r"|(?:^|-)(?:NULL|RC4|EXP|DES|MD5|ADH|AECDH|RC2|IDEA|SEED)(?:-|$)"
 )
 _VERIFY_GUARD = re.compile(r"\$ssl_client_verify\s*(?:!=|!~\*?)\s*\^?SUCCESS\$?\s*\)?\s*$")
-_GUARD_VARIABLE = re.compile(
-    r"\$\{?(?:ssl_server_name|ssl_client_(?:i_dn|escaped_cert|cert|fingerprint))\b"
-)
 _IDENTITY_VALUE = re.compile(r"\$\{?ssl_client_")
 
 
@@ -606,18 +603,39 @@ def listen_key(directive: Directive) -> tuple[str, bool]:
     return address, "ssl" in directive.args[1:]
 
 
-def has_handshake_guard(server: Directive) -> bool:
+def has_handshake_guard(server: Directive, listen: Directive | None = None) -> bool:
     """Does the server itself refuse a request whose handshake another server made?
 
-    Recognises an `if` that tests `$ssl_server_name` (the SNI of the handshake, as
-    `certwiz nginx render` writes it) or the client certificate's issuer
-    (`$ssl_client_i_dn`, `$ssl_client_escaped_cert`...) and returns.
+    Only a server-level `if ($ssl_server_name !~* "...") { return 4xx; }` whose pattern
+    admits the server's own name and refuses another counts (a guard in one location
+    leaves the others open; an issuer-DN check is fooled by two CAs with one CN). A
+    pattern that admits an empty SNI is sound only on the listen's default_server,
+    the one server that makes no-SNI handshakes.
     """
-    for item in [server, *locations(server)]:
-        for cond in item.children("if"):
-            text = " ".join(cond.args)
-            if _GUARD_VARIABLE.search(text) and cond.first("return") is not None:
-                return True
+    named = server.first("server_name")
+    own = [n.lower().rstrip(".") for n in (named.args if named else []) if n and n != "_"]
+    for cond in server.children("if"):
+        args = [a for a in cond.args if a not in ("(", ")")]
+        if args and args[0].startswith("("):
+            args[0] = args[0][1:]
+        if args and cond.args[-1] != ")" and args[-1].endswith(")"):
+            args[-1] = args[-1][:-1]  # `if ($x !~* ^a$)`: the paren sits on the pattern
+        if len(args) != 3 or args[0] != "$ssl_server_name" or args[1] not in ("!~*", "!~"):
+            continue
+        done = cond.first("return")
+        if done is None or not done.args or not re.fullmatch(r"4\d\d", done.args[0]):
+            continue
+        try:
+            pattern = re.compile(args[2].strip("\"'"), re.I if args[1] == "!~*" else 0)
+        except re.error:
+            continue
+        if not own or not all(pattern.search(n) for n in own):
+            continue
+        if pattern.search("someone-else.invalid"):
+            continue
+        if pattern.search("") and listen is not None and "default_server" not in listen.args:
+            continue
+        return True
     return False
 
 
@@ -637,7 +655,7 @@ def _shared_listen_findings(views: list[ServerView], related: list[ServerView]) 
             if (
                 id(view.block) in related_ids
                 and view.mode != "off"
-                and not has_handshake_guard(view.block)
+                and not has_handshake_guard(view.block, listen)
             ):
                 others = len(members) - 1
                 out.append(
@@ -645,7 +663,8 @@ def _shared_listen_findings(views: list[ServerView], related: list[ServerView]) 
                         "shared-listen-unguarded",
                         listen.where,
                         f"{others} other server(s) also listen on {address} and this "
-                        "server does not check the issuer of the client certificate",
+                        "server does not refuse requests whose TLS handshake another "
+                        "server made (no $ssl_server_name guard)",
                     )
                 )
     return out
