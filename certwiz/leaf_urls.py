@@ -28,19 +28,21 @@ def check_url(value: str, field: str) -> str:
         ord(ch) <= 0x20 or ord(ch) >= 0x7F or ch in "\"'\\$;{}<>`#," for ch in value
     ):
         raise InputError(field, f"{value!r} {rule}, without spaces, quotes, '$', ';' or '#'")
-    parts = urlsplit(value)
-    if parts.scheme != "http" or not parts.hostname or "@" in parts.netloc:
-        raise InputError(field, f"{value!r} {rule} (no credentials)")
     try:
-        parts.port  # noqa: B018 (it validates)
-    except ValueError:
-        raise InputError(field, f"{value!r}: the port must be a number from 1 to 65535") from None
+        parts = urlsplit(value)
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:  # e.g. http://[::1/ (an unclosed IPv6 bracket)
+        raise InputError(field, f"{value!r} {rule} ({exc})") from None
+    if parts.scheme != "http" or not hostname or "@" in parts.netloc:
+        raise InputError(field, f"{value!r} {rule} (no credentials)")
+    if port is not None and not 1 <= port <= 65535:
+        raise InputError(field, f"{value!r}: the port must be a number from 1 to 65535")
     if parts.query or parts.fragment:
         raise InputError(field, f"{value!r}: no query string or fragment allowed")
     try:
-        ipaddress.ip_address(parts.hostname)
+        ipaddress.ip_address(hostname)
     except ValueError:
-        names.dns_name(parts.hostname, field)
+        names.dns_name(hostname, field)
     return value
 
 

@@ -161,7 +161,8 @@ def _not_reserved(value: str, *, internal_ok: bool = False) -> None:
     certwiz-... names are certwiz's own certificates (OCSP responder, probes)."""
     if value.casefold() in RESERVED_NAMES:
         raise InputError("name", f"{value!r} is reserved (private/ca.key is the CA's own key)")
-    if not internal_ok and value.casefold().startswith(RESERVED_PREFIX):
+    folded = unicodedata.normalize("NFKC", value).casefold()  # fullwidth letters too
+    if not internal_ok and folded.startswith(RESERVED_PREFIX):
         raise InputError(
             "name",
             f"{value!r}: names starting with {RESERVED_PREFIX!r} are reserved for certwiz's own "
@@ -269,6 +270,12 @@ def display_name(value: str, field: str) -> str:
             )
     if value != value.strip(" "):
         raise InputError(field, "must not start or end with a space")
+    if not unicodedata.is_normalized("NFC", value):  # two spellings of one text: one name
+        raise InputError(
+            field,
+            f"is not in Unicode NFC form; use the composed spelling "
+            f"{unicodedata.normalize('NFC', value)!r}",
+        )
     return value
 
 

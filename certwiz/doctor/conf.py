@@ -157,9 +157,11 @@ class Reader:
 
     def _read(self, path: Path) -> str:
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
+            with open(path, "rb") as handle:  # bounded: /dev/zero is not a file size
+                data = handle.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
                 raise _error(path, 0, f"larger than {MAX_FILE_BYTES} bytes")
-            return path.read_text(encoding="utf-8", errors="replace")
+            return data.decode("utf-8", errors="replace")
         except FileNotFoundError:
             raise InputError("nginx-conf", f"{path} does not exist") from None
         except IsADirectoryError:

@@ -58,8 +58,12 @@ def check_upstream(value: str) -> str:
         or any(ord(ch) < 0x20 or ord(ch) > 0x7E for ch in value)
     ):
         raise InputError("upstream", f"{value!r} {rule}, without spaces, quotes, '$' or ';'")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. http://[::1/ (an unclosed IPv6 bracket)
+        raise InputError("upstream", f"{value!r} {rule} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise InputError("upstream", f"{value!r} {rule}")
     if "@" in parts.netloc:
         raise InputError("upstream", f"{value!r}: credentials in the URL are not supported")
@@ -71,7 +75,7 @@ def check_upstream(value: str) -> str:
         port = 0
     if port == 0 or (parts.netloc.endswith(":") and port is None):
         raise InputError("upstream", f"{value!r}: the port must be a number from 1 to 65535")
-    host = parts.hostname
+    host = hostname
     if ":" in host:
         try:
             if "%" in host:

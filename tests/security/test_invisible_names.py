@@ -88,7 +88,8 @@ def test_every_format_character_and_filler_is_refused() -> None:
 
 def test_the_set_is_no_wider_than_it_must_be() -> None:
     """Visible letters, marks and symbols of many scripts stay accepted."""
-    for name in ["Zoë Müller", "\u0430lice", "שלום", "가나다", "ក្រុម", "ᠮᠣᠩᠭᠣᠯ", "⠁⠃", "e\u0301"]:
+    # (the decomposed "e\u0301" is refused: names are NFC, test_final_attack.py)
+    for name in ["Zoë Müller", "\u0430lice", "שלום", "가나다", "ក្រុម", "ᠮᠣᠩᠭᠣᠯ", "⠁⠃", "\u00e9"]:
         assert names.client_name(name) == name
 
 
