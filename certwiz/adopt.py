@@ -236,9 +236,7 @@ def _current_by_name(source: Source, certs: dict[int, bytes]) -> dict[str, datab
         name = entry.common_name
         if name is None or entry.status() != "valid" or entry.serial_int not in certs:
             continue
-        try:
-            names.client_name(name)
-        except InputError:
+        if not names.names_files(name):
             continue  # kept in the database and listed, but not a file name
         current[name] = entry
     return current
