@@ -104,6 +104,47 @@ def client_sign(
     report_issued(as_json, lib.sign_csr(csr, name, "client", days=days))
 
 
+@client_app.command("invite")
+@reports_errors
+def client_invite(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    name: NameOpt,
+    ttl: Annotated[
+        str,
+        typer.Option("--ttl", help="How long the token may be used: 1h, 30m, 2d (at most 30d)."),
+    ] = "1h",
+    days: LeafDaysOpt = "365",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A one-time token with which device NAME enrolls over EST (simpleenroll).
+
+    The device makes its own key and CSR and sends it with the token as the HTTP
+    Basic password (user NAME); the key never leaves it. The token is printed once
+    (JSON key `token`); the profile keeps only its hash. It works once, until --ttl
+    has passed; a new invite for NAME replaces an unused one. A NAME with a valid
+    certificate is refused: it renews with that certificate (simplereenroll).
+
+    Example: certwiz client invite -p my-app -n sensor-7 --ttl 2h -d 30d --json
+
+    Exit codes: 0 done, 2 bad input or NAME already has a valid certificate,
+    3 profile busy, 4 profile inconsistent.
+    """
+    from ..est import tokens
+
+    done = tokens.invite(
+        open_profile(profile, home), name, ttl=ttl, days=days, timeout=command_lock_timeout(ctx)
+    )
+    replaced = f" (replaces {done.replaced} unused invite)" if done.replaced else ""
+    emit(
+        as_json,
+        asdict(done),
+        f"One-time enrollment token for {done.name} (certificate valid {done.days}), "
+        f"usable once until {done.expires}{replaced}:\n{done.token}",
+    )
+
+
 @client_app.command("rebundle")
 @reports_errors
 def client_rebundle(
