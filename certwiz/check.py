@@ -53,7 +53,7 @@ class Report:
     def messages(self, profile: Profile) -> list[str]:
         """Every finding as one line a user can act on."""
         return self.problems + [
-            f"revoked serial {s} is not in {profile.crl}; run: certwiz crl gen -p {profile.name}"
+            f"revoked serial {s} is not in {profile.crl}; run: {crl_gen(profile)}"
             for s in self.missing_from_crl
         ]
 
@@ -112,7 +112,7 @@ def _crl_signed_by(profile: Profile, signer: Path) -> None:
     if problem is not None:
         raise ProfileCorrupt(
             f"{profile.crl}: not a CRL signed by {signer} ({problem}); "
-            f"repair it: certwiz crl gen -p {profile.name}"
+            f"repair it: {crl_gen(profile)}"
         )
 
 
@@ -161,6 +161,14 @@ def _relocate_cnf(profile: Profile, done: list[str]) -> None:
     done.append(
         f"re-rendered {profile.cnf} for {profile.dir}: it named {old} (a copied or moved profile)"
     )
+
+
+def crl_gen(profile: Profile) -> str:
+    """The command that rewrites PROFILE's CRL (root/ of a two-level profile: its parent's)."""
+    command = f"certwiz crl gen -p {profile.cli_name}"
+    if profile.level == "root" and not profile.ca_key.exists():
+        return f"{command} --root-key FILE"
+    return command
 
 
 def refuse_links(profile: Profile) -> None:
@@ -245,7 +253,7 @@ def verify_profile(
         except (DERError, IndexError, ValueError) as exc:
             raise ProfileCorrupt(f"{profile.crl}: not a DER CRL ({exc})") from None
         except ProfileCorrupt as exc:
-            raise ProfileCorrupt(f"{exc}; repair it: certwiz crl gen -p {profile.name}") from None
+            raise ProfileCorrupt(f"{exc}; repair it: {crl_gen(profile)}") from None
         _crl_signed_by(profile, profile.intermediate_cert if profile.two_level else profile.ca_cert)
     # One pass over the entries; the certificate files are listed once, not stat'ed each.
     in_newcerts = file_names(profile.newcerts)
@@ -279,8 +287,7 @@ def _verify_root(profile: Profile, report: Report, check_crl: bool) -> None:
     found = verify_profile(root, check_crl=check_crl, key_offline=True)
     report.problems += found.problems
     report.problems += [
-        f"revoked serial {s} is not in {root.crl}; run: certwiz crl gen -p {profile.name} "
-        "--root-key FILE"
+        f"revoked serial {s} is not in {root.crl}; run: {crl_gen(root)}"
         for s in found.missing_from_crl
     ]
 
@@ -303,7 +310,7 @@ def require_consistent(profile: Profile, *, check_crl: bool = True) -> Report:
     if report.problems:
         more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         raise ProfileCorrupt(
-            f"{report.problems[0]}{more}; nothing was changed; see: certwiz check -p {profile.name}"
+            f"{report.problems[0]}{more}; nothing was changed; see: certwiz check -p {profile.cli_name}"
         )
     return report
 

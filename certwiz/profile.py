@@ -240,6 +240,11 @@ class Profile:
         return "single"
 
     @property
+    def cli_name(self) -> str:
+        """The -p that reaches this CA in a command: root/ of a two-level profile is its parent's."""
+        return self.home.name if self.level == "root" else self.name
+
+    @property
     def intermediate_cert(self) -> Path:
         return self.dir / "intermediate.crt"
 

@@ -68,3 +68,15 @@ def test_last_round_is_refused_with_one_line(
 
 def test_the_composed_spelling_is_one_name(cli, made) -> None:
     assert cli("client", "issue", "-p", "a", "-n", "b\u00f2t", "-u").returncode == 0
+
+
+def test_a_damaged_root_crl_names_the_profile_in_its_repair_hint(cli, home: Path) -> None:
+    """root/ of a two-level profile is reached with its parent's -p; the hint said `-p root`."""
+    assert cli("ca", "init", "-p", "two", "--intermediate").returncode == 0
+    crl = home / "two" / "root" / "crl.pem"
+    crl.write_text("not a CRL\n")
+    refused = cli("check", "-p", "two")
+    assert refused.returncode == 4
+    assert "certwiz crl gen -p two" in refused.stderr and "-p root" not in refused.stderr
+    assert cli("crl", "gen", "-p", "two").returncode == 0, "the hint's command repairs it"
+    assert cli("check", "-p", "two").returncode == 0
