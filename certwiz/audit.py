@@ -17,15 +17,9 @@ import os
 import resource
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .errors import CertwizError
 from .profile import Profile
-
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from .transaction import Transaction
 
 AUDIT_FILE = "audit.log"
 
@@ -173,26 +167,3 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror}: {exc.filename}"
     return type(exc).__name__  # unknown exceptions may carry anything: name only
-
-
-def changing(
-    profile: Profile,
-    command: str,
-    names: list[str] | None = None,
-    timeout: float | None = None,
-    *,
-    check_crl: bool = True,
-) -> AbstractContextManager[Transaction]:
-    """The old name of `transaction.transaction`, kept while callers move to it."""
-    from .transaction import transaction
-
-    return transaction(profile, command, names or [], timeout=timeout, check_crl=check_crl)
-
-
-def __getattr__(name: str) -> Any:
-    """`audit.Change`, the old name of `transaction.Transaction` (same .serials/.details)."""
-    if name == "Change":
-        from .transaction import Transaction
-
-        return Transaction
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

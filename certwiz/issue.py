@@ -16,10 +16,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, inventory, leaf_urls, names, ocsp, openssl, upkeep
+from . import (
+    check,
+    crl,
+    database,
+    der,
+    durations,
+    inventory,
+    leaf_urls,
+    names,
+    ocsp,
+    openssl,
+    upkeep,
+)
 from . import openssl_args as args
 from . import p12 as p12_lib
-from . import revoke as revoking
 from .errors import CertwizError, InputError, StateError
 from .fsutil import install, scratch_dir, write_atomic
 from .openssl import Secret
@@ -253,7 +264,7 @@ def sign(
     """
     profile = tx.profile
     if tx.crl_missing:
-        revoking.regenerate_crl(profile, ca_passphrase, None)
+        crl.regenerate_crl(profile, ca_passphrase, None)
         tx.crl_missing.clear()
     extfile = work / "ext.cnf"
     extfile.write_text(
@@ -346,8 +357,8 @@ def _withdraw(profile: Profile, serial_hex: str, ca_passphrase: Secret | None) -
     """
     try:
         entry = entry_of(profile, serial_hex)
-        revoking.revoke_entry(profile, entry, "cessationOfOperation", ca_passphrase)
-        revoking.regenerate_crl(profile, ca_passphrase, None)
+        crl.revoke_entry(profile, entry, "cessationOfOperation", ca_passphrase)
+        crl.regenerate_crl(profile, ca_passphrase, None)
     except (CertwizError, OSError):
         return False
     return True
@@ -379,12 +390,12 @@ def _issued(
 ) -> Issued:
     """What was issued, after the upkeep every change does (grace ends, CRL renewal).
 
-    `crl_before` (revoke.crl_version at the start): whether a new CRL was published,
+    `crl_before` (crl.crl_version at the start): whether a new CRL was published,
     which NGINX enforces only after a reload, so the caller must say so.
     """
     entry = entry_of(tx.profile, serial_hex)
     notes = capped_notes(tx) + upkeep.tidy(tx.profile, tx, ca_passphrase)
-    published = revoking.crl_version(tx.profile) != crl_before
+    published = crl.crl_version(tx.profile) != crl_before
     return Issued(
         name,
         kind,
@@ -444,7 +455,7 @@ def issue_in(
     """
     profile = tx.profile
     check_no_valid(profile, name, hosts)
-    crl_before = revoking.crl_version(profile)
+    crl_before = crl.crl_version(profile)
     with scratch_dir(profile.dir) as work:
         entry, files = make_certificate(
             profile,
@@ -476,7 +487,7 @@ def sign_csr_in(
     """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz."""
     profile = tx.profile
     check_no_valid(profile, name, hosts)
-    crl_before = revoking.crl_version(profile)
+    crl_before = crl.crl_version(profile)
     with scratch_dir(profile.dir) as work:
         request = work / "req.csr"
         request.write_bytes(csr.pem)

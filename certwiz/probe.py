@@ -24,8 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import database, issue, names, openssl
-from . import revoke as revoking
+from . import crl, database, issue, names, openssl
 from .errors import CertwizError, InputError
 from .fsutil import install
 from .openssl import Secret
@@ -398,11 +397,11 @@ def _revoke(tx: Transaction, serials: list[str], ca_passphrase: Secret | None) -
     """Revoke SERIALS (cessationOfOperation) inside TX, then publish the CRL."""
     by_serial = {e.serial_int: e for e in database.read(tx.profile.index)}
     for serial in serials:
-        revoking.revoke_entry(
+        crl.revoke_entry(
             tx.profile, by_serial[int(serial, 16)], "cessationOfOperation", ca_passphrase
         )
         tx.note_serial(serial)
-    revoking.regenerate_crl(tx.profile, ca_passphrase, None)
+    crl.regenerate_crl(tx.profile, ca_passphrase, None)
 
 
 def run(

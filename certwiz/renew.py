@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import database, der, durations, grace, intermediate, inventory, names, upkeep
+from . import crl, database, der, durations, grace, intermediate, inventory, names, upkeep
 from . import issue as issuing
-from . import revoke as revoking
 from .errors import InputError, StateError
 from .fsutil import scratch_dir
 from .openssl import Secret
@@ -228,12 +227,12 @@ def _supersede(
     for serial in earlier:
         entry = by_serial.get(serial)
         if entry is not None and entry.flag == "V":
-            revoking.revoke_entry(profile, entry, "superseded", secret)
+            crl.revoke_entry(profile, entry, "superseded", secret)
             revoked.append(serial)
         del pending[serial]
     until = None
     if span is None:
-        revoking.revoke_entry(profile, old, "superseded", secret)
+        crl.revoke_entry(profile, old, "superseded", secret)
         revoked.append(old.serial)
     else:
         until = datetime.now(UTC).replace(microsecond=0) + span
@@ -241,6 +240,6 @@ def _supersede(
     for serial in revoked:
         tx.note_serial(serial)
     if revoked:
-        revoking.regenerate_crl(profile, secret, None)
+        crl.regenerate_crl(profile, secret, None)
     grace.write(profile, pending)
     return until

@@ -12,8 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, grace, intermediate
-from . import revoke as revoking
+from . import check, crl, database, der, grace, intermediate
 from .openssl import Secret
 from .profile import Profile
 from .transaction import Transaction
@@ -56,7 +55,7 @@ def renew_crl_if_due(
         return []
     _, following = crl_window(profile.crl)
     assert following is not None
-    revoking.regenerate_crl(profile, ca_passphrase, None)
+    crl.regenerate_crl(profile, ca_passphrase, None)
     note = renewal_note(profile.crl, following - now)
     notes = tx.details.setdefault("crl_renewed", [])
     assert isinstance(notes, list)
@@ -80,7 +79,7 @@ def supersede_due(
     for item in due:
         entry = by_serial.get(item.serial)
         if entry is not None and entry.flag == "V":
-            revoking.revoke_entry(profile, entry, "superseded", ca_passphrase)
+            crl.revoke_entry(profile, entry, "superseded", ca_passphrase)
             tx.note_serial(item.serial)
             notes.append(
                 f"revoked {item.serial}, the superseded certificate of {item.name} "
@@ -104,7 +103,7 @@ def tidy(
     """Both upkeep steps, under the lock. `crl_follows`: the caller writes a fresh CRL next."""
     notes = supersede_due(profile, tx, ca_passphrase, now)
     if notes and not crl_follows:
-        revoking.regenerate_crl(profile, ca_passphrase, None)
+        crl.regenerate_crl(profile, ca_passphrase, None)
         notes.append(f"renewed {profile.crl}")
     elif not crl_follows:
         notes += renew_crl_if_due(profile, tx, ca_passphrase, now)
@@ -133,7 +132,7 @@ def renew_root_crl_if_due(
             f"the root CRL {root.crl} has {left:.1f} days left and the root key is offline; "
             f"re-sign it: certwiz crl gen -p {profile.name} --root-key FILE"
         ]
-    revoking.regenerate_crl(root, ca_passphrase, None)
+    crl.regenerate_crl(root, ca_passphrase, None)
     note = renewal_note(root.crl, following - now)
     notes = tx.details.setdefault("crl_renewed", [])
     assert isinstance(notes, list)

@@ -26,6 +26,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certwiz import ca, database, issue
 from certwiz import ocsp as ocsp_lib
+from certwiz.ocsp import responder as ocsp_responder
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, alive, free_port, wait_for
@@ -390,14 +391,14 @@ def test_responder_certificate_is_renewed_near_its_end(
 ) -> None:
     profile = ca.init("renewing", tmp_path / "certs")
     monkeypatch.setattr(ocsp_lib, "RESPONDER_DAYS", 3)  # inside the 7-day renewal window
-    first = ocsp_lib.ensure_responder(profile, None)
+    first = ocsp_responder.ensure_responder(profile, None)
     assert first is not None
     assert ocsp_lib.responder_renewal(profile) == "it ends within 7 days"
     monkeypatch.setattr(ocsp_lib, "RESPONDER_DAYS", 30)
-    second = ocsp_lib.ensure_responder(profile, None)
+    second = ocsp_responder.ensure_responder(profile, None)
     assert second is not None and second != first
     assert ocsp_lib.responder_renewal(profile) is None
-    assert ocsp_lib.ensure_responder(profile, None) is None  # nothing to do: no change
+    assert ocsp_responder.ensure_responder(profile, None) is None  # nothing to do: no change
     old = next(e for e in database.read(profile.index) if e.serial == first)
     assert (old.flag, old.reason) == ("R", "superseded")
     assert int(second, 16) == load_cert(ocsp_lib.responder_cert(profile)).serial_number

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import ocsp
+from ..ocsp import responder
 from .common import CAPassOpt, HomeOpt, JsonOpt, ProfileOpt, open_ca, reports_errors
 
 ocsp_app = typer.Typer(
@@ -59,7 +60,7 @@ def ocsp_serve(
     ca = open_ca(ctx, profile, home, ca_passphrase_file)
     prof = ca.profile
     if ocsp.responder_renewal(prof) is not None:  # asks for the CA passphrase only then
-        ocsp.ensure_responder(prof, ca.ca_secret(), ca.lock_timeout)
+        responder.ensure_responder(prof, ca.ca_secret(), ca.lock_timeout)
 
     def ready(bound: ocsp.Listen) -> None:
         info = {

@@ -18,9 +18,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import database, inventory, leaf_urls, openssl
+from .. import database, leaf_urls, openssl
 from ..errors import InputError, StateError
-from ..openssl import Secret
 from ..profile import Profile
 
 RESPONDER_NAME = "certwiz-ocsp-responder"
@@ -172,41 +171,3 @@ def responder_renewal(profile: Profile) -> str | None:
     if entry.not_after - datetime.now(UTC) < timedelta(days=RENEW_BEFORE_DAYS):
         return f"it ends within {RENEW_BEFORE_DAYS} days"
     return None
-
-
-def ensure_responder(
-    profile: Profile, ca_passphrase: Secret | None, lock_timeout: float | None = None
-) -> str | None:
-    """Issue the responder certificate when `responder_renewal` says so; one audit record.
-
-    The old one (if any) is revoked as superseded. Returns the new serial, or None.
-    """
-    from datetime import timedelta
-
-    from .. import issue
-    from .. import revoke as revoking
-    from ..fsutil import install, scratch_dir
-    from ..transaction import transaction
-
-    if responder_renewal(profile) is None:  # nothing to do: no lock, no audit record
-        return None
-    with transaction(profile, "ocsp responder", [RESPONDER_NAME], timeout=lock_timeout) as tx:
-        reason = responder_renewal(profile)  # again, under the lock
-        if reason is None:
-            return None
-        tx.note("reason", reason)
-        old = inventory.valid_named(profile, RESPONDER_NAME)
-        for entry in old:
-            revoking.revoke_entry(profile, entry, "superseded", ca_passphrase)
-            tx.note_serial(entry.serial)
-        with scratch_dir(profile.dir) as work:
-            key, csr = issue.key_and_csr(profile, work, RESPONDER_NAME, "ec:P-256", None)
-            serial, cert = issue.sign(
-                tx, work, csr, RESPONDER_NAME, "ocsp", timedelta(days=RESPONDER_DAYS), [],
-                rsa=False, ca_passphrase=ca_passphrase,
-            )  # fmt: skip
-            install(key, responder_key(profile), 0o600)
-            install(cert, responder_cert(profile), 0o644)
-        if old:
-            revoking.regenerate_crl(profile, ca_passphrase, None)
-    return serial

@@ -1,0 +1,46 @@
+"""Issuing and renewing the OCSP responder's own certificate (an operation: it signs).
+
+Kept out of `certwiz.ocsp` (URLs, paths, the renewal rule), which `ca`, `issue` and
+`nginx` read: this module needs `issue`, so living there made an import cycle.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from .. import crl, inventory, issue, ocsp
+from ..fsutil import install, scratch_dir
+from ..openssl import Secret
+from ..profile import Profile
+from ..transaction import transaction
+
+
+def ensure_responder(
+    profile: Profile, ca_passphrase: Secret | None, lock_timeout: float | None = None
+) -> str | None:
+    """Issue the responder certificate when `ocsp.responder_renewal` says so; one audit record.
+
+    The old one (if any) is revoked as superseded. Returns the new serial, or None.
+    """
+    if ocsp.responder_renewal(profile) is None:  # nothing to do: no lock, no audit record
+        return None
+    with transaction(profile, "ocsp responder", [ocsp.RESPONDER_NAME], timeout=lock_timeout) as tx:
+        reason = ocsp.responder_renewal(profile)  # again, under the lock
+        if reason is None:
+            return None
+        tx.note("reason", reason)
+        old = inventory.valid_named(profile, ocsp.RESPONDER_NAME)
+        for entry in old:
+            crl.revoke_entry(profile, entry, "superseded", ca_passphrase)
+            tx.note_serial(entry.serial)
+        with scratch_dir(profile.dir) as work:
+            key, csr = issue.key_and_csr(profile, work, ocsp.RESPONDER_NAME, "ec:P-256", None)
+            serial, cert = issue.sign(
+                tx, work, csr, ocsp.RESPONDER_NAME, "ocsp", timedelta(days=ocsp.RESPONDER_DAYS), [],
+                rsa=False, ca_passphrase=ca_passphrase,
+            )  # fmt: skip
+            install(key, ocsp.responder_key(profile), 0o600)
+            install(cert, ocsp.responder_cert(profile), 0o644)
+        if old:
+            crl.regenerate_crl(profile, ca_passphrase, None)
+    return serial
