@@ -310,7 +310,8 @@ def require_consistent(profile: Profile, *, check_crl: bool = True) -> Report:
     if report.problems:
         more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         raise ProfileCorrupt(
-            f"{report.problems[0]}{more}; nothing was changed; see: certwiz check -p {profile.cli_name}"
+            f"{report.problems[0]}{more}; nothing was changed; "
+            f"see: certwiz check -p {profile.cli_name}"
         )
     return report
 

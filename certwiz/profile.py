@@ -241,7 +241,7 @@ class Profile:
 
     @property
     def cli_name(self) -> str:
-        """The -p that reaches this CA in a command: root/ of a two-level profile is its parent's."""
+        """The -p that reaches this CA: root/ of a two-level profile is reached by its parent's."""
         return self.home.name if self.level == "root" else self.name
 
     @property
