@@ -9,6 +9,7 @@ lets a test check each of them against the real binary). The one exception is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +23,21 @@ def _passin(passphrase: Secret | None, keyfile: Path | None = None) -> list[Arg]
     return found if passphrase is None else [*found, "-passin", passphrase]
 
 
+def _escaped(value: str) -> str:
+    return "".join("\\" + ch if ch in "\\/+" else ch for ch in value)
+
+
 def subject(common_name: str) -> str:
     """A -subj value with exactly one RDN, CN=common_name: `\\`, `/`, `+` escaped."""
-    escaped = "".join("\\" + ch if ch in "\\/+" else ch for ch in common_name)
-    return f"/CN={escaped}"
+    return f"/CN={_escaped(common_name)}"
+
+
+def subject_of(rdns: Sequence[Sequence[tuple[str, str]]]) -> str:
+    """A -subj value for a whole name: RDNs of (type, value) pairs, types as names or
+    dotted OIDs (a device copies its certificate's subject, whatever it holds)."""
+    text = "".join("/" + "+".join(f"{kind}={_escaped(value)}" for kind, value in rdn)
+                   for rdn in rdns)  # fmt: skip
+    return text or "/"  # the empty name
 
 
 def keygen(key_type: str, out: Path, passphrase: Secret | None) -> list[Arg]:
@@ -47,11 +59,17 @@ def keygen(key_type: str, out: Path, passphrase: Secret | None) -> list[Arg]:
 
 
 def request(
-    cnf: Path, key: Path, common_name: str, out: Path, key_passphrase: Secret | None
+    cnf: Path,
+    key: Path,
+    common_name: str,
+    out: Path,
+    key_passphrase: Secret | None,
+    subj: str | None = None,
 ) -> list[Arg]:
-    """`openssl req -new`: a CSR for KEY with the subject CN=common_name."""
+    """`openssl req -new`: a CSR for KEY with the subject CN=common_name (or SUBJ, a
+    whole -subj value from `subject_of`)."""
     args: list[Arg] = ["req", "-new", "-config", cnf, "-key", key, "-utf8"]
-    args += ["-subj", subject(common_name), "-out", out]
+    args += ["-subj", subj if subj is not None else subject(common_name), "-out", out]
     return args + _passin(key_passphrase)
 
 
@@ -117,3 +135,11 @@ def gencrl(
     if days is not None:
         args += ["-crldays", str(days)]
     return args + _passin(passphrase, keyfile)
+
+
+def verify(ca_file: Path, leaf: Path, untrusted: Path | None, purpose: str) -> list[Arg]:
+    """`openssl verify`: LEAF chains to CA_FILE (through UNTRUSTED) for PURPOSE, now."""
+    args: list[Arg] = ["verify", "-CAfile", ca_file, "-purpose", purpose]
+    if untrusted is not None:
+        args += ["-untrusted", untrusted]
+    return [*args, leaf]

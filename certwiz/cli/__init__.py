@@ -34,6 +34,7 @@ COMMANDS = {
     "probe": "probe:probe_cmd",
     "ocsp": "ocsp:ocsp_app",
     "export": "export:export_cmd",
+    "agent": "agent:agent_app",
 }
 
 app = typer.Typer(

@@ -1,0 +1,194 @@
+"""certwiz agent: runs on a device; renews its certificate over EST, or enrolls it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import InputError
+from ..fsutil import read_small_text
+from ..openssl import Secret
+from ..passphrase import P12_ENV, bundle_passphrase, obtain
+from .common import JsonOpt, P12FormatOpt, P12PassOpt, bundle_password, emit, reports_errors
+
+TOKEN_ENV = "CERTWIZ_EST_TOKEN"
+
+agent_app = typer.Typer(
+    help="On the device: renew its certificate over EST before it expires, or enroll it "
+    "with a one-time token. Needs only openssl and the CA file, no profile.",
+    no_args_is_help=True,
+)
+
+UrlOpt = Annotated[
+    str,
+    typer.Option("--url", help="The mTLS server, https://HOST[:PORT] (NGINX in front of certwiz "
+                 "serve; the EST paths /.well-known/est/ are fixed).", show_default=False),
+]  # fmt: skip
+CaOpt = Annotated[
+    Path,
+    typer.Option("--ca", help="The CA file (ca.crt): trusts the server, verifies the answer.",
+                 show_default=False),
+]  # fmt: skip
+NoPasswordOpt = Annotated[
+    bool, typer.Option("--unencrypted", "-u", help="The bundle has the empty password (bots).")
+]
+
+
+@agent_app.command("renew")
+@reports_errors
+def agent_renew(
+    url: UrlOpt,
+    p12: Annotated[
+        Path,
+        typer.Option("--p12", help="The device's bundle; replaced atomically.", show_default=False),
+    ],
+    ca: CaOpt,
+    before: Annotated[
+        str,
+        typer.Option(
+            "--before",
+            help="Renew when less than this fraction of the lifetime is left: 0.25, 1/3, 25%.",
+        ),
+    ] = "1/3",
+    force: Annotated[bool, typer.Option("--force", help="Renew now, due or not.")] = False,
+    unencrypted: NoPasswordOpt = False,
+    p12_passphrase_file: P12PassOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Renew the bundle's certificate over EST (simplereenroll) when it is due.
+
+    When less than --before of its lifetime is left: a new key and a CSR with the same
+    subject, sent over mutual TLS with the current certificate; the answer is verified
+    (chains to --ca for client authentication, same subject, the new key, valid now)
+    and the bundle is replaced atomically, same password, same format (compat or
+    modern). Otherwise nothing is done and the output says when it will be. Run it
+    often (a timer every hour): a down CA only delays renewal; the certificate keeps
+    working until it expires. Agents sharing a directory take turns; one that waited
+    for another which renewed the same bundle does nothing.
+
+    The bundle password: -u (empty), --p12-passphrase-file FILE, env CERTWIZ_P12_PASSPHRASE.
+
+    Examples:
+
+      certwiz agent renew --url https://api.example.com \\
+        --p12 /etc/bot/bot.p12 --ca /etc/bot/ca.crt -u
+
+      certwiz agent renew --url https://api.example.com:8443 --p12 bot.p12 \\
+        --ca ca.crt --p12-passphrase-file pw --before 0.5 --json
+
+    Exit codes: 0 renewed, or not due yet; 1 failure, try again later (server
+    unreachable, 5xx, an answer that does not verify: the bundle is unchanged);
+    2 bad input (URL, files, password); 5 refused by the server (4xx: e.g. the
+    certificate is revoked, expired or unknown; retrying will not help).
+    """
+    from ..est import agent
+
+    password = None if unencrypted else bundle_password(p12_passphrase_file, str(p12))
+    done = agent.renew(url, p12, ca, password=password, before=before, force=force)
+    if done.renewed:
+        text = (f"Renewed {done.file}: serial {done.serial} (was {done.previous_serial}), "
+                f"valid until {done.not_after}; next renewal after {done.renew_at}")  # fmt: skip
+    elif done.previous_serial is not None:
+        text = (f"{done.file} was renewed by another run meanwhile (serial {done.serial}); "
+                f"next renewal after {done.renew_at}")  # fmt: skip
+    else:
+        text = (f"Not due: {done.file} (serial {done.serial}) is valid until {done.not_after}; "
+                f"renews after {done.renew_at}")  # fmt: skip
+    emit(as_json, asdict(done), text)
+
+
+def token_of(token: str | None, token_file: Path | None) -> str:
+    """The enrollment token: --token-file, else --token, else env CERTWIZ_EST_TOKEN."""
+    if token_file is not None:
+        lines = read_small_text(token_file, "token-file", 4096).splitlines()
+        if not lines:
+            raise InputError("token-file", f"{token_file} is empty: the token is its first line")
+        return lines[0]
+    if token is not None:
+        return token
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    raise InputError("token", f"give --token-file FILE, set {TOKEN_ENV}, or --token TOKEN")
+
+
+@agent_app.command("enroll")
+@reports_errors
+def agent_enroll(
+    url: UrlOpt,
+    ca: CaOpt,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Where to write the new bundle (0600).", show_default=False),
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="The one-time token (client invite). On the command "
+            "line it is visible to ps: prefer --token-file or env CERTWIZ_EST_TOKEN.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File whose first line is the token.")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="The name invited (the CN); checked in the answer "
+            "[default: the name the service gives].",
+        ),
+    ] = None,
+    unencrypted: NoPasswordOpt = False,
+    p12_passphrase_file: P12PassOpt = None,
+    p12_format: P12FormatOpt = "compat",
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enroll this device with a one-time token (EST simpleenroll): its key is born here.
+
+    The operator runs `certwiz client invite -p PROFILE -n NAME --json` and hands over
+    `token`; the device makes a key and a CSR, sends them with the token (HTTP Basic,
+    over TLS verified with --ca, no client certificate) and writes a PKCS#12 bundle
+    (0600; an existing file is kept unless --force). A token works once.
+
+    The token never goes into a child's command line or the output. Given with --token
+    it is in this process's argv, which `ps` shows to every user: prefer --token-file
+    or env CERTWIZ_EST_TOKEN.
+
+    The bundle password: -u (empty), --p12-passphrase-file FILE, env
+    CERTWIZ_P12_PASSPHRASE, or a prompt.
+
+    Examples:
+
+      certwiz client invite -p my-app -n bot-07 --json    (operator: prints "token")
+
+      CERTWIZ_EST_TOKEN=... certwiz agent enroll --url https://api.example.com \\
+        --ca ca.crt --out /etc/bot/bot.p12 -u
+
+      certwiz agent enroll --url https://api.example.com:8443 --token-file token \\
+        --ca ca.crt --out bot.p12 -n bot-07 --p12-passphrase-file pw --json
+
+    Exit codes: 0 enrolled; 1 failure, try again (server unreachable, 5xx, an answer
+    that does not verify); 2 bad input (URL, files, --out exists); 5 refused by the
+    server (4xx: a token that is wrong, used or expired).
+    """
+    from ..est import agent
+
+    given = token_of(token, token_file)
+
+    def new_password() -> Secret | None:
+        prompt = f"Password for {out.name}: "
+        return obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file", prompt, confirm=True)
+
+    password = bundle_passphrase(new_password, unencrypted=unencrypted)
+    done = agent.enroll(url, given, ca, out, password=password, name=name,
+                        p12_format=p12_format, force=force)  # fmt: skip
+    emit(as_json, asdict(done),
+         f"Enrolled {done.name}: {done.file} (serial {done.serial}, valid until "
+         f"{done.not_after})")  # fmt: skip

@@ -1,0 +1,635 @@
+"""The renewal agent: runs on the device, keeps its PKCS#12 bundle renewed over EST.
+
+`renew` reads the bundle, and when less than `before` of the certificate's lifetime
+is left it makes a new key and a CSR with the same subject (openssl, the key
+encrypted on disk, its passphrase only through a pipe), POSTs simplereenroll over
+mutual TLS with the current certificate, verifies the answer (chain to the CA file,
+same subject, the new key, sane times) and replaces the bundle atomically with the
+same password and format. `enroll` does the first enrollment with a one-time token
+(HTTP Basic, RFC 7030 3.2.3). The agent needs no profile: only the CA file.
+
+No key is ever on disk unencrypted: the current key is handed to Python's ssl from an
+encrypted copy (random passphrase, 0700 scratch directory, removed once loaded).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import fcntl
+import http.client
+import os
+import secrets
+import ssl
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import names, openssl, p12, render
+from .. import openssl_args as args
+from ..errors import CertwizError, InputError
+from ..fsutil import install, scratch_dir
+from ..openssl import Secret
+from ..renew import _key_type, p12_format_of
+from . import wire
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+DEFAULT_BEFORE = "1/3"
+TIMEOUT = 30.0  # seconds for one HTTP exchange; a timer retries later
+SKEW = timedelta(minutes=5)  # a new certificate may start this far in the future (clocks)
+LOCK_WAIT = 3 * TIMEOUT  # another agent on the same bundle finishes within this
+_ENROLL_KEY_TYPE = "ec:P-256"
+
+
+class RefusedByServer(CertwizError):
+    """The EST service (or NGINX before it) answered 4xx: retrying will not help."""
+
+    exit_code = 5
+
+
+class AnswerRejected(CertwizError):
+    """The server's answer is not a certificate this device may take; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+
+def endpoint(url: str) -> Endpoint:
+    """https://HOST[:PORT] (an optional trailing /); anything else is an input error."""
+    rule = "must be https://HOST[:PORT] (the EST paths are fixed: /.well-known/est/)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or 443
+    except ValueError:
+        raise InputError("url", f"{url!r} {rule}") from None
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or port == 0
+    ):
+        raise InputError("url", f"{url!r} {rule}")
+    return Endpoint(parts.hostname, port)
+
+
+def check_before(value: float | str) -> float:
+    """A fraction of the lifetime in (0, 1]: 0.25, 1/3, 25%."""
+    from fractions import Fraction
+
+    rule = f"{value!r} must be a fraction of the lifetime in (0, 1]: 0.25, 1/3 or 25%"
+    try:
+        text = str(value).strip()
+        fraction = Fraction(text[:-1]) / 100 if text.endswith("%") else Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise InputError("before", rule) from None
+    if not 0 < fraction <= 1:
+        raise InputError("before", rule)
+    return float(fraction)
+
+
+def _check_ca(path: Path) -> Path:
+    """The CA file: PEM with at least one certificate (what TLS and `verify` trust)."""
+    from .. import der
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(p12.MAX_BYTES + 1)
+    except OSError as exc:
+        raise InputError("ca", f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > p12.MAX_BYTES or not der.pem_certificates(data):
+        raise InputError("ca", f"{path} holds no PEM certificate (give the CA's ca.crt)")
+    return path
+
+
+# ---- the bundle -----------------------------------------------------------------------
+
+
+@dataclass
+class Bundle:
+    """What a device's p12 holds, read in process (the key never leaves memory)."""
+
+    path: Path
+    password: Secret | None
+    p12_format: str
+    key: Any
+    cert: x509.Certificate
+    friendly_name: str
+
+    @property
+    def serial(self) -> str:
+        return _serial(self.cert)
+
+
+def read_bundle(path: Path, password: Secret | None) -> Bundle:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    if path.is_symlink():
+        raise InputError("p12", f"{path} is a symlink: give the bundle itself (it is replaced)")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(p12.MAX_BYTES + 1)
+    except OSError as exc:
+        raise InputError("p12", f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > p12.MAX_BYTES:
+        raise InputError("p12", f"{path} is larger than {p12.MAX_BYTES} bytes: not a bundle")
+    fmt = p12_format_of(path)
+    try:
+        loaded = pkcs12.load_pkcs12(data, password.text.encode() if password else None)
+    except ValueError:
+        what = "wrong password for" if password else "a password protects (or not PKCS#12)"
+        raise InputError(
+            "p12-passphrase-file",
+            f"{what} {path}; give -u for an empty password, or --p12-passphrase-file FILE "
+            "or CERTWIZ_P12_PASSPHRASE",
+        ) from None
+    if loaded.key is None or loaded.cert is None:
+        raise InputError("p12", f"{path} holds no key and certificate of its own")
+    cert = loaded.cert.certificate
+    if _spki(cert) != _spki(loaded.key):
+        raise InputError("p12", f"{path}: its key does not match its certificate")
+    if fmt is None:
+        raise InputError("p12", f"{path} is neither compat nor modern PKCS#12 (re-issue it)")
+    name = loaded.cert.friendly_name
+    friendly = name.decode(errors="replace") if name else _cn(cert) or "certwiz"
+    return Bundle(path, password, fmt, loaded.key, cert, friendly)
+
+
+def _spki(obj: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(
+        obj.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _cn(cert: x509.Certificate) -> str | None:
+    from cryptography.x509.oid import NameOID
+
+    found = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(found[-1].value) if found else None
+
+
+def _serial(cert: x509.Certificate) -> str:
+    """Upper-case hex of even length, as openssl ca writes it in index.txt."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from .. import der
+
+    return der.cert_serial(cert.public_bytes(Encoding.DER))
+
+
+def _stamp(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
+# ---- when ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    not_before: datetime
+    not_after: datetime
+    renew_at: datetime  # the first moment less than `before` of the lifetime is left
+    left: float  # fraction of the lifetime left now (negative: expired)
+
+    def due(self, now: datetime) -> bool:
+        return now >= self.renew_at
+
+
+def schedule(cert: x509.Certificate, before: float, now: datetime) -> Schedule:
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    lifetime = max(end - start, timedelta(seconds=1))
+    return Schedule(start, end, end - lifetime * before, (end - now) / lifetime)
+
+
+# ---- HTTP over TLS ----------------------------------------------------------------------
+
+
+def _context(ca: Path, identity: Bundle | None, work: Path) -> ssl.SSLContext:
+    """TLS that trusts CA only; with IDENTITY it presents the bundle's certificate.
+
+    Python's ssl reads the key from a file: it gets a copy encrypted under a random
+    passphrase (0600 in the 0700 WORK), deleted as soon as it is loaded.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    context = ssl.create_default_context(cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if identity is not None:
+        password = secrets.token_urlsafe(32).encode()
+        cert_file, key_file = work / "current.crt", work / "current.key"
+        key_pem = identity.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password),
+        )
+        _write_private(key_file, key_pem)
+        _write_private(cert_file, identity.cert.public_bytes(serialization.Encoding.PEM))
+        try:
+            context.load_cert_chain(str(cert_file), str(key_file), password=lambda: password)
+        finally:
+            key_file.unlink()
+            cert_file.unlink()
+    return context
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+    retry_after: str | None
+
+
+def _exchange(
+    where: Endpoint,
+    context: ssl.SSLContext,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """One request; a connection or TLS failure is a CertwizError (exit 1: retry later)."""
+    conn = http.client.HTTPSConnection(where.host, where.port, context=context, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers={"User-Agent": "certwiz-agent",
+                                                       **(headers or {})})  # fmt: skip
+        response = conn.getresponse()
+        data = response.read(wire.MAX_RESPONSE_BYTES + 1)
+        return Answer(
+            response.status,
+            response.getheader("Content-Type") or "",
+            data,
+            response.getheader("Retry-After"),
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise CertwizError(
+            f"{where.url}: the server certificate does not verify against --ca "
+            f"({exc.verify_message})"
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise CertwizError(f"cannot reach {where.url}: {reason}") from None
+    finally:
+        conn.close()
+
+
+def _reason(body: bytes) -> str:
+    """The server's one-line reason, printable and short (never trusted as more)."""
+    text = body[:4096].decode("utf-8", errors="replace")
+    for line in text.splitlines():
+        line = "".join(ch if ch.isprintable() else "?" for ch in line.strip())
+        if line and not line.startswith("<"):
+            return line[:200]
+    import re
+
+    title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+    return title.group(1).strip()[:200] if title else "no reason given"
+
+
+def _certificates(where: Endpoint, answer: Answer, what: str) -> list[x509.Certificate]:
+    """The certificates of a 200 certs-only answer; any other answer is an error."""
+    if answer.status == 200:
+        if wire.media_type(answer.content_type) != wire.PKCS7_TYPE:
+            raise AnswerRejected(f"{what}: the answer is {answer.content_type!r}, not PKCS#7")
+        try:
+            return wire.decode_certs(answer.body)
+        except InputError as exc:
+            raise AnswerRejected(f"{what}: {exc}") from None
+    if answer.status == 202:
+        later = f"; retry after {answer.retry_after}" if answer.retry_after else ""
+        raise CertwizError(f"{what}: the server has not signed yet (202){later}")
+    if 400 <= answer.status < 500:
+        raise RefusedByServer(
+            f"{what}: refused by {where.url} ({answer.status}: {_reason(answer.body)})"
+        )
+    raise CertwizError(f"{what}: {where.url} answered {answer.status}: {_reason(answer.body)}")
+
+
+# ---- key, request, verification, bundle ------------------------------------------------
+
+
+def _rdns(name: x509.Name) -> list[list[tuple[str, str]]]:
+    rdns = []
+    for rdn in name.rdns:
+        pairs = []
+        for attribute in rdn:
+            if not isinstance(attribute.value, str):
+                raise InputError("p12", "the certificate's subject holds a non-text attribute")
+            pairs.append((attribute.oid.dotted_string, attribute.value))
+        rdns.append(pairs)
+    return rdns
+
+
+def _new_key_and_csr(
+    work: Path, key_type: str, subject: x509.Name
+) -> tuple[Path, Secret, bytes, bytes]:
+    """WORK/new.key (encrypted under a random Secret), the CSR's DER, the key's SPKI."""
+    from cryptography import x509
+
+    key, csr, cnf = work / "new.key", work / "req.csr", work / "req.cnf"
+    passphrase = Secret(secrets.token_urlsafe(32))
+    cnf.write_text(render.render_openssl("device_req.cnf.j2"))
+    openssl.run(args.keygen(key_type, key, passphrase))
+    subj = args.subject_of(_rdns(subject))
+    openssl.run(args.request(cnf, key, "", csr, passphrase, subj=subj))
+    request = x509.load_pem_x509_csr(csr.read_bytes())
+    if request.subject != subject:
+        raise CertwizError(
+            f"openssl made a request for {request.subject.rfc4514_string()!r}, "
+            f"not {subject.rfc4514_string()!r}"
+        )
+    from cryptography.hazmat.primitives import serialization
+
+    return key, passphrase, request.public_bytes(serialization.Encoding.DER), _spki(request)
+
+
+@dataclass(frozen=True)
+class Verified:
+    leaf: x509.Certificate
+    chain: list[x509.Certificate]  # the issuers to put in the bundle (not the leaf)
+
+
+def _pem(certs: list[x509.Certificate]) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certs)
+
+
+def _verify(
+    certs: list[x509.Certificate],
+    extra: list[x509.Certificate],
+    key_spki: bytes,
+    subject: x509.Name | None,
+    ca: Path,
+    work: Path,
+    now: datetime,
+) -> Verified:
+    """The answer's certificate for our new key, checked before anything is replaced:
+    it chains to CA (through the answer's other certificates and EXTRA, e.g. cacerts)
+    for client authentication, has SUBJECT (when given), and its times are sane."""
+    from cryptography import x509
+
+    leaf = next((c for c in certs if _spki(c) == key_spki), None)
+    if leaf is None:
+        raise AnswerRejected("the answer holds no certificate for the new key")
+    if subject is not None and leaf.subject != subject:
+        raise AnswerRejected(
+            f"the new certificate is for {leaf.subject.rfc4514_string()!r}, "
+            f"not {subject.rfc4514_string()!r}"
+        )
+    if leaf.not_valid_before_utc > now + SKEW or leaf.not_valid_after_utc <= now:
+        raise AnswerRejected(
+            f"the new certificate is valid from {_stamp(leaf.not_valid_before_utc)} to "
+            f"{_stamp(leaf.not_valid_after_utc)}, not now ({_stamp(now)})"
+        )
+    with contextlib.suppress(x509.ExtensionNotFound):
+        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise AnswerRejected("the new certificate is a CA certificate")
+    seen: set[bytes] = {_spki(leaf) + leaf.tbs_certificate_bytes}
+    chain = []
+    for cert in [*certs, *extra, *x509.load_pem_x509_certificates(ca.read_bytes())]:
+        ident = _spki(cert) + cert.tbs_certificate_bytes
+        if ident not in seen:
+            seen.add(ident)
+            chain.append(cert)
+    leaf_file, chain_file = work / "leaf.pem", work / "chain.pem"
+    leaf_file.write_bytes(_pem([leaf]))
+    chain_file.write_bytes(_pem(chain))
+    try:
+        openssl.run(args.verify(ca, leaf_file, chain_file, "sslclient"))
+    except openssl.OpenSSLError as exc:
+        raise AnswerRejected(
+            f"the new certificate does not verify against {ca}: {exc.detail}"
+        ) from None
+    return Verified(leaf, chain)
+
+
+def _bundle_file(
+    work: Path, key: Path, key_passphrase: Secret, got: Verified, name: str, fmt: str,
+    password: Secret | None,
+) -> Path:  # fmt: skip
+    """WORK/new.p12: the new key, certificate and chain, FMT, PASSWORD (None: empty)."""
+    cert, chain, out = work / "leaf.pem", work / "chain.pem", work / "new.p12"
+    cert.write_bytes(_pem([got.leaf]))
+    chain.write_bytes(_pem(got.chain))
+    p12.export(key=key, cert=cert, chain=chain, name=name, out=out, p12_format=fmt,
+               password=password, key_passphrase=key_passphrase)  # fmt: skip
+    return out
+
+
+# ---- the two commands ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What `renew` did, for printing and --json (no secret in it)."""
+
+    renewed: bool
+    file: str
+    reason: str  # renewed, forced, not due, renewed by another run
+    serial: str  # the bundle's certificate now
+    previous_serial: str | None
+    not_after: str
+    renew_at: str  # when the certificate now in the bundle becomes due
+
+
+@contextlib.contextmanager
+def _bundle_lock(path: Path) -> Iterator[bool]:
+    """One agent at a time per bundle directory: a flock on the directory (no file left).
+
+    Yields whether another agent held it first (then the caller reads the bundle again).
+    """
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        waited = False
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                raise CertwizError(f"another agent holds {path.parent} (waited {LOCK_WAIT:g}s)")
+            waited = True
+            time.sleep(0.05)
+        yield waited
+    finally:
+        os.close(fd)
+
+
+def renew(
+    url: str,
+    p12_path: Path,
+    ca: Path,
+    *,
+    password: Secret | None,
+    before: float | str = DEFAULT_BEFORE,
+    force: bool = False,
+    now: datetime | None = None,
+) -> Renewal:
+    """Renew the bundle's certificate over EST when it is due (or `force`)."""
+    where = endpoint(url)
+    before = check_before(before)
+    _check_ca(ca)
+    bundle = read_bundle(p12_path, password)
+    when = schedule(bundle.cert, before, now or datetime.now(UTC))
+    if not force and not when.due(now or datetime.now(UTC)):
+        return _not_due(bundle, when, "not due")
+    with _bundle_lock(p12_path) as waited:
+        if waited:
+            again = read_bundle(p12_path, password)
+            if again.serial != bundle.serial:
+                later = schedule(again.cert, before, datetime.now(UTC))
+                return _not_due(again, later, "renewed by another run", bundle.serial)
+        with scratch_dir(p12_path.parent) as work:
+            key, key_secret, csr, spki = _new_key_and_csr(
+                work, _key_type(bundle.cert), bundle.cert.subject
+            )
+            context = _context(ca, bundle, work)
+            answer = _exchange(
+                where, context, "POST", wire.SIMPLEREENROLL, wire.encode_csr(csr),
+                {"Content-Type": wire.CSR_TYPE},
+            )  # fmt: skip
+            certs = _certificates(where, answer, "simplereenroll")
+            got = _verified_with_cacerts(where, context, certs, spki, bundle.cert.subject, ca, work)
+            new = _bundle_file(work, key, key_secret, got, bundle.friendly_name,
+                               bundle.p12_format, bundle.password)  # fmt: skip
+            install(new, p12_path, p12_path.stat().st_mode & 0o777)
+    when = schedule(got.leaf, before, datetime.now(UTC))
+    return Renewal(
+        True,
+        str(p12_path),
+        "forced" if force and not when.due(datetime.now(UTC)) else "renewed",
+        _serial(got.leaf),
+        bundle.serial,
+        _stamp(got.leaf.not_valid_after_utc),
+        _stamp(when.renew_at),
+    )
+
+
+def _not_due(bundle: Bundle, when: Schedule, reason: str, previous: str | None = None) -> Renewal:
+    return Renewal(False, str(bundle.path), reason, bundle.serial, previous,
+                   _stamp(when.not_after), _stamp(when.renew_at))  # fmt: skip
+
+
+def _verified_with_cacerts(
+    where: Endpoint,
+    context: ssl.SSLContext,
+    certs: list[x509.Certificate],
+    spki: bytes,
+    subject: x509.Name | None,
+    ca: Path,
+    work: Path,
+) -> Verified:
+    """`_verify`; when the answer lacks an intermediate, again with GET cacerts."""
+    now = datetime.now(UTC)
+    try:
+        return _verify(certs, [], spki, subject, ca, work, now)
+    except AnswerRejected as exc:
+        if "does not verify" not in str(exc):
+            raise
+        answer = _exchange(where, context, "GET", wire.CACERTS)
+        try:
+            extra = _certificates(where, answer, "cacerts")
+        except CertwizError:
+            raise exc from None
+        return _verify(certs, extra, spki, subject, ca, work, now)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    file: str
+    name: str
+    serial: str
+    not_after: str
+
+
+def token_text(token: str, field: str = "token") -> str:
+    """A token as given: one printable line without spaces (it goes into a header)."""
+    token = token.strip()
+    if not token or len(token) > 1024 or not all(c.isprintable() and not c.isspace()
+                                                 for c in token):  # fmt: skip
+        raise InputError(field, "a token is one line of printable characters, as invite gave it")
+    return token
+
+
+def enroll(
+    url: str,
+    token: str,
+    ca: Path,
+    out: Path,
+    *,
+    password: Secret | None,
+    name: str | None = None,
+    p12_format: str = p12.DEFAULT_FORMAT,
+    key_type: str = _ENROLL_KEY_TYPE,
+    force: bool = False,
+) -> Enrollment:
+    """First enrollment: a key born here, a CSR (CN=NAME, or an empty subject for the
+    service to fill in from the invitation), simpleenroll with the token as the HTTP
+    Basic password (RFC 7030 3.2.3) over server-authenticated TLS, the bundle to OUT."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    where = endpoint(url)
+    token = token_text(token)
+    if name is not None:
+        name = names.client_name(name)
+    p12.check_format(p12_format)
+    names.key_type(key_type)
+    _check_ca(ca)
+    if out.is_symlink() or (out.exists() and not force):
+        raise InputError("out", f"{out} exists: give --force to replace it")
+    if not out.parent.is_dir():
+        raise InputError("out", f"{out.parent} is not a directory")
+    attributes = [] if name is None else [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+    subject = x509.Name(attributes)
+    with scratch_dir(out.parent) as work:
+        key, key_secret, csr, spki = _new_key_and_csr(work, key_type, subject)
+        context = _context(ca, None, work)
+        basic = base64.b64encode(f"{name or 'certwiz'}:{token}".encode()).decode()
+        answer = _exchange(
+            where, context, "POST", wire.SIMPLEENROLL, wire.encode_csr(csr),
+            {"Content-Type": wire.CSR_TYPE, "Authorization": f"Basic {basic}"},
+        )  # fmt: skip
+        certs = _certificates(where, answer, "simpleenroll")
+        got = _verified_with_cacerts(
+            where, context, certs, spki, subject if name else None, ca, work
+        )
+        given = name or _cn(got.leaf) or "certwiz"
+        new = _bundle_file(work, key, key_secret, got, given, p12_format, password)
+        if force:
+            install(new, out, 0o600)
+        else:
+            os.link(new, out)  # never replaces a file that appeared meanwhile
+    return Enrollment(str(out), given, _serial(got.leaf),
+                      _stamp(got.leaf.not_valid_after_utc))  # fmt: skip

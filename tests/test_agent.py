@@ -1,0 +1,161 @@
+"""certwiz agent without a server: when it renews, what it refuses, what it never leaves.
+
+The renewal and enrollment themselves run against real NGINX and `certwiz serve` in
+test_est_e2e.py; here only what needs no server (one CA for the module, in process).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from certwiz.api import CA
+from certwiz.errors import InputError
+from certwiz.est import agent
+from certwiz.openssl import Secret
+from tests.conftest import run_certwiz
+from tests.nginx_support import secret_file
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A device directory: ca.crt, bot.p12 (1 day, -u) and pw.p12 (modern, a password)."""
+    base = tmp_path_factory.mktemp("agent")
+    CA.create("app", base / "certs", unencrypted=True)
+    lib = CA.open("app", base / "certs")
+    lib.issue_client("bot", days="1", unencrypted=True)
+    lib.issue_client("pw", days="1", bundle_passphrase=Secret("s3cret-pw"), p12_format="modern")
+    dev = base / "device"
+    dev.mkdir()
+    prof = base / "certs" / "app"
+    for src, dst in (("ca.crt", "ca.crt"), ("private/bot.p12", "bot.p12"),
+                     ("private/pw.p12", "pw.p12")):  # fmt: skip
+        (dev / dst).write_bytes((prof / src).read_bytes())
+    os.chmod(dev / "bot.p12", 0o600)
+    return dev
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_fresh_certificate_is_not_due_and_nothing_changes(device: Path) -> None:
+    before = (device / "bot.p12").read_bytes()
+    done = agent.renew(
+        f"https://127.0.0.1:{closed_port()}", device / "bot.p12", device / "ca.crt",
+        password=None,
+    )  # fmt: skip
+    assert (done.renewed, done.reason) == (False, "not due")
+    cert = agent.read_bundle(device / "bot.p12", None).cert
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    due = cert.not_valid_after_utc - lifetime / 3
+    assert done.renew_at == f"{due:%Y-%m-%dT%H:%M:%SZ}"
+    assert (device / "bot.p12").read_bytes() == before
+
+
+def test_due_means_less_than_before_of_the_lifetime_left(device: Path) -> None:
+    cert = agent.read_bundle(device / "bot.p12", None).cert
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    when = agent.schedule(cert, agent.check_before("25%"), start)
+    assert not when.due(end - timedelta(hours=6, seconds=1))
+    assert when.due(end - timedelta(hours=6))
+    assert agent.check_before("1/3") == pytest.approx(1 / 3)
+
+
+def test_a_down_server_is_exit_1_and_the_bundle_stays(device: Path) -> None:
+    before = (device / "bot.p12").read_bytes()
+    result = run_certwiz(
+        device, "agent", "renew", "--url", f"https://127.0.0.1:{closed_port()}",
+        "--p12", str(device / "bot.p12"), "--ca", str(device / "ca.crt"), "-u", "--force",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("certwiz: error: cannot reach https://127.0.0.1:")
+    assert len(result.stderr.splitlines()) == 1
+    assert (device / "bot.p12").read_bytes() == before
+    # no scratch directory (with the new, encrypted key) left behind
+    assert sorted(p.name for p in device.iterdir()) == ["bot.p12", "ca.crt", "pw.p12"]
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"url": "http://127.0.0.1:1"}, "url"),
+        ({"url": "https://127.0.0.1:1/est"}, "url"),
+        ({"url": "https://user@127.0.0.1:1"}, "url"),
+        ({"before": "0"}, "before"),
+        ({"before": "1.5"}, "before"),
+        ({"before": "a third"}, "before"),
+        ({"p12": "pw.p12"}, "p12-passphrase-file"),  # a password, none given
+        ({"p12": "ca.crt"}, "p12-passphrase-file"),  # not a bundle
+        ({"p12": "missing.p12"}, "p12"),
+        ({"ca": "bot.p12"}, "ca"),
+        ({"ca": "missing.crt"}, "ca"),
+    ],
+)
+def test_bad_input_changes_nothing(device: Path, given: dict[str, str], field: str) -> None:
+    call = {"url": "https://127.0.0.1:1", "p12": "bot.p12", "ca": "ca.crt", "before": "1/3"}
+    call.update(given)
+    before = {p.name: p.read_bytes() for p in device.iterdir()}
+    with pytest.raises(InputError) as raised:
+        agent.renew(call["url"], device / call["p12"], device / call["ca"],
+                    password=None, before=call["before"], force=True)  # fmt: skip
+    assert raised.value.field == field
+    assert {p.name: p.read_bytes() for p in device.iterdir()} == before
+
+
+def test_bad_input_on_the_command_line_is_one_line_exit_2(device: Path) -> None:
+    result = run_certwiz(
+        device, "agent", "renew", "--url", "http://127.0.0.1:1", "--p12", "bot.p12",
+        "--ca", "ca.crt", "-u", cwd=device,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("certwiz: error: url: 'http://127.0.0.1:1' must be https://")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_password_opens_the_bundle_from_a_file(device: Path, tmp_path: Path) -> None:
+    pw = secret_file(tmp_path / "pw", "s3cret-pw\n")
+    result = run_certwiz(
+        device, "agent", "renew", "--url", "https://127.0.0.1:1", "--p12", "pw.p12",
+        "--ca", "ca.crt", "--p12-passphrase-file", str(pw), "--json", cwd=device,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert '"reason": "not due"' in result.stdout
+
+
+def test_the_request_copies_any_subject_and_the_new_key_is_encrypted(tmp_path: Path) -> None:
+    subject = x509.Name(
+        [
+            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")]),
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "a/b+c\\d"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "bot=07 ü"),
+                ]
+            ),
+        ]
+    )
+    key, _secret, csr_der, _spki = agent._new_key_and_csr(tmp_path, "ec:P-256", subject)
+    csr = x509.load_der_x509_csr(csr_der)
+    assert csr.subject == subject and csr.is_signature_valid
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    assert not list(csr.extensions)
+
+
+def test_enroll_refuses_an_existing_out_and_a_missing_token(device: Path) -> None:
+    common = ["agent", "enroll", "--url", "https://127.0.0.1:1", "--ca", "ca.crt", "-u"]
+    result = run_certwiz(device, *common, "--out", "bot.p12", "--token", "t0k", cwd=device)
+    assert (result.returncode, result.stderr.split(":")[:3]) == (
+        2, ["certwiz", " error", " out"],
+    ), result.stderr  # fmt: skip
+    result = run_certwiz(device, *common, "--out", "new.p12", cwd=device)
+    assert result.returncode == 2 and "error: token: " in result.stderr
+    assert not (device / "new.p12").exists()
