@@ -11,6 +11,7 @@ import typer
 
 from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
 from .common import reports_errors
+from .helptext import help_page
 from .lazy import lazy_group
 
 # Every command: NAME -> "module:attribute" in this package, a Typer group or a command
@@ -41,6 +42,7 @@ app = typer.Typer(
     cls=lazy_group(__name__, COMMANDS),
     help="A small private CA for mutual TLS, driving the openssl binary.",
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    rich_markup_mode=None,  # plain help and errors: brackets in help text are text (helptext.py)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -55,6 +57,19 @@ def _print_version(wanted: bool) -> None:
 
 
 @app.callback()
+@help_page(
+    ("Create a profile and its CA", "certwiz ca init -p my-app"),
+    ("Issue a server certificate", "certwiz server issue -p my-app -n api.example.com"),
+    (
+        "Issue a bot's certificate and a bundle without a password",
+        "certwiz client issue -p my-app -n bot-01 -u",
+    ),
+    (
+        "Render the NGINX config that enforces them",
+        "certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080",
+    ),
+    ("Every option of one command, with its examples", "certwiz client issue --help"),
+)
 @reports_errors
 def global_options(
     ctx: typer.Context,

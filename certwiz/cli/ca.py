@@ -30,6 +30,7 @@ from .common import (
     signing_passphrase,
     warn,
 )
+from .helptext import CHANGES, help_page
 from .rootkey import root_key_app
 
 ENCRYPTED_HINT = (
@@ -59,6 +60,21 @@ OcspUrlOpt = Annotated[
 
 
 @ca_app.command("init")
+@help_page(
+    (
+        "A profile with one CA (a passphrase for its key is asked on a terminal)",
+        "certwiz ca init -p my-app",
+    ),
+    (
+        "A root that can go offline and an intermediate that signs",
+        "certwiz ca init -p fleet --intermediate --root-days 7300 --days 1825",
+    ),
+    (
+        "Unattended: the key's passphrase from a root-only file",
+        "certwiz ca init -p my-app --ca-passphrase-file /root/my-app.pass",
+    ),
+    codes=CHANGES | {2: "bad input, or the profile already exists; nothing was written"},
+)
 @reports_errors
 def ca_init(
     profile: ProfileOpt,
@@ -92,11 +108,7 @@ def ca_init(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a profile: its CA key and root certificate, database and first CRL.
-
-    Examples: certwiz ca init -p my-app;
-    certwiz ca init -p fleet --intermediate --root-days 7300 --days 1825
-    """
+    """Create a profile: its CA key and root certificate, database and first CRL."""
     default_days = intermediate.DEFAULT_INTERMEDIATE_DAYS if intermediate_opt else 3650
     options = ca.CAOptions(
         cn,
@@ -165,6 +177,16 @@ def ca_init(
 
 
 @ca_app.command("revoke-intermediate")
+@help_page(
+    (
+        "The root (exported to a USB key) revokes the intermediate",
+        "certwiz ca revoke-intermediate -p fleet --root-key /media/usb/root.key",
+    ),
+    (
+        "The intermediate's key leaked",
+        "certwiz ca revoke-intermediate -p fleet --reason keyCompromise",
+    ),
+)
 @reports_errors
 def ca_revoke_intermediate(
     ctx: typer.Context,
@@ -175,10 +197,7 @@ def ca_revoke_intermediate(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The root revokes the intermediate: from the next nginx reload every client is refused.
-
-    Example: certwiz ca revoke-intermediate -p fleet --root-key /media/usb/root.key
-    """
+    """The root revokes the intermediate: from the next nginx reload every client is refused."""
     names.reason(reason)
     prof = open_profile(profile, home)
     if root_key is not None:
@@ -199,6 +218,15 @@ def ca_revoke_intermediate(
 
 
 @ca_app.command("adopt")
+@help_page(
+    ("Adopt an easy-rsa 3 PKI", "certwiz ca adopt -p legacy --from /etc/easy-rsa/pki"),
+    ("Adopt a hand-run openssl ca directory", "certwiz ca adopt -p old-ca --from /root/ca --json"),
+    codes=CHANGES
+    | {
+        2: "bad input, a source certwiz cannot read as a CA, or the profile "
+        "already exists; nothing was written"
+    },
+)
 @reports_errors
 def ca_adopt(
     profile: ProfileOpt,
@@ -245,6 +273,14 @@ def ca_adopt(
 
 
 @ca_app.command("renew")
+@help_page(
+    ("Renew the signing CA", "certwiz ca renew -p my-app"),
+    (
+        "Renew the intermediate of a two-level profile, the root key exported",
+        "certwiz ca renew -p fleet --root-key /media/usb/root.key",
+    ),
+    ("Renew the root itself", "certwiz ca renew -p fleet --root --root-key /media/usb/root.key"),
+)
 @reports_errors
 def ca_renew(
     ctx: typer.Context,
@@ -266,8 +302,6 @@ def ca_renew(
 
     Every leaf issued before keeps verifying (same key, same key identifier); the
     old CA certificate is kept in archive/, chain files are rewritten.
-
-    Examples: certwiz ca renew -p my-app; certwiz ca renew -p fleet --root-key /media/usb/root.key
     """
     valid_days = names.days(days) if days is not None else None
     prof = open_profile(profile, home)
@@ -292,6 +326,17 @@ def ca_renew(
 
 
 @ca_app.command("set")
+@help_page(
+    (
+        "Name an OCSP responder in every leaf issued from now on",
+        "certwiz ca set -p my-app --ocsp-url http://127.0.0.1:8888/",
+    ),
+    (
+        "Name where the CRL is published",
+        "certwiz ca set -p my-app --crl-url http://pki.example.com/my-app.crl",
+    ),
+    ("Stop naming an OCSP responder", "certwiz ca set -p my-app --no-ocsp-url"),
+)
 @reports_errors
 def ca_set(
     ctx: typer.Context,
@@ -308,14 +353,7 @@ def ca_set(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a setting of the profile's CA (audited). Leaves already issued keep theirs.
-
-    Examples:
-      certwiz ca set -p my-app --ocsp-url http://127.0.0.1:8888/
-      certwiz ca set -p my-app --crl-url http://pki.example.com/my-app.crl
-
-    Exit codes: 0 done, 2 bad input, 3 profile busy, 4 profile inconsistent.
-    """
+    """Change a setting of the profile's CA (audited). Leaves already issued keep theirs."""
     changes: dict[str, str | None] = {}
     for kind, url, none in (("ocsp", ocsp_url, no_ocsp_url), ("crl", crl_url, no_crl_url)):
         if url is not None and none:

@@ -25,8 +25,22 @@ from .common import (
     open_ca,
     reports_errors,
 )
+from .helptext import CHANGES, READS, help_page
 
 
+@help_page(
+    ("Revoke every valid certificate of a name", "certwiz revoke -p my-app -n bot-01"),
+    (
+        "A stolen device: revoke, delete its key and bundle, make nginx enforce it now",
+        "certwiz revoke -p my-app -n bot-01 --reason keyCompromise --purge --reload",
+    ),
+    ("One certificate by serial", "certwiz revoke -p my-app --serial 1A2B3C"),
+    codes=CHANGES
+    | {
+        1: "openssl failed, or nginx -t or the reload failed (the revocation "
+        "stands; its error is printed)"
+    },
+)
 @reports_errors
 def revoke_cmd(
     ctx: typer.Context,
@@ -76,6 +90,14 @@ def revoke_cmd(
     )
 
 
+@help_page(
+    ("What expires within 30 days", "certwiz list -p my-app --expiring 30d"),
+    (
+        "Revoked bots, as JSON",
+        "certwiz list -p my-app --status revoked --kind client --name 'bot-*' --json",
+    ),
+    codes=READS,
+)
 @reports_errors
 def list_cmd(
     profile: ProfileOpt,
@@ -93,11 +115,7 @@ def list_cmd(
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every certificate of the profile, with kind, status and expiry; filters combine.
-
-    Examples: certwiz list -p my-app --expiring 30d;
-    certwiz list -p my-app --status revoked --kind client --name 'bot-*' --json
-    """
+    """Every certificate of the profile, with kind, status and expiry; filters combine."""
     where = inventory.make_filter(status, expiring, kind, name)
     certs = inventory.certificates(open_profile(profile, home), where=where)
     if as_json:
@@ -112,6 +130,11 @@ def list_cmd(
     typer.echo("\n".join(rows))
 
 
+@help_page(
+    ("One certificate", "certwiz show -p my-app -n bot-01"),
+    ("As JSON", "certwiz show -p my-app -n api.example.com --json"),
+    codes=READS,
+)
 @reports_errors
 def show_cmd(
     profile: ProfileOpt, name: NameOpt, home: HomeOpt = None, as_json: JsonOpt = False

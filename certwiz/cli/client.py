@@ -34,6 +34,7 @@ from .common import (
     report_issued,
     reports_errors,
 )
+from .helptext import CHANGES, help_page
 from .renewal import renew_and_report
 
 client_app = typer.Typer(
@@ -42,6 +43,19 @@ client_app = typer.Typer(
 
 
 @client_app.command("issue")
+@help_page(
+    ("A bot: key and bundle without a password", "certwiz client issue -p my-app -n bot-01 -u"),
+    (
+        "A person: the bundle password is asked on a terminal; valid 90 days",
+        "certwiz client issue -p my-app -n alice -d 90d",
+    ),
+    (
+        "Unattended, the password from a file; a bundle for current clients only",
+        "certwiz client issue -p my-app -n alice --p12-passphrase-file alice.pass "
+        "--p12-format modern",
+    ),
+    codes=CHANGES | {2: "bad input, or NAME already has a valid certificate; nothing was changed"},
+)
 @reports_errors
 def client_issue(
     ctx: typer.Context,
@@ -78,6 +92,17 @@ def client_issue(
 
 
 @client_app.command("sign")
+@help_page(
+    (
+        "Sign a CSR made on the device; its CN is the name",
+        "certwiz client sign -p my-app --csr bot-07.csr -d 30d",
+    ),
+    codes=CHANGES
+    | {
+        2: "bad input (not a CSR, a weak key, a name that is not the CSR's CN, "
+        "a name that already has a valid certificate); nothing was changed"
+    },
+)
 @reports_errors
 def client_sign(
     ctx: typer.Context,
@@ -93,12 +118,6 @@ def client_sign(
 
     The CSR's own signature is checked; only its public key is used. The subject is
     exactly CN=NAME and the extensions are certwiz's (clientAuth only).
-
-    Example: certwiz client sign -p my-app --csr bot-07.csr -d 30d
-
-    Exit codes: 0 done, 1 openssl failed, 2 bad input (not a CSR, weak key, a name
-    that is not the CSR's CN, a name that already has a valid certificate), 3 profile
-    busy, 4 profile inconsistent.
     """
     lib = open_ca(ctx, profile, home, ca_passphrase_file)
     report_issued(as_json, lib.sign_csr(csr, name, "client", days=days))
@@ -146,6 +165,13 @@ def client_invite(
 
 
 @client_app.command("rebundle")
+@help_page(
+    (
+        "Re-make a bundle every client takes",
+        "certwiz client rebundle -p my-app -n bot-01 --p12-format compat",
+    ),
+    codes=CHANGES | {2: "bad input or no valid certificate or key for NAME; nothing was changed"},
+)
 @reports_errors
 def client_rebundle(
     ctx: typer.Context,
@@ -161,11 +187,6 @@ def client_rebundle(
     The bundle keeps the key's password (asked for when the key is encrypted); a
     name issued with -u gets the empty password, which every client accepts.
     Run it for bundles that `certwiz p12 inspect` finds problems in.
-
-    Example: certwiz client rebundle -p my-app -n bot-01 --p12-format compat
-
-    Exit codes: 0 done, 1 openssl failed, 2 bad input or no valid certificate or key,
-    3 profile busy, 4 profile inconsistent.
     """
     names.client_name(name)
     p12.check_format(p12_format)
@@ -185,13 +206,24 @@ def client_rebundle(
 
 
 @client_app.command("bundle")
+@help_page(
+    ("What to hand alice", "certwiz client bundle -p my-app -n alice --out ./alice-bundle"),
+    codes=CHANGES
+    | {
+        2: "bad input (a non-empty --out, a wrong password, a bundle that needs "
+        "`client rebundle`); nothing was written"
+    },
+)
 @reports_errors
 def client_bundle(
     ctx: typer.Context,
     profile: ProfileOpt,
     name: NameOpt,
     out: Annotated[
-        Path, typer.Option("--out", help="New (or empty) directory to write the bundle into.")
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="New (or empty) directory to write the bundle into."
+        ),
     ],
     p12_passphrase_file: P12PassOpt = None,
     home: HomeOpt = None,
@@ -201,11 +233,6 @@ def client_bundle(
 
     The README has the exact steps for curl, Python, Java, Postman, Chrome/Chromium,
     Firefox, macOS Keychain and Windows. The password is checked, never written.
-
-    Example: certwiz client bundle -p my-app -n alice --out ./alice-bundle
-
-    Exit codes: 0 done, 1 failure, 2 bad input (existing non-empty --out, wrong
-    password, a bundle that needs `client rebundle`), 3 profile busy.
     """
     names.client_name(name)
     prof = open_profile(profile, home)
@@ -220,6 +247,13 @@ def client_bundle(
 
 
 @client_app.command("renew")
+@help_page(
+    (
+        "A new certificate and bundle; the old one stays valid 7 more days",
+        "certwiz client renew -p my-app -n bot-01 --grace 7d",
+    ),
+    codes=CHANGES | {2: "bad input or nothing to renew; nothing was changed"},
+)
 @reports_errors
 def client_renew(
     ctx: typer.Context,
@@ -235,11 +269,6 @@ def client_renew(
 ) -> None:
     """A new certificate for NAME, same kind, SANs, key type and bundle format; the old
     one is revoked (superseded) now, or with --grace when the grace ends.
-
-    Example: certwiz client renew -p my-app -n bot-01 --grace 7d
-
-    Exit codes: 0 done, 1 openssl failed, 2 bad input or nothing to renew, 3 profile busy,
-    4 profile inconsistent.
     """
     renew_and_report(
         ctx,

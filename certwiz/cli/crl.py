@@ -22,11 +22,24 @@ from .common import (
     open_ca,
     reports_errors,
 )
+from .helptext import CHANGES, help_page
 
 crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=True)
 
 
 @crl_app.command("gen")
+@help_page(
+    ("Regenerate the CRL", "certwiz crl gen -p my-app"),
+    (
+        "From a timer: regenerate it and make nginx load it",
+        "certwiz crl gen -p my-app --reload --nginx-cmd 'nginx -c /etc/nginx/nginx.conf'",
+    ),
+    codes=CHANGES
+    | {
+        1: "openssl failed, or nginx -t or the reload failed (the CRL was made; "
+        "its error is printed)"
+    },
+)
 @reports_errors
 def crl_gen(
     ctx: typer.Context,

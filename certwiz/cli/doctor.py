@@ -9,8 +9,19 @@ import typer
 
 from ..profile import open_profile
 from .common import HomeOpt, JsonOpt, ProfileOpt, emit, reports_errors
+from .helptext import CHANGES, INTERRUPTED, help_page
 
 
+@help_page(
+    ("The config certwiz rendered", "certwiz doctor -p my-app"),
+    ("The config nginx runs", "certwiz doctor -p my-app --nginx-conf /etc/nginx/nginx.conf --json"),
+    codes={
+        0: "clean",
+        1: "warnings only",
+        2: "at least one error (or bad input)",
+        INTERRUPTED: CHANGES[INTERRUPTED],
+    },
+)
 @reports_errors
 def doctor_cmd(
     profile: ProfileOpt,
@@ -37,14 +48,6 @@ def doctor_cmd(
 
     Reads the profile and an NGINX config (read-only; it connects nowhere) and
     prints each finding with its id, severity, FILE:LINE, why it matters and the fix.
-
-    Exit codes: 0 clean, 1 warnings only, 2 at least one error (or bad input).
-
-    Examples:
-
-      certwiz doctor -p my-app
-
-      certwiz doctor -p my-app --nginx-conf /etc/nginx/nginx.conf --json
     """
     from ..doctor import diagnose
 

@@ -25,10 +25,22 @@ from .common import (
     emit,
     reports_errors,
 )
+from .helptext import CHANGES, help_page
 
 KEY_ENV = "CERTWIZ_KEY_PASSPHRASE"
 
 
+@help_page(
+    (
+        "The certificate and its chain for a load balancer",
+        "certwiz export -p my-app -n api.example.com --format chain --out lb-chain.pem",
+    ),
+    (
+        "A fresh bundle for current clients (its password is asked)",
+        "certwiz export -p my-app -n bot-01 --format p12 --p12-format modern --out bot.p12",
+    ),
+    codes=CHANGES | {2: "bad input or no valid certificate or key for NAME; nothing was written"},
+)
 @reports_errors
 def export_cmd(
     ctx: typer.Context,
@@ -69,13 +81,6 @@ def export_cmd(
     A p12 export needs the key in the profile and gets its own password (never on
     the command line) and format; the profile's own bundle is not touched. --out
     never replaces a file without --force and is written 0600 when it holds a key.
-
-    Examples:
-      certwiz export -p my-app -n api.example.com --format chain --out lb-chain.pem
-      certwiz export -p my-app -n bot-01 --format p12 --p12-format modern --out bot.p12
-
-    Exit codes: 0 done, 1 openssl failed, 2 bad input or no valid certificate or key,
-    3 profile busy, 4 profile inconsistent.
     """
     names.client_name(name)
     exporting.check_format(fmt)

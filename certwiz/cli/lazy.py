@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
+from . import helptext
+
 if TYPE_CHECKING:
     from typer._click import Command  # the click that Typer >= 0.26 carries inside
 
@@ -46,7 +48,7 @@ class LazyCommands(MutableMapping[str, "Command"]):
             wrapper.add_typer(target, name=name)
         else:
             wrapper.command(name)(target)
-        return typer.main.get_group(wrapper).commands[name]
+        return helptext.finish(typer.main.get_group(wrapper).commands[name])
 
     def __setitem__(self, name: str, command: Command) -> None:
         self._built[name] = command
@@ -72,6 +74,7 @@ def lazy_group(package: str, registry: Mapping[str, str]) -> type[TyperGroup]:
     class LazyGroup(TyperGroup):
         def __init__(self, **attrs: Any) -> None:
             super().__init__(**attrs)
+            helptext.finish(self)  # the root's own options and page; each command on loading
             eager = self.commands
             self.commands = LazyCommands(package, registry, self)
             self.commands.update(eager)

@@ -20,6 +20,7 @@ from .common import (
     open_ca,
     reports_errors,
 )
+from .helptext import CHANGES, help_page
 
 nginx_app = typer.Typer(
     help="NGINX configs that enforce the profile's client certificates.", no_args_is_help=True
@@ -27,6 +28,20 @@ nginx_app = typer.Typer(
 
 
 @nginx_app.command("render")
+@help_page(
+    (
+        "A proxy that lets only the profile's clients through",
+        "certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080",
+    ),
+    (
+        "A second site on the same address, for Ollama, written into conf.d and loaded",
+        "certwiz nginx render -p ai --server ollama.example.com --app ollama "
+        "--upstream http://127.0.0.1:11434 --sni-only --out /etc/nginx/conf.d "
+        "--error-log /var/log/nginx/ai.mtls.log --reload",
+    ),
+    codes=CHANGES
+    | {1: "nginx -t or the reload failed (the error is printed), or the system failed"},
+)
 @reports_errors
 def nginx_render(
     ctx: typer.Context,
@@ -43,12 +58,18 @@ def nginx_render(
             "--upstream", help="Where to proxy: an http(s) URL, e.g. http://127.0.0.1:8080."
         ),
     ],
-    listen: Annotated[str, typer.Option("--listen", help="PORT or ADDRESS:PORT.")] = "443",
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="[ADDRESS:]PORT", help="PORT or ADDRESS:PORT.")
+    ] = "443",
     tls: Annotated[
-        str, typer.Option("--tls", help="intermediate (TLS 1.2 + 1.3) or modern (TLS 1.3 only).")
+        str,
+        typer.Option(
+            "--tls", metavar="LEVEL", help="intermediate (TLS 1.2 + 1.3) or modern (TLS 1.3 only)."
+        ),
     ] = "intermediate",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output directory (default: PROFILE_DIR/nginx).")
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Output directory (default: PROFILE_DIR/nginx)."),
     ] = None,
     sni_only: Annotated[
         bool,
@@ -62,6 +83,7 @@ def nginx_render(
         str,
         typer.Option(
             "--app",
+            metavar="KIND",
             help="generic (proxy every path) or ollama (only /api/, streamed, long timeouts, "
             "Host: localhost); the identity headers are the same.",
         ),
@@ -88,6 +110,7 @@ def nginx_render(
         str,
         typer.Option(
             "--revocation",
+            metavar="MODE",
             help="crl (ssl_crl, needs a reload per revocation), ocsp (ask the OCSP responder "
             "at every handshake: no reload) or both.",
         ),
@@ -103,6 +126,7 @@ def nginx_render(
         str | None,
         typer.Option(
             "--ocsp-cache",
+            metavar="SIZE",
             help="off (default: every handshake asks) or a shared cache size such as 1m.",
         ),
     ] = None,
@@ -114,14 +138,6 @@ def nginx_render(
     The server is the default_server of its listen (clients without SNI, e.g. by IP
     address, reach it); give a second profile on the same address --sni-only.
     Either way it serves only requests whose TLS handshake it made with its own CA.
-
-    Examples:
-
-      certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080
-
-      certwiz nginx render -p ai --server ollama.example.com --app ollama
-      --upstream http://127.0.0.1:11434 --sni-only --out /etc/nginx/conf.d
-      --error-log /var/log/nginx/ai.mtls.log --reload
     """
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from .. import ocsp
+from ..errors import LockTimeout
 from ..ocsp import responder
 from .common import CAPassOpt, HomeOpt, JsonOpt, ProfileOpt, open_ca, reports_errors
+from .helptext import CHANGES, PROFILE_CORRUPT, help_page
 
 ocsp_app = typer.Typer(
     help="An OCSP responder: NGINX asks it about every client certificate.",
@@ -19,12 +21,29 @@ ocsp_app = typer.Typer(
 
 
 @ocsp_app.command("serve")
+@help_page(
+    ("Answer on one address until SIGTERM", "certwiz ocsp serve -p my-app --listen 127.0.0.1:8888"),
+    (
+        "Under a supervisor that reads the pid",
+        "certwiz ocsp serve -p my-app --listen 127.0.0.1:8888 --pid-file /run/certwiz-ocsp.pid",
+    ),
+    codes={
+        0: "stopped by SIGTERM or SIGINT",
+        1: "cannot bind, or openssl failed",
+        2: "bad input, or another responder runs (its pid file)",
+        LockTimeout.exit_code: CHANGES[LockTimeout.exit_code],
+        PROFILE_CORRUPT: CHANGES[PROFILE_CORRUPT],
+    },
+)
 @reports_errors
 def ocsp_serve(
     ctx: typer.Context,
     profile: ProfileOpt,
     listen: Annotated[
-        str, typer.Option("--listen", help="IP:PORT to bind, e.g. 127.0.0.1:8888 (only there).")
+        str,
+        typer.Option(
+            "--listen", metavar="IP:PORT", help="IP:PORT to bind, e.g. 127.0.0.1:8888 (only there)."
+        ),
     ],
     pid_file: Annotated[
         Path | None,
@@ -47,13 +66,6 @@ def ocsp_serve(
     `certwiz revoke` already says revoked. Answers are signed by the responder's own
     certificate (OCSPSigning, noCheck), issued at start when missing or near its
     end (that needs the CA passphrase once); the CA key is never used to answer.
-
-    Exit codes: 0 stopped by SIGTERM/SIGINT, 1 cannot bind or openssl failed,
-    2 bad input or another responder runs (its pid file).
-
-    Example:
-
-      certwiz ocsp serve -p my-app --listen 127.0.0.1:8888
     """
     where = ocsp.check_listen(listen)
     minutes = ocsp.check_minutes(next_update)

@@ -9,6 +9,7 @@ import typer
 
 from .. import p12
 from .common import JsonOpt, P12PassOpt, bundle_password, emit, reports_errors
+from .helptext import CHANGES, INTERRUPTED, help_page
 
 p12_app = typer.Typer(help="PKCS#12 bundles: what is inside, which clients take them.",
                       no_args_is_help=True)  # fmt: skip
@@ -43,6 +44,19 @@ def _text(report: p12.Report) -> str:
 
 
 @p12_app.command("inspect")
+@help_page(
+    (
+        "What a bundle of the profile holds, as JSON",
+        "certwiz p12 inspect certs/my-app/private/bot-01.p12 --json",
+    ),
+    ("A bundle with a password", "certwiz p12 inspect alice.p12 --p12-passphrase-file alice.pass"),
+    codes={
+        0: "every listed client takes the bundle",
+        1: "a problem was found (each with the client it breaks and the fix)",
+        2: "bad input (not a PKCS#12 file, a wrong password)",
+        INTERRUPTED: CHANGES[INTERRUPTED],
+    },
+)
 @reports_errors
 def p12_inspect(
     file: Annotated[Path, typer.Argument(help="The .p12 / .pfx bundle.", show_default=False)],
@@ -55,11 +69,6 @@ def p12_inspect(
     encryption, MAC; each problem with the client it breaks and the fix.
 
     No password source (and no terminal) means the empty password.
-
-    Example: certwiz p12 inspect certs/my-app/private/bot-01.p12 --json
-
-    Exit codes: 0 every listed client takes the bundle, 1 a problem was found,
-    2 bad input (not a PKCS#12 file, wrong password).
     """
     report = p12.inspect(file, bundle_password(p12_passphrase_file, str(file)))
     emit(as_json, report.as_dict(), _text(report))

@@ -18,8 +18,25 @@ from .common import (
     open_ca,
     reports_errors,
 )
+from .helptext import CHANGES, help_page
 
 
+@help_page(
+    (
+        "Probe a live endpoint, reloading nginx so it sees the revoked probe",
+        "certwiz probe https://app.example.com/ -p my-app --reload",
+    ),
+    (
+        "An endpoint not in DNS yet",
+        "certwiz probe https://app.example.com:8443/ -p my-app "
+        "--resolve app.example.com:8443:127.0.0.1",
+    ),
+    codes=CHANGES
+    | {
+        0: "every case as expected",
+        1: "any FAIL or FAIL-OPEN, or the endpoint unreachable",
+    },
+)
 @reports_errors
 def probe_cmd(
     ctx: typer.Context,
@@ -27,7 +44,11 @@ def probe_cmd(
     profile: ProfileOpt,
     resolve: Annotated[
         str | None,
-        typer.Option("--resolve", help="HOST:PORT:ADDRESS: connect to ADDRESS (like curl's)."),
+        typer.Option(
+            "--resolve",
+            metavar="HOST:PORT:ADDRESS",
+            help="HOST:PORT:ADDRESS: connect to ADDRESS (like curl's).",
+        ),
     ] = None,
     server_ca: Annotated[
         Path | None,
@@ -56,15 +77,6 @@ def probe_cmd(
     the probe ends and recorded in the audit log; their keys never leave a private
     temporary directory. A revoked probe accepted is FAIL-OPEN; without --reload the
     server has not read the probe's revocation yet, and the table says so.
-
-    Exit codes: 0 every case as expected, 1 any FAIL or FAIL-OPEN (or the endpoint
-    unreachable), 2 bad input.
-
-    Examples:
-
-      certwiz probe https://app.example.com/ -p my-app --reload
-
-      certwiz probe https://app.example.com:8443/ -p my-app --resolve app.example.com:8443:127.0.0.1
     """
     from .. import probe as probing  # ssl, socket and cryptography: only for this command
 

@@ -6,10 +6,17 @@ import typer
 
 from .. import audit, check
 from ..api import CA
+from ..errors import LockTimeout
 from ..profile import list_profiles, resolve_home
 from .common import HomeOpt, JsonOpt, ProfileOpt, emit, open_ca, reports_errors
+from .helptext import CHANGES, PROFILE_CORRUPT, READS, help_page
 
 
+@help_page(
+    ("The profiles in the home", "certwiz profiles"),
+    ("Those of another home, as JSON", "certwiz profiles --home /etc/certwiz --json"),
+    codes=READS,
+)
 @reports_errors
 def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """The profiles under the home directory."""
@@ -21,6 +28,16 @@ def profiles_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     )
 
 
+@help_page(
+    ("Check a profile", "certwiz check -p my-app"),
+    ("For a monitor", "certwiz check -p my-app --json"),
+    codes=READS
+    | {
+        0: "the profile is consistent",
+        LockTimeout.exit_code: CHANGES[LockTimeout.exit_code],
+        PROFILE_CORRUPT: "the profile is inconsistent: every problem is printed",
+    },
+)
 @reports_errors
 def check_cmd(
     ctx: typer.Context, profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False
@@ -39,6 +56,11 @@ def check_cmd(
         raise typer.Exit(check.ProfileCorrupt.exit_code)
 
 
+@help_page(
+    ("Every change to a profile", "certwiz audit -p my-app"),
+    ("As JSON", "certwiz audit -p my-app --json"),
+    codes=READS,
+)
 @reports_errors
 def audit_cmd(profile: ProfileOpt, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """The profile's audit log: every change, who made it, and how it ended."""

@@ -10,6 +10,7 @@ import typer
 from .. import intermediate
 from ..profile import open_profile
 from .common import HomeOpt, JsonOpt, ProfileOpt, command_lock_timeout, emit, reports_errors
+from .helptext import help_page
 
 root_key_app = typer.Typer(
     help="The root key of a two-level profile (ca init --intermediate).", no_args_is_help=True
@@ -17,6 +18,12 @@ root_key_app = typer.Typer(
 
 
 @root_key_app.command("export")
+@help_page(
+    (
+        "Move the root key to a USB key",
+        "certwiz ca root-key export -p fleet --out /media/usb/fleet-root.key",
+    ),
+)
 @reports_errors
 def root_key_export(
     ctx: typer.Context,
@@ -32,8 +39,6 @@ def root_key_export(
     Leaves are still issued, renewed and revoked (the intermediate signs them) and
     `crl gen` keeps working; re-signing the root CRL, revoking or renewing the
     intermediate then take --root-key FILE. Keep FILE offline (a USB key, a safe).
-
-    Example: certwiz ca root-key export -p fleet --out /media/usb/fleet-root.key
     """
     prof = open_profile(profile, home)
     intermediate.check_export_target(prof, out)

@@ -9,8 +9,22 @@ import typer
 from .. import status as status_lib
 from ..profile import list_profiles, open_profile
 from .common import HomeOpt, JsonOpt, emit, reports_errors
+from .helptext import CHANGES, INTERRUPTED, help_page
 
 
+@help_page(
+    ("Every profile in the home", "certwiz status"),
+    (
+        "One profile, warn two weeks ahead, for a monitor",
+        "certwiz status -p my-app --warn 14d --json",
+    ),
+    codes={
+        0: "fine",
+        1: "at least one warning",
+        2: "at least one critical finding (or bad input)",
+        INTERRUPTED: CHANGES[INTERRUPTED],
+    },
+)
 @reports_errors
 def status_cmd(
     profile: Annotated[
@@ -29,8 +43,6 @@ def status_cmd(
     Critical: an expired CA certificate, a CRL past its nextUpdate or unreadable
     (NGINX then rejects every client). Warning: a CA certificate, CRL or valid
     certificate expiring within --warn, a CRL past its one-third mark.
-
-    Examples: certwiz status; certwiz status -p my-app --warn 14d --json
     """
     status_lib.check_warn(warn)
     profiles = [open_profile(profile, home)] if profile is not None else list_profiles(home)

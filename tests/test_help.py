@@ -1,0 +1,162 @@
+"""Every help page reads right: examples that parse, exit codes, metavars, env variables, defaults.
+
+The pages are found by walking the COMMANDS registry and every group below it, so a
+command added later is checked without touching this file. Rendered in process
+(Typer's CliRunner, wide terminal, NO_COLOR): fast, and what a user sees.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from certwiz.cli import COMMANDS, app
+from certwiz.cli.helptext import page_of
+from tests.test_readme import SHIMS, parse_certwiz
+
+WIDTH = 200
+
+
+def commands(
+    command: object, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], object]]:
+    """(path, click command) of every command that runs (not the groups), depth first."""
+    subs = getattr(command, "commands", None)
+    if subs is None:
+        yield path, command
+        return
+    for name in list(subs):
+        yield from commands(subs[name], (*path, name))
+
+
+ROOT = typer.main.get_command(app)
+LEAVES = dict(commands(ROOT))
+
+
+def render(*path: str) -> str:
+    result = CliRunner().invoke(
+        app,
+        [*path, "--help"],
+        prog_name="certwiz",
+        terminal_width=WIDTH,
+        env={"NO_COLOR": "1", "COLUMNS": str(WIDTH), "TERM": "dumb"},
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def section(text: str, title: str) -> list[str]:
+    """The lines of a section (`Examples:`) up to the next heading or the end."""
+    found = re.search(rf"^{title}:\n((?:(?:  .*)?\n)*)", text, re.M)
+    assert found, f"no {title}: section"
+    return [line for line in found.group(1).splitlines() if line.strip()]
+
+
+def example_args(text: str) -> list[list[str]]:
+    """Each example's arguments to certwiz (a shim's expanded), checked to start right."""
+    lines = [line.strip() for line in section(text, "Examples")]
+    typed = [line[2:] for line in lines if line.startswith("$ ")]
+    assert typed, "no example command ($ certwiz ...)"
+    result = []
+    for line in typed:
+        words = shlex.split(line)
+        assert words[0] == "certwiz" or words[0] in SHIMS, f"not a certwiz command: {line}"
+        result.append(words[1:] if words[0] == "certwiz" else [*SHIMS[words[0]], *words[1:]])
+    return result
+
+
+def check_page(text: str, command: object, path: tuple[str, ...]) -> None:
+    flat = " ".join(text.split())
+    # Examples: real commands that parse as written (options exist, values fit).
+    runs = example_args(text)
+    for args in runs:
+        try:
+            parse_certwiz(args)
+        except Exception as exc:  # click's usage errors: the example does not run
+            message = getattr(exc, "format_message", lambda e=exc: str(e))()
+            pytest.fail(f"example `certwiz {shlex.join(args)}` does not parse: {message}")
+    if path:
+        assert any(args[: len(path)] == list(path) for args in runs), "no example runs it"
+    # Exit codes: one row per code, 0 and 2 (usage errors) at least.
+    codes = [line.split()[0] for line in section(text, "Exit codes") if not line.startswith("    ")]
+    assert all(code.isdigit() for code in codes), codes
+    assert {"0", "2"} <= set(codes), codes
+    # The docstring does not carry its own copy of either section.
+    help_text = getattr(command, "help", None) or ""
+    assert not re.search(r"^\s*(Examples?|Exit codes):", help_text, re.M), "move it to @help_page"
+    # Metavars, not types.
+    assert not re.search(r"<(str|bool|path|int|float|text|integer)>", text), "a type as metavar"
+    params = [p for p in getattr(command, "params", []) if not getattr(p, "hidden", False)]
+    # Every environment variable named, by envvar= or in any help text, is shown.
+    sources = [
+        getattr(command, "help", None) or "",
+        *(getattr(p, "help", "") or "" for p in params),
+    ]
+    page = page_of(command)  # type: ignore[arg-type]
+    if page is not None:
+        sources += [text for example in page.examples for text in example]
+        sources += list(page.exit_codes.values())
+    named = set(re.findall(r"\bCERTWIZ_[A-Z0-9_]+", "\n".join(sources)))
+    for param in params:
+        envvar = getattr(param, "envvar", None)
+        named.update([envvar] if isinstance(envvar, str) else envvar or [])
+    for name in named:
+        assert name in text, f"{name} is documented but not shown"
+    # Every option's default is shown.
+    for param in params:
+        if (
+            getattr(param, "is_flag", False)
+            or param.default is None
+            or not param.opts[0].startswith("-")
+        ):
+            continue
+        shown = getattr(param, "show_default", None)
+        value = shown if isinstance(shown, str) else param.default
+        assert f"[default: {value}]" in flat, f"{param.opts[0]}: default {value!r} not shown"
+
+
+@pytest.mark.parametrize("path", list(LEAVES), ids=" ".join)
+def test_help_page(path: tuple[str, ...]) -> None:
+    check_page(render(*path), LEAVES[path], path)
+
+
+def test_top_level_page_lists_every_group_with_a_line() -> None:
+    text = render()
+    check_page(text, ROOT, ())
+    listed = dict(
+        line.strip().split(None, 1) for line in section(text, "Commands") if len(line.split()) > 1
+    )
+    for name in COMMANDS:
+        assert listed.get(name, "").strip(), f"{name} has no one-line description"
+
+
+def test_the_check_catches_a_page_that_lost_words() -> None:
+    """What Rich once did to `[or env CERTWIZ_P12_PASSPHRASE, or a prompt]`: the test sees it."""
+    path = ("client", "issue")
+    eaten = render(*path).replace("[or env CERTWIZ_P12_PASSPHRASE, or a prompt]", "")
+    with pytest.raises(AssertionError, match="CERTWIZ_P12_PASSPHRASE"):
+        check_page(eaten, LEAVES[path], path)
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("certwiz cl", 1, "client"),
+        ("certwiz client is", 2, "issue"),
+        ("certwiz client issue --p12-f", 3, "--p12-format"),
+    ],
+)
+def test_shell_completion(words: str, cword: int, expected: str) -> None:
+    """Typer's completion (what `certwiz --install-completion` wires into bash) answers."""
+    result = CliRunner().invoke(
+        app,
+        [],
+        prog_name="certwiz",
+        env={"_CERTWIZ_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
+    )
+    assert expected in result.output.split(), result.output
