@@ -124,6 +124,13 @@ def client_sign(
 
 
 @client_app.command("invite")
+@help_page(
+    (
+        "A token for a device that enrolls within 2 hours, for a 30-day certificate",
+        "certwiz client invite -p my-app -n sensor-7 --ttl 2h -d 30d --json",
+    ),
+    codes=CHANGES | {2: "bad input, or NAME already has a valid certificate; nothing was changed"},
+)
 @reports_errors
 def client_invite(
     ctx: typer.Context,
@@ -144,11 +151,6 @@ def client_invite(
     (JSON key `token`); the profile keeps only its hash. It works once, until --ttl
     has passed; a new invite for NAME replaces an unused one. A NAME with a valid
     certificate is refused: it renews with that certificate (simplereenroll).
-
-    Example: certwiz client invite -p my-app -n sensor-7 --ttl 2h -d 30d --json
-
-    Exit codes: 0 done, 2 bad input or NAME already has a valid certificate,
-    3 profile busy, 4 profile inconsistent.
     """
     from ..est import tokens
 
