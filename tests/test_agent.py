@@ -151,7 +151,8 @@ def test_the_request_copies_any_subject_and_the_new_key_is_encrypted(tmp_path: P
 
 
 def test_enroll_refuses_an_existing_out_and_a_missing_token(device: Path) -> None:
-    common = ["agent", "enroll", "--url", "https://127.0.0.1:1", "--ca", "ca.crt", "-u"]
+    common = ["agent", "enroll", "--url", "https://127.0.0.1:1", "--ca", "ca.crt", "-u",
+              "-n", "bot"]  # fmt: skip
     result = run_certwiz(device, *common, "--out", "bot.p12", "--token", "t0k", cwd=device)
     assert (result.returncode, result.stderr.split(":")[:3]) == (
         2, ["certwiz", " error", " out"],

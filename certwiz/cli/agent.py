@@ -124,6 +124,15 @@ def agent_enroll(
         Path,
         typer.Option("--out", help="Where to write the new bundle (0600).", show_default=False),
     ],
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            "-n",
+            help="The name invited (client invite -n NAME): the CN.",
+            show_default=False,
+        ),
+    ],
     token: Annotated[
         str | None,
         typer.Option(
@@ -134,15 +143,6 @@ def agent_enroll(
     ] = None,
     token_file: Annotated[
         Path | None, typer.Option("--token-file", help="File whose first line is the token.")
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            "-n",
-            help="The name invited (the CN); checked in the answer "
-            "[default: the name the service gives].",
-        ),
     ] = None,
     unencrypted: NoPasswordOpt = False,
     p12_passphrase_file: P12PassOpt = None,
@@ -169,7 +169,7 @@ def agent_enroll(
       certwiz client invite -p my-app -n bot-07 --json    (operator: prints "token")
 
       CERTWIZ_EST_TOKEN=... certwiz agent enroll --url https://api.example.com \\
-        --ca ca.crt --out /etc/bot/bot.p12 -u
+        -n bot-07 --ca ca.crt --out /etc/bot/bot.p12 -u
 
       certwiz agent enroll --url https://api.example.com:8443 --token-file token \\
         --ca ca.crt --out bot.p12 -n bot-07 --p12-passphrase-file pw --json

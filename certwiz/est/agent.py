@@ -589,21 +589,20 @@ def enroll(
     out: Path,
     *,
     password: Secret | None,
-    name: str | None = None,
+    name: str,
     p12_format: str = p12.DEFAULT_FORMAT,
     key_type: str = _ENROLL_KEY_TYPE,
     force: bool = False,
 ) -> Enrollment:
-    """First enrollment: a key born here, a CSR (CN=NAME, or an empty subject for the
-    service to fill in from the invitation), simpleenroll with the token as the HTTP
-    Basic password (RFC 7030 3.2.3) over server-authenticated TLS, the bundle to OUT."""
+    """First enrollment: a key born here, a CSR for CN=NAME, simpleenroll with HTTP
+    Basic (RFC 7030 3.2.3: user NAME, password the token) over server-authenticated
+    TLS, the answer verified like a renewal's, the bundle written to OUT."""
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
     where = endpoint(url)
     token = token_text(token)
-    if name is not None:
-        name = names.client_name(name)
+    name = names.client_name(name)
     p12.check_format(p12_format)
     names.key_type(key_type)
     _check_ca(ca)
@@ -611,25 +610,23 @@ def enroll(
         raise InputError("out", f"{out} exists: give --force to replace it")
     if not out.parent.is_dir():
         raise InputError("out", f"{out.parent} is not a directory")
-    attributes = [] if name is None else [x509.NameAttribute(NameOID.COMMON_NAME, name)]
-    subject = x509.Name(attributes)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     with scratch_dir(out.parent) as work:
         key, key_secret, csr, spki = _new_key_and_csr(work, key_type, subject)
         context = _context(ca, None, work)
-        basic = base64.b64encode(f"{name or 'certwiz'}:{token}".encode()).decode()
+        basic = base64.b64encode(f"{name}:{token}".encode()).decode()
         answer = _exchange(
             where, context, "POST", wire.SIMPLEENROLL, wire.encode_csr(csr),
             {"Content-Type": wire.CSR_TYPE, "Authorization": f"Basic {basic}"},
         )  # fmt: skip
         certs = _certificates(where, answer, "simpleenroll")
-        got = _verified_with_cacerts(
-            where, context, certs, spki, subject if name else None, ca, work
-        )
-        given = name or _cn(got.leaf) or "certwiz"
-        new = _bundle_file(work, key, key_secret, got, given, p12_format, password)
+        got = _verified_with_cacerts(where, context, certs, spki, subject, ca, work)
+        new = _bundle_file(work, key, key_secret, got, name, p12_format, password)
         if force:
             install(new, out, 0o600)
         else:
+            with open(new, "rb") as handle:
+                os.fsync(handle.fileno())
             os.link(new, out)  # never replaces a file that appeared meanwhile
-    return Enrollment(str(out), given, _serial(got.leaf),
+    return Enrollment(str(out), name, _serial(got.leaf),
                       _stamp(got.leaf.not_valid_after_utc))  # fmt: skip
