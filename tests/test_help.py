@@ -65,6 +65,8 @@ def example_args(text: str) -> list[list[str]]:
     result = []
     for line in typed:
         words = shlex.split(line)
+        while re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # VAR=value certwiz ...
+            words = words[1:]
         assert words[0] == "certwiz" or words[0] in SHIMS, f"not a certwiz command: {line}"
         result.append(words[1:] if words[0] == "certwiz" else [*SHIMS[words[0]], *words[1:]])
     return result
@@ -160,3 +162,13 @@ def test_shell_completion(words: str, cword: int, expected: str) -> None:
         env={"_CERTWIZ_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
     )
     assert expected in result.output.split(), result.output
+
+
+def test_documented_codes_are_the_exceptions_codes() -> None:
+    """The pages name codes by constant where the exception's module loads only when run."""
+    from certwiz.check import ProfileCorrupt
+    from certwiz.cli import agent, helptext
+    from certwiz.est.agent import RefusedByServer
+
+    assert ProfileCorrupt.exit_code == helptext.PROFILE_CORRUPT
+    assert RefusedByServer.exit_code == agent.REFUSED

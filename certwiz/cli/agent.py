@@ -14,6 +14,7 @@ from ..fsutil import read_small_text
 from ..openssl import Secret
 from ..passphrase import P12_ENV, bundle_passphrase, obtain
 from .common import JsonOpt, P12FormatOpt, P12PassOpt, bundle_password, emit, reports_errors
+from .helptext import CHANGES, INTERRUPTED, help_page
 
 TOKEN_ENV = "CERTWIZ_EST_TOKEN"
 
@@ -36,9 +37,31 @@ CaOpt = Annotated[
 NoPasswordOpt = Annotated[
     bool, typer.Option("--unencrypted", "-u", help="The bundle has the empty password (bots).")
 ]
+REFUSED = 5  # est.agent.RefusedByServer.exit_code; that module loads only when a command runs
 
 
 @agent_app.command("renew")
+@help_page(
+    (
+        "From a timer: renew a bot's bundle when a third of its lifetime is left",
+        "certwiz agent renew --url https://api.example.com --p12 /etc/bot/bot.p12 "
+        "--ca /etc/bot/ca.crt -u",
+    ),
+    (
+        "Renew at half the lifetime, the bundle password from a file",
+        "certwiz agent renew --url https://api.example.com:8443 --p12 bot.p12 --ca ca.crt "
+        "--p12-passphrase-file pw --before 0.5 --json",
+    ),
+    codes={
+        0: "renewed, or not due yet",
+        1: "failure, try again later (server unreachable, 5xx, an answer that does not "
+        "verify): the bundle is unchanged",
+        2: "bad input (URL, files, password)",
+        REFUSED: "refused by the server (4xx: e.g. the certificate is revoked, expired or "
+        "unknown); retrying will not help",
+        INTERRUPTED: CHANGES[INTERRUPTED],
+    },
+)
 @reports_errors
 def agent_renew(
     url: UrlOpt,
@@ -51,6 +74,7 @@ def agent_renew(
         str,
         typer.Option(
             "--before",
+            metavar="FRACTION",
             help="Renew when less than this fraction of the lifetime is left: 0.25, 1/3, 25%.",
         ),
     ] = "1/3",
@@ -71,19 +95,6 @@ def agent_renew(
     for another which renewed the same bundle does nothing.
 
     The bundle password: -u (empty), --p12-passphrase-file FILE, env CERTWIZ_P12_PASSPHRASE.
-
-    Examples:
-
-      certwiz agent renew --url https://api.example.com \\
-        --p12 /etc/bot/bot.p12 --ca /etc/bot/ca.crt -u
-
-      certwiz agent renew --url https://api.example.com:8443 --p12 bot.p12 \\
-        --ca ca.crt --p12-passphrase-file pw --before 0.5 --json
-
-    Exit codes: 0 renewed, or not due yet; 1 failure, try again later (server
-    unreachable, 5xx, an answer that does not verify: the bundle is unchanged);
-    2 bad input (URL, files, password); 5 refused by the server (4xx: e.g. the
-    certificate is revoked, expired or unknown; retrying will not help).
     """
     from ..est import agent
 
@@ -116,6 +127,29 @@ def token_of(token: str | None, token_file: Path | None) -> str:
 
 
 @agent_app.command("enroll")
+@help_page(
+    (
+        "The operator invites the device; the JSON holds the token",
+        "certwiz client invite -p my-app -n bot-07 --json",
+    ),
+    (
+        "The device enrolls with the token from the environment",
+        "CERTWIZ_EST_TOKEN=... certwiz agent enroll --url https://api.example.com "
+        "-n bot-07 --ca ca.crt --out /etc/bot/bot.p12 -u",
+    ),
+    (
+        "The same with the token in a file, checking the name, as JSON",
+        "certwiz agent enroll --url https://api.example.com:8443 --token-file token "
+        "--ca ca.crt --out bot.p12 -n bot-07 --p12-passphrase-file pw --json",
+    ),
+    codes={
+        0: "enrolled",
+        1: "failure, try again (server unreachable, 5xx, an answer that does not verify)",
+        2: "bad input (URL, files, --out exists)",
+        REFUSED: "refused by the server (4xx: a token that is wrong, used or expired)",
+        INTERRUPTED: CHANGES[INTERRUPTED],
+    },
+)
 @reports_errors
 def agent_enroll(
     url: UrlOpt,
@@ -163,20 +197,6 @@ def agent_enroll(
 
     The bundle password: -u (empty), --p12-passphrase-file FILE, env
     CERTWIZ_P12_PASSPHRASE, or a prompt.
-
-    Examples:
-
-      certwiz client invite -p my-app -n bot-07 --json    (operator: prints "token")
-
-      CERTWIZ_EST_TOKEN=... certwiz agent enroll --url https://api.example.com \\
-        -n bot-07 --ca ca.crt --out /etc/bot/bot.p12 -u
-
-      certwiz agent enroll --url https://api.example.com:8443 --token-file token \\
-        --ca ca.crt --out bot.p12 -n bot-07 --p12-passphrase-file pw --json
-
-    Exit codes: 0 enrolled; 1 failure, try again (server unreachable, 5xx, an answer
-    that does not verify); 2 bad input (URL, files, --out exists); 5 refused by the
-    server (4xx: a token that is wrong, used or expired).
     """
     from ..est import agent
 
