@@ -188,6 +188,7 @@ class CA:
         reason: str = "unspecified",
         purge: bool = False,
         crl_days: int | None = None,
+        root_key: Path | None = None,
     ) -> Revoked:
         return revoke.revoke(
             self.profile,
@@ -196,6 +197,7 @@ class CA:
             reason=reason,
             purge=purge,
             crl_days=crl_days,
+            root_key=root_key,
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
         )
@@ -219,7 +221,7 @@ class CA:
             return check.verify_profile(self.profile)
 
     def certificates(self, where: inventory.Filter | None = None) -> list[inventory.Certificate]:
-        return inventory.certificates(self.profile, where=where)
+        return inventory.certificates(self.profile, where=where, with_root=True)
 
     def show(self, name: str) -> dict[str, object]:
         return inventory.show(self.profile, name)

@@ -44,13 +44,25 @@ def certificate(der: bytes) -> x509.Certificate:
         raise DERError(f"not a DER certificate ({exc})") from None
 
 
+def is_ca(cert: x509.Certificate) -> bool:
+    """basicConstraints CA:TRUE (an intermediate the root signed for another system)."""
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def kind_of(pem: bytes) -> str:
-    """'server', 'client', 'server+client', 'other' (no EKU) or 'unknown' (unreadable)."""
+    """'ca', 'server', 'client', 'server+client', 'other' (no EKU) or 'unknown' (unreadable)."""
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 
     try:
         cert = certificate(pem_to_der(pem))
+        if is_ca(cert):
+            return "ca"
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return "other"
@@ -137,12 +149,15 @@ def pem_certificates(pem: bytes) -> list[bytes]:
 
 
 def serves_tls(pem: bytes) -> bool:
-    """serverAuth in the extendedKeyUsage, or no extendedKeyUsage at all (any purpose)."""
+    """serverAuth in the extendedKeyUsage, or no extendedKeyUsage at all (any purpose);
+    never a CA certificate."""
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 
     try:
         cert = certificate(pem_to_der(pem))
+        if is_ca(cert):
+            return False
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return True

@@ -16,7 +16,7 @@ from .errors import InputError, StateError
 from .profile import Profile
 
 STATUSES = ("valid", "revoked", "expired", "superseded-pending")
-KINDS = ("server", "client")
+KINDS = ("server", "client", "ca")
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -156,20 +156,43 @@ def _status(entry: database.Entry, pending: dict[str, grace.Pending], now: datet
     return "superseded-pending" if status == "valid" and entry.serial in pending else status
 
 
+def root_signed(profile: Profile) -> list[database.Entry]:
+    """What the root of a two-level profile signed besides the profile's own intermediate
+    (every certificate with its subject, renewals included): the intermediates of other
+    systems (`ca sign-intermediate`)."""
+    if not profile.two_level:
+        return []
+    entries = database.read(profile.root.index)
+    try:
+        own = der.certificate(der.pem_to_der(profile.intermediate_cert.read_bytes()))
+    except (OSError, ValueError):
+        return []  # check reports a bad intermediate.crt
+    subjects = {e.subject for e in entries if e.serial_int == own.serial_number}
+    return [e for e in entries if e.subject not in subjects]
+
+
 def certificates(
-    profile: Profile, now: datetime | None = None, where: Filter | None = None
+    profile: Profile,
+    now: datetime | None = None,
+    where: Filter | None = None,
+    *,
+    with_root: bool = False,
 ) -> list[Certificate]:
     """The profile's certificates (index.txt order) that pass `where`.
 
-    One read of index.txt and of each kept certificate's file (for its kind):
-    never a process per certificate.
+    `with_root`: then the intermediates the root of a two-level profile signed for
+    other systems (kind ca; see `root_signed`). One read of index.txt and of each
+    kept certificate's file (for its kind): never a process per certificate.
     """
     now = now or datetime.now(UTC)
     where = where or Filter()
     pending = grace.read(profile)
     horizon = now + where.expiring if where.expiring is not None else None
     found = []
-    for entry in database.read(profile.index):
+    levels = [(profile, e) for e in database.read(profile.index)]
+    if with_root:
+        levels += [(profile.root, e) for e in root_signed(profile)]
+    for level, entry in levels:
         status = _status(entry, pending, now)
         if where.status is not None and status != where.status:
             continue
@@ -178,7 +201,7 @@ def certificates(
         name = entry.common_name or entry.subject
         if where.name is not None and not fnmatch.fnmatchcase(name, where.name):
             continue
-        kind = _kind(profile, entry.serial)
+        kind = _kind(level, entry.serial)
         if where.kind is not None and where.kind not in kind.split("+"):
             continue
         until = pending.get(entry.serial)

@@ -92,10 +92,15 @@ def ca_sign(
     common_name: str | None = None,
     not_before: datetime | None = None,
     end: datetime | None = None,
+    *,
+    rdns: Sequence[tuple[str, str]] | None = None,
+    section: str = "leaf_ext",
+    keyfile: Path | None = None,
 ) -> list[Arg]:
-    """`openssl ca`: sign CSR with the extensions [leaf_ext] of EXTFILE only.
+    """`openssl ca`: sign CSR with the extensions [SECTION] of EXTFILE only.
 
-    With `common_name`, the subject is exactly CN=common_name whatever the CSR says.
+    With `common_name`, the subject is exactly CN=common_name whatever the CSR says;
+    with `rdns`, exactly those RDNs. `keyfile`: the CA key is outside the profile.
     With `not_before` (probe certificates, e.g. one that expired yesterday), the
     certificate runs from then for VALIDITY; otherwise from now. `end` caps it (a
     validity cut at the CA's own end).
@@ -109,10 +114,12 @@ def ca_sign(
         period = [] if not_before is None else ["-startdate", f"{not_before:%Y%m%d%H%M%SZ}"]
         period += ["-enddate", f"{stop:%Y%m%d%H%M%SZ}"]
     args: list[Arg] = ["ca", "-batch", "-config", cnf, "-in", csr, "-out", out, "-notext"]
-    args += ["-utf8", *period, "-extfile", extfile, "-extensions", "leaf_ext"]
-    if common_name is not None:
+    args += ["-utf8", *period, "-extfile", extfile, "-extensions", section]
+    if rdns is not None:  # -preserveDN: their order (openssl.cnf's `preserve` is not read)
+        args += ["-subj", subject_of([[rdn] for rdn in rdns]), "-preserveDN"]
+    elif common_name is not None:
         args += ["-subj", subject(common_name)]
-    return args + _passin(ca_passphrase)
+    return args + _passin(ca_passphrase, keyfile)
 
 
 def ca_revoke(

@@ -76,12 +76,16 @@ def revoke(
     ca_passphrase: Source = None,
     crl_days: int | None = None,
     purge: bool = False,
+    root_key: Path | None = None,
     timeout: float | None = None,
 ) -> Revoked:
     """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL.
 
     With `purge`, the revoked name's private key and PKCS#12 bundle are deleted
     once it has no valid certificate left: a revoked key lying around is a risk.
+    A SERIAL the root of a two-level profile signed (`ca sign-intermediate`) is
+    revoked by the root, which needs its key (`root_key` once exported), and the
+    root's CRL and crl-chain.pem are published.
     """
     names.reason(reason)
     if (name is None) == (serial is None):
@@ -91,10 +95,25 @@ def revoke(
         names.days(crl_days, "crl-days")
     if name is not None:
         names.client_name(name)
+    by_root = None
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
-        _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
+        by_root = root_target(profile, wanted)
+        if by_root is None:
+            _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
+    keyfile = None
+    if by_root is not None or root_key is not None:
+        keyfile = intermediate.root_keyfile(profile, root_key, "revoking what the root signed")
     secret = signing_passphrase(profile, ca_passphrase)
     with transaction(profile, "revoke", [name] if name else [], timeout=timeout) as tx:
+        by_root = root_target(profile, wanted)
+        if by_root is not None:
+            keyfile = keyfile or intermediate.root_keyfile(profile, root_key, "revoking it")
+            revoke_entry(profile.root, by_root, reason, secret, keyfile)
+            tx.note_serial(by_root.serial)
+            tx.note("level", "root")
+            notes = upkeep.tidy(profile, tx, secret)
+            regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
+            return Revoked([by_root.serial], reason, str(profile.nginx_crl), notes=notes)
         targets, unfinished = _targets(profile, name, wanted)
         for entry in targets:
             revoke_entry(profile, entry, reason, secret)
@@ -140,6 +159,19 @@ def revoke_intermediate(
         tx.note_serial(serial)
         regenerate_crl(profile.root, ca_passphrase, None, keyfile)
     return Revoked([serial], reason, str(profile.nginx_crl))
+
+
+def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:
+    """The valid entry with serial WANTED that only the root of a two-level profile holds
+    (an intermediate it signed for another system, or the profile's own)."""
+    if wanted is None or not profile.two_level:
+        return None
+    if any(e.serial_int == wanted for e in database.read(profile.index)):
+        return None
+    for entry in database.read(profile.root.index):
+        if entry.serial_int == wanted and entry.flag == "V":
+            return entry
+    return None
 
 
 def _targets(

@@ -9,18 +9,20 @@ from typing import Annotated
 
 import typer
 
-from .. import adopt, ca, intermediate, leaf_urls, names, ocsp, rollover
+from .. import adopt, ca, intermediate, leaf_urls, names, ocsp, rollover, subordinate
 from .. import revoke as revoking
 from ..errors import InputError
 from ..passphrase import CA_ENV, obtain
 from ..profile import Profile, home_dir, open_profile
 from .common import (
     CAPassOpt,
+    CsrOpt,
     HomeOpt,
     JsonOpt,
     KeyTypeOpt,
     ProfileOpt,
     RootKeyOpt,
+    ca_passphrase_source,
     command_lock_timeout,
     emit,
     files_text,
@@ -214,6 +216,99 @@ def ca_revoke_intermediate(
         asdict(done),
         f"Revoked the intermediate {done.serials[0]} ({done.reason}); new CRLs: {done.crl}\n"
         "Every certificate it signed is now refused; reload nginx to enforce it.",
+    )
+
+
+@ca_app.command("sign-intermediate")
+@reports_errors
+def ca_sign_intermediate(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    csr: CsrOpt,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Where to write the signed certificate (PEM; never inside the home)."
+        ),
+    ],
+    pathlen: Annotated[
+        int,
+        typer.Option(
+            "--pathlen", help="CAs allowed below it (0: it signs leaves only).", show_default=True
+        ),
+    ] = 0,
+    days: Annotated[
+        str,
+        typer.Option("--days", "-d", help="Validity in days; capped at the root's notAfter."),
+    ] = str(subordinate.DEFAULT_DAYS),
+    permitted_dns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--permitted-dns",
+            help="Name constraint, repeatable: example.com permits it and every name below "
+            "it; .example.com only the names below it.",
+        ),
+    ] = None,
+    cn: Annotated[
+        str | None,
+        typer.Option(
+            "--cn", help="Subject exactly CN=TEXT (default: the CSR's CN, O, OU, C, ST, L)."
+        ),
+    ] = None,
+    with_root: Annotated[
+        bool,
+        typer.Option("--with-root", help="Append the root certificate to --out (a chain)."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    root_key: RootKeyOpt = None,
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The root signs the intermediate CA of a bigger system (Vault, step-ca, ...).
+
+    The root is the profile's CA (one level) or root/ (ca init --intermediate),
+    with --root-key FILE once its key was exported. Only the request's key and
+    subject are used; CA:TRUE with --pathlen, keyCertSign and cRLSign and the
+    --permitted-dns name constraints come from certwiz. Recorded in the root's
+    index.txt and the audit log; see it with `certwiz list --kind ca`; revoke
+    it with `certwiz revoke -p P --serial S`.
+
+    Examples (the README shows the Vault, step-ca and cert-manager side):
+      certwiz ca sign-intermediate -p corp --csr vault.csr --out vault.crt
+      certwiz ca sign-intermediate -p corp --csr k8s.csr --out k8s.crt
+        --permitted-dns example.com --with-root
+      certwiz ca sign-intermediate -p fleet --csr step.csr --out step.crt
+        --root-key /mnt/usb/root.key --days 1825
+
+    Exit codes: 0 signed, 1 openssl failed, 2 bad input (nothing changed),
+    3 profile busy, 4 profile inconsistent.
+    """
+    prof = open_profile(profile, home)
+    done = subordinate.sign_intermediate(
+        prof,
+        csr,
+        out,
+        pathlen=pathlen,
+        days=days,
+        permitted=permitted_dns or [],
+        common_name=cn,
+        root_key=root_key,
+        with_root=with_root,
+        force=force,
+        ca_passphrase=ca_passphrase_source(prof.name, ca_passphrase_file),
+        timeout=command_lock_timeout(ctx),
+    )
+    limits = f"pathlen {done.pathlen}" + (
+        f", permitted DNS {', '.join(done.permitted_dns)}" if done.permitted_dns else ""
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"Signed intermediate CA {done.subject} (serial {done.serial}, {limits}, "
+        f"valid until {done.not_after})\n  issuer:   {done.issuer}\n  written:  {done.out}\n"
+        f"  recorded: {done.database}{notes_text(done.notes)}\n"
+        f"Revoke it with: certwiz revoke -p {done.profile} --serial {done.serial}",
     )
 
 

@@ -17,6 +17,7 @@ from .common import (
     NginxCmdOpt,
     ProfileOpt,
     ReloadOpt,
+    RootKeyOpt,
     deploy_crl,
     emit,
     emit_json_list,
@@ -59,17 +60,26 @@ def revoke_cmd(
     ] = False,
     reload: ReloadOpt = False,
     nginx_cmd: NginxCmdOpt = None,
+    root_key: RootKeyOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke a certificate and regenerate the CRL (nginx enforces it after a reload)."""
+    """Revoke a certificate and regenerate the CRL (nginx enforces it after a reload).
+
+    A --serial the root of a two-level profile signed (ca sign-intermediate) is revoked
+    by the root (--root-key FILE once its key was exported); the root's CRL and
+    crl-chain.pem are published.
+
+    Examples: certwiz revoke -p my-app -n bot-07 --reason keyCompromise;
+    certwiz revoke -p fleet --serial 4F1A... --root-key /media/usb/root.key
+    """
     from .. import nginx as nginx_lib  # here: list and show need it not
 
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
     lib = open_ca(ctx, profile, home, ca_passphrase_file)
-    done = lib.revoke(name=name, serial=serial, reason=reason, purge=purge)
+    done = lib.revoke(name=name, serial=serial, reason=reason, purge=purge, root_key=root_key)
     purged = "".join(f"\nDeleted {path}" for path in done.purged) + "".join(
         f"\nKept {path}: a server's key, which an NGINX config may still name; "
         "delete it once no NGINX serves this server"
@@ -108,7 +118,10 @@ def list_cmd(
         str | None,
         typer.Option("--expiring", help="Valid certificates expiring within, e.g. 30d, 12h, 2w."),
     ] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="server or client.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="server, client or ca (intermediates the root signed)."),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Names matching a glob, e.g. 'bot-*'.")
     ] = None,
@@ -117,7 +130,7 @@ def list_cmd(
 ) -> None:
     """Every certificate of the profile, with kind, status and expiry; filters combine."""
     where = inventory.make_filter(status, expiring, kind, name)
-    certs = inventory.certificates(open_profile(profile, home), where=where)
+    certs = inventory.certificates(open_profile(profile, home), where=where, with_root=True)
     if as_json:
         emit_json_list(c.as_dict() for c in certs)
         return
