@@ -220,6 +220,27 @@ def ca_revoke_intermediate(
 
 
 @ca_app.command("sign-intermediate")
+@help_page(
+    (
+        "Vault's request (pki_int/intermediate/generate/internal); --with-root for set-signed",
+        "certwiz ca sign-intermediate -p corp --csr vault.csr --out vault.crt --with-root",
+    ),
+    (
+        "cert-manager's CA, allowed to issue only for example.com and the names below it",
+        "certwiz ca sign-intermediate -p corp --csr k8s.csr --out k8s.crt "
+        "--permitted-dns example.com",
+    ),
+    (
+        "step-ca's intermediate, signed by a two-level profile's exported root key",
+        "certwiz ca sign-intermediate -p fleet --csr step.csr --out step.crt "
+        "--root-key /media/usb/root.key --days 1825",
+    ),
+    codes=CHANGES
+    | {
+        2: "bad input (not a CSR, a weak key, a bad --permitted-dns, --pathlen, --days or "
+        "--out), or the root key is offline and no --root-key was given; nothing was changed"
+    },
+)
 @reports_errors
 def ca_sign_intermediate(
     ctx: typer.Context,
@@ -252,7 +273,7 @@ def ca_sign_intermediate(
     cn: Annotated[
         str | None,
         typer.Option(
-            "--cn", help="Subject exactly CN=TEXT (default: the CSR's CN, O, OU, C, ST, L)."
+            "--cn", help="Subject exactly CN=NAME (default: the CSR's CN, O, OU, C, ST, L)."
         ),
     ] = None,
     with_root: Annotated[
@@ -274,15 +295,7 @@ def ca_sign_intermediate(
     index.txt and the audit log; see it with `certwiz list --kind ca`; revoke
     it with `certwiz revoke -p P --serial S`.
 
-    Examples (the README shows the Vault, step-ca and cert-manager side):
-      certwiz ca sign-intermediate -p corp --csr vault.csr --out vault.crt
-      certwiz ca sign-intermediate -p corp --csr k8s.csr --out k8s.crt
-        --permitted-dns example.com --with-root
-      certwiz ca sign-intermediate -p fleet --csr step.csr --out step.crt
-        --root-key /mnt/usb/root.key --days 1825
-
-    Exit codes: 0 signed, 1 openssl failed, 2 bad input (nothing changed),
-    3 profile busy, 4 profile inconsistent.
+    The README shows the commands on the Vault, step-ca and cert-manager side.
     """
     prof = open_profile(profile, home)
     done = subordinate.sign_intermediate(

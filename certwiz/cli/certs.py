@@ -36,6 +36,10 @@ from .helptext import CHANGES, READS, help_page
         "certwiz revoke -p my-app -n bot-01 --reason keyCompromise --purge --reload",
     ),
     ("One certificate by serial", "certwiz revoke -p my-app --serial 1A2B3C"),
+    (
+        "An intermediate the exported root signed (ca sign-intermediate)",
+        "certwiz revoke -p fleet --serial 4F1A09 --root-key /media/usb/root.key",
+    ),
     codes=CHANGES
     | {
         1: "openssl failed, or nginx -t or the reload failed (the revocation "
@@ -70,9 +74,6 @@ def revoke_cmd(
     A --serial the root of a two-level profile signed (ca sign-intermediate) is revoked
     by the root (--root-key FILE once its key was exported); the root's CRL and
     crl-chain.pem are published.
-
-    Examples: certwiz revoke -p my-app -n bot-07 --reason keyCompromise;
-    certwiz revoke -p fleet --serial 4F1A... --root-key /media/usb/root.key
     """
     from .. import nginx as nginx_lib  # here: list and show need it not
 
