@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import audit, check, inventory, issue, nginx, revoke
+from . import audit, batch, check, inventory, issue, nginx, revoke
 from . import ca as ca_init
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
@@ -156,6 +156,25 @@ class CA:
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
             tx=tx,
+        )
+
+    def issue_batch(
+        self,
+        rows: Sequence[batch.Row],
+        *,
+        bundle_passphrase: Source = None,
+        key_type: str = "ec:P-256",
+        progress: batch.Progress | None = None,
+    ) -> batch.BatchResult:
+        """A fleet of client certificates in one transaction (rows from `batch.read_rows`)."""
+        return batch.issue_batch(
+            self.profile,
+            rows,
+            passphrase=bundle_passphrase,
+            key_type=key_type,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+            progress=progress,
         )
 
     def sign_csr(

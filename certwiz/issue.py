@@ -242,6 +242,24 @@ def key_and_csr(
     return key, csr
 
 
+def leaf_extfile(
+    profile: Profile, work: Path, kind: str, rsa: bool, sans: Sequence[names.San]
+) -> Path:
+    """WORK/ext.cnf: the [leaf_ext] section `openssl ca` signs a KIND certificate with."""
+    extfile = work / "ext.cnf"
+    extfile.write_text(
+        render_openssl(
+            "leaf_ext.cnf.j2",
+            kind=kind,
+            rsa=rsa,
+            sans=sans,
+            ocsp_url=ocsp.configured_url(profile),  # AIA: ca init / ca set --ocsp-url
+            crl_url=leaf_urls.configured(profile.dir, "crl"),  # CDP: --crl-url
+        )
+    )
+    return extfile
+
+
 def sign(
     tx: Transaction,
     work: Path,
@@ -266,17 +284,7 @@ def sign(
     if tx.crl_missing:
         crl.regenerate_crl(profile, ca_passphrase, None)
         tx.crl_missing.clear()
-    extfile = work / "ext.cnf"
-    extfile.write_text(
-        render_openssl(
-            "leaf_ext.cnf.j2",
-            kind=kind,
-            rsa=rsa,
-            sans=sans,
-            ocsp_url=ocsp.configured_url(profile),  # AIA: ca init / ca set --ocsp-url
-            crl_url=leaf_urls.configured(profile.dir, "crl"),  # CDP: --crl-url
-        )
-    )
+    extfile = leaf_extfile(profile, work, kind, rsa, sans)
     cert = work / "cert.pem"
     end, capped = ca_end_cap(profile, validity)
     if capped:

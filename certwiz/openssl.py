@@ -10,7 +10,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +147,44 @@ def _run_raw(args: Sequence[Arg], *, cwd: Path | None, stdin: bytes | None) -> t
         stderr = proc.stderr.decode(errors="replace")
         raise OpenSSLError(command, explain(stderr), proc.returncode, stderr)
     return proc.stdout, proc.stderr
+
+
+def jobs() -> int:
+    """How many openssl processes to run at once: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def run_concurrently(
+    chains: Sequence[Sequence[Sequence[Arg]]],
+    *,
+    workers: int | None = None,
+    done: Callable[[int], None] | None = None,
+) -> None:
+    """Run each chain (commands run in order) concurrently with the others, `workers`
+    chains at a time (default: every core); `done(i)` after chain i finished.
+
+    The first failure stops what has not started and is raised once the running
+    chains end. Each command goes through `run`: secrets by pipe, same errors.
+    """
+
+    def chain(index: int) -> int:
+        for command in chains[index]:
+            run(command)
+        return index
+
+    with ThreadPoolExecutor(workers or jobs()) as pool:
+        pending = {pool.submit(chain, i) for i in range(len(chains))}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    index = future.result()  # raises the chain's failure
+                    if done is not None:
+                        done(index)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise

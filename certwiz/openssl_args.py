@@ -105,21 +105,56 @@ def ca_sign(
     certificate runs from then for VALIDITY; otherwise from now. `end` caps it (a
     validity cut at the CA's own end).
     """
-    stop = end if not_before is None else not_before + validity
-    if end is not None and stop is not None:
-        stop = min(stop, end)
-    if not_before is None and stop is None:
-        period = validity_args(validity)
-    else:
-        period = [] if not_before is None else ["-startdate", f"{not_before:%Y%m%d%H%M%SZ}"]
-        period += ["-enddate", f"{stop:%Y%m%d%H%M%SZ}"]
     args: list[Arg] = ["ca", "-batch", "-config", cnf, "-in", csr, "-out", out, "-notext"]
-    args += ["-utf8", *period, "-extfile", extfile, "-extensions", section]
+    args += ["-utf8", *_period(validity, not_before, end), "-extfile", extfile]
+    args += ["-extensions", section]
     if rdns is not None:  # -preserveDN: their order (openssl.cnf's `preserve` is not read)
         args += ["-subj", subject_of([[rdn] for rdn in rdns]), "-preserveDN"]
     elif common_name is not None:
         args += ["-subj", subject(common_name)]
     return args + _passin(ca_passphrase, keyfile)
+
+
+def _period(validity: timedelta, not_before: datetime | None, end: datetime | None) -> list[Arg]:
+    """-days N, or -startdate/-enddate when a start is given or the end is capped."""
+    stop = end if not_before is None else not_before + validity
+    if end is not None and stop is not None:
+        stop = min(stop, end)
+    if not_before is None and stop is None:
+        return list(validity_args(validity))
+    period: list[Arg] = [] if not_before is None else ["-startdate", f"{not_before:%Y%m%d%H%M%SZ}"]
+    return [*period, "-enddate", f"{stop:%Y%m%d%H%M%SZ}"]
+
+
+def ca_sign_many(
+    cnf: Path,
+    csrs: list[Path],
+    out: Path,
+    validity: timedelta,
+    extfile: Path,
+    ca_passphrase: Secret | None,
+    end: datetime | None = None,
+) -> list[Arg]:
+    """`openssl ca -infiles`: sign every CSR in one run (one database rewrite, one key load).
+
+    openssl assigns consecutive serials in the order given and writes the certificates
+    to OUT one after the other; the subjects are the CSRs' own (certwiz made them).
+    """
+    args: list[Arg] = ["ca", "-batch", "-config", cnf, "-out", out, "-notext", "-utf8"]
+    args += [*_period(validity, None, end), "-extfile", extfile, "-extensions", "leaf_ext"]
+    return [*args, *_passin(ca_passphrase), "-infiles", *csrs]  # -infiles must come last
+
+
+def new_key_request(cnf: Path, key_type: str, key: Path, common_name: str, out: Path) -> list[Arg]:
+    """`openssl req -newkey -noenc`: an unencrypted key and its CSR for CN=common_name in
+    one process (keygen + request take two)."""
+    algorithm, _, parameter = key_type.partition(":")
+    if algorithm == "ec":
+        new: list[Arg] = ["-newkey", "ec", "-pkeyopt", f"ec_paramgen_curve:{parameter}"]
+    else:
+        new = ["-newkey", f"rsa:{parameter}"]
+    args: list[Arg] = ["req", "-new", "-config", cnf, *new, "-noenc", "-keyout", key, "-utf8"]
+    return [*args, "-subj", subject(common_name), "-out", out]
 
 
 def ca_revoke(

@@ -7,12 +7,13 @@ are in `certwiz.passphrase`, applied by the library.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -27,6 +28,7 @@ from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
 
 if TYPE_CHECKING:  # a command module imports only what its own commands use
     from ..api import CA
+    from ..batch import BatchResult
     from ..issue import Issued
     from ..openssl import Secret
     from ..profile import Profile
@@ -215,17 +217,8 @@ def report_issued(as_json: bool, done: Issued) -> None:
     data: dict[str, Any] = asdict(done)
     reload = ""
     if done.crl is not None:
-        from .. import nginx as nginx_lib
-
-        try:
-            words = nginx_lib.command_words(None)
-        except InputError:  # a bad $CERTWIZ_NGINX_CMD must not hide what was done
-            words = ["nginx"]
-        data["reload_command"] = nginx_lib.reload_hint(words)
-        reload = (
-            f"\nNew CRL: {done.crl}; nginx enforces it only after a reload; "
-            f"run: {data['reload_command']}"
-        )
+        data["reload_command"] = reload_command()
+        reload = new_crl_text(done.crl, data["reload_command"])
     emit(
         as_json,
         data,
@@ -269,3 +262,72 @@ def deploy_crl(
         {**data, "reloaded": True, "reload_command": hint, "reload_wait": asdict(done)},
         f"{text}\nnginx: config test passed, reloaded: {shlex.join(argv)} -s reload; {served}",
     )
+
+
+def reload_command() -> str:
+    """The command that makes nginx read a new CRL (a bad $CERTWIZ_NGINX_CMD: plain nginx)."""
+    from .. import nginx as nginx_lib
+
+    try:
+        words = nginx_lib.command_words(None)
+    except InputError:  # a bad $CERTWIZ_NGINX_CMD must not hide what was done
+        words = ["nginx"]
+    return nginx_lib.reload_hint(words)
+
+
+@contextlib.contextmanager
+def progress_bar(shown: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A Rich progress bar for a long library call (its `progress` callback), or None.
+
+    Shown only on a terminal and never with --json: a pipe or a script gets plain output.
+    """
+    if not shown:
+        yield None
+        return
+    from rich.progress import Progress
+
+    labels = {"keys": "keys and requests", "sign": "signing", "bundles": "bundles"}
+    with Progress(transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def batch_json(done: BatchResult, profile: str) -> dict[str, Any]:
+    """`client issue-batch --json`: every name with its serial and files, by action."""
+    data: dict[str, Any] = {"profile": profile}
+    for action in ("issued", "completed", "skipped"):
+        data[action] = [asdict(item) for item in done.of(action)]
+    data["notes"] = done.notes
+    data["crl"] = done.crl
+    if done.crl is not None:
+        data["reload_command"] = reload_command()
+    return data
+
+
+def batch_text(done: BatchResult) -> str:
+    lines = []
+    for item in done.items:
+        if item.action == "skipped":
+            lines.append(
+                f"skipped {item.name} (line {item.line}): already issued with its files "
+                f"(serial {item.serial})"
+            )
+        else:
+            what = "issued" if item.action == "issued" else "completed (bundle made)"
+            lines.append(f"{what} {item.name} (serial {item.serial}): {item.files['p12']}")
+    counts = {a: len(done.of(a)) for a in ("issued", "completed", "skipped")}
+    lines.append(", ".join(f"{n} {a}" for a, n in counts.items()))
+    text = "\n".join(lines) + notes_text(done.notes)
+    if done.crl is not None:
+        text += new_crl_text(done.crl, reload_command())
+    return text
+
+
+def new_crl_text(crl: str, command: str) -> str:
+    return f"\nNew CRL: {crl}; nginx enforces it only after a reload; run: {command}"
