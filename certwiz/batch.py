@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, inventory, names, openssl, upkeep
+from . import check, crl, database, der, durations, inventory, names, openssl, upkeep
 from . import openssl_args as args
 from . import p12 as p12_lib
-from . import revoke as revoking
 from .errors import InputError, StateError
 from .fsutil import install, scratch_dir, write_atomic
 from .issue import DEFAULT_LEAF_DAYS, ca_end_cap, leaf_extfile
@@ -325,9 +324,9 @@ def _issue_in(
     workers: int | None,
 ) -> BatchResult:
     profile = tx.profile
-    crl_before = revoking.crl_version(profile)
+    crl_before = crl.crl_version(profile)
     if todo and tx.crl_missing:  # a revocation a killed run left out of the CRL
-        revoking.regenerate_crl(profile, ca_secret, None)
+        crl.regenerate_crl(profile, ca_secret, None)
         tx.crl_missing.clear()
     signed: dict[str, database.Entry] = {}
     with scratch_dir(profile.dir) as work:
@@ -356,7 +355,7 @@ def _issue_in(
                 _files(profile, row.name),
             )
         )
-    published = revoking.crl_version(profile) != crl_before
+    published = crl.crl_version(profile) != crl_before
     return BatchResult(items, notes, str(profile.nginx_crl) if published else None)
 
 

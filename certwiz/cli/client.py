@@ -96,6 +96,14 @@ def client_issue(
 
 
 @client_app.command("issue-batch")
+@help_page(
+    ("A fleet of bots, no passwords, the result as JSON",
+     "certwiz client issue-batch -p my-app --from fleet.csv -u --json"),
+    ("One password for every bundle that has one, from a file",
+     "certwiz client issue-batch -p my-app --from fleet.csv --p12-passphrase-file fleet.pass"),
+    codes=CHANGES | {2: "a bad row (file:line: column), or a name with a valid certificate "
+                        "whose key certwiz did not deliver; nothing was changed"},
+)  # fmt: skip
 @reports_errors
 def client_issue_batch(
     ctx: typer.Context,
@@ -130,11 +138,6 @@ def client_issue_batch(
     password (--p12-passphrase-file) serves every row that is not unencrypted: a
     password column is refused. Run it again after an interruption: names already
     issued with their files are skipped (and said so), the rest is issued.
-
-    Example: certwiz client issue-batch -p my-app --from fleet.csv -u --json
-
-    Exit codes: 0 done, 1 openssl failed, 2 bad input (a bad row, a name with a valid
-    certificate certwiz did not deliver a key for), 3 profile busy, 4 profile inconsistent.
     """
     from .. import batch
 
