@@ -491,10 +491,16 @@ def sign_csr_in(
     sans: list[names.San],
     ca_passphrase: Secret | None,
     hosts: Sequence[str] = (),
+    renewing: bool = False,
 ) -> Issued:
-    """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz."""
+    """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz.
+
+    `renewing`: NAME's valid certificate is being superseded (EST simplereenroll),
+    so it is not refused for having one.
+    """
     profile = tx.profile
-    check_no_valid(profile, name, hosts)
+    if not renewing:
+        check_no_valid(profile, name, hosts)
     crl_before = crl.crl_version(profile)
     with scratch_dir(profile.dir) as work:
         request = work / "req.csr"

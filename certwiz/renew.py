@@ -175,6 +175,53 @@ def renew(
     )
 
 
+def renew_with_csr(
+    tx: Transaction,
+    old: Current,
+    csr: issuing.Csr,
+    *,
+    validity: timedelta,
+    grace_period: timedelta | None,
+    ca_passphrase: Secret | None,
+) -> Renewed:
+    """Renew OLD for the key of CSR (made on the device, EST simplereenroll), inside TX.
+
+    Same kind, SANs and subject; the old certificate is superseded like `renew`'s.
+    The profile's key and bundle of the name, if certwiz once made them, belong to
+    the superseded certificate: they are removed (the device holds the new key).
+    """
+    profile = tx.profile
+    name = old.entry.common_name or ""
+    done = issuing.sign_csr_in(
+        tx,
+        csr,
+        name,
+        old.kind,
+        validity=validity,
+        sans=old.sans,
+        ca_passphrase=ca_passphrase,
+        renewing=True,
+    )
+    removed = []
+    for path in (profile.key_path(name), profile.p12_path(name)):
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(str(path))
+    if removed:
+        tx.note("removed", removed)
+    until = _supersede(tx, profile, name, old.entry, done.serial, grace_period, ca_passphrase)
+    return Renewed(
+        name,
+        old.kind,
+        done.serial,
+        done.not_after,
+        old.entry.serial,
+        None if until is None else f"{until:%Y-%m-%dT%H:%M:%SZ}",
+        done.files,
+        done.notes,
+    )
+
+
 def check_renewal(
     profile: Profile,
     name: str,

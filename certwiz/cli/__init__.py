@@ -36,6 +36,7 @@ COMMANDS = {
     "ocsp": "ocsp:ocsp_app",
     "export": "export:export_cmd",
     "agent": "agent:agent_app",
+    "serve": "serve:serve_cmd",
 }
 
 app = typer.Typer(

@@ -1,0 +1,116 @@
+"""certwiz serve: the EST enrollment service (RFC 7030) behind NGINX."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from .. import durations
+from ..passphrase import signing_passphrase as needs_ca_passphrase
+from ..profile import open_profile
+from .common import (
+    CAPassOpt,
+    HomeOpt,
+    JsonOpt,
+    ProfileOpt,
+    ca_passphrase_source,
+    command_lock_timeout,
+    reports_errors,
+)
+
+
+@reports_errors
+def serve_cmd(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen", help="ADDRESS:PORT (an IP, e.g. 127.0.0.1:8085) or unix:/path/est.sock."
+        ),
+    ],
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="On TCP: the address of the NGINX that proxies to it (repeatable; "
+            "default 127.0.0.1 and ::1). Every other peer gets 403.",
+        ),
+    ] = None,
+    socket_mode: Annotated[
+        str,
+        typer.Option(
+            "--socket-mode",
+            help="On unix:PATH: the socket's mode; whoever may open it is trusted "
+            "(660: give NGINX's user this user's group).",
+        ),
+    ] = "660",
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            help="A renewed certificate stays valid this long (superseded after), so a "
+            "device that crashed mid-renewal is not locked out.",
+        ),
+    ] = "5m",
+    ca_passphrase_file: CAPassOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the EST enrollment service in the foreground (for systemd): NGINX proxies
+    /.well-known/est/ to it (certwiz nginx render --enroll).
+
+    GET cacerts, POST simplereenroll (renewal with the current client certificate,
+    which NGINX verified and passes on), POST simpleenroll (HTTP Basic: user NAME,
+    password a token from `certwiz client invite`). It answers only its trusted
+    proxy. One log line per request on stderr (JSON with --json), no secrets.
+    SIGTERM or Ctrl-C stops it cleanly. An encrypted CA key's passphrase is read
+    once at start (--ca-passphrase-file or the environment).
+
+    Examples:
+
+      certwiz serve -p my-app --listen 127.0.0.1:8085
+
+      certwiz serve -p my-app --listen unix:/run/certwiz/est.sock --socket-mode 660 --grace 10m
+
+    Exit codes: 0 stopped by SIGTERM/SIGINT, 1 cannot bind, 2 bad input (listen,
+    trusted proxy, grace, no such profile).
+    """
+    from ..est import server, service
+
+    where = server.parse_listen(listen)
+    trusted = server.trusted_addresses(trusted_proxy or ["127.0.0.1", "::1"])
+    mode = server.parse_socket_mode(socket_mode)
+    span = durations.parse(grace, "grace")
+    prof = open_profile(profile, home)
+    secret = needs_ca_passphrase(prof, ca_passphrase_source(profile, ca_passphrase_file))
+    settings = service.Settings(
+        prof,
+        unix=where.unix is not None,
+        trusted=trusted,
+        grace=span,
+        lock_timeout=command_lock_timeout(ctx),
+        ca_passphrase=secret,
+    )
+
+    def line(record: dict[str, Any]) -> None:
+        if as_json:
+            text = json.dumps(record, sort_keys=True)
+        else:
+            text = " ".join(f"{k}={json.dumps(v)}" for k, v in record.items())
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def ready(url: str) -> None:
+        peers = "anyone who may open the socket" if where.unix else ", ".join(sorted(trusted))
+        info = {"profile": prof.name, "listen": url, "trusted": peers, "grace": grace}
+        text = (
+            f"certwiz serve: EST for profile {prof.name} on {url} "
+            f"(/.well-known/est/; answers only: {peers}; grace {grace})"
+        )
+        typer.echo(json.dumps(info) if as_json else text)
+
+    server.run(settings, where, socket_mode=mode, on_request=line, on_ready=ready)

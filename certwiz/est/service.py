@@ -1,0 +1,382 @@
+"""The EST service (RFC 7030 subset): a WSGI app that NGINX proxies `/.well-known/est/` to.
+
+- `GET cacerts`: the CA chain (both levels of a two-level profile), certs-only PKCS#7.
+- `POST simplereenroll`: renewal by possession. NGINX verified the client certificate
+  and passes it URL-encoded in `X-Client-Cert` (`$ssl_client_escaped_cert`, set by
+  the rendered proxy.inc, which replaces any copy the client sent). The service
+  believes that header only from its trusted proxy, checks the certificate itself
+  again (signed by this CA, in index.txt byte for byte, valid, not revoked, not
+  already superseded), requires the CSR's subject to be the certificate's, and
+  signs a certificate of the same kind and lifetime for the CSR's key; the old one
+  is superseded after a grace (`renew.renew_with_csr`).
+- `POST simpleenroll`: first enrollment with a one-time token (HTTP Basic, user =
+  the name, password = the token from `certwiz client invite`): `issue.sign_csr_in`,
+  extensions only from certwiz.
+
+Who may talk to it: only the trusted proxy. On a unix socket that is whoever may
+open the socket (its file mode); on TCP, peers whose address is in `trusted`
+(default loopback). Any other peer gets 403 for everything: the service is never
+reached directly. Every refusal is a 4xx with a one-line reason and an audit record;
+a refusal writes nothing else. Every change runs in a transaction under the
+profile lock, like the CLI's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .. import audit, database, der, durations, grace, issue, names
+from .. import renew as renewing
+from ..errors import CertwizError, InputError, LockTimeout, StateError
+from ..openssl import Secret
+from ..profile import Profile
+from ..transaction import transaction
+from . import tokens, wire
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+CERT_HEADER = "HTTP_X_CLIENT_CERT"  # X-Client-Cert, as proxy.inc sets it
+MAX_CERT_HEADER = 16384  # a URL-encoded PEM certificate is a few KiB
+DEFAULT_GRACE = "5m"
+REALM = 'Basic realm="certwiz EST", charset="UTF-8"'
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+Environ = dict[str, Any]
+
+
+class Refused(CertwizError):
+    """A request the service answers with a 4xx (or 5xx) and one line; nothing written."""
+
+    exit_code = 2
+
+    def __init__(self, status: int, reason: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+        self.recorded = False  # the transaction it was raised in already audited it
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the service trusts and how it signs.
+
+    `unix`: served on a unix socket (every peer passed the socket's file mode);
+    else `trusted` lists the peer addresses (the proxy) it answers.
+    """
+
+    profile: Profile
+    unix: bool = False
+    trusted: frozenset[str] = frozenset({"127.0.0.1", "::1"})
+    grace: timedelta | None = field(default_factory=lambda: durations.parse(DEFAULT_GRACE, "grace"))
+    lock_timeout: float = 10.0
+    ca_passphrase: Secret | None = None
+
+    def trusts(self, environ: Environ) -> bool:
+        return self.unix or str(environ.get("REMOTE_ADDR", "")) in self.trusted
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    name: str = ""  # for the request log line
+
+
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+ROUTES = {
+    wire.CACERTS: ("GET", "est cacerts"),
+    wire.SIMPLEENROLL: ("POST", "est simpleenroll"),
+    wire.SIMPLEREENROLL: ("POST", "est simplereenroll"),
+}
+
+
+def make_app(settings: Settings) -> Callable[[Environ, StartResponse], list[bytes]]:
+    """The WSGI application for SETTINGS."""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        answer = handle(settings, environ)
+        environ["certwiz.name"] = answer.name  # for the request log
+        headers = [
+            ("Content-Type", answer.content_type),
+            ("Content-Length", str(len(answer.body))),
+            ("Cache-Control", "no-store"),
+            *answer.headers,
+        ]
+        start_response(f"{answer.status} {REASONS.get(answer.status, '')}".rstrip(), headers)
+        return [answer.body]
+
+    return app
+
+
+def handle(settings: Settings, environ: Environ) -> Answer:
+    """One request: route, authenticate, act; every refusal audited once."""
+    path = str(environ.get("PATH_INFO", ""))
+    route = ROUTES.get(path)
+    if route is None:
+        return _text(404, "not an EST endpoint of this service")
+    method, command = route
+    context: dict[str, Any] = {"names": [], "peer": str(environ.get("REMOTE_ADDR", ""))}
+    try:
+        if not settings.trusts(environ):
+            raise Refused(403, "only the trusted proxy may call this service")
+        if environ.get("REQUEST_METHOD") != method:
+            raise Refused(405, f"use {method}", [("Allow", method)])
+        if path == wire.CACERTS:
+            return Answer(200, cacerts(settings.profile), wire.PKCS7_TYPE)
+        body = _body(environ)
+        if path == wire.SIMPLEENROLL:
+            issued = enroll(settings, environ, body, context)
+        else:
+            issued = reenroll(settings, environ, body, context)
+        return Answer(200, issued, wire.CERTS_ONLY_TYPE, name=",".join(context["names"]))
+    except Refused as exc:
+        refusal = exc
+    except LockTimeout as exc:
+        refusal = Refused(503, f"profile busy, try again ({exc})", [("Retry-After", "5")])
+    except (InputError, StateError) as exc:
+        refusal = Refused(400, str(exc))
+        refusal.recorded = bool(context.get("recorded"))
+    except (CertwizError, OSError) as exc:
+        refusal = Refused(500, f"the CA could not do it: {audit.describe(exc)}")
+        refusal.recorded = bool(context.get("recorded"))
+    if not (refusal.recorded or context.get("recorded")):
+        _audit_refusal(settings, command, context, refusal)
+    return _text(refusal.status, refusal.reason, refusal.headers, name=",".join(context["names"]))
+
+
+def _text(
+    status: int, reason: str, headers: Iterable[tuple[str, str]] = (), name: str = ""
+) -> Answer:
+    line = " ".join(reason.split())  # one line, whatever the error said
+    return Answer(
+        status, (line + "\n").encode("utf-8", "replace"), headers=list(headers), name=name
+    )
+
+
+def _audit_refusal(
+    settings: Settings, command: str, context: dict[str, Any], refusal: Refused
+) -> None:
+    """One audit record for a refusal outside any transaction (under the lock, like every
+    record); a profile too busy to take it still gets its answer."""
+    record = audit.new_record(settings.profile.name, command, list(context["names"]))
+    record.update(result="refused", status=refusal.status, error=refusal.reason)
+    record["peer"] = context["peer"]
+    try:
+        with settings.profile.lock(settings.lock_timeout):
+            audit.require_room(audit.path_of(settings.profile))
+            audit.append(audit.path_of(settings.profile), record)
+    except (CertwizError, OSError):
+        pass
+
+
+def _body(environ: Environ) -> bytes:
+    """The request body: application/pkcs10, at most wire.MAX_REQUEST_BYTES."""
+    if wire.media_type(environ.get("CONTENT_TYPE")) != wire.CSR_TYPE:
+        raise Refused(415, f"Content-Type must be {wire.CSR_TYPE}")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        raise Refused(411, "Content-Length required") from None
+    if length > wire.MAX_REQUEST_BYTES:
+        raise Refused(413, f"body larger than {wire.MAX_REQUEST_BYTES} bytes")
+    data: bytes = environ["wsgi.input"].read(length) if length > 0 else b""
+    return data
+
+
+def cacerts(profile: Profile) -> bytes:
+    """The chain above a leaf (signing CA, and its root in a two-level profile)."""
+    from cryptography import x509
+
+    return wire.encode_certs(x509.load_pem_x509_certificates(profile.chain.read_bytes()))
+
+
+def _csr(body: bytes) -> tuple[issue.Csr, x509.CertificateSigningRequest]:
+    from cryptography import x509
+
+    der_csr = wire.decode_csr(body)
+    checked = issue.load_csr(der_csr, field="body")
+    return checked, x509.load_der_x509_csr(der_csr)
+
+
+def _issued_body(profile: Profile, serial: str) -> bytes:
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificate(profile.newcert_path(serial).read_bytes())
+    return wire.encode_certs([leaf])
+
+
+# --- simplereenroll ---------------------------------------------------------------
+
+
+def presented(environ: Environ) -> x509.Certificate:
+    """The client certificate NGINX verified (X-Client-Cert, URL-encoded PEM)."""
+    raw = str(environ.get(CERT_HEADER, ""))
+    if not raw:
+        raise Refused(403, "no client certificate: renew with your current certificate")
+    if len(raw) > MAX_CERT_HEADER:
+        raise Refused(400, "client certificate header too large")
+    pem = urllib.parse.unquote(raw).encode("utf-8", "replace")
+    try:
+        return der.certificate(der.pem_to_der(pem))
+    except ValueError:
+        raise Refused(400, "client certificate header is not a PEM certificate") from None
+
+
+def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
+    """The profile's current certificate CERT is, re-checked here (not only by NGINX):
+    signed by this CA, in index.txt byte for byte, valid, and not already renewed."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    signer = x509.load_pem_x509_certificate(profile.signing_cert.read_bytes())
+    try:
+        cert.verify_directly_issued_by(signer)
+    except (ValueError, TypeError, InvalidSignature):
+        raise Refused(403, "client certificate not issued by this CA") from None
+    serial = f"{cert.serial_number:X}"
+    entry = next(
+        (e for e in database.read(profile.index) if e.serial_int == cert.serial_number), None
+    )
+    if entry is None:
+        raise Refused(403, f"client certificate {serial} is not in this CA's database")
+    stored = profile.newcert_path(entry.serial)
+    try:
+        same = der.pem_to_der(stored.read_bytes()) == cert.public_bytes(Encoding.DER)
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise Refused(403, f"client certificate {serial} differs from the one this CA issued")
+    state = entry.status()
+    if state != "valid":
+        raise Refused(403, f"client certificate {entry.serial} is {state}")
+    now = datetime.now(UTC)
+    if cert.not_valid_before_utc > now:
+        raise Refused(403, f"client certificate {entry.serial} is not valid yet")
+    pending = grace.read(profile).get(entry.serial)
+    if pending is not None:
+        raise Refused(409, f"already renewed: {entry.serial} was superseded by {pending.successor}")
+    name = entry.common_name or ""
+    if not names.names_files(name):
+        raise Refused(403, f"client certificate {entry.serial} has no certwiz name")
+    try:
+        current = renewing.current(profile, name, "client")
+    except StateError as exc:
+        raise Refused(403, str(exc)) from None
+    if current.entry.serial_int != entry.serial_int:
+        raise Refused(409, f"already renewed: {name}'s current certificate is not {serial}")
+    return current
+
+
+def reenroll(settings: Settings, environ: Environ, body: bytes, context: dict[str, Any]) -> bytes:
+    """Renewal by possession of the current certificate; returns the response body."""
+    profile = settings.profile
+    cert = presented(environ)
+    old = current_of(profile, cert)
+    name = old.entry.common_name or ""
+    context["names"] = [name]
+    checked, request = _csr(body)
+    if request.subject != cert.subject:
+        raise Refused(
+            403,
+            f"the CSR's subject {request.subject.rfc4514_string()!r} is not the "
+            f"certificate's {cert.subject.rfc4514_string()!r}",
+        )
+    validity = cert.not_valid_after_utc - cert.not_valid_before_utc
+    with transaction(profile, "est simplereenroll", [name], timeout=settings.lock_timeout) as tx:
+        context["recorded"] = True  # from here the transaction's record says how it ended
+        tx.note("peer", context["peer"])
+        old = current_of(profile, cert)  # again under the lock: one renewal wins a race
+        done = renewing.renew_with_csr(
+            tx,
+            old,
+            checked,
+            validity=validity,
+            grace_period=settings.grace,
+            ca_passphrase=settings.ca_passphrase,
+        )
+        return _issued_body(profile, done.serial)
+
+
+# --- simpleenroll -----------------------------------------------------------------
+
+
+def basic_credentials(environ: Environ) -> tuple[str, str]:
+    """(user, password) of an HTTP Basic Authorization header; 401 when there is none."""
+    challenge = [("WWW-Authenticate", REALM)]
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        raise Refused(401, "enrollment needs HTTP Basic: user NAME, password the token", challenge)
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise Refused(401, "Authorization is not valid Basic credentials", challenge) from None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise Refused(401, "Authorization needs user NAME and the token as password", challenge)
+    return user, password
+
+
+def enroll(settings: Settings, environ: Environ, body: bytes, context: dict[str, Any]) -> bytes:
+    """First enrollment with a one-time token; returns the response body."""
+    profile = settings.profile
+    user, token = basic_credentials(environ)
+    try:
+        name = names.client_name(user)
+    except InputError:
+        raise Refused(401, "unknown enrollment token", [("WWW-Authenticate", REALM)]) from None
+    context["names"] = [name]
+    try:
+        invite = tokens.find(profile, name, token)
+    except StateError as exc:
+        raise Refused(401, str(exc), [("WWW-Authenticate", REALM)]) from None
+    checked, _ = _csr(body)
+    issue.csr_name(checked, name, "client")  # a CSR naming another CN is refused
+    validity = durations.parse(invite.days, "days")
+    with transaction(profile, "est simpleenroll", [name], timeout=settings.lock_timeout) as tx:
+        context["recorded"] = True
+        tx.note("peer", context["peer"])
+        try:
+            invite = tokens.find(profile, name, token)  # again under the lock: single use
+        except StateError as exc:
+            raise Refused(401, str(exc), [("WWW-Authenticate", REALM)]) from None
+        try:
+            issue.check_no_valid(profile, name)
+        except StateError as exc:
+            raise Refused(409, str(exc)) from None
+        done = issue.sign_csr_in(
+            tx,
+            checked,
+            name,
+            "client",
+            validity=validity,
+            sans=[],
+            ca_passphrase=settings.ca_passphrase,
+        )
+        tokens.spend(tx, invite)
+        return _issued_body(profile, done.serial)
