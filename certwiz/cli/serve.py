@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import durations
+from ..errors import CertwizError, InputError
 from ..passphrase import signing_passphrase as needs_ca_passphrase
 from ..profile import open_profile
 from .common import (
@@ -20,8 +21,25 @@ from .common import (
     command_lock_timeout,
     reports_errors,
 )
+from .helptext import help_page
 
 
+@help_page(
+    (
+        "EST on loopback, for an NGINX on this host",
+        "certwiz serve -p my-app --listen 127.0.0.1:8085",
+    ),
+    (
+        "On a unix socket NGINX's group may open, renewed certificates kept 10 minutes",
+        "certwiz serve -p my-app --listen unix:/run/certwiz/est.sock --socket-mode 660 --grace 10m",
+    ),
+    codes={
+        0: "stopped by SIGTERM or SIGINT (Ctrl-C)",
+        CertwizError.exit_code: "cannot listen there (address in use, no permission)",
+        InputError.exit_code: "bad input (listen, trusted proxy, socket mode, grace, no such "
+        "profile); nothing was started",
+    },
+)
 @reports_errors
 def serve_cmd(
     ctx: typer.Context,
@@ -69,15 +87,6 @@ def serve_cmd(
     proxy. One log line per request on stderr (JSON with --json), no secrets.
     SIGTERM or Ctrl-C stops it cleanly. An encrypted CA key's passphrase is read
     once at start (--ca-passphrase-file or the environment).
-
-    Examples:
-
-      certwiz serve -p my-app --listen 127.0.0.1:8085
-
-      certwiz serve -p my-app --listen unix:/run/certwiz/est.sock --socket-mode 660 --grace 10m
-
-    Exit codes: 0 stopped by SIGTERM/SIGINT, 1 cannot bind, 2 bad input (listen,
-    trusted proxy, grace, no such profile).
     """
     from ..est import server, service
 
