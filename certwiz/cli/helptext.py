@@ -138,7 +138,8 @@ def set_metavar(param: Parameter) -> None:
     if type(param.type).get_metavar is not ParamType.get_metavar:
         return  # the type names its own (choices, formats)
     if not param.opts[0].startswith("-"):
-        return  # an argument: Typer shows its name (FILE, URL)
+        param.metavar = (param.name or "value").upper()  # an argument: FILE, URL
+        return
     long = max(param.opts, key=len).lstrip("-")
     word = long.rsplit("-", 1)[-1]
     if param.type.name == "path":
