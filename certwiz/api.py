@@ -28,6 +28,7 @@ from typing import Any
 
 from . import audit, batch, check, inventory, issue, nginx, revoke
 from . import ca as ca_init
+from . import intermediate as two_level
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
@@ -81,8 +82,16 @@ class CA:
         passphrase: Source = None,
         unencrypted: bool = False,
         lock_timeout: float | None = None,
+        intermediate: bool = False,
+        root_days: int = two_level.DEFAULT_ROOT_DAYS,
+        root_crl_days: int = two_level.DEFAULT_ROOT_CRL_DAYS,
     ) -> Created:
-        """A new profile; `unencrypted=True` says an unencrypted CA key is meant (no warning)."""
+        """A new profile; `unencrypted=True` says an unencrypted CA key is meant (no warning).
+
+        `intermediate=True`: a root (root_days, root_crl_days) and an intermediate that
+        signs (`options.days`, default 1825). A passphrase provider is called once, after
+        every input was checked, and its answer serves init and later signing.
+        """
         secret = None
 
         def once() -> Secret | None:  # the same answer for init and later signing
@@ -90,7 +99,12 @@ class CA:
             secret = resolve(passphrase)
             return secret
 
-        profile = ca_init.init(name, home, options, once)
+        if intermediate:
+            profile = two_level.init(
+                name, home, options, once, root_days=root_days, root_crl_days=root_crl_days
+            )
+        else:
+            profile = ca_init.init(name, home, options, once)
         warnings = [] if secret is not None or unencrypted else [ca_init.UNENCRYPTED_CA_KEY]
         made = cls(profile, lock_timeout=lock_timeout, ca_passphrase=secret)
         return Created(made, secret is not None, warnings)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,21 +66,8 @@ def ensure_absent(profile: Profile) -> None:
         raise StateError(f"profile {profile.name} already exists at {profile.dir}; nothing changed")
 
 
-def init(
-    name: str,
-    home: Path | str | None = None,
-    options: CAOptions | None = None,
-    passphrase: Source = None,
-) -> Profile:
-    """Create profile NAME: everything is built in a scratch directory, then renamed.
-
-    So a profile either exists whole or not at all, and a second `init` on an
-    existing profile changes nothing. A passphrase provider is called after
-    every check passed; with no passphrase the CA key is unencrypted (see
-    `UNENCRYPTED_CA_KEY`, which `api.CA.create` returns as a warning).
-    """
-    options = options or CAOptions()
-    profile = Profile(names.profile_name(name), home_dir(home))
+def check_options(name: str, options: CAOptions) -> str:
+    """The checks of what a new CA is made of (both `init`s); returns the root's CN."""
     cn = names.display_name(options.common_name or f"{name} Root CA", "cn")
     names.key_type(options.key_type)
     names.days(options.days)
@@ -87,24 +76,60 @@ def init(
         ocsp.check_url(options.ocsp_url)
     if options.crl_url is not None:
         leaf_urls.check_url(options.crl_url, "crl-url")
+    return cn
+
+
+def new_profile(name: str, home: Path | str | None) -> Profile:
+    """The profile `init` would create: a valid name, a usable home, no profile there yet."""
+    profile = Profile(names.profile_name(name), home_dir(home))
     check_home(profile)
     ensure_absent(profile)
-    secret = resolve(passphrase)
+    return profile
+
+
+@contextlib.contextmanager
+def built(profile: Profile) -> Iterator[Path]:
+    """A held scratch directory in the home; renamed to the profile's once the body is done.
+
+    So a profile exists whole or not at all, a second `init` changes nothing, and a
+    concurrent `init` never takes this build for a killed run's leftover (`building`).
+    """
     profile.home.mkdir(parents=True, exist_ok=True)
-    with building(profile.home, name) as work:
+    with building(profile.home, profile.name) as work:
         os.chmod(work, 0o755)
+        yield work
+        try:
+            os.rename(work, profile.dir)
+        except OSError as exc:
+            raise StateError(
+                f"profile {profile.name} already exists at {profile.dir}; nothing changed"
+            ) from exc
+
+
+def init(
+    name: str,
+    home: Path | str | None = None,
+    options: CAOptions | None = None,
+    passphrase: Source = None,
+) -> Profile:
+    """Create profile NAME, built in a scratch directory, then renamed (`built`).
+
+    A passphrase provider is called after every check passed; with no passphrase the
+    CA key is unencrypted (see `UNENCRYPTED_CA_KEY`, which `api.CA.create` returns as
+    a warning).
+    """
+    options = options or CAOptions()
+    name = names.profile_name(name)
+    cn = check_options(name, options)
+    profile = new_profile(name, home)
+    secret = resolve(passphrase)
+    with built(profile) as work:
         _populate(work, profile, cn, options, secret)
         # The config names the final directory, for users running openssl by hand.
         write_atomic(
             work / "openssl.cnf",
             render_cnf(profile, profile.dir, options.key_type, options.crl_days, "single"),
         )
-        try:
-            os.rename(work, profile.dir)
-        except OSError as exc:
-            raise StateError(
-                f"profile {name} already exists at {profile.dir}; nothing changed"
-            ) from exc
     return profile
 
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 from . import audit, leaf_urls, names, ocsp, openssl, openssl_args
 from .ca import (
     CAOptions,
-    check_home,
-    ensure_absent,
+    built,
+    check_options,
+    new_profile,
     render_cnf,
     self_signed_ca,
     skeleton,
@@ -30,7 +29,8 @@ from .ca import (
 from .errors import InputError, StateError
 from .fsutil import write_atomic
 from .openssl import Secret
-from .profile import ROOT_DIR, Profile, home_dir
+from .passphrase import Source, resolve
+from .profile import ROOT_DIR, Profile
 from .transaction import transaction
 
 DEFAULT_ROOT_DAYS = 7300  # 20 years
@@ -83,48 +83,27 @@ def init(
     name: str,
     home: Path | str | None = None,
     options: CAOptions | None = None,
-    passphrase: Secret | None = None,
+    passphrase: Source = None,
     *,
     root_days: int = DEFAULT_ROOT_DAYS,
     root_crl_days: int = DEFAULT_ROOT_CRL_DAYS,
 ) -> Profile:
     """Create profile NAME with a root (pathlen:1) and an intermediate (pathlen:0).
 
-    Both keys take the same passphrase. Built in a scratch directory and renamed,
-    like `ca.init`: the profile exists whole or not at all.
+    Both keys take the same passphrase (a provider is called after every check).
+    Built like `ca.init` (`ca.built`): the profile exists whole or not at all.
     """
     options = options or CAOptions(days=DEFAULT_INTERMEDIATE_DAYS)
-    profile = Profile(names.profile_name(name), home_dir(home))
-    root_cn = names.display_name(options.common_name or f"{name} Root CA", "cn")
+    name = names.profile_name(name)
+    root_cn = check_options(name, options)
     intermediate_cn = names.display_name(f"{name} Intermediate CA", "cn")
-    names.key_type(options.key_type)
-    names.days(options.days)
-    names.days(options.crl_days, "crl-days")
     names.days(root_days, "root-days")
     names.days(root_crl_days, "root-crl-days")
     check_lifetimes(options.days, root_days)
-    if options.ocsp_url is not None:
-        ocsp.check_url(options.ocsp_url)
-    if options.crl_url is not None:
-        leaf_urls.check_url(options.crl_url, "crl-url")
-    check_home(profile)
-    ensure_absent(profile)
-    profile.home.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=profile.home, prefix=f".{name}.init-"))
-    try:
-        os.chmod(work, 0o755)
-        _build(
-            work, profile, root_cn, intermediate_cn, options, passphrase, root_days, root_crl_days
-        )
-        try:
-            os.rename(work, profile.dir)
-        except OSError as exc:
-            raise StateError(
-                f"profile {name} already exists at {profile.dir}; nothing changed"
-            ) from exc
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    profile = new_profile(name, home)
+    secret = resolve(passphrase)
+    with built(profile) as work:
+        _build(work, profile, root_cn, intermediate_cn, options, secret, root_days, root_crl_days)
     return profile
 
 

@@ -275,3 +275,24 @@ def test_a_single_level_profile_named_root_is_not_mistaken_for_a_root(cli, home:
     assert result.returncode == 0, result.stderr
     assert not (home / "crl-chain.pem").exists()
     assert "pathlen" not in root.cnf.read_text()
+
+
+def test_a_two_level_init_survives_a_concurrent_init_in_the_same_home(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `ca init` of another profile removes every *unheld* build directory it finds in
+    the home (the leftovers of killed inits): a two-level build must be held like a
+    single-level one, or that cleanup deletes it half-way (it did)."""
+    original = intermediate.self_signed_ca
+    started: list[Profile] = []
+
+    def meanwhile(*args: object, **kwargs: object) -> None:
+        if not started:
+            started.append(ca.init("other", home))  # while fleet is being built
+        original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(intermediate, "self_signed_ca", meanwhile)
+    fleet = intermediate.init("fleet", home)
+    assert started and started[0].ca_cert.is_file()
+    load_cert(fleet.intermediate_cert).verify_directly_issued_by(load_cert(fleet.ca_cert))
+    assert not list(home.glob(".*.init-*"))  # nothing left behind

@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from .. import adopt, ca, intermediate, leaf_urls, names, ocsp, rollover, subordinate
+from .. import adopt, ca, intermediate, leaf_urls, names, rollover, subordinate
 from .. import revoke as revoking
+from ..api import CA
 from ..errors import InputError
 from ..passphrase import CA_ENV, obtain
-from ..profile import Profile, home_dir, open_profile
+from ..profile import open_profile
 from .common import (
     CAPassOpt,
     CsrOpt,
@@ -111,40 +112,40 @@ def ca_init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a profile: its CA key and root certificate, database and first CRL."""
-    default_days = intermediate.DEFAULT_INTERMEDIATE_DAYS if intermediate_opt else 3650
+    default_days = (
+        intermediate.DEFAULT_INTERMEDIATE_DAYS if intermediate_opt else ca.DEFAULT_CA_DAYS
+    )
     options = ca.CAOptions(
         cn,
-        names.key_type(key_type),
+        key_type,
         names.days(days if days is not None else default_days),
         names.days(crl_days, "crl-days"),
-        ocsp.check_url(ocsp_url) if ocsp_url is not None else None,
-        leaf_urls.check_url(crl_url, "crl-url") if crl_url is not None else None,
+        ocsp_url,
+        crl_url,
     )
     if not intermediate_opt and (root_days is not None or root_crl_days is not None):
         raise InputError("root-days", "--root-days and --root-crl-days need --intermediate")
-    levels = {
-        "root_days": names.days(root_days or intermediate.DEFAULT_ROOT_DAYS, "root-days"),
-        "root_crl_days": names.days(
+    made = CA.create(
+        profile,
+        home,
+        options,
+        passphrase=lambda: obtain(
+            ca_passphrase_file,
+            CA_ENV,
+            "ca-passphrase-file",
+            "Passphrase for the new CA key (empty: none): ",
+            confirm=True,
+        ),
+        unencrypted=sys.stdin.isatty(),  # an empty answer at the prompt: none, on purpose
+        intermediate=intermediate_opt,
+        root_days=names.days(root_days or intermediate.DEFAULT_ROOT_DAYS, "root-days"),
+        root_crl_days=names.days(
             root_crl_days or intermediate.DEFAULT_ROOT_CRL_DAYS, "root-crl-days"
         ),
-    }
-    if intermediate_opt:
-        intermediate.check_lifetimes(options.days, levels["root_days"])
-    ca.check_home(Profile(names.profile_name(profile), home_dir(home)))
-    ca.ensure_absent(Profile(names.profile_name(profile), home_dir(home)))
-    secret = obtain(
-        ca_passphrase_file,
-        CA_ENV,
-        "ca-passphrase-file",
-        "Passphrase for the new CA key (empty: none): ",
-        confirm=True,
     )
-    if secret is None and not sys.stdin.isatty():
-        warn(ca.UNENCRYPTED_CA_KEY)
-    if intermediate_opt:
-        created = intermediate.init(profile, home, options, secret, **levels)
-    else:
-        created = ca.init(profile, home, options, secret)
+    for text in made.warnings:
+        warn(text)
+    created, secret = made.ca.profile, made.key_encrypted
     info = {
         "profile": created.name,
         "dir": str(created.dir),
@@ -152,7 +153,7 @@ def ca_init(
         "ca_key": str(created.ca_key),
         "crl": str(created.nginx_crl),
         "openssl_cnf": str(created.cnf),
-        "key_encrypted": secret is not None,
+        "key_encrypted": secret,
     }
     lines = [f"  CA certificate: {created.ca_cert}"]
     if created.two_level:

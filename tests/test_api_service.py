@@ -1,0 +1,83 @@
+"""A service's view of the library: `api.CA` with no environment, no terminal, no printing.
+
+What an HTTP service or a batch job does, as an example to copy: everything it decides
+is a parameter (home, lock timeout, CA passphrase, bundle passwords), bad input is an
+exception carrying its exit code, results and warnings are values. The results are
+checked with cryptography, not by reading certwiz's own output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from certwiz.api import CA
+from certwiz.errors import InputError
+from certwiz.openssl import Secret
+from tests.conftest import load_cert, load_crl
+
+CA_SECRET = "service-ca-Secret-1"
+
+
+def device_csr() -> bytes:
+    """A CSR as a device makes it: its own key, which never reaches certwiz."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")])
+    request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    return request.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_service_runs_a_two_level_ca_through_the_facade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("CERTWIZ_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setattr(sys, "stdin", None)  # a service has no terminal: nothing may prompt
+    monkeypatch.chdir(tmp_path)  # the ./certs default must not be touched
+    environment = dict(os.environ)
+    home = tmp_path / "srv"
+
+    made = CA.create("svc", home, passphrase=Secret(CA_SECRET), intermediate=True)
+    assert made.key_encrypted and made.warnings == []
+    svc = CA.open("svc", home, lock_timeout=5, ca_passphrase=Secret(CA_SECRET))
+
+    server = svc.issue_server("api.example", days=30, sans=["10.0.0.5"])
+    device = svc.sign_csr(device_csr(), None, "client", days=7)  # the name is the CSR's CN
+    with svc.transaction("batch issue") as tx:  # one lock, one audit record
+        svc.issue_client("bot-1", unencrypted=True, tx=tx)
+        bot2 = svc.issue_client("bot-2", bundle_passphrase=Secret("bundle-pw-2"), tx=tx)
+        with pytest.raises(InputError) as bad:  # refused before it joins the transaction
+            svc.issue_client("../bot-3", unencrypted=True, tx=tx)
+    assert bad.value.exit_code == 2 and bad.value.field == "name"
+    revoked = svc.revoke(name="bot-1", reason="keyCompromise")
+
+    root, signer = load_cert(svc.profile.ca_cert), load_cert(svc.profile.intermediate_cert)
+    signer.verify_directly_issued_by(root)
+    for issued in (server, device, bot2):
+        leaf = load_cert(Path(issued.files["certificate"]))
+        leaf.verify_directly_issued_by(signer)
+        assert leaf.serial_number == int(issued.serial, 16)
+    assert device.name == "device-1" and "key" not in device.files
+    bundle = pkcs12.load_pkcs12(Path(bot2.files["p12"]).read_bytes(), b"bundle-pw-2")
+    assert bundle.key is not None and bundle.cert is not None
+    crl = load_crl(svc.profile.crl)
+    assert crl.is_signature_valid(signer.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(int(revoked.serials[0], 16))
+
+    batch = [r for r in svc.audit() if r.get("command") == "batch issue"]
+    assert len(batch) == 1
+    assert [op["names"] for op in batch[0]["operations"]] == [["bot-1"], ["bot-2"]]  # type: ignore[union-attr]
+
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")  # the library printed nothing
+    assert dict(os.environ) == environment  # and wrote nothing into the environment
+    assert not (tmp_path / "certs").exists()
