@@ -41,3 +41,12 @@ class LockTimeout(CertwizError):
     """Another certwiz process held the profile's lock for too long."""
 
     exit_code = 3
+
+
+class RefusedByServer(CertwizError):
+    """A server (the EST service, or NGINX before it) answered 4xx: retrying will not help.
+
+    Its own code, so a timer tells "try again later" (1) from "enroll again" (5).
+    """
+
+    exit_code = 5

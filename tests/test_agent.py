@@ -94,7 +94,7 @@ def test_a_down_server_is_exit_1_and_the_bundle_stays(device: Path) -> None:
         ({"before": "1.5"}, "before"),
         ({"before": "a third"}, "before"),
         ({"p12": "pw.p12"}, "p12-passphrase-file"),  # a password, none given
-        ({"p12": "ca.crt"}, "p12-passphrase-file"),  # not a bundle
+        ({"p12": "ca.crt"}, "p12"),  # not a bundle
         ({"p12": "missing.p12"}, "p12"),
         ({"ca": "bot.p12"}, "ca"),
         ({"ca": "missing.crt"}, "ca"),

@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InputError
+from ..errors import CertwizError, InputError, RefusedByServer
 from ..fsutil import read_small_text
 from ..openssl import Secret
 from ..passphrase import P12_ENV, bundle_passphrase, obtain
 from .common import JsonOpt, P12FormatOpt, P12PassOpt, bundle_password, emit, reports_errors
-from .helptext import CHANGES, INTERRUPTED, help_page
+from .helptext import INTERRUPTED, help_page
 
 TOKEN_ENV = "CERTWIZ_EST_TOKEN"
 
@@ -37,7 +37,29 @@ CaOpt = Annotated[
 NoPasswordOpt = Annotated[
     bool, typer.Option("--unencrypted", "-u", help="The bundle has the empty password (bots).")
 ]
-REFUSED = 5  # est.agent.RefusedByServer.exit_code; that module loads only when a command runs
+
+
+# For timers: 1 is worth retrying, 5 is not (someone must re-enroll the device).
+RENEW_CODES = {
+    0: "renewed, or not due yet (the output says when it will be)",
+    CertwizError.exit_code: "failed, try again later (server unreachable, 5xx, an answer "
+    "that does not verify); the bundle is unchanged and keeps working until it expires",
+    InputError.exit_code: "bad input (URL, --before, a file that is not what it should be, "
+    "a wrong password; or a usage error); nothing was changed",
+    RefusedByServer.exit_code: "refused by the server (4xx: the certificate is revoked, "
+    "expired, already renewed or unknown); retrying will not help: enroll again",
+    INTERRUPTED: "interrupted (Ctrl-C); the bundle is the old one or the new one, never half",
+}
+ENROLL_CODES = RENEW_CODES | {
+    0: "enrolled: the bundle is written",
+    CertwizError.exit_code: "failed, try again (server unreachable, 5xx, an answer that "
+    "does not verify); nothing was written",
+    InputError.exit_code: "bad input (URL, no token, --out exists, a file that is not what it "
+    "should be; or a usage error); nothing was written",
+    RefusedByServer.exit_code: "refused by the server (4xx: the token is wrong, spent or "
+    "expired, or NAME already has a certificate); ask for a new invite",
+    INTERRUPTED: "interrupted (Ctrl-C); nothing was written",
+}
 
 
 @agent_app.command("renew")
@@ -52,15 +74,7 @@ REFUSED = 5  # est.agent.RefusedByServer.exit_code; that module loads only when 
         "certwiz agent renew --url https://api.example.com:8443 --p12 bot.p12 --ca ca.crt "
         "--p12-passphrase-file pw --before 0.5 --json",
     ),
-    codes={
-        0: "renewed, or not due yet",
-        1: "failure, try again later (server unreachable, 5xx, an answer that does not "
-        "verify): the bundle is unchanged",
-        2: "bad input (URL, files, password)",
-        REFUSED: "refused by the server (4xx: e.g. the certificate is revoked, expired or "
-        "unknown); retrying will not help",
-        INTERRUPTED: CHANGES[INTERRUPTED],
-    },
+    codes=RENEW_CODES,
 )
 @reports_errors
 def agent_renew(
@@ -142,13 +156,7 @@ def token_of(token: str | None, token_file: Path | None) -> str:
         "certwiz agent enroll --url https://api.example.com:8443 --token-file token "
         "--ca ca.crt --out bot.p12 -n bot-07 --p12-passphrase-file pw --json",
     ),
-    codes={
-        0: "enrolled",
-        1: "failure, try again (server unreachable, 5xx, an answer that does not verify)",
-        2: "bad input (URL, files, --out exists)",
-        REFUSED: "refused by the server (4xx: a token that is wrong, used or expired)",
-        INTERRUPTED: CHANGES[INTERRUPTED],
-    },
+    codes=ENROLL_CODES,
 )
 @reports_errors
 def agent_enroll(

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import names, openssl, p12, render
 from .. import openssl_args as args
-from ..errors import CertwizError, InputError
+from ..errors import CertwizError, InputError, RefusedByServer
 from ..fsutil import install, scratch_dir
 from ..openssl import Secret
 from ..renew import _key_type, p12_format_of
@@ -46,12 +46,6 @@ TIMEOUT = 30.0  # seconds for one HTTP exchange; a timer retries later
 SKEW = timedelta(minutes=5)  # a new certificate may start this far in the future (clocks)
 LOCK_WAIT = 3 * TIMEOUT  # another agent on the same bundle finishes within this
 _ENROLL_KEY_TYPE = "ec:P-256"
-
-
-class RefusedByServer(CertwizError):
-    """The EST service (or NGINX before it) answered 4xx: retrying will not help."""
-
-    exit_code = 5
 
 
 class AnswerRejected(CertwizError):
@@ -74,7 +68,7 @@ def endpoint(url: str) -> Endpoint:
     rule = "must be https://HOST[:PORT] (the EST paths are fixed: /.well-known/est/)"
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port or 443
+        port = 443 if parts.port is None else parts.port
     except ValueError:
         raise InputError("url", f"{url!r} {rule}") from None
     if (
@@ -154,7 +148,9 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
     try:
         loaded = pkcs12.load_pkcs12(data, password.text.encode() if password else None)
     except ValueError:
-        what = "wrong password for" if password else "a password protects (or not PKCS#12)"
+        if fmt is None:
+            raise InputError("p12", f"{path} is not a PKCS#12 bundle") from None
+        what = "wrong password for" if password else "a password protects"
         raise InputError(
             "p12-passphrase-file",
             f"{what} {path}; give -u for an empty password, or --p12-passphrase-file FILE "
@@ -524,11 +520,12 @@ def renew(
             new = _bundle_file(work, key, key_secret, got, bundle.friendly_name,
                                bundle.p12_format, bundle.password)  # fmt: skip
             install(new, p12_path, p12_path.stat().st_mode & 0o777)
+    forced = force and not when.due(now or datetime.now(UTC))
     when = schedule(got.leaf, before, datetime.now(UTC))
     return Renewal(
         True,
         str(p12_path),
-        "forced" if force and not when.due(datetime.now(UTC)) else "renewed",
+        "forced" if forced else "renewed",
         _serial(got.leaf),
         bundle.serial,
         _stamp(got.leaf.not_valid_after_utc),

@@ -48,6 +48,9 @@ SI = ["server", "issue", "-p", "victim"]  # + -n NAME
 REV = ["revoke", "-p", "victim"]
 UPSTREAM = "http://127.0.0.1:8080"
 RENDER = ["nginx", "render", "-p", "victim", "--server", "www.example.com"]
+AGENT = ["agent", "renew", "--url", "https://127.0.0.1:1", "-u"]  # + --p12, --ca
+AGENT_ENROLL = ["agent", "enroll", "--url", "https://127.0.0.1:1", "--token", "t0k", "-u",
+                "--ca", "{base}/certs/victim/ca.crt"]  # fmt: skip
 NOT_UTF8 = "{base}/dir\udcff"  # the byte 0xFF, as Python gets it from argv
 
 # ---- values refused by every command that takes the option, x those commands ----------
@@ -108,6 +111,7 @@ NAME_TAKERS: dict[str, list[str]] = {
         "{base}/handout",
     ],
     "export": ["export", "-p", "victim", "--name", "{v}", "--out", "{base}/x.pem"],
+    "agent-enroll": [*AGENT_ENROLL, "--out", "{base}/dev.p12", "--name", "{v}"],
 }
 NAMES_REFUSED = {
     "traversal": "../../etc/passwd",
@@ -360,6 +364,54 @@ CASES: list[Case] = [
         ["p12", "inspect", "{base}/short.pass", "--p12-passphrase-file", "{base}/nul.pass"],
         "p12-passphrase-file",
     ),
+    # certwiz agent (no profile: the device's files, the URL, the token)
+    Case(
+        "agent-url-http",
+        [*AGENT, "--url", "http://h", "--p12", "{base}/x", "--ca", "{base}/x"],
+        "url",
+    ),
+    Case(
+        "agent-url-path",
+        [*AGENT, "--url", "https://h/est", "--p12", "{base}/x", "--ca", "x"],
+        "url",
+    ),
+    Case("agent-url-port-0", [*AGENT, "--url", "https://h:0", "--p12", "x", "--ca", "x"], "url"),
+    Case(
+        "agent-url-unparsable", [*AGENT, "--url", "https://[::1/", "--p12", "x", "--ca", "x"], "url"
+    ),
+    Case("agent-before-zero", [*AGENT, "--before", "0", "--p12", "x", "--ca", "x"], "before"),
+    Case("agent-before-words", [*AGENT, "--before", "soon", "--p12", "x", "--ca", "x"], "before"),
+    Case("agent-ca-not-pem", [*AGENT, "--p12", "{base}/x", "--ca", "{base}/short.pass"], "ca"),
+    Case("agent-ca-directory", [*AGENT, "--p12", "{base}/x", "--ca", "{base}"], "ca"),
+    Case(
+        "agent-p12-not-a-bundle",
+        [*AGENT, "--p12", "{base}/short.pass", "--ca", "{base}/certs/victim/ca.crt"],
+        "p12",
+    ),
+    Case(
+        "agent-p12-directory",
+        [*AGENT, "--p12", "{base}", "--ca", "{base}/certs/victim/ca.crt"],
+        "p12",
+    ),
+    Case(
+        "agent-token-space",
+        [*AGENT_ENROLL[:-2], "--token", "a b", "--ca", "x", "-n", "bob", "--out", "{base}/dev.p12"],
+        "token",
+    ),
+    Case(
+        "agent-token-file-empty",
+        [
+            *AGENT_ENROLL,
+            "--token-file",
+            "{base}/empty.pass",
+            "-n",
+            "bob",
+            "--out",
+            "{base}/dev.p12",
+        ],
+        "token-file",
+    ),
+    Case("agent-out-exists", [*AGENT_ENROLL, "-n", "bob", "--out", "{base}/short.pass"], "out"),
     # --home (and CERTWIZ_HOME), --out paths, the global --lock-timeout
     Case("home-newline", ["ca", "init", "-p", "fresh", "--home", "{base}/new\nhome"], "home"),
     Case("home-cr", ["ca", "init", "-p", "fresh", "--home", "{base}/ho\rme"], "home"),
