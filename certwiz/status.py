@@ -25,7 +25,9 @@ STATES = ("ok", "warning", "critical")  # index = Nagios exit code
 @dataclass(frozen=True)
 class Item:
     profile: str
-    kind: str  # ca, root-ca, intermediate-ca, crl, root-crl, server, client, profile
+    # ca, root-ca, intermediate-ca, crl, root-crl, server, client, profile, and signed-ca:
+    # an intermediate the root signed for another system (ca sign-intermediate)
+    kind: str
     name: str
     serial: str | None
     not_after: str | None  # a CRL's nextUpdate
@@ -215,25 +217,29 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
 
 def _leaf_items(profile: Profile, warn: timedelta, now: datetime) -> list[Item]:
     items = []
-    for cert in certificates(profile, now):
+    for cert in certificates(profile, now, with_root=True):
         if cert.status != "valid":
             continue  # revoked, expired and superseded certificates are history, not alarms
         not_after = datetime.strptime(cert.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         left = not_after - now
         if left > warn:
             continue
-        renew = "server" if "server" in cert.kind else "client"
+        renew = f"certwiz {'server' if 'server' in cert.kind else 'client'} renew"
+        renew += f" -p {profile.name} -n {cert.name}"
+        kind = cert.kind
+        if kind == "ca":  # an intermediate the root signed for another system
+            kind = "signed-ca"
+            renew = f"certwiz ca sign-intermediate -p {profile.name} --csr FILE --out FILE"
         items.append(
             Item(
                 profile.name,
-                cert.kind,
+                kind,
                 cert.name,
                 cert.serial,
                 cert.not_after,
                 _days(left),
                 "warning",
-                f"expires {cert.not_after}; renew it: certwiz {renew} renew "
-                f"-p {profile.name} -n {cert.name}",
+                f"expires {cert.not_after}; renew it: {renew}",
             )
         )
     return items

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from typer.testing import CliRunner
 
-from certwiz import ca, database, intermediate, subordinate
+from certwiz import ca, database, intermediate, status, subordinate
 from certwiz.cli import app
 from certwiz.errors import InputError
 from certwiz.profile import Profile
@@ -236,12 +236,27 @@ def test_two_level_offline_root_key(home: Path, work: Path) -> None:
     assert cli(home, "check", "-p", "offline").returncode == 0
 
 
-def test_subject_choices(one: Profile, two: Profile, work: Path) -> None:
+def test_der_request_cn_option_and_status(two: Profile, work: Path) -> None:
+    """A DER request; --cn replaces the subject; `status` warns before it expires and
+    names the command that makes a new one."""
     _, csr = make_csr(work, "step-ca", "renamed")
+    der = work / "renamed.der"
+    openssl("req", "-in", str(csr), "-outform", "DER", "-out", str(der))
     out = work / "renamed.crt"
-    subordinate.sign_intermediate(two, csr, out, common_name="Team B Issuing CA", days=1)
+    done = subordinate.sign_intermediate(two, der, out, common_name="Team B Issuing CA", days=1)
     assert load_cert(out).subject.rfc4514_string() == "CN=Team B Issuing CA"
     assert two.root.index.read_text().count("Team B Issuing CA") == 1
+    items = [i for i in status.of_profile(two, timedelta(days=30)) if i.serial == done.serial]
+    assert [(i.kind, i.state) for i in items] == [("signed-ca", "warning")]
+    assert "certwiz ca sign-intermediate -p two" in items[0].message
+
+
+def test_validity_is_capped_at_the_roots_end(one: Profile, work: Path) -> None:
+    _, csr = make_csr(work, "vault", "long")
+    done = subordinate.sign_intermediate(one, csr, work / "long.crt", days=20000)
+    root_end = load_cert(one.ca_cert).not_valid_after_utc
+    assert load_cert(work / "long.crt").not_valid_after_utc == root_end
+    assert done.notes and "capped" in done.notes[0]
 
 
 HOSTILE = [
