@@ -64,14 +64,21 @@ def run_certwiz(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def invoke(home: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+def invoke(
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+) -> Result:
     """certwiz in this process (Typer's CliRunner): the same app, parsing, library and
     one-line error reporting as `run_certwiz`, without its ~0.3 s interpreter start.
 
-    For tables of inputs. What is about the process itself (argv, secrets, signals,
-    prompts on a terminal, the interpreter's exit) keeps `run_certwiz`. An exception that
-    escapes the app comes back as a traceback on stderr and exit 1, as a process shows it.
-    Not thread-safe (it swaps os.environ and sys.std*): call it from one thread.
+    The `cli` fixture's way. What is about the process itself (argv, secrets in /proc,
+    signals, a terminal, the entry point, the interpreter's exit) uses `run_certwiz`
+    (`cli_process`). An exception escaping the app comes back as a traceback on stderr
+    and exit 1, as a process shows it. Not thread-safe (it swaps os.environ, sys.std* and
+    the working directory): call it from one thread.
     """
     from typer.testing import CliRunner
 
@@ -80,7 +87,14 @@ def invoke(home: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     wanted = clean_env(home, env)
     overrides: dict[str, str | None] = {k: None for k in os.environ if k not in wanted}
     overrides.update(wanted)
-    done = CliRunner().invoke(app, list(args), input="", env=overrides, prog_name="certwiz")
+    previous = Path.cwd()
+    os.chdir(cwd or home.parent)
+    try:
+        done = CliRunner().invoke(
+            app, list(args), input=stdin or "", env=overrides, prog_name="certwiz"
+        )
+    finally:
+        os.chdir(previous)
     stderr = done.stderr
     if done.exception is not None and not isinstance(done.exception, SystemExit):
         stderr += "".join(traceback.format_exception(done.exception))
@@ -100,6 +114,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def cli(home: Path) -> Callable[..., Result]:
+    """certwiz in HOME, in this process (`invoke`): for what the command does."""
+
+    def call(*args: str, **kwargs: object) -> Result:
+        return invoke(home, *args, **kwargs)  # type: ignore[arg-type]
+
+    return call
+
+
+@pytest.fixture
+def cli_process(home: Path) -> Callable[..., Result]:
+    """certwiz in HOME as a real process (`run_certwiz`): for what is about the process."""
+
     def call(*args: str, **kwargs: object) -> Result:
         return run_certwiz(home, *args, **kwargs)  # type: ignore[arg-type]
 
