@@ -78,7 +78,7 @@ def check_page(text: str, command: object, path: tuple[str, ...]) -> None:
     runs = example_args(text)
     for args in runs:
         try:
-            parse_certwiz(args)
+            parse_certwiz(args, ROOT)
         except Exception as exc:  # click's usage errors: the example does not run
             message = getattr(exc, "format_message", lambda e=exc: str(e))()
             pytest.fail(f"example `certwiz {shlex.join(args)}` does not parse: {message}")
@@ -146,22 +146,27 @@ def test_the_check_catches_a_page_that_lost_words() -> None:
 
 
 @pytest.mark.parametrize(
-    ("words", "cword", "expected"),
+    ("shell", "words", "expected"),
     [
-        ("certwiz cl", 1, "client"),
-        ("certwiz client is", 2, "issue"),
-        ("certwiz client issue --p12-f", 3, "--p12-format"),
+        ("bash", "certwiz cl", "client"),
+        ("bash", "certwiz client is", "issue"),
+        ("bash", "certwiz client issue --p12-f", "--p12-format"),
+        ("zsh", "certwiz cl", '"client":'),
+        ("fish", "certwiz client is", "issue\t"),
     ],
 )
-def test_shell_completion(words: str, cword: int, expected: str) -> None:
-    """Typer's completion (what `certwiz --install-completion` wires into bash) answers."""
-    result = CliRunner().invoke(
-        app,
-        [],
-        prog_name="certwiz",
-        env={"_CERTWIZ_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
-    )
-    assert expected in result.output.split(), result.output
+def test_shell_completion(shell: str, words: str, expected: str) -> None:
+    """Typer's completion, what `certwiz --install-completion` wires into each shell, answers."""
+    env = {
+        "_CERTWIZ_COMPLETE": f"complete_{shell}",
+        "COMP_WORDS": words,  # bash
+        "COMP_CWORD": str(len(words.split()) - 1),
+        "_TYPER_COMPLETE_ARGS": words,  # zsh, fish
+        "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+    }
+    result = CliRunner().invoke(app, [], prog_name="certwiz", env=env)
+    answers = result.output.splitlines() if shell == "bash" else [result.output]
+    assert any(expected == a if shell == "bash" else expected in a for a in answers), result.output
 
 
 def test_documented_codes_are_the_exceptions_codes() -> None:
