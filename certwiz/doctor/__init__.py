@@ -51,6 +51,7 @@ def diagnose(
     NGINX_CONF, as nginx does for the file given with -c).
     """
     from . import checks, conf, pki
+    from .facts import profile_facts
 
     if nginx_conf is None:
         nginx_conf = default_conf(profile)
@@ -64,7 +65,7 @@ def diagnose(
         raise InputError("nginx-prefix", f"{prefix} is not a directory")
     root = conf.load(nginx_conf, prefix)
     try:
-        facts = checks.profile_facts(profile)
+        facts = profile_facts(profile)
     except pki.Unreadable as exc:
         raise InputError("profile", str(exc)) from None
     found = facts.findings + checks.diagnose_servers(root, facts)

@@ -1,0 +1,195 @@
+"""Who gets in: client-certificate verification, paths around it, the trusted CAs,
+revocation (CRL/OCSP) and verify depth of one server, against the profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from . import pki
+from .conf import Directive, locations
+from .facts import Level, ProfileFacts, crl_age_findings
+from .findings import Finding, make
+from .view import PASSES, ServerView, first_arg, is_guarded, passes_in, where_of
+
+
+def verify_findings(view: ServerView) -> list[Finding]:
+    server = view.block
+    if view.mode == "off":
+        detail = (
+            "ssl_verify_client is off"
+            if view.mode_at is not None
+            else "this server does not set ssl_verify_client (nginx's default is off)"
+        )
+        return [make("verify-client-off", where_of(view.mode_at, server), detail)]
+    if view.mode in ("optional", "optional_no_ca"):
+        return [
+            make(
+                "verify-optional-unchecked",
+                passing.where,
+                f"ssl_verify_client {view.mode} and this {passing.name} runs without a "
+                "check of $ssl_client_verify",
+            )
+            for passing in passes_in(server)
+            if not is_guarded(passing)
+        ]
+    return []
+
+
+def bypass_findings(view: ServerView) -> list[Finding]:
+    """Ways around the client certificate check: a plain listen, an error page that proxies."""
+    server = view.block
+    out = []
+    old_ssl_on = first_arg(server.inherited("ssl"), "off") == "on"  # `ssl on;` covers every listen
+    if not old_ssl_on:
+        for listen in server.children("listen"):
+            if "ssl" not in listen.args[1:] and "quic" not in listen.args[1:]:
+                out.append(
+                    make(
+                        "listen-without-ssl",
+                        listen.where,
+                        f"listen {first_arg(listen)} has no ssl: requests on it bring no client "
+                        "certificate and still reach this server's locations",
+                    )
+                )
+    named = {first_arg(loc): loc for loc in locations(server) if first_arg(loc).startswith("@")}
+    for block in [server, *locations(server)]:
+        for page in block.children("error_page"):
+            codes = {a for a in page.args if a.isdigit()}
+            target = page.args[-1] if page.args else ""
+            if not codes & {"495", "496"}:
+                continue
+            handler = named.get(target)
+            if handler is not None and any(d.name in PASSES for d in handler.walk()):
+                out.append(
+                    make(
+                        "error-page-passes",
+                        page.where,
+                        f"error_page {' '.join(page.args)} sends a request whose client "
+                        f"certificate failed to {target}, which proxies it",
+                    )
+                )
+    return out
+
+
+def trust_findings(view: ServerView, facts: ProfileFacts) -> list[Finding]:
+    out = []
+    for directive, certs in view.trust:
+        foreign = [c for c in certs if pki.der(c) not in facts.ca_ders]
+        if foreign:
+            names = ", ".join(pki.subject_text(c) for c in foreign[:3])
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            out.append(
+                make(
+                    "trust-too-wide",
+                    directive.where,
+                    f"{directive.args[0]} holds {len(foreign)} certificate(s) that are not "
+                    f"CAs of profile {facts.profile.name}: {names}{more}",
+                )
+            )
+    return out
+
+
+def revocation_findings(
+    view: ServerView, facts: ProfileFacts, unreadable: list[Finding]
+) -> list[Finding]:
+    server = view.block
+    crl_at = server.inherited("ssl_crl")
+    ocsp_at = server.inherited("ssl_ocsp")
+    ocsp = first_arg(ocsp_at, "off") in ("on", "leaf")
+    out: list[Finding] = []
+    if ocsp_at is not None and ocsp and server.inherited("ssl_ocsp_responder") is None:
+        from .. import ocsp as ocsp_lib
+
+        if ocsp_lib.configured_url(facts.profile) is None:
+            out.append(
+                make(
+                    "ocsp-no-responder",
+                    ocsp_at.where,
+                    "ssl_ocsp is on, there is no ssl_ocsp_responder and the profile's "
+                    "certificates name no OCSP responder (ca set --ocsp-url)",
+                )
+            )
+    if crl_at is None:
+        if ocsp:
+            return out
+        return [
+            make("revocation-off", server.where, "this server has neither ssl_crl nor ssl_ocsp")
+        ]
+    path = Path(first_arg(crl_at))
+    try:
+        loaded = pki.crls(path)
+    except pki.Unreadable as exc:
+        unreadable.append(make("file-unreadable", crl_at.where, str(exc)))
+        return out
+    mine = facts.profile_crl_ders
+    for crl in loaded:
+        if pki.der_crl(crl) not in mine:  # the profile's own CRLs are checked once, above
+            out += crl_age_findings(crl, crl_at.where, facts.now)
+    # nginx sets CRL_CHECK_ALL: every CA of a client's chain needs its CRL in this file.
+    for ca in facts.cas:
+        if not any(pki.signed_by(crl, ca) for crl in loaded):
+            out.append(
+                make(
+                    "crl-missing-for-ca",
+                    crl_at.where,
+                    f"{path} has no CRL signed by {pki.subject_text(ca)}",
+                )
+            )
+    for level in facts.levels:
+        signed = [crl for crl in loaded if pki.signed_by(crl, level.ca)]
+        if signed:
+            out += _currency(signed, level, facts, crl_at, path)
+    return out
+
+
+def _currency(
+    signed: list[x509.CertificateRevocationList],
+    level: Level,
+    facts: ProfileFacts,
+    crl_at: Directive,
+    path: Path,
+) -> list[Finding]:
+    """Is the newest CRL of LEVEL's CA in the nginx file as new as the profile's?"""
+    newest = max(signed, key=lambda c: pki.crl_number(c) or -1)
+    problems = []
+    if level.crl is not None:
+        have, want = pki.crl_number(newest), pki.crl_number(level.crl)
+        if want is not None and (have is None or have < want):
+            problems.append(f"its CRL Number is {have}, the profile's is {want}")
+    missing = sorted(level.revoked - pki.revoked_serials(newest))
+    if missing:
+        shown = ", ".join(f"{s:X}" for s in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        problems.append(f"revoked serial(s) {shown}{more} are missing")
+    if not problems:
+        return []
+    return [
+        make(
+            "crl-not-current",
+            crl_at.where,
+            f"{path} is not the current CRL of {pki.subject_text(level.ca)} in profile "
+            f"{facts.profile.name} ({'; '.join(problems)})",
+        )
+    ]
+
+
+def depth_findings(view: ServerView, facts: ProfileFacts) -> list[Finding]:
+    at = view.block.inherited("ssl_verify_depth")
+    try:
+        depth = int(first_arg(at, "1"))
+    except ValueError:
+        return []
+    if depth >= facts.depth:
+        return []
+    return [
+        make(
+            "verify-depth-too-small",
+            where_of(at, view.block),
+            f"ssl_verify_depth is {depth} but client certificates of profile "
+            f"{facts.profile.name} have {facts.depth} CA certificate(s) above them",
+            f"ssl_verify_depth {facts.depth};",
+        )
+    ]

@@ -1,0 +1,97 @@
+"""One NGINX server block as doctor sees it (`ServerView`), and the small readers the
+checks share: a directive's first argument, where a finding points, which passes a
+server has and whether a `$ssl_client_verify` guard protects one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from . import pki
+from .conf import Directive, locations
+from .facts import ProfileFacts
+from .findings import Finding, make
+
+PASSES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass", "memcached_pass")
+
+
+VERIFY_GUARD = re.compile(r"\$ssl_client_verify\s*(?:!=|!~\*?)\s*\^?SUCCESS\$?\s*\)?\s*$")
+
+
+def where_of(directive: Directive | None, fallback: Directive) -> tuple[str, int]:
+    return (directive or fallback).where
+
+
+@dataclass
+class ServerView:
+    """A server block and what doctor learned about it."""
+
+    block: Directive
+    trust: list[tuple[Directive, list[x509.Certificate]]]
+    leaf: x509.Certificate | None
+    mode: str
+    mode_at: Directive | None
+
+    @property
+    def trusted(self) -> list[x509.Certificate]:
+        return [c for _, certs in self.trust for c in certs]
+
+
+def first_arg(directive: Directive | None, default: str = "") -> str:
+    return directive.args[0] if directive is not None and directive.args else default
+
+
+def has_variable(value: str) -> bool:
+    return "$" in value
+
+
+def view_of(server: Directive, reader_files: list[Finding]) -> ServerView:
+    trust = []
+    for name in ("ssl_client_certificate", "ssl_trusted_certificate"):
+        directive = server.inherited(name)
+        if directive is None or not directive.args or has_variable(directive.args[0]):
+            continue
+        try:
+            trust.append((directive, pki.certificates(Path(directive.args[0]))))
+        except pki.Unreadable as exc:
+            reader_files.append(make("file-unreadable", directive.where, str(exc)))
+    leaf = None
+    certs = server.inherited_all("ssl_certificate")
+    if certs and certs[0].args and not has_variable(certs[0].args[0]):
+        with contextlib.suppress(pki.Unreadable):
+            leaf = pki.certificates(Path(certs[0].args[0]))[0]
+    mode_at = server.inherited("ssl_verify_client")
+    return ServerView(server, trust, leaf, first_arg(mode_at, "off"), mode_at)
+
+
+def is_related(view: ServerView, facts: ProfileFacts) -> bool:
+    if any(pki.der(c) in facts.ca_ders for c in view.trusted):
+        return True
+    return view.leaf is not None and any(pki.signed_by(view.leaf, ca) for ca in facts.cas)
+
+
+def passes_in(server: Directive) -> list[Directive]:
+    """Every directive that hands a request to an upstream, in any location."""
+    out = [d for d in server.block or [] if d.name in PASSES]
+    for location in locations(server):
+        out += [d for d in location.block or [] if d.name in PASSES]
+    return out
+
+
+def is_guarded(directive: Directive) -> bool:
+    """Is a `$ssl_client_verify != SUCCESS` check that returns in force before DIRECTIVE?"""
+    block = directive.parent
+    while block is not None and block.name != "http":
+        for item in block.children("if"):
+            condition = " ".join(item.args)
+            if VERIFY_GUARD.search(condition) and item.first("return") is not None:
+                return True
+        if block.name == "server":
+            break
+        block = block.parent
+    return False
