@@ -26,6 +26,7 @@ def cli(cli_process):
     """Start-up is about the process: every call here is a real `python -m certwiz`."""
     return cli_process
 
+
 # Runs the real entry point in a fresh interpreter, then prints the modules it imported.
 _PROBE = """
 import sys
