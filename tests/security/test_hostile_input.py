@@ -51,6 +51,16 @@ RENDER = ["nginx", "render", "-p", "victim", "--server", "www.example.com"]
 AGENT = ["agent", "renew", "--url", "https://127.0.0.1:1", "-u"]  # + --p12, --ca
 AGENT_ENROLL = ["agent", "enroll", "--url", "https://127.0.0.1:1", "--token", "t0k", "-u",
                 "--ca", "{base}/certs/victim/ca.crt"]  # fmt: skip
+SIGN_INT = [
+    "ca",
+    "sign-intermediate",
+    "-p",
+    "victim",
+    "--csr",
+    "{base}/int.csr",
+    "--out",
+    "{base}/int.crt",
+]  # fmt: skip; the last --csr/--out given wins
 NOT_UTF8 = "{base}/dir\udcff"  # the byte 0xFF, as Python gets it from argv
 
 # ---- values refused by every command that takes the option, x those commands ----------
@@ -78,6 +88,7 @@ PROFILE_TAKERS: dict[str, list[str]] = {
         UPSTREAM,
     ],
     "export": ["export", "--profile={v}", "-n", "alice", "--out", "{base}/alice.pem"],
+    "ca-sign-intermediate": [*SIGN_INT[:2], "--profile={v}", *SIGN_INT[4:]],
 }
 PROFILES_REFUSED = {
     "dotdot": "..",
@@ -513,6 +524,22 @@ CASES: list[Case] = [
             "tls": ["old"],
             "out": ["{base}/with$dollar", "{base}/short.pass"],
         }.items()
+        for i, value in enumerate(values)
+    ],
+    # ca sign-intermediate (its own file: tests/test_sign_intermediate.py)
+    *[
+        Case(f"sign-intermediate-{fld}-{i}", [*SIGN_INT, opt, value], fld)
+        for fld, opt, values in [
+            ("csr", "--csr", ["{base}/short.pass", "{base}/no-such.csr", "/dev/zero"]),
+            ("pathlen", "--pathlen", ["-1", "9"]),
+            ("days", "--days", ["0", "-5", "ten"]),
+            (
+                "permitted-dns",
+                "--permitted-dns",
+                ["*.example.com", "10.0.0.1", "exa mple.com", "example.com.", "", "a..b"],
+            ),
+            ("out", "--out", ["{base}/certs/victim/int.crt", "{base}/short.pass", "{base}"]),
+        ]
         for i, value in enumerate(values)
     ],
 ]
