@@ -25,17 +25,18 @@ WIDTH = 200
 def commands(
     command: object, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], object]]:
-    """(path, click command) of every command that runs (not the groups), depth first."""
-    subs = getattr(command, "commands", None)
-    if subs is None:
+    """(path, click command) of every command and group below the root, depth first."""
+    if path:
         yield path, command
-        return
+    subs = getattr(command, "commands", {})
     for name in list(subs):
         yield from commands(subs[name], (*path, name))
 
 
 ROOT = typer.main.get_command(app)
-LEAVES = dict(commands(ROOT))
+ALL = dict(commands(ROOT))
+LEAVES = {path: command for path, command in ALL.items() if not hasattr(command, "commands")}
+GROUPS = {path: command for path, command in ALL.items() if hasattr(command, "commands")}
 
 
 def render(*path: str) -> str:
@@ -125,6 +126,16 @@ def check_page(text: str, command: object, path: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("path", list(LEAVES), ids=" ".join)
 def test_help_page(path: tuple[str, ...]) -> None:
     check_page(render(*path), LEAVES[path], path)
+
+
+@pytest.mark.parametrize("path", list(GROUPS), ids=" ".join)
+def test_group_page_shows_an_example_of_each_command(path: tuple[str, ...]) -> None:
+    text = render(*path)
+    runs = example_args(text)
+    for args in runs:
+        parse_certwiz(args, ROOT)
+    for name in GROUPS[path].commands:  # type: ignore[attr-defined]
+        assert any(args[: len(path) + 1] == [*path, name] for args in runs), name
 
 
 def test_top_level_page_lists_every_group_with_a_line() -> None:

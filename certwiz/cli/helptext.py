@@ -91,19 +91,38 @@ def finish(command: Command) -> Command:
         each.rich_markup_mode = None  # type: ignore[attr-defined]
         for param in each.params:
             set_metavar(param)
-        page = page_of(each)
-        if page is not None:
-            each.format_epilog = _epilog_writer(page)  # type: ignore[method-assign,assignment]
+        # A group without its own page shows the first example of each of its commands.
+        source = page_of(each) or (each if hasattr(each, "commands") else None)
+        if source is not None:
+            each.format_epilog = _epilog_writer(source)  # type: ignore[method-assign,assignment]
     return command
 
 
-def _epilog_writer(page: Page) -> Callable[[Context, HelpFormatter], None]:
+def group_page(group: Command) -> Page:
+    """A group's examples: each command's first that runs it, in the order they are listed."""
+    firsts = []
+    for name, sub in getattr(group, "commands", {}).items():
+        page = next(filter(None, map(page_of, walk(sub))), None)
+        if page is None or not page.examples:
+            continue
+        runs = [e for e in page.examples if f" {group.name} {name} " in f" {e[1]} "]
+        firsts.append((runs or list(page.examples))[0])
+    return Page(tuple(firsts), {})
+
+
+def _epilog_writer(source: Page | Command) -> Callable[[Context, HelpFormatter], None]:
     def format_epilog(ctx: Context, formatter: HelpFormatter) -> None:
+        # A group's page is made when shown: its commands are all built by then.
+        page = source if isinstance(source, Page) else group_page(source)
         with formatter.section("Examples"):
             for what, line in page.examples:
                 formatter.write_text(what + ":")
                 with formatter.indentation():
                     formatter.write_text("\b\n$ " + line)
+        if not page.exit_codes:
+            formatter.write_paragraph()
+            formatter.write_text("Each command's --help has more examples and its exit codes.")
+            return
         with formatter.section("Exit codes"):
             rows = sorted(page.exit_codes.items())
             formatter.write_dl([(str(code), text) for code, text in rows])
