@@ -92,14 +92,15 @@ def build_argv(args: Sequence[Arg], fds: list[int]) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """Our environment minus CERTWIZ_*PASSPHRASE, for every child (openssl, nginx).
+    """Our environment minus CERTWIZ_*PASSPHRASE and CERTWIZ_*TOKEN (the agent's enrollment
+    token), for every child (openssl, nginx).
 
     openssl gets secrets by pipe only; nginx needs none.
     """
     return {
         k: v
         for k, v in os.environ.items()
-        if not (k.startswith("CERTWIZ_") and k.endswith("PASSPHRASE"))
+        if not (k.startswith("CERTWIZ_") and k.endswith(("PASSPHRASE", "TOKEN")))
     }
 
 

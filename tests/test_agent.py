@@ -7,6 +7,7 @@ test_est_e2e.py; here only what needs no server (one CA for the module, in proce
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from certwiz.est import agent
 from certwiz.openssl import Secret
 from tests.conftest import run_certwiz
 from tests.nginx_support import secret_file
+from tests.security.test_secrets import WRAPPER
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +162,22 @@ def test_enroll_refuses_an_existing_out_and_a_missing_token(device: Path) -> Non
     result = run_certwiz(device, *common, "--out", "new.p12", cwd=device)
     assert result.returncode == 2 and "error: token: " in result.stderr
     assert not (device / "new.p12").exists()
+
+
+def test_the_token_reaches_no_openssl_child(device: Path, tmp_path: Path) -> None:
+    """Key and CSR are made before the server is asked: their openssl runs see no token,
+    neither in argv nor in the environment (CERTWIZ_EST_TOKEN is where a timer puts it)."""
+    token = "tok-" + "7" * 40
+    log, wrapper = tmp_path / "openssl.log", tmp_path / "openssl-wrapper"
+    wrapper.write_text(WRAPPER.format(log=log, real=shutil.which("openssl")))
+    wrapper.chmod(0o700)
+    result = run_certwiz(
+        device, "agent", "enroll", "--url", f"https://127.0.0.1:{closed_port()}",
+        "--ca", "ca.crt", "--out", str(tmp_path / "new.p12"), "-n", "newbot", "-u",
+        env={"CERTWIZ_EST_TOKEN": token, "CERTWIZ_OPENSSL": str(wrapper)}, cwd=device,
+    )  # fmt: skip
+    assert result.returncode == 1 and "cannot reach" in result.stderr, result.stderr
+    seen = log.read_text()
+    assert "arg genpkey" in seen and "arg req" in seen
+    assert token not in seen + result.stdout + result.stderr
+    assert not (tmp_path / "new.p12").exists()
