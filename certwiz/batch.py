@@ -31,7 +31,7 @@ from . import check, crl, database, der, durations, inventory, names, openssl, u
 from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import InputError, StateError
-from .fsutil import install, scratch_dir, write_atomic
+from .fsutil import install_many, scratch_dir
 from .issue import DEFAULT_LEAF_DAYS, ca_end_cap, leaf_extfile
 from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
@@ -402,12 +402,13 @@ def _keys_and_requests(
     openssl.run_concurrently(chains, workers=workers, done=one_done)
     for i in range(len(todo)):
         check.require_whole(work / f"{i}.key", work / f"{i}.csr")
-    for i, row in enumerate(todo):
+    for row in todo:
         # The bundle of an older certificate goes first: a bundle beside a key is the
         # one made from it (a rerun takes its presence as "delivered").
         profile.p12_path(row.name).unlink(missing_ok=True)
-        install(work / f"{i}.key", profile.key_path(row.name), 0o600)
-        install(work / f"{i}.csr", profile.csr_path(row.name), 0o644)
+    moves = [(work / f"{i}.key", profile.key_path(row.name), 0o600) for i, row in enumerate(todo)]
+    moves += [(work / f"{i}.csr", profile.csr_path(row.name), 0o644) for i, row in enumerate(todo)]
+    install_many(moves)  # every key before its request: a request names a delivered key
 
 
 def _sign(
@@ -485,16 +486,20 @@ def _bundles(
 
     def one_done(i: int) -> None:
         nonlocal count
-        row = rows[i]
         check.require_whole(work / f"{i}.p12")
-        install(work / f"{i}.p12", profile.p12_path(row.name), 0o600)
-        pem = profile.newcert_path(certs[row.name].serial).read_bytes()
-        cert = profile.cert_path(row.name)
-        if not cert.is_file() or cert.read_bytes() != pem:
-            write_atomic(cert, pem, 0o644)
         count += 1
         report("bundles", count, len(rows))
 
-    if rows:
-        report("bundles", 0, len(rows))
-        openssl.run_concurrently(chains, workers=workers, done=one_done)
+    if not rows:
+        return
+    report("bundles", 0, len(rows))
+    openssl.run_concurrently(chains, workers=workers, done=one_done)
+    moves = []
+    for i, row in enumerate(rows):
+        moves.append((work / f"{i}.p12", profile.p12_path(row.name), 0o600))
+        pem = profile.newcert_path(certs[row.name].serial).read_bytes()
+        cert = profile.cert_path(row.name)
+        if not cert.is_file() or cert.read_bytes() != pem:
+            (work / f"{i}.crt").write_bytes(pem)
+            moves.append((work / f"{i}.crt", cert, 0o644))
+    install_many(moves)

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +169,12 @@ def run_concurrently(
     The first failure stops what has not started and is raised once the running
     chains end. Each command goes through `run`: secrets by pipe, same errors.
     """
+
+    from concurrent.futures import (
+        FIRST_EXCEPTION,
+        ThreadPoolExecutor,
+        wait,
+    )  # here: only batch runs need threads
 
     def chain(index: int) -> int:
         for command in chains[index]:

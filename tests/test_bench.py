@@ -43,7 +43,12 @@ def test_bench_smoke_runs_every_case(tmp_path: Path) -> None:
         "50 entries: revoke one",
     ):
         assert f"## {case}" in text, case
-    for contender in ("certwiz client issue -u", "raw openssl (req, ca, pkcs12)", "easy-rsa"):
+    for contender in (
+        "certwiz client issue -u",
+        "certwiz client issue-batch -u",
+        "raw openssl (req, ca, pkcs12)",
+        "easy-rsa",
+    ):
         assert contender in text
     assert "| openssl | OpenSSL 3" in text
 
