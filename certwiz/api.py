@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import audit, batch, check, inventory, issue, nginx, revoke
+from . import audit, batch, check, inventory, issue, nginx, revoke, subordinate
 from . import ca as ca_init
 from . import intermediate as two_level
 from .openssl import Secret
@@ -211,6 +211,23 @@ class CA:
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
             tx=tx,
+        )
+
+    def sign_intermediate(
+        self,
+        csr: Path | bytes,
+        out: Path,
+        **options: Any,
+    ) -> subordinate.SignedIntermediate:
+        """`subordinate.sign_intermediate` (pathlen, days, permitted, root_key, ...)
+        with this CA's passphrase source and lock timeout."""
+        return subordinate.sign_intermediate(
+            self.profile,
+            csr,
+            out,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+            **options,
         )
 
     def revoke(

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, der, intermediate, leaf_urls, names, openssl, upkeep
+from . import check, crl, der, intermediate, leaf_urls, names, openssl, upkeep
 from . import export as exporting
 from . import issue as issuing
 from . import openssl_args as args
-from . import revoke as revoking
 from .errors import InputError, StateError
 from .fsutil import scratch_dir, write_atomic
 from .openssl import Secret
@@ -227,7 +226,7 @@ def sign_intermediate(
     cn = next(value for kind, value in rdns if kind == "CN")
     with transaction(profile, COMMAND, [cn], timeout=timeout) as tx, scratch_dir(root.dir) as work:
         if tx.crl_missing and not profile.two_level:  # a revoke killed before its CRL
-            revoking.regenerate_crl(profile, secret, None)
+            crl.regenerate_crl(profile, secret, None)
             tx.crl_missing.clear()
         serial = _sign(
             tx, root, work, request.pem, rdns, (validity, end), pathlen, domains, keyfile, secret
@@ -237,8 +236,8 @@ def sign_intermediate(
         try:
             write_atomic(target, data + (profile.ca_cert.read_bytes() if with_root else b""))
         except OSError as exc:  # signed but not delivered: withdraw it, like a leaf
-            revoking.revoke_entry(root, entry, "cessationOfOperation", secret, keyfile)
-            revoking.regenerate_crl(root, secret, None, keyfile)
+            crl.revoke_entry(root, entry, "cessationOfOperation", secret, keyfile)
+            crl.regenerate_crl(root, secret, None, keyfile)
             raise StateError(
                 f"cannot write {target}: {exc.strerror}; certificate {entry.serial} was "
                 "revoked (cessationOfOperation)"

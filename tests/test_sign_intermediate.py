@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from typer.testing import CliRunner
 
 from certwiz import ca, database, intermediate, status, subordinate
+from certwiz.api import CA
 from certwiz.cli import app
 from certwiz.errors import InputError
 from certwiz.profile import Profile
@@ -253,7 +254,8 @@ def test_der_request_cn_option_and_status(two: Profile, work: Path) -> None:
 
 def test_validity_is_capped_at_the_roots_end(one: Profile, work: Path) -> None:
     _, csr = make_csr(work, "vault", "long")
-    done = subordinate.sign_intermediate(one, csr, work / "long.crt", days=20000)
+    authority = CA.open("one", one.home, lock_timeout=5)  # the facade services use
+    done = authority.sign_intermediate(csr, work / "long.crt", days=20000)
     root_end = load_cert(one.ca_cert).not_valid_after_utc
     assert load_cert(work / "long.crt").not_valid_after_utc == root_end
     assert done.notes and "capped" in done.notes[0]
