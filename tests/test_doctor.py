@@ -523,6 +523,70 @@ def test_rendered_ocsp_config_is_clean(lab: Lab) -> None:
     assert doctor.diagnose(lab.site, out / nginx_lib.SITE_CONF).findings == []
 
 
+def _rendered_enroll(lab: Lab, label: str, app: str = "generic") -> tuple[Path, Path]:
+    """`nginx render --enroll` (site, standalone nginx.conf around it)."""
+    out = lab.work / label
+    nginx_lib.render(lab.site, SERVER, "http://127.0.0.1:18080", listen="127.0.0.1:18447",
+                     out=out, app=app, enroll="unix:/run/certwiz/est.sock")  # fmt: skip
+    prefix = lab.work / f"{label}-run"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_lib.render_standalone(prefix, out / nginx_lib.SITE_CONF))
+    return out / nginx_lib.SITE_CONF, conf
+
+
+@pytest.mark.parametrize("app", ["generic", "ollama"])
+def test_rendered_enroll_config_is_clean(lab: Lab, app: str) -> None:
+    """`optional` for EST: the rendered shape (only cacerts and simpleenroll admit a
+    request without a certificate, every other location refuses it) is accepted."""
+    site, conf = _rendered_enroll(lab, f"enroll-{app}", app)
+    text = site.read_text()
+    assert "ssl_verify_client optional;" in text and "ssl_verify_client on;" not in text
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(lab.site, conf).findings == []
+
+
+def test_enroll_shape_with_an_unguarded_location_is_flagged(lab: Lab) -> None:
+    site, conf = _rendered_enroll(lab, "enroll-unguarded")
+    text = site.read_text()
+    guard = "        if ($ssl_client_verify != SUCCESS) {\n            return 496;\n        }\n"
+    assert text.count(guard) == 2  # location / and location /.well-known/est/
+    # the guard of location / removed: the application is open to anyone
+    site.write_text(text.replace(guard, "", 1))
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"verify-optional-unchecked"}
+    assert len(found) == 1 and found[0].line == _line_of(
+        site, 'proxy_pass "http://127.0.0.1:18080"'
+    )
+    # an extra cert-less EST path (not cacerts or simpleenroll) is flagged too
+    extra = (
+        "    location = /.well-known/est/serverkeygen {\n"
+        f'        include "{site.parent / nginx_lib.PROXY_CONF}";\n'
+        "        proxy_pass http://127.0.0.1:18085;\n    }\n"
+    )
+    site.write_text(
+        text.replace(
+            "    location = /.well-known/est/cacerts {",
+            extra + "    location = /.well-known/est/cacerts {",
+        )
+    )
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"verify-optional-unchecked"} and len(found) == 1
+    # optional_no_ca lets a failed certificate through: the EST exemption does not apply
+    site.write_text(
+        text.replace("ssl_verify_client optional;", "ssl_verify_client optional_no_ca;")
+    )
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"verify-optional-unchecked"} and len(found) == 2
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
 # ---- the profile itself ---------------------------------------------------------------
 
 

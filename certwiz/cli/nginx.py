@@ -39,6 +39,11 @@ nginx_app = typer.Typer(
         "--upstream http://127.0.0.1:11434 --sni-only --out /etc/nginx/conf.d "
         "--error-log /var/log/nginx/ai.mtls.log --reload",
     ),
+    (
+        "The same https://HOST:PORT also serves EST enrollment (certwiz serve on port 8085)",
+        "certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080 "
+        "--enroll http://127.0.0.1:8085",
+    ),
     codes=CHANGES
     | {1: "nginx -t or the reload failed (the error is printed), or the system failed"},
 )
@@ -130,6 +135,14 @@ def nginx_render(
             help="off (default: every handshake asks) or a shared cache size such as 1m.",
         ),
     ] = None,
+    enroll: Annotated[
+        str | None,
+        typer.Option(
+            "--enroll",
+            help="Also proxy /.well-known/est/ to `certwiz serve` (http://127.0.0.1:PORT or "
+            "unix:/path): EST renewal and token enrollment on this same https://HOST:PORT.",
+        ),
+    ] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -154,6 +167,7 @@ def nginx_render(
         revocation=revocation,
         ocsp_responder=ocsp_responder,
         ocsp_cache=ocsp_cache,
+        enroll=enroll,
     )
     role = "default server" if done.default_server else "SNI only"
     deploy_crl(
@@ -161,7 +175,8 @@ def nginx_render(
         asdict(done),
         f"Wrote NGINX configs for {done.server} "
         f"(TLS {done.tls}, listen {done.listen} {role}, upstream {done.upstream}"
-        f"{'' if done.revocation == 'crl' else ', revocation ' + done.revocation})\n"
+        f"{'' if done.revocation == 'crl' else ', revocation ' + done.revocation}"
+        f"{'' if done.enroll is None else ', EST to ' + done.enroll})\n"
         f"{files_text(done.files)}\n"
         + "".join(f"Removed {path} (old name; a *.conf glob loaded it)\n" for path in done.removed)
         + f"Include {done.files['site']} inside http {{ }} of nginx.conf",

@@ -15,6 +15,25 @@ from .findings import Finding, make
 from .view import PASSES, ServerView, first_arg, is_guarded, passes_in, where_of
 
 
+# The EST locations that admit a request without a client certificate (`nginx render
+# --enroll`): the CA chain, and a first enrollment the service authenticates with a
+# one-time token. Exact matches only, and only under `optional` (a presented
+# certificate that fails is still refused by nginx); every other location must check.
+EST_OPEN = frozenset({"/.well-known/est/cacerts", "/.well-known/est/simpleenroll"})
+
+
+def _est_open(passing: Directive) -> bool:
+    """Does PASSING sit directly in `location = /.well-known/est/{cacerts,simpleenroll}`?"""
+    block = passing.parent
+    return (
+        block is not None
+        and block.name == "location"
+        and len(block.args) == 2
+        and block.args[0] == "="
+        and block.args[1] in EST_OPEN
+    )
+
+
 def verify_findings(view: ServerView) -> list[Finding]:
     server = view.block
     if view.mode == "off":
@@ -33,7 +52,7 @@ def verify_findings(view: ServerView) -> list[Finding]:
                 "check of $ssl_client_verify",
             )
             for passing in passes_in(server)
-            if not is_guarded(passing)
+            if not is_guarded(passing) and not (view.mode == "optional" and _est_open(passing))
         ]
     return []
 

@@ -91,6 +91,31 @@ def check_upstream(value: str) -> str:
     return value
 
 
+def check_enroll(value: str) -> str:
+    """Where `--enroll` sends /.well-known/est/: the `certwiz serve` URL, as nginx's
+    proxy_pass target. `http://HOST:PORT` (no path) or `unix:/absolute/path`."""
+    rule = "give the certwiz serve address: http://127.0.0.1:PORT or unix:/path/est.sock"
+    if value.startswith("unix:"):
+        path = value[len("unix:") :]
+        if (
+            not path.startswith("/")
+            or _URL_FORBIDDEN.search(path)
+            or ":" in path
+            or any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in path)
+        ):
+            raise InputError("enroll", f"{value!r}: an absolute socket path without ':', "
+                             "spaces, quotes, '$' or ';' ({rule})")  # fmt: skip
+        return f"http://unix:{path}"
+    try:
+        url = check_upstream(value)
+    except InputError as exc:
+        raise InputError("enroll", f"{exc.rule} ({rule})") from None
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.path not in ("", "/"):
+        raise InputError("enroll", f"{value!r}: {rule} (http, no path)")
+    return url.rstrip("/")
+
+
 def server_files(profile: Profile, name: str) -> tuple[Path, Path]:
     """(fullchain, key) of NAME if it holds a valid server certificate; else InputError."""
     try:

@@ -19,6 +19,7 @@ from ..profile import Profile
 from ..render import nginx_escape, render_nginx
 from ..transaction import transaction
 from .inputs import (
+    check_enroll,
     check_error_log,
     check_listen,
     check_revocation,
@@ -62,6 +63,7 @@ class Rendered:
     removed: list[str] = field(default_factory=list)
     revocation: str = "crl"
     ocsp_responder: str | None = None
+    enroll: str | None = None  # the EST service /.well-known/est/ is proxied to
 
 
 def _site_owner(path: Path) -> tuple[str, str] | None:
@@ -169,6 +171,7 @@ def render(
     revocation: str = "crl",
     ocsp_responder: str | None = None,
     ocsp_cache: str | None = None,
+    enroll: str | None = None,
 ) -> Rendered:
     """Write ssl.inc, proxy.inc and mtls_proxy.conf (absolute paths) into OUT.
 
@@ -178,7 +181,10 @@ def render(
     `default_server` unless SNI_ONLY (a second profile on the same address); either
     way it serves only requests whose handshake it made itself. REVOCATION: `crl`
     (ssl_crl), `ocsp` (ssl_ocsp, asking OCSP_RESPONDER, default the profile's OCSP
-    URL, at every handshake) or `both`.
+    URL, at every handshake) or `both`. ENROLL (`certwiz serve`'s http://HOST:PORT or
+    unix:/path) adds /.well-known/est/: the server then verifies client certificates
+    `optional`ly, and every location but EST's cacerts and simpleenroll (a token
+    enrollment, checked by the service) still refuses a request without one.
     """
     if tls not in TLS_PROFILES:
         raise InputError("tls", f"{tls!r} is not one of {', '.join(TLS_PROFILES)}")
@@ -191,6 +197,7 @@ def render(
     chain, key = server_files(profile, server)
     check_sni_only(server, sni_only)
     checked = check_revocation(profile, revocation, ocsp_responder, ocsp_cache)
+    est = check_enroll(enroll) if enroll is not None else None
     if not profile.nginx_crl.is_file():
         raise StateError(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
@@ -207,6 +214,7 @@ def render(
         "upstream_ca": trusted,
         "error_log": log,
         "revocation": checked,
+        "enroll": est,
     }
     texts = _render_files(profile, out_dir, chain, key, site)
     with transaction(profile, "nginx render", [server], timeout=timeout) as tx:  # one writer
@@ -233,6 +241,7 @@ def render(
         removed,
         checked.mode,
         checked.responder,
+        est,
     )
 
 
