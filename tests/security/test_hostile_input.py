@@ -61,6 +61,8 @@ SIGN_INT = [
     "--out",
     "{base}/int.crt",
 ]  # fmt: skip; the last --csr/--out given wins
+INVITE = ["client", "invite", "-p", "victim", "-n", "dev-1"]
+SERVE = ["serve", "-p", "victim", "--listen"]  # + ADDRESS
 NOT_UTF8 = "{base}/dir\udcff"  # the byte 0xFF, as Python gets it from argv
 
 # ---- values refused by every command that takes the option, x those commands ----------
@@ -89,6 +91,8 @@ PROFILE_TAKERS: dict[str, list[str]] = {
     ],
     "export": ["export", "--profile={v}", "-n", "alice", "--out", "{base}/alice.pem"],
     "ca-sign-intermediate": [*SIGN_INT[:2], "--profile={v}", *SIGN_INT[4:]],
+    "client-invite": ["client", "invite", "--profile={v}", "-n", "dev-1"],
+    "serve": ["serve", "--profile={v}", "--listen", "127.0.0.1:1"],
 }
 PROFILES_REFUSED = {
     "dotdot": "..",
@@ -123,6 +127,7 @@ NAME_TAKERS: dict[str, list[str]] = {
     ],
     "export": ["export", "-p", "victim", "--name", "{v}", "--out", "{base}/x.pem"],
     "agent-enroll": [*AGENT_ENROLL, "--out", "{base}/dev.p12", "--name", "{v}"],
+    "client-invite": ["client", "invite", "-p", "victim", "--name", "{v}"],
 }
 NAMES_REFUSED = {
     "traversal": "../../etc/passwd",
@@ -421,6 +426,57 @@ CASES: list[Case] = [
             "{base}/dev.p12",
         ],
         "token-file",
+    ),
+    # EST: client invite, certwiz serve, nginx render --enroll (nothing starts, nothing written)
+    Case("invite-ttl-zero", [*INVITE, "--ttl", "0m"], "ttl"),
+    Case("invite-ttl-too-long", [*INVITE, "--ttl", "31d"], "ttl"),
+    Case("invite-days-words", [*INVITE, "-d", "forever"], "days"),
+    Case(
+        "invite-name-has-cert",
+        ["client", "invite", "-p", "victim", "-n", "alice"],
+        "",
+        says="already has a valid certificate",
+    ),
+    Case("serve-listen-hostname", [*SERVE, "localhost:8085"], "listen"),
+    Case("serve-listen-port-0", [*SERVE, "127.0.0.1:0"], "listen"),
+    Case("serve-listen-no-port", [*SERVE, "127.0.0.1"], "listen"),
+    Case("serve-listen-unix-relative", [*SERVE, "unix:est.sock"], "listen"),
+    Case("serve-listen-unix-a-file", [*SERVE, "unix:{base}/short.pass"], "listen"),
+    Case(
+        "serve-trusted-proxy-name",
+        [*SERVE, "127.0.0.1:1", "--trusted-proxy", "nginx"],
+        "trusted-proxy",
+    ),
+    Case(
+        "serve-socket-mode-exec",
+        [*SERVE, "unix:{base}/e.sock", "--socket-mode", "777"],
+        "socket-mode",
+    ),
+    Case("serve-grace-words", [*SERVE, "127.0.0.1:1", "--grace", "a while"], "grace"),
+    Case(
+        "enroll-https",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "https://127.0.0.1:1"],
+        "enroll",
+    ),
+    Case(
+        "enroll-path",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "http://127.0.0.1:1/est"],
+        "enroll",
+    ),
+    Case(
+        "enroll-unix-relative",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "unix:e.sock"],
+        "enroll",
+    ),
+    Case(
+        "enroll-unix-semicolon",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "unix:/run/e.sock;evil"],
+        "enroll",
+    ),
+    Case(
+        "enroll-unix-space",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "unix:/run/e sock"],
+        "enroll",
     ),
     Case("agent-out-exists", [*AGENT_ENROLL, "-n", "bob", "--out", "{base}/short.pass"], "out"),
     # --home (and CERTWIZ_HOME), --out paths, the global --lock-timeout
