@@ -14,7 +14,6 @@ from .facts import Level, ProfileFacts, crl_age_findings
 from .findings import Finding, make
 from .view import PASSES, ServerView, first_arg, is_guarded, passes_in, where_of
 
-
 # The EST locations that admit a request without a client certificate (`nginx render
 # --enroll`): the CA chain, and a first enrollment the service authenticates with a
 # one-time token. Exact matches only, and only under `optional` (a presented
