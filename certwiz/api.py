@@ -200,7 +200,9 @@ class CA:
         days: int | str | timedelta = issue.DEFAULT_LEAF_DAYS,
         sans: Sequence[str] = (),
         tx: Transaction | None = None,
+        allow_shared_san: bool = False,
     ) -> issue.Issued:
+        """A CSR made elsewhere (PEM or DER, path or bytes): only its key is used."""
         return issue.sign_csr(
             self.profile,
             csr,
@@ -211,6 +213,7 @@ class CA:
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
             tx=tx,
+            allow_shared_san=allow_shared_san,
         )
 
     def sign_intermediate(
@@ -239,7 +242,9 @@ class CA:
         purge: bool = False,
         crl_days: int | None = None,
         root_key: Path | None = None,
+        tx: Transaction | None = None,
     ) -> Revoked:
+        """Revoke NAME's valid certificates (or SERIAL's) and publish the CRL."""
         return revoke.revoke(
             self.profile,
             name=name,
@@ -250,6 +255,7 @@ class CA:
             root_key=root_key,
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
+            tx=tx,
         )
 
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:

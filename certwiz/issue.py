@@ -37,7 +37,7 @@ from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
 from .profile import Profile
 from .render import render_openssl
-from .transaction import Transaction, transaction
+from .transaction import Transaction, joined
 
 DEFAULT_LEAF_DAYS = 365
 KINDS = ("server", "client")
@@ -534,14 +534,11 @@ def _joined(
 ) -> Iterator[Transaction]:
     """A new transaction for one operation, or an operation inside the given one."""
     ca_end_cap(profile, validity)  # an expired CA is refused before the lock
-    if tx is not None:
-        with tx.operation(command, [name]):
-            yield tx
-        return
-    with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
-        check_no_valid(profile, name, hosts)  # before the lock too: a refusal leaves no trace
-    with transaction(profile, command, [name], timeout=timeout) as fresh:
-        yield fresh
+    if tx is None:
+        with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
+            check_no_valid(profile, name, hosts)  # before the lock too: a refusal leaves no trace
+    with joined(profile, tx, command, [name], timeout=timeout) as inside:
+        yield inside
 
 
 def issue_server(

@@ -14,7 +14,7 @@ from .errors import InputError, StateError
 from .openssl import Secret
 from .passphrase import Source, signing_passphrase
 from .profile import Profile
-from .transaction import transaction
+from .transaction import Transaction, joined, transaction
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ def revoke(
     purge: bool = False,
     root_key: Path | None = None,
     timeout: float | None = None,
+    tx: Transaction | None = None,
 ) -> Revoked:
     """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL.
 
@@ -85,7 +86,7 @@ def revoke(
     once it has no valid certificate left: a revoked key lying around is a risk.
     A SERIAL the root of a two-level profile signed (`ca sign-intermediate`) is
     revoked by the root, which needs its key (`root_key` once exported), and the
-    root's CRL and crl-chain.pem are published.
+    root's CRL and crl-chain.pem are published. `tx`: one operation of that transaction.
     """
     names.reason(reason)
     if (name is None) == (serial is None):
@@ -104,7 +105,7 @@ def revoke(
     if by_root is not None or root_key is not None:
         keyfile = intermediate.root_keyfile(profile, root_key, "revoking what the root signed")
     secret = signing_passphrase(profile, ca_passphrase)
-    with transaction(profile, "revoke", [name] if name else [], timeout=timeout) as tx:
+    with joined(profile, tx, "revoke", [name] if name else [], timeout=timeout) as tx:
         by_root = root_target(profile, wanted)
         if by_root is not None:
             keyfile = keyfile or intermediate.root_keyfile(profile, root_key, "revoking it")
@@ -138,6 +139,7 @@ def revoke_intermediate(
     ca_passphrase: Secret | None = None,
     root_key: Path | None = None,
     timeout: float | None = None,
+    tx: Transaction | None = None,
 ) -> Revoked:
     """The root revokes the intermediate: every leaf it signed stops verifying at once.
 

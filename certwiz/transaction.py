@@ -173,3 +173,28 @@ def transaction(
             record = tx.to_record(base)
             record["seconds"] = round(time.monotonic() - started, 3)
             audit.record(audit.path_of(profile), record, failure)
+
+
+@contextlib.contextmanager
+def joined(
+    profile: Profile,
+    tx: Transaction | None,
+    command: str,
+    names: Iterable[str] = (),
+    *,
+    timeout: float | None = None,
+    check_crl: bool = True,
+) -> Iterator[Transaction]:
+    """A transaction of its own for one operation, or an operation inside TX (a batch).
+
+    What every operation that takes `tx=` does, so a caller can put any of them,
+    mixed, under one lock and one audit record.
+    """
+    if tx is None:
+        with transaction(profile, command, names, timeout=timeout, check_crl=check_crl) as fresh:
+            yield fresh
+        return
+    if tx.profile.dir != profile.dir:
+        raise ValueError(f"{command}: the transaction holds {tx.profile.name}, not {profile.name}")
+    with tx.operation(command, names):
+        yield tx

@@ -20,17 +20,19 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from certwiz.api import CA
-from certwiz.errors import InputError
+from certwiz.errors import InputError, StateError
 from certwiz.openssl import Secret
+from certwiz.profile import Profile
+from certwiz.transaction import Operation, Transaction, joined
 from tests.conftest import load_cert, load_crl
 
 CA_SECRET = "service-ca-Secret-1"
 
 
-def device_csr() -> bytes:
+def device_csr(cn: str = "device-1") -> bytes:
     """A CSR as a device makes it: its own key, which never reaches certwiz."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
     return request.public_bytes(serialization.Encoding.PEM)
 
@@ -58,7 +60,14 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
         with pytest.raises(InputError) as bad:  # refused before it joins the transaction
             svc.issue_client("../bot-3", unencrypted=True, tx=tx)
     assert bad.value.exit_code == 2 and bad.value.field == "name"
-    revoked = svc.revoke(name="bot-1", reason="keyCompromise")
+    with pytest.raises(StateError):  # api.example is served already
+        svc.sign_csr(device_csr("www.example"), None, "server", sans=["api.example"])
+    shared = svc.sign_csr(
+        device_csr("www.example"), None, "server", sans=["api.example"], allow_shared_san=True
+    )
+    with svc.transaction("batch revoke") as tx:  # revocations share a transaction too
+        revoked = svc.revoke(name="bot-1", reason="keyCompromise", tx=tx)
+        svc.revoke(name="www.example", tx=tx)
 
     root, signer = load_cert(svc.profile.ca_cert), load_cert(svc.profile.intermediate_cert)
     signer.verify_directly_issued_by(root)
@@ -71,13 +80,28 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
     assert bundle.key is not None and bundle.cert is not None
     crl = load_crl(svc.profile.crl)
     assert crl.is_signature_valid(signer.public_key())  # type: ignore[arg-type]
-    assert crl.get_revoked_certificate_by_serial_number(int(revoked.serials[0], 16))
+    for serial in (revoked.serials[0], shared.serial):
+        assert crl.get_revoked_certificate_by_serial_number(int(serial, 16))
 
-    batch = [r for r in svc.audit() if r.get("command") == "batch issue"]
-    assert len(batch) == 1
-    assert [op["names"] for op in batch[0]["operations"]] == [["bot-1"], ["bot-2"]]  # type: ignore[union-attr]
+    def operations(command: str) -> list[object]:
+        [record] = [r for r in svc.audit() if r.get("command") == command]
+        return [(op["command"], op["names"]) for op in record["operations"]]  # type: ignore[attr-defined]
+
+    assert operations("batch issue") == [("client issue", ["bot-1"]), ("client issue", ["bot-2"])]
+    assert operations("batch revoke") == [("revoke", ["bot-1"]), ("revoke", ["www.example"])]
 
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")  # the library printed nothing
     assert dict(os.environ) == environment  # and wrote nothing into the environment
     assert not (tmp_path / "certs").exists()
+
+
+def test_an_operation_cannot_join_another_profiles_transaction(tmp_path: Path) -> None:
+    """One transaction holds one profile's lock: joining it for another would be unlocked."""
+    mine, other = Profile("mine", tmp_path), Profile("other", tmp_path)
+    held = Transaction(mine, Operation("batch", []))
+    with pytest.raises(ValueError, match="holds mine, not other"), joined(other, held, "revoke"):
+        pass
+    with joined(mine, held, "revoke", ["x"]) as inside:
+        assert inside is held and held.current.command == "revoke"
+    assert [op.names for op in held.operations] == [["x"]]

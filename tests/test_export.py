@@ -138,6 +138,7 @@ def test_out_is_not_replaced_without_force(state: dict[str, Path], tmp_path: Pat
         (["-n", "alice", "--format", "p12", "-u", "--out", "{out}"], "key-passphrase-file"),
         (["-n", "device", "--format", "p12", "-u", "--out", "{out}"], "no private key"),
         (["-n", "bot", "--format", "pem", "--out", "{dir}"], "out"),
+        (["-n", "bot", "--format", "p12", "--out", "{out}"], "p12-passphrase-file"),  # nor -u
     ],
 )
 def test_refusals_change_nothing(

@@ -12,7 +12,7 @@ import typer
 from .. import export as exporting
 from .. import names, p12
 from ..errors import InputError
-from ..passphrase import P12_ENV, obtain
+from ..passphrase import P12_ENV, bundle_passphrase, obtain
 from ..profile import open_profile
 from .common import (
     HomeOpt,
@@ -98,15 +98,11 @@ def export_cmd(
             prompt = f"Password of {name}.key: "
             key_password = obtain(key_passphrase_file, KEY_ENV, "key-passphrase-file", prompt,
                                   confirm=False, min_length=1)  # fmt: skip
-        if not unencrypted:
-            password = obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file",
-                              f"Password for the exported {name}.p12: ", confirm=True)  # fmt: skip
-            if password is None:
-                raise InputError(
-                    "p12-passphrase-file",
-                    f"no bundle password: give --p12-passphrase-file FILE, set {P12_ENV}, "
-                    "or use -u for the empty password",
-                )
+        password = bundle_passphrase(  # the one rule: required unless -u
+            lambda: obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file",
+                           f"Password for the exported {name}.p12: ", confirm=True),
+            unencrypted=unencrypted,
+        )  # fmt: skip
     timeout = command_lock_timeout(ctx)
     if out is None:
         data, _ = exporting.render(prof, name, fmt, p12_format=p12_format, password=password,
