@@ -188,3 +188,12 @@ def same_public_key(cert_pem: bytes, csr_pem: bytes) -> bool:
         return cert.public_key() == request.public_key()
     except (ValueError, TypeError):
         return False
+
+
+def spki(der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a DER certificate: its key, comparable as bytes."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return (
+        certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from . import audit, leaf_urls, names, ocsp, openssl, openssl_args
+from . import audit, database, der, leaf_urls, names, ocsp, openssl, openssl_args
 from .ca import (
     CAOptions,
     built,
@@ -193,6 +193,57 @@ def write_crl_chain(directory: Path) -> None:
     if gid not in (-1, target.stat().st_gid):
         with contextlib.suppress(PermissionError):
             os.chown(target, -1, gid)
+
+
+# Reasons that condemn the key, not only one certificate of it.
+KEY_REASONS = ("keyCompromise", "CACompromise")
+
+
+def revoked_entry(profile: Profile) -> database.Entry | None:
+    """The root's revocation of the intermediate that signs PROFILE's leaves, if any.
+
+    Its current certificate revoked, or any certificate of its key revoked for a key
+    compromise: either way the root has withdrawn its trust in that key, so signing
+    with it, or certifying it again (`ca renew`: same key), would undo the revocation.
+    """
+    if not profile.two_level:
+        return None
+    try:
+        current = der.pem_to_der(profile.intermediate_cert.read_bytes())
+        serial = der.cert_serial(current)
+        entries = database.read(profile.root.index)
+    except (OSError, ValueError, database.DatabaseError):
+        return None  # check reports a missing or damaged file
+    for entry in entries:
+        if entry.flag != "R":
+            continue
+        if entry.serial == serial:
+            return entry
+        if entry.reason in KEY_REASONS and _key_of(profile.root, entry) == der.spki(current):
+            return entry
+    return None
+
+
+def _key_of(level: Profile, entry: database.Entry) -> bytes | None:
+    """The public key (SPKI DER) of a certificate LEVEL signed; None if unreadable."""
+    try:
+        return der.spki(der.pem_to_der(level.newcert_path(entry.serial).read_bytes()))
+    except (OSError, ValueError):
+        return None
+
+
+def require_unrevoked(profile: Profile) -> None:
+    """StateError when the root revoked the intermediate (see revoked_entry)."""
+    entry = revoked_entry(profile)
+    if entry is None:
+        return
+    when = f"{entry.revoked_at:%Y-%m-%d}" if entry.revoked_at else "earlier"
+    raise StateError(
+        f"the intermediate CA of profile {profile.name} was revoked by its root "
+        f"(serial {entry.serial}, {entry.reason or 'unspecified'}, {when}): it signs "
+        "nothing more and is not renewed (that would certify its key again); "
+        "make a new profile for its clients"
+    )
 
 
 def key_encrypted(path: Path) -> bool:

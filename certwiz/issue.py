@@ -22,6 +22,7 @@ from . import (
     database,
     der,
     durations,
+    intermediate,
     inventory,
     leaf_urls,
     names,
@@ -133,8 +134,10 @@ def ca_end_cap(profile: Profile, validity: timedelta) -> tuple[datetime | None, 
 
     A leaf that outlives a CA fails verification once that CA expires anyway, and
     `list` would have shown it valid until a date it never sees: it is capped there.
-    An expired CA is refused (StateError).
+    An expired CA, or an intermediate its root revoked, is refused (StateError): every
+    leaf signature (issue, sign, renew, batch, EST) passes here, before and under the lock.
     """
+    intermediate.require_unrevoked(profile)
     now = datetime.now(UTC)
     try:
         chain = der.pem_certificates(profile.chain.read_bytes())

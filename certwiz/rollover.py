@@ -107,6 +107,8 @@ def renew_ca(
         if days is not None
         else (intermediate.DEFAULT_INTERMEDIATE_DAYS if two else DEFAULT_SINGLE_DAYS)
     )
+    if two:
+        intermediate.require_unrevoked(profile)  # before the lock: a refusal leaves no trace
     keyfile = None
     if profile.two_level:
         what = "renewing the root" if root else "renewing the intermediate"
@@ -118,6 +120,7 @@ def renew_ca(
         scratch_dir(profile.dir) as work,
     ):
         if two:
+            intermediate.require_unrevoked(profile)
             old, label = profile.intermediate_cert, "intermediate"
             new = _renew_intermediate(profile, work, days, ca_passphrase, keyfile)
         elif root:

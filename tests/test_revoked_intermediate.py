@@ -1,0 +1,64 @@
+"""A revoked intermediate stays revoked: nothing re-certifies its key or signs with it
+(attack round r1, items 1 and 9). Checked with `openssl verify -crl_check_all`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certwiz import database, intermediate, issue, revoke, rollover
+from certwiz.errors import StateError
+from certwiz.profile import Profile
+from tests.conftest import load_cert, openssl, snapshot
+
+
+def verify(profile: Profile, cert: Path, untrusted: Path | None = None) -> int:
+    """openssl's verdict on a leaf with both CRLs, the chain taken from UNTRUSTED."""
+    chain = untrusted or profile.chain
+    done = openssl("verify", "-crl_check_all", "-CAfile", str(profile.ca_cert), "-untrusted",
+                   str(chain), "-CRLfile", str(profile.nginx_crl), str(cert),
+                   check=False)  # fmt: skip
+    return done.returncode
+
+
+def csr_pem(cn: str) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
+    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, SHA256())
+    return request.public_bytes(Encoding.PEM)
+
+
+def test_a_revoked_intermediate_is_neither_renewed_nor_used(cli, home: Path) -> None:
+    """Item 1: `ca renew` re-certified a revoked intermediate (same key, a fresh valid
+    certificate: every leaf verified again), and `client issue` signed with it."""
+    fleet = intermediate.init("fl", home)
+    issue.issue_client(fleet, "bot")
+    assert verify(fleet, fleet.cert_path("bot")) == 0
+    revoke.revoke_intermediate(fleet, reason="keyCompromise")
+    assert verify(fleet, fleet.cert_path("bot")) != 0
+    before = snapshot(fleet.dir)
+    result = cli("ca", "renew", "-p", "fl")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "revoked" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(fleet.dir) == before  # refused before the lock: not even a record
+    assert [e.flag for e in database.read(fleet.root.index)] == ["R"]
+    assert verify(fleet, fleet.cert_path("bot")) != 0
+    with pytest.raises(StateError, match="revoked"):
+        rollover.renew_ca(fleet)
+    for attempt in (
+        lambda: issue.issue_client(fleet, "bot-2"),
+        lambda: issue.issue_server(fleet, "api.example.com"),
+        lambda: issue.sign_csr(fleet, csr_pem("dev-1"), None, "client"),
+    ):
+        with pytest.raises(StateError, match="revoked"):
+            attempt()
+    assert [e.common_name for e in database.read(fleet.index)] == ["bot"]
+    # The root itself may still be renewed (its key was not compromised).
+    rollover.renew_ca(fleet, root=True)
+    assert load_cert(fleet.ca_cert).subject == load_cert(fleet.root.ca_cert).subject
+    assert verify(fleet, fleet.cert_path("bot")) != 0
