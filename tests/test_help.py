@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from certwiz.cli import COMMANDS, app
 from certwiz.cli.helptext import page_of
+from tests.conftest import REPO
 from tests.test_readme import SHIMS, parse_certwiz
 
 WIDTH = 200
@@ -146,6 +147,15 @@ def test_top_level_page_lists_every_group_with_a_line() -> None:
     )
     for name in COMMANDS:
         assert listed.get(name, "").strip(), f"{name} has no one-line description"
+
+
+def test_every_variable_certwiz_reads_is_on_the_top_level_page() -> None:
+    """A CERTWIZ_* variable added anywhere in the package must be documented (Environment:)."""
+    source = "\n".join(path.read_text() for path in (REPO / "certwiz").rglob("*.py"))
+    read = set(re.findall(r"[\"'](CERTWIZ_[A-Z0-9_]+)[\"']", source))
+    assert {"CERTWIZ_HOME", "CERTWIZ_OPENSSL"} <= read  # the scan finds them
+    listed = {line.split()[0] for line in section(render(), "Environment") if line[2] != " "}
+    assert read <= listed, read - listed
 
 
 def test_the_check_catches_a_page_that_lost_words() -> None:

@@ -70,6 +70,19 @@ def _print_version(wanted: bool) -> None:
         "certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080",
     ),
     ("Every option of one command, with its examples", "certwiz client issue --help"),
+    environment={  # every variable certwiz reads (tests/test_help.py checks the list)
+        "CERTWIZ_HOME": "the directory of the profiles (as --home)",
+        "CERTWIZ_CONFIG": "the config file whose 'home = DIR' line names it "
+        "[default: /etc/certwiz.conf]",
+        LOCK_TIMEOUT_ENV: "seconds to wait for a busy profile, as --lock-timeout [default: 60]",
+        "CERTWIZ_CA_PASSPHRASE": "the CA key's passphrase (prefer --ca-passphrase-file)",
+        "CERTWIZ_P12_PASSPHRASE": "a bundle's password (prefer --p12-passphrase-file)",
+        "CERTWIZ_KEY_PASSPHRASE": "export: the passphrase of NAME's key",
+        "CERTWIZ_EST_TOKEN": "agent enroll: the one-time token (prefer --token-file)",
+        "CERTWIZ_NGINX_CMD": "the nginx command, as --nginx-cmd [default: nginx]",
+        "CERTWIZ_RELOAD_TIMEOUT": "seconds --reload waits for nginx's new workers [default: 30]",
+        "CERTWIZ_OPENSSL": "the openssl binary [default: openssl on PATH]",
+    },
 )
 @reports_errors
 def global_options(

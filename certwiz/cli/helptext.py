@@ -11,7 +11,7 @@ is printed as written instead of being read as a style tag and dropped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import CertwizError, InputError, LockTimeout
@@ -55,10 +55,15 @@ class Page:
 
     examples: tuple[tuple[str, str], ...]  # (what it does, the command as typed)
     exit_codes: Mapping[int, str]
+    environment: Mapping[str, str] = field(default_factory=dict)  # variable -> what it sets
 
 
-def help_page(*examples: tuple[str, str], codes: Mapping[int, str] = CHANGES) -> Callable[[F], F]:
-    """Give a command its examples and exit codes.
+def help_page(
+    *examples: tuple[str, str],
+    codes: Mapping[int, str] = CHANGES,
+    environment: Mapping[str, str] | None = None,
+) -> Callable[[F], F]:
+    """Give a command its examples and exit codes (and, for the top level, the environment).
 
     Each example is (what it does, the command line as typed, starting with `certwiz`).
     `codes` is CHANGES or READS, reworded where the command differs
@@ -67,7 +72,8 @@ def help_page(*examples: tuple[str, str], codes: Mapping[int, str] = CHANGES) ->
     """
 
     def attach(func: F) -> F:
-        func.certwiz_help = Page(tuple(examples), dict(codes))  # type: ignore[attr-defined]
+        page = Page(tuple(examples), dict(codes), dict(environment or {}))
+        func.certwiz_help = page  # type: ignore[attr-defined]
         return func
 
     return attach
@@ -126,6 +132,9 @@ def _epilog_writer(source: Page | Command) -> Callable[[Context, HelpFormatter],
         with formatter.section("Exit codes"):
             rows = sorted(page.exit_codes.items())
             formatter.write_dl([(str(code), text) for code, text in rows])
+        if page.environment:
+            with formatter.section("Environment"):
+                formatter.write_dl(list(page.environment.items()))
 
     return format_epilog
 
