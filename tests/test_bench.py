@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, clean_env
 
 EASYRSA = Path("/usr/share/easy-rsa/easyrsa")
 
@@ -20,7 +20,7 @@ def test_bench_smoke_runs_every_case(tmp_path: Path) -> None:
             pytest.fail("easy-rsa is not installed (.ci/run installs it)")
         pytest.skip("easy-rsa is not installed")
     out = tmp_path / "results.md"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--out", str(out)],
         capture_output=True,
@@ -61,7 +61,7 @@ def test_generated_profile_passes_certwiz_check(tmp_path: Path) -> None:
     from bench.gen_profile import generate
 
     profile = generate(tmp_path / "home", "big", 40, 7, jobs=2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     check = subprocess.run(
         [sys.executable, "-m", "certwiz", "check", "-p", "big", "--home", str(profile.home)],
         capture_output=True,

@@ -13,7 +13,6 @@ Every browser run is under `timeout`: Chromium waits for ever on a certificate c
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
 import subprocess
@@ -32,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import REPO, load_cert, openssl, run_certwiz
+from tests.conftest import REPO, clean_env, load_cert, openssl, run_certwiz
 from tests.nginx_support import (
     certwiz_ok,
     curl,
@@ -99,7 +98,7 @@ class Matrix:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    return clean_env()
 
 
 @pytest.fixture(scope="module")

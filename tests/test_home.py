@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, snapshot
+from tests.conftest import Result, clean_env, snapshot
 
 
 def certwiz(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     """certwiz with no CERTWIZ_* variable but those given (a shell on a fresh server)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    full_env = clean_env()
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "certwiz", *args],

@@ -22,7 +22,7 @@ import pytest
 from cryptography import x509
 
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import REPO, load_crl
+from tests.conftest import REPO, clean_env, load_crl
 from tests.nginx_support import require_nginx
 
 PASSPHRASE = "correct horse battery"
@@ -78,7 +78,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
             ".*cache",
         ),
     )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTWIZ_", "VIRTUAL_ENV"))}
+    env = clean_env(drop=("VIRTUAL_ENV",))
     env["PATH"] = (
         f"{root}/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     )

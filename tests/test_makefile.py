@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from certwiz import database
 from certwiz.profile import Profile
-from tests.conftest import REPO, load_cert
+from tests.conftest import REPO, clean_env, load_cert
 
 pytestmark = pytest.mark.skipif(
     shutil.which("make") is None and os.environ.get("CI") != "true", reason="no make"
@@ -34,7 +34,7 @@ def make(tmp_path: Path):  # type: ignore[no-untyped-def]
     certwiz.chmod(0o755)
     (venv / "bin" / ".installed").touch()  # newer than pyproject.toml: make installs nothing
     home = tmp_path / "home $HOME 'q'"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTWIZ_", "MAKE"))}
+    env = clean_env(drop=("MAKE",))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         argv = ["make", "-f", str(REPO / "Makefile"), *args, f"VENV={venv}"]

@@ -7,7 +7,6 @@ with the responder down nginx fails closed.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from certwiz.ocsp import responder as ocsp_responder
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, alive, free_port, wait_for
-from tests.conftest import Result, load_cert, openssl, run_certwiz, snapshot
+from tests.conftest import Result, clean_env, load_cert, openssl, run_certwiz, snapshot
 from tests.nginx_support import curl, require_curl, require_nginx
 
 SERVER = "myserver.local"
@@ -54,8 +53,7 @@ class Responder:
 
 def start_responder(home: Path, profile: str, port: int | None = None) -> Responder:
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from tests.conftest import snapshot
+from tests.conftest import clean_env, snapshot
 
 PROMPT_WAIT = 30.0  # a guard against a child stuck at a prompt, not a timing assertion
 
@@ -25,8 +25,7 @@ def typed(home: Path, args: list[str], script: list[tuple[str, str]]) -> tuple[i
 
     Returns the exit code and everything the terminal showed.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     pid, fd = pty.fork()
     if pid == 0:  # the child: certwiz with the pty as its controlling terminal
         os.chdir(home.parent)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import os
 import re
 import shlex
 import subprocess
@@ -28,7 +27,7 @@ import typer.main
 from cryptography import x509
 
 from certwiz.cli import app
-from tests.conftest import REPO
+from tests.conftest import REPO, clean_env
 
 SHIMS = {
     "scripts/1_gen_ca.sh": ["ca", "init"],
@@ -285,7 +284,7 @@ def test_driving_by_hand_block_runs_as_written(tmp_path: Path) -> None:
     """The README's hand-run openssl block, pasted into a shell beside ./certs/my-app."""
     empty = tmp_path / "no-config"
     empty.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     env["CERTWIZ_CONFIG"] = str(empty)  # the default home: ./certs of the shell's directory
     env["PATH"] = f"{REPO / '.venv/bin'}:{Path(sys.executable).parent}:{env['PATH']}"
     shell = tmp_path / "shell"

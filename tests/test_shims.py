@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from tests.conftest import REPO, load_cert, load_crl
+from tests.conftest import REPO, clean_env, load_cert, load_crl
 
 
 def test_four_steps_through_the_shims(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_four_steps_through_the_shims(tmp_path: Path) -> None:
     # the shims must run from anywhere, with no logic of their own.
     work = tmp_path / "project"
     shutil.copytree(REPO / "scripts", work / "scripts")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
 
     def step(*argv: str) -> None:

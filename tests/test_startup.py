@@ -17,6 +17,7 @@ import pytest
 
 import certwiz
 from certwiz.cli import COMMANDS, app
+from tests.conftest import clean_env
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -41,12 +42,11 @@ print("MODULES", " ".join(sorted(sys.modules)))
 
 
 def imported_by(home: Path, *args: str) -> set[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, *args],
         capture_output=True,
         text=True,
-        env={**env, "CERTWIZ_HOME": str(home)},
+        env=clean_env(home),
         check=True,
     )
     line = next(x for x in proc.stdout.splitlines() if x.startswith("MODULES "))
@@ -135,8 +135,7 @@ def test_typer_is_a_version_without_pydantic() -> None:
 
 
 def completion_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    return {**env, "CERTWIZ_HOME": str(home)}
+    return clean_env(home)
 
 
 def test_bash_completion_completes_groups_and_options(tmp_path: Path, home: Path) -> None:

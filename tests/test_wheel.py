@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from tests.conftest import REPO
+from tests.conftest import REPO, clean_env
 
 
 def test_installed_wheel_runs_the_lifecycle(tmp_path: Path) -> None:
@@ -59,7 +58,7 @@ def test_installed_wheel_runs_the_lifecycle(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     env["PYTHONPATH"] = str(target)
     run = tmp_path / "run"
     run.mkdir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import resource
 import stat
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from certwiz import audit, issue
 from certwiz.profile import Profile
-from tests.conftest import load_cert, snapshot
+from tests.conftest import clean_env, load_cert, snapshot
 from tests.security.conftest import one_error_line
 
 SECRET = "audit-Secret-3141"
@@ -110,8 +109,7 @@ def _limited(home: Path, limit: int, *args: str) -> subprocess.CompletedProcess[
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     return subprocess.run([sys.executable, "-m", "certwiz", *args], capture_output=True,
                           text=True, env=env, preexec_fn=cap, timeout=120, check=False)  # fmt: skip
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certwiz import ca, check, database, inventory, issue, revoke
 from certwiz.profile import Profile
-from tests.conftest import load_cert, load_crl
+from tests.conftest import clean_env, load_cert, load_crl
 
 ISSUE_TRIALS = 60
 REVOKE_TRIALS = 30
@@ -168,8 +168,7 @@ def test_random_sigkill_during_issue_revoke_and_crl_gen(home: Path) -> None:
 def test_sigkill_of_the_real_cli(home: Path) -> None:
     """The same through `python -m certwiz`: interpreter start, parsing, then the work."""
     profile = ca.init("clicrash", home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     rng = random.Random(99)
     for trial in range(CLI_TRIALS):
         argv = [

@@ -23,7 +23,7 @@ import pytest
 
 from certwiz import ca, check, database, issue
 from certwiz.profile import Profile
-from tests.conftest import Result, load_cert, load_crl, snapshot
+from tests.conftest import Result, clean_env, load_cert, load_crl, snapshot
 from tests.security.conftest import one_error_line
 
 
@@ -34,8 +34,7 @@ def mount(*args: str) -> bool:
 
 
 def run(home: Path, *args: str, fsize: int | None = None) -> Result:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
 
     def limit() -> None:
         if fsize is not None:
@@ -220,7 +219,7 @@ def test_read_only_profile_gives_a_clear_error(
 
 
 def run_read_only(view: Path, argv: list[str], injected: bool) -> Result:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     env.update(CERTWIZ_HOME=str(view), CERTWIZ_CA_PASSPHRASE="a passphrase")  # no warning
     boot = ["-c", READ_ONLY_BOOT] if injected else ["-m", "certwiz"]
     proc = subprocess.run(
