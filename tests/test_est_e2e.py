@@ -54,6 +54,7 @@ class Loop:
     nginx: LocalNginx
     serve: subprocess.Popen[bytes]
     serve_log: Path
+    serve_port: int
 
     @property
     def url(self) -> str:
@@ -85,8 +86,8 @@ class Loop:
         return ["renew", "--url", self.url, "--p12", str(bundle), "--ca", str(self.ca), "-u",
                 *extra]  # fmt: skip
 
-    def get(self, bundle: Path) -> CurlResult:
-        result = curl(f"{self.url}/hello", self.work, ca=self.ca, p12=bundle)
+    def get(self, bundle: Path, password: str = "") -> CurlResult:
+        result = curl(f"{self.url}/hello", self.work, ca=self.ca, p12=bundle, password=password)
         assert result.returncode == 0, result.stderr
         return result
 
@@ -109,19 +110,10 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     cw("server", "issue", "-p", "app", "-n", SERVER, "--san", "127.0.0.1")
     est_port, port = free_port(), free_port()
     log = root / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
-    with open(log, "wb") as handle:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "certwiz", "serve", "-p", "app",
-             "--listen", f"127.0.0.1:{est_port}", "--grace", "1m"],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=root,
-        )  # fmt: skip
+    serve = start_serve(home, est_port, log)
     backend = EchoBackend().start()
     server: LocalNginx | None = None
     try:
-        wait_for(lambda: _listening(est_port) or serve.poll() is not None, "certwiz serve")
-        assert serve.poll() is None, log.read_text()
         cw(
             "nginx", "render", "-p", "app", "--server", SERVER,
             "--upstream", f"http://127.0.0.1:{backend.port}", "--listen", f"127.0.0.1:{port}",
@@ -129,13 +121,39 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         )  # fmt: skip
         server = LocalNginx(root / "nginx", root / "conf" / "mtls_proxy.conf")
         server.start()
-        yield Loop(home, Profile("app", home), root, port, server, serve, log)
+        loop = Loop(home, Profile("app", home), root, port, server, serve, log, est_port)
+        yield loop
+        serve = loop.serve  # a test may have restarted it
     finally:
         if server is not None:
             server.stop()
-        stop_pid(serve.pid, signal.SIGTERM)
-        serve.wait()
+        stop_serve(serve)
         backend.stop()
+
+
+def start_serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`certwiz serve` as systemd would run it, its log appended to LOG; ready when it listens."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env["CERTWIZ_HOME"] = str(home)
+    with open(log, "ab") as handle:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "certwiz", "serve", "-p", "app",
+             "--listen", f"127.0.0.1:{port}", "--grace", "1m"],
+            stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=home.parent,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: _listening(port) or serve.poll() is not None, "certwiz serve")
+        assert serve.poll() is None, log.read_text()
+    except BaseException:
+        stop_serve(serve)
+        raise
+    return serve
+
+
+def stop_serve(serve: subprocess.Popen[bytes]) -> None:
+    if serve.poll() is None:
+        stop_pid(serve.pid, signal.SIGTERM)
+    serve.wait()
 
 
 def _listening(port: int) -> bool:
@@ -294,3 +312,36 @@ def test_enroll_with_a_token_works_once(loop: Loop) -> None:
     assert len(result.stderr.splitlines()) == 1
     assert not again.exists()
     assert len(loop.entries("newbot")) == 1
+
+
+def test_the_service_down_is_exit_1_and_the_certificate_keeps_working(loop: Loop) -> None:
+    """A CA outage: the agent fails (1, try again), the bundle stays and keeps working; the
+    first run after the service is back renews. A modern bundle with a password, kept so."""
+    pw = secret_file(loop.work / "pw", "pw-of-the-bot-9\n")
+    loop.certwiz("client", "issue", "-p", "app", "-n", "modern", "-d", "1", "--p12-format",
+                 "modern", "--p12-passphrase-file", str(pw))  # fmt: skip
+    bundle = loop.work / "modern.p12"
+    bundle.write_bytes((loop.profile.dir / "private" / "modern.p12").read_bytes())
+    before = bundle.read_bytes()
+    argv = ["renew", "--url", loop.url, "--p12", str(bundle), "--ca", str(loop.ca),
+            "--p12-passphrase-file", str(pw), "--before", "1"]  # fmt: skip
+
+    stop_serve(loop.serve)
+    result = loop.agent(*argv)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"certwiz: error: simplereenroll: {loop.url} answered 5")
+    assert len(result.stderr.splitlines()) == 1
+    assert bundle.read_bytes() == before
+    assert loop.get(bundle, "pw-of-the-bot-9").status == 200
+
+    loop.serve = start_serve(loop.home, loop.serve_port, loop.serve_log)
+    result = loop.agent(*argv)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["renewed"] is True
+    assert p12_format_of(bundle) == "modern"
+    got = pkcs12.load_pkcs12(bundle.read_bytes(), b"pw-of-the-bot-9")
+    assert got.cert is not None and got.key is not None
+    assert _public(got.cert.certificate) == _public(got.key)
+    with pytest.raises(ValueError):
+        pkcs12.load_pkcs12(bundle.read_bytes(), None)  # the password stayed
+    assert loop.get(bundle, "pw-of-the-bot-9").status == 200
