@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -20,6 +21,7 @@ from certwiz.api import CA
 from certwiz.errors import InputError
 from certwiz.est import agent
 from certwiz.openssl import Secret
+from certwiz.profile import Profile
 from tests.conftest import run_certwiz
 from tests.nginx_support import secret_file
 from tests.security.test_secrets import WRAPPER
@@ -181,3 +183,79 @@ def test_the_token_reaches_no_openssl_child(device: Path, tmp_path: Path) -> Non
     assert "arg genpkey" in seen and "arg req" in seen
     assert token not in seen + result.stdout + result.stderr
     assert not (tmp_path / "new.p12").exists()
+
+
+# ---- what the agent accepts as an answer (in process; a two-level CA) ----------------
+
+
+@pytest.fixture(scope="module")
+def two_level(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A root -> intermediate -> client `bot`; root.crt alone is what a device trusts."""
+    base = tmp_path_factory.mktemp("two-level")
+    CA.create("fleet", base / "certs", intermediate=True, unencrypted=True)
+    lib = CA.open("fleet", base / "certs")
+    lib.issue_client("bot", days="1", unencrypted=True)
+    prof = Profile("fleet", base / "certs")
+    (base / "root.crt").write_bytes(prof.ca_cert.read_bytes())  # ca.crt: the root
+    return {
+        "base": base,
+        "root": base / "root.crt",
+        "leaf": x509.load_pem_x509_certificate((prof.issued / "bot.crt").read_bytes()),
+        "intermediate": x509.load_pem_x509_certificate(
+            (prof.dir / "intermediate.crt").read_bytes()
+        ),
+    }
+
+
+def _verify(two_level: dict[str, Any], tmp_path: Path, certs: list[Any], extra: list[Any],
+            **change: Any) -> agent.Verified:  # fmt: skip
+    leaf = two_level["leaf"]
+    given: dict[str, Any] = {"spki": agent._spki(leaf), "subject": leaf.subject,
+                             "ca": two_level["root"], "now": datetime.now(UTC)}  # fmt: skip
+    given.update(change)
+    return agent._verify(certs, extra, given["spki"], given["subject"], given["ca"], tmp_path,
+                         given["now"])  # fmt: skip
+
+
+def test_the_answer_verifies_through_its_intermediate_or_cacerts(
+    two_level: dict[str, Any], tmp_path: Path
+) -> None:
+    leaf, middle = two_level["leaf"], two_level["intermediate"]
+    for certs, extra in (([leaf, middle], []), ([middle, leaf], []), ([leaf], [middle])):
+        got = _verify(two_level, tmp_path, certs, extra)
+        assert got.leaf == leaf
+        assert middle in got.chain and leaf not in got.chain  # the bundle gets the chain
+    with pytest.raises(agent.AnswerRejected, match="does not verify"):  # then cacerts is asked
+        _verify(two_level, tmp_path, [leaf], [])
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("another key", "no certificate for the new key"),
+        ("another subject", "is for 'CN=bot', not 'CN=mallory'"),
+        ("not yet", "not now"),
+        ("expired", "not now"),
+        ("a CA", "is a CA certificate"),
+        ("another CA", "does not verify"),
+    ],
+)
+def test_an_answer_the_device_must_not_take(
+    two_level: dict[str, Any], device: Path, tmp_path: Path, case: str, says: str
+) -> None:
+    leaf, middle = two_level["leaf"], two_level["intermediate"]
+    certs, change = [leaf, middle], {}
+    if case == "another key":
+        certs, change = [leaf], {"spki": agent._spki(middle)}
+    elif case == "another subject":
+        change = {"subject": x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])}
+    elif case == "not yet":
+        change = {"now": leaf.not_valid_before_utc - timedelta(hours=1)}
+    elif case == "expired":
+        change = {"now": leaf.not_valid_after_utc}
+    elif case == "a CA":
+        change = {"spki": agent._spki(middle), "subject": middle.subject}
+    else:
+        change = {"ca": device / "ca.crt"}  # the profile "app": not this leaf's CA
+    with pytest.raises(agent.AnswerRejected, match=says):
+        _verify(two_level, tmp_path, certs, [], **change)
