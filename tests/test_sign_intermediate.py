@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from certwiz import ca, database, intermediate, status, subordinate
 from certwiz.api import CA
 from certwiz.cli import app
-from certwiz.errors import InputError
+from certwiz.errors import InputError, StateError
 from certwiz.profile import Profile
 from tests.conftest import Result, load_cert, load_crl, openssl, run_certwiz, snapshot
 
@@ -319,3 +319,24 @@ def test_pathlen_beyond_the_roots_is_refused(two: Profile, work: Path) -> None:
     _, csr = make_csr(work, "vault", "deep")
     with pytest.raises(InputError, match="pathlen 0 at most"):
         subordinate.sign_intermediate(two, csr, work / "deep.crt", pathlen=1)
+
+
+def test_signed_but_not_written_is_revoked(
+    one: Profile, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out cannot be written after signing (disk full, directory gone): the certificate
+    nobody received is revoked at once (cessationOfOperation) and the CRL says so."""
+    _, csr = make_csr(work, "vault", "lost")
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(subordinate, "write_atomic", full_disk)
+    with pytest.raises(StateError, match=r"No space left.*revoked"):
+        subordinate.sign_intermediate(one, csr, work / "lost.crt")
+    lost = database.read(one.index)[-1]
+    assert lost.flag == "R" and lost.reason == "cessationOfOperation"
+    crl = load_crl(one.crl)
+    assert crl.get_revoked_certificate_by_serial_number(lost.serial_int) is not None
+    record = json.loads(one.dir.joinpath("audit.log").read_text().splitlines()[-1])
+    assert record["command"] == "ca sign-intermediate" and record["result"] == "error"
