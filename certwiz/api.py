@@ -29,6 +29,7 @@ from typing import Any
 from . import audit, batch, check, inventory, issue, nginx, revoke, subordinate
 from . import ca as ca_init
 from . import intermediate as two_level
+from . import renew as renewing
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
@@ -256,6 +257,32 @@ class CA:
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
             tx=tx,
+        )
+
+    def renew(
+        self,
+        name: str,
+        kind: str,
+        *,
+        days: int | str | timedelta = issue.DEFAULT_LEAF_DAYS,
+        grace_period: str | timedelta | None = None,
+        reuse_key: bool = False,
+        bundle_passphrase: Source = None,
+    ) -> renewing.Renewed:
+        """A new certificate for NAME; the old one superseded now or after `grace_period`.
+
+        `bundle_passphrase` is asked only when the old key has a password (the same one).
+        """
+        return renewing.renew(
+            self.profile,
+            name,
+            kind,
+            days=days,
+            grace_period=grace_period,
+            reuse_key=reuse_key,
+            passphrase=bundle_passphrase,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
         )
 
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:

@@ -18,6 +18,7 @@ from . import issue as issuing
 from .errors import InputError, StateError
 from .fsutil import scratch_dir
 from .openssl import Secret
+from .passphrase import P12_ENV, Source, resolve, signing_passphrase
 from .profile import Profile
 from .transaction import Transaction, transaction
 
@@ -129,16 +130,19 @@ def renew(
     days: int | str | timedelta = issuing.DEFAULT_LEAF_DAYS,
     grace_period: str | timedelta | None = None,
     reuse_key: bool = False,
-    passphrase: Secret | None = None,
-    ca_passphrase: Secret | None = None,
+    passphrase: Source = None,
+    ca_passphrase: Source = None,
     timeout: float | None = None,
 ) -> Renewed:
     """Renew NAME's certificate; the old one is superseded now or when the grace ends.
 
     `passphrase`: the bundle password of a client whose bundle has one (the key is
-    encrypted with it); None for servers and `-u` clients.
+    encrypted with it); a provider is called only then, after every check (see
+    `bundle_secret`). The CA passphrase likewise, only for an encrypted CA key.
     """
-    check_renewal(profile, name, kind, days, grace_period, reuse_key, passphrase)
+    old = check_renewal(profile, name, kind, days, grace_period, reuse_key)
+    passphrase = bundle_secret(old, name, passphrase)
+    ca_passphrase = signing_passphrase(profile, ca_passphrase)
     validity = durations.parse(days, "days")
     span = durations.parse(grace_period, "grace") if grace_period is not None else None
     with (
@@ -229,7 +233,6 @@ def check_renewal(
     days: int | str | timedelta,
     grace_period: str | timedelta | None,
     reuse_key: bool,
-    passphrase: Secret | None,
 ) -> Current:
     """Every refusal before the lock (exit 2, nothing written); the certificate to renew."""
     if kind not in ("server", "client"):
@@ -244,13 +247,25 @@ def check_renewal(
     old = current(profile, name, kind)
     if reuse_key and not profile.key_path(name).is_file():
         raise StateError(f"{profile.key_path(name)} is missing: renew without --reuse-key")
-    if old.key_encrypted and passphrase is None:
+    return old
+
+
+def bundle_secret(old: Current, name: str, source: Source) -> Secret | None:
+    """The password the renewed key and bundle get: the old key's, asked only when it has one.
+
+    None for servers and `-u` clients (a Secret given for them is not used: the new
+    certificate keeps what the old one had).
+    """
+    if not old.key_encrypted:
+        return None
+    secret = resolve(source)
+    if secret is None:
         raise InputError(
             "p12-passphrase-file",
             f"the bundle of {name} has a password: give --p12-passphrase-file FILE "
-            "(or the environment variable), the same password its key is encrypted with",
+            f"or set {P12_ENV}, the same password its key is encrypted with",
         )
-    return old
+    return secret
 
 
 def _supersede(

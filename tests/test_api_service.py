@@ -60,6 +60,19 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
         with pytest.raises(InputError) as bad:  # refused before it joins the transaction
             svc.issue_client("../bot-3", unencrypted=True, tx=tx)
     assert bad.value.exit_code == 2 and bad.value.field == "name"
+    asked: list[str] = []
+
+    def bundle_password() -> Secret:  # asked only for a bundle that has a password
+        asked.append("bot-2")
+        return Secret("bundle-pw-2")
+
+    renewed = svc.renew("bot-2", "client", days=30, bundle_passphrase=bundle_password)
+    svc.renew("bot-1", "client", bundle_passphrase=lambda: pytest.fail("bot-1 has no password"))
+    assert asked == ["bot-2"] and renewed.superseded == bot2.serial
+    bundle = pkcs12.load_pkcs12(Path(renewed.files["p12"]).read_bytes(), b"bundle-pw-2")
+    assert bundle.cert is not None and bundle.cert.certificate.serial_number == int(
+        renewed.serial, 16
+    )
     with pytest.raises(StateError):  # api.example is served already
         svc.sign_csr(device_csr("www.example"), None, "server", sans=["api.example"])
     shared = svc.sign_csr(
@@ -71,13 +84,11 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
 
     root, signer = load_cert(svc.profile.ca_cert), load_cert(svc.profile.intermediate_cert)
     signer.verify_directly_issued_by(root)
-    for issued in (server, device, bot2):
+    for issued in (server, device, renewed):
         leaf = load_cert(Path(issued.files["certificate"]))
         leaf.verify_directly_issued_by(signer)
         assert leaf.serial_number == int(issued.serial, 16)
     assert device.name == "device-1" and "key" not in device.files
-    bundle = pkcs12.load_pkcs12(Path(bot2.files["p12"]).read_bytes(), b"bundle-pw-2")
-    assert bundle.key is not None and bundle.cert is not None
     crl = load_crl(svc.profile.crl)
     assert crl.is_signature_valid(signer.public_key())  # type: ignore[arg-type]
     for serial in (revoked.serials[0], shared.serial):

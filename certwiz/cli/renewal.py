@@ -1,4 +1,4 @@
-"""What `client renew` and `server renew` share: checks, secrets, the call, the report."""
+"""What `client renew` and `server renew` share: the library call and the report."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ from pathlib import Path
 
 import typer
 
-from .. import renew
-from ..errors import InputError
-from ..openssl import Secret
-from ..passphrase import P12_ENV
-from ..profile import open_profile
 from .common import (
     bundle_password,
-    command_lock_timeout,
     emit,
     files_text,
     notes_text,
-    signing_passphrase,
+    open_ca,
 )
 
 
@@ -35,28 +29,14 @@ def renew_and_report(
     ca_passphrase_file: Path | None,
     p12_passphrase_file: Path | None = None,
 ) -> None:
-    """`client renew` and `server renew`: check everything, get the secrets, renew, print."""
-    prof = open_profile(profile, home)
-    old = renew.check_renewal(prof, name, kind, days, grace, reuse_key, Secret("-"))
-    bundle_secret = None
-    if old.key_encrypted:  # the key (and the bundle) have a password: the same again
-        bundle_secret = bundle_password(p12_passphrase_file, f"{name}.p12")
-        if bundle_secret is None:
-            raise InputError(
-                "p12-passphrase-file",
-                f"the bundle of {name} has a password: give --p12-passphrase-file FILE "
-                f"or set {P12_ENV}",
-            )
-    done = renew.renew(
-        prof,
+    """`client renew` and `server renew`: renew through the library, print."""
+    done = open_ca(ctx, profile, home, ca_passphrase_file).renew(
         name,
         kind,
         days=days,
         grace_period=grace,
         reuse_key=reuse_key,
-        passphrase=bundle_secret,
-        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
-        timeout=command_lock_timeout(ctx),
+        bundle_passphrase=lambda: bundle_password(p12_passphrase_file, f"{name}.p12"),
     )
     old_fate = (
         "revoked (superseded)"
