@@ -45,7 +45,9 @@ def test_crl_url_goes_into_every_new_leaf(cli, home: Path, tmp_path: Path, two_l
     assert cli("client", "issue", "-p", "site", "-n", "bot-2", "-u").returncode == 0
     assert cdp(load_cert(prof / "issued" / "bot-2.crt")) == [other]
     assert cdp(load_cert(prof / "issued" / "bot.crt")) == [URL]
-    assert cli("ca", "set", "-p", "site", "--no-crl-url").returncode == 0
+    cleared = cli("ca", "set", "-p", "site", "--no-crl-url")
+    assert cleared.returncode == 0, cleared.stderr
+    assert "leaves issued from now on name no CRL distribution point" in cleared.stdout
     assert cli("client", "issue", "-p", "site", "-n", "bot-3", "-u").returncode == 0
     assert cdp(load_cert(prof / "issued" / "bot-3.crt")) == []
     records = json.loads(cli("audit", "-p", "site", "--json").stdout)

@@ -474,13 +474,13 @@ def ca_set(
     authority = open_ca(ctx, profile, home)
     prof = authority.profile
     leaf_urls.set_urls(prof, changes, authority.lock_timeout)
-    said = {"ocsp": "the OCSP responder", "crl": "the CRL distribution point"}
+    said = {"ocsp": "OCSP responder", "crl": "CRL distribution point"}
     emit(
         as_json,
         {"profile": prof.name, **{f"{k}_url": v for k, v in changes.items()}},
         "\n".join(
             f"Profile {prof.name}: leaves issued from now on name "
-            + (f"{said[k]} {v}" if v else f"no {said[k]}")
+            + (f"the {said[k]} {v}" if v else f"no {said[k]}")
             for k, v in changes.items()
         ),
     )
