@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certwiz import ca, check, database, inventory, issue, revoke
 from certwiz.profile import Profile
@@ -121,10 +122,97 @@ def calibrate(action: Callable[[], object]) -> float:
     return time.monotonic() - start
 
 
+def ca_of(profile: Profile) -> x509.Certificate:
+    return load_cert(profile.ca_cert)
+
+
+def entries_named(profile: Profile, name: str) -> list[database.Entry]:
+    return [e for e in database.read(profile.index) if str(e.common_name) == name]
+
+
+def issued_state(profile: Profile, name: str, finished: bool) -> str:
+    """After a killed `client issue NAME` and recovery: exactly all or nothing.
+
+    "absent": no index line, no certificate, key, bundle or request of NAME, no serial
+    used. "issued": one valid index line whose newcerts/ copy is a certificate for
+    CN=NAME signed by the CA (checked with cryptography); delivered (issued/NAME.crt
+    is that copy, private/NAME.key its key, private/NAME.p12 that key and certificate)
+    or, killed before its request was installed, left without issued/NAME.crt; any key
+    or bundle of NAME then installed is this certificate's own.
+    A run that finished before the kill must be "issued" and delivered.
+    """
+    found = entries_named(profile, name)
+    files = [profile.cert_path(name), profile.key_path(name), profile.p12_path(name),
+             profile.csr_path(name)]  # fmt: skip
+    if not found:
+        assert not finished, f"{name} finished but is not in the index"
+        assert not [f for f in files if f.exists()], name
+        return "absent"
+    (entry,) = found
+    assert entry.flag == "V", entry
+    signed = load_cert(profile.newcert_path(entry.serial))
+    assert signed.serial_number == entry.serial_int
+    assert signed.subject.rfc4514_string() == f"CN={name}"
+    signed.verify_directly_issued_by(ca_of(profile))
+    if profile.key_path(name).exists():  # whatever was installed is this certificate's key
+        key = serialization.load_pem_private_key(profile.key_path(name).read_bytes(), None)
+        assert key.public_key() == signed.public_key()
+    if profile.p12_path(name).exists():
+        p12_key, p12_cert, _ = pkcs12.load_key_and_certificates(
+            profile.p12_path(name).read_bytes(), b""
+        )
+        assert p12_cert == signed and p12_key is not None
+        assert p12_key.public_key() == signed.public_key()
+    if not profile.cert_path(name).exists():
+        assert not finished, f"{name} finished but was not delivered"
+        return "issued, unpaired"
+    assert load_cert(profile.cert_path(name)) == signed
+    assert profile.key_path(name).exists() and profile.p12_path(name).exists()
+    return "issued"
+
+
+def revoked_state(profile: Profile, name: str, serial: int, finished: bool) -> str:
+    """After a killed `revoke --purge NAME` and the next change: exactly one of
+    "valid" (untouched: its line V, not on the CRL, key and bundle in place) or
+    "revoked" (its line R with a revocation date, on the CA-signed CRL; a finished run
+    also purged key and bundle)."""
+    (entry,) = [e for e in entries_named(profile, name) if e.serial_int == serial]
+    on_crl = serial in {r.serial_number for r in crl_is_valid(profile)}
+    if entry.flag == "V":
+        assert not finished, f"{name} finished but is still valid"
+        assert not on_crl
+        assert profile.key_path(name).exists() and profile.p12_path(name).exists()
+        return "valid"
+    assert entry.flag == "R", entry
+    assert on_crl, f"{name} revoked but not on the CRL"
+    if finished:
+        assert not profile.key_path(name).exists() and not profile.p12_path(name).exists()
+    return "revoked"
+
+
+def crl_number(profile: Profile) -> int:
+    crl = crl_is_valid(profile)
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def crl_state(profile: Profile, before: int, finished: bool) -> str:
+    """After a killed `crl gen`: crl.pem is the old CRL or the next one, whole and
+    CA-signed, listing exactly the index's revoked serials; never anything between."""
+    number = crl_number(profile)
+    assert number in (before, before + 1), (before, number)
+    assert not finished or number == before + 1
+    crl = crl_is_valid(profile)
+    assert crl.issuer == ca_of(profile).subject
+    revoked = {e.serial_int for e in database.read(profile.index) if e.flag == "R"}
+    assert {r.serial_number for r in crl} == revoked
+    return "old CRL" if number == before else "new CRL"
+
+
 def test_random_sigkill_during_issue_revoke_and_crl_gen(home: Path) -> None:
     profile = ca.init("crashy", home)
     rng = random.Random(1234)
     traces: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
     landed = 0
     counter = iter(range(10**6))
 
@@ -134,34 +222,45 @@ def test_random_sigkill_during_issue_revoke_and_crl_gen(home: Path) -> None:
     span = calibrate(lambda: issue.issue_client(profile, client())) * 1.3
     for _ in range(ISSUE_TRIALS):
         name = client()
-        landed += killed_after(lambda n=name: issue.issue_client(profile, n), rng.uniform(0, span))
+        hit = killed_after(lambda n=name: issue.issue_client(profile, n), rng.uniform(0, span))
+        landed += hit
         assert_consistent(profile, traces)
         issue.issue_client(profile, client())  # the next command succeeds
         assert_settled(profile)
+        outcomes["issue: " + issued_state(profile, name, finished=not hit)] += 1
 
     valid = [e.common_name for e in database.read(profile.index) if e.status() == "valid"]
+    valid = [n for n in valid if profile.key_path(str(n)).exists()]  # delivered ones
     span = calibrate(lambda: revoke.revoke(profile, name=valid.pop())) * 1.3
     for _ in range(REVOKE_TRIALS):
-        victim, survivor = valid.pop(), valid.pop()
-        landed += killed_after(
+        victim, survivor = str(valid.pop()), valid.pop()
+        (serial,) = [e.serial_int for e in entries_named(profile, victim) if e.flag == "V"]
+        hit = killed_after(
             lambda v=victim: revoke.revoke(profile, name=v, purge=True), rng.uniform(0, span)
         )
+        landed += hit
         assert_consistent(profile, traces)
         revoke.revoke(profile, name=survivor)
         assert_settled(profile)
+        outcomes["revoke: " + revoked_state(profile, victim, serial, finished=not hit)] += 1
 
     span = calibrate(lambda: revoke.generate_crl(profile)) * 1.3
     for _ in range(CRL_TRIALS):
-        landed += killed_after(lambda: revoke.generate_crl(profile), rng.uniform(0, span))
+        before = crl_number(profile)
+        hit = killed_after(lambda: revoke.generate_crl(profile), rng.uniform(0, span))
+        landed += hit
         assert_consistent(profile, traces)
+        outcomes["crl: " + crl_state(profile, before, finished=not hit)] += 1
         revoke.generate_crl(profile)
         assert_settled(profile)
+        assert crl_number(profile) > before
 
     assert landed > 0  # at least one kill interrupted something (most do)
+    assert sum(outcomes.values()) == ISSUE_TRIALS + REVOKE_TRIALS + CRL_TRIALS
     inventory.certificates(profile)  # list still works
     print(
         f"\n{landed} of {ISSUE_TRIALS + REVOKE_TRIALS + CRL_TRIALS} kills landed; "
-        f"traces recovered: {dict(traces)}"
+        f"outcomes: {dict(outcomes)}; traces recovered: {dict(traces)}"
     )
 
 
@@ -211,6 +310,16 @@ def test_sigkill_of_the_real_cli(home: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert_settled(profile)
+        finished = proc.returncode == 0  # -9: the kill landed first
+        if trial % 3 != 2:
+            issued_state(profile, f"k{trial}", finished)
+            continue
+        target = entries_named(profile, f"k{trial - 1}")
+        assert len(target) <= 1 and {e.flag for e in target} <= {"V", "R"}
+        on_crl = {r.serial_number for r in crl_is_valid(profile)}
+        for entry in target:  # revoked exactly when on the CA-signed CRL
+            assert (entry.flag == "R") == (entry.serial_int in on_crl)
+            assert not finished or entry.flag == "R"
 
 
 # The exact states a kill inside `openssl ca` leaves: it writes NAME.new, then
