@@ -44,6 +44,7 @@ app = typer.Typer(
     help="A small private CA for mutual TLS, driving the openssl binary.",
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     rich_markup_mode=None,  # plain help and errors: brackets in help text are text (helptext.py)
+    context_settings={"max_content_width": 120},  # wide terminals: up to 120 columns, not 80
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
