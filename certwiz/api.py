@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import audit, batch, check, inventory, issue, nginx, revoke, subordinate
+from . import audit, batch, check, inventory, issue, nginx, revoke, rollover, subordinate
 from . import ca as ca_init
 from . import intermediate as two_level
 from . import renew as renewing
@@ -281,6 +281,31 @@ class CA:
             grace_period=grace_period,
             reuse_key=reuse_key,
             passphrase=bundle_passphrase,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+        )
+
+    def revoke_intermediate(
+        self, *, reason: str = "unspecified", root_key: Path | None = None
+    ) -> Revoked:
+        """The root revokes the intermediate: every leaf it signed stops verifying."""
+        return revoke.revoke_intermediate(
+            self.profile,
+            reason=reason,
+            root_key=root_key,
+            ca_passphrase=self.ca_secret,
+            timeout=self.lock_timeout,
+        )
+
+    def renew_ca(
+        self, *, days: int | None = None, root: bool = False, root_key: Path | None = None
+    ) -> rollover.Renewed:
+        """A new certificate for the signing CA (or, `root`, the root), same key and subject."""
+        return rollover.renew_ca(
+            self.profile,
+            days=days,
+            root=root,
+            root_key=root_key,
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
         )

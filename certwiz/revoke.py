@@ -11,7 +11,6 @@ from .crl import crl_version as crl_version
 from .crl import regenerate_crl as regenerate_crl
 from .crl import revoke_entry as revoke_entry
 from .errors import InputError, StateError
-from .openssl import Secret
 from .passphrase import Source, signing_passphrase
 from .profile import Profile
 from .transaction import Transaction, joined, transaction
@@ -136,7 +135,7 @@ def revoke_intermediate(
     profile: Profile,
     *,
     reason: str = "unspecified",
-    ca_passphrase: Secret | None = None,
+    ca_passphrase: Source = None,
     root_key: Path | None = None,
     timeout: float | None = None,
     tx: Transaction | None = None,
@@ -150,6 +149,7 @@ def revoke_intermediate(
     if not profile.two_level:
         raise StateError(f"profile {profile.name} has no intermediate (ca init --intermediate)")
     keyfile = intermediate.root_keyfile(profile, root_key, "revoking the intermediate")
+    secret = signing_passphrase(profile, ca_passphrase)  # a provider: after every check
     with transaction(profile, "ca revoke-intermediate", timeout=timeout) as tx:
         serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
         valid = [
@@ -157,9 +157,9 @@ def revoke_intermediate(
         ]
         if not valid:
             raise StateError(f"the intermediate {serial} is not valid in {profile.root.index}")
-        revoke_entry(profile.root, valid[0], reason, ca_passphrase, keyfile)
+        revoke_entry(profile.root, valid[0], reason, secret, keyfile)
         tx.note_serial(serial)
-        regenerate_crl(profile.root, ca_passphrase, None, keyfile)
+        regenerate_crl(profile.root, secret, None, keyfile)
     return Revoked([serial], reason, str(profile.nginx_crl))
 
 

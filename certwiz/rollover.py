@@ -15,6 +15,7 @@ from . import check, der, intermediate, names, openssl, upkeep
 from .errors import InputError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
+from .passphrase import Source, signing_passphrase
 from .profile import Profile
 from .transaction import transaction
 
@@ -93,7 +94,7 @@ def renew_ca(
     *,
     days: int | None = None,
     root: bool = False,
-    ca_passphrase: Secret | None = None,
+    ca_passphrase: Source = None,
     root_key: Path | None = None,
     timeout: float | None = None,
 ) -> Renewed:
@@ -115,6 +116,7 @@ def renew_ca(
         keyfile = intermediate.root_keyfile(profile, root_key, what)
     elif root_key is not None:
         intermediate.root_keyfile(profile, root_key, "")  # refuses --root-key here
+    secret = signing_passphrase(profile, ca_passphrase)  # a provider: after every check
     with (
         transaction(profile, "ca renew", [profile.name], timeout=timeout) as tx,
         scratch_dir(profile.dir) as work,
@@ -122,13 +124,13 @@ def renew_ca(
         if two:
             intermediate.require_unrevoked(profile)
             old, label = profile.intermediate_cert, "intermediate"
-            new = _renew_intermediate(profile, work, days, ca_passphrase, keyfile)
+            new = _renew_intermediate(profile, work, days, secret, keyfile)
         elif root:
             old, label = profile.root.ca_cert, "root"
-            new = _renew_self_signed(profile.root, work, days, ca_passphrase, keyfile)
+            new = _renew_self_signed(profile.root, work, days, secret, keyfile)
         else:
             old, label = profile.ca_cert, "ca"
-            new = _renew_self_signed(profile, work, days, ca_passphrase, None)
+            new = _renew_self_signed(profile, work, days, secret, None)
         check.require_whole(new)
         archived = _archive(profile, old, label)
         install(new, old, 0o644)
@@ -143,7 +145,7 @@ def renew_ca(
         tx.note_serial(serial)
         tx.note("archived", str(archived))
         tx.note("fullchains", refreshed)
-        notes = upkeep.tidy(profile, tx, ca_passphrase)
+        notes = upkeep.tidy(profile, tx, secret)
     return Renewed(
         profile.name,
         label,

@@ -101,6 +101,17 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
     assert operations("batch issue") == [("client issue", ["bot-1"]), ("client issue", ["bot-2"])]
     assert operations("batch revoke") == [("revoke", ["bot-1"]), ("revoke", ["www.example"])]
 
+    rolled = svc.renew_ca(days=900)  # same key: every leaf above keeps verifying
+    load_cert(svc.profile.intermediate_cert).verify_directly_issued_by(root)
+    assert rolled.level == "intermediate"
+    never = CA(svc.profile, ca_passphrase=lambda: pytest.fail("asked before the checks"))
+    with pytest.raises(InputError) as bad_key:
+        never.revoke_intermediate(root_key=tmp_path / "no-such.key")
+    assert bad_key.value.field == "root-key"
+    gone = svc.revoke_intermediate(reason="keyCompromise")
+    root_crl = load_crl(svc.profile.root.crl)
+    assert root_crl.get_revoked_certificate_by_serial_number(int(gone.serials[0], 16))
+
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")  # the library printed nothing
     assert dict(os.environ) == environment  # and wrote nothing into the environment

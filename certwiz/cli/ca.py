@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .. import adopt, ca, intermediate, leaf_urls, names, rollover, subordinate
-from .. import revoke as revoking
+from .. import adopt, ca, intermediate, leaf_urls, names, subordinate
 from ..api import CA
 from ..errors import InputError
 from ..passphrase import CA_ENV, obtain
@@ -30,7 +29,6 @@ from .common import (
     notes_text,
     open_ca,
     reports_errors,
-    signing_passphrase,
     warn,
 )
 from .helptext import CHANGES, help_page
@@ -201,16 +199,8 @@ def ca_revoke_intermediate(
     as_json: JsonOpt = False,
 ) -> None:
     """The root revokes the intermediate: from the next nginx reload every client is refused."""
-    names.reason(reason)
-    prof = open_profile(profile, home)
-    if root_key is not None:
-        intermediate.check_root_key_file(root_key)
-    done = revoking.revoke_intermediate(
-        prof,
-        reason=reason,
-        root_key=root_key,
-        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
-        timeout=command_lock_timeout(ctx),
+    done = open_ca(ctx, profile, home, ca_passphrase_file).revoke_intermediate(
+        reason=reason, root_key=root_key
     )
     emit(
         as_json,
@@ -412,17 +402,9 @@ def ca_renew(
     Every leaf issued before keeps verifying (same key, same key identifier); the
     old CA certificate is kept in archive/, chain files are rewritten.
     """
-    valid_days = names.days(days) if days is not None else None
-    prof = open_profile(profile, home)
-    if root_key is not None:
-        intermediate.check_root_key_file(root_key)
-    done = rollover.renew_ca(
-        prof,
-        days=valid_days,
-        root=root,
-        root_key=root_key,
-        ca_passphrase=signing_passphrase(prof, ca_passphrase_file),
-        timeout=command_lock_timeout(ctx),
+    valid_days = names.days(days) if days is not None else None  # text to a number
+    done = open_ca(ctx, profile, home, ca_passphrase_file).renew_ca(
+        days=valid_days, root=root, root_key=root_key
     )
     emit(
         as_json,

@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # a command module imports only what its own commands use
     from ..batch import BatchResult
     from ..issue import Issued
     from ..openssl import Secret
-    from ..profile import Profile
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile (CA workspace) name.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Certificate name (its CN).")]
@@ -171,16 +170,6 @@ def emit_json_list(items: Iterable[dict[str, Any]]) -> None:
         first = False
     out.write("[]\n" if first else "\n]\n")
     out.flush()
-
-
-def signing_passphrase(profile: Profile, file: Path | None) -> Secret | None:
-    """The CA passphrase for a command that calls the library with a Secret.
-
-    The rule (asked only for an encrypted key) is `passphrase.signing_passphrase`.
-    """
-    from ..passphrase import signing_passphrase as rule
-
-    return rule(profile, ca_passphrase_source(profile.name, file))
 
 
 def open_ca(
