@@ -147,11 +147,10 @@ def handle(settings: Settings, environ: Environ) -> Answer:
             raise Refused(405, f"use {method}", [("Allow", method)])
         if path == wire.CACERTS:
             return Answer(200, cacerts(settings.profile), wire.PKCS7_TYPE)
-        body = _body(environ)
         if path == wire.SIMPLEENROLL:
-            issued = enroll(settings, environ, body, context)
+            issued = enroll(settings, environ, context)
         else:
-            issued = reenroll(settings, environ, body, context)
+            issued = reenroll(settings, environ, context)
         return Answer(200, issued, wire.CERTS_ONLY_TYPE, name=",".join(context["names"]))
     except Refused as exc:
         refusal = exc
@@ -292,14 +291,14 @@ def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
     return current
 
 
-def reenroll(settings: Settings, environ: Environ, body: bytes, context: dict[str, Any]) -> bytes:
+def reenroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> bytes:
     """Renewal by possession of the current certificate; returns the response body."""
     profile = settings.profile
     cert = presented(environ)
     old = current_of(profile, cert)
     name = old.entry.common_name or ""
     context["names"] = [name]
-    checked, request = _csr(body)
+    checked, request = _csr(_body(environ))  # read only once the caller is known
     if request.subject != cert.subject:
         raise Refused(
             403,
@@ -342,7 +341,7 @@ def basic_credentials(environ: Environ) -> tuple[str, str]:
     return user, password
 
 
-def enroll(settings: Settings, environ: Environ, body: bytes, context: dict[str, Any]) -> bytes:
+def enroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> bytes:
     """First enrollment with a one-time token; returns the response body."""
     profile = settings.profile
     user, token = basic_credentials(environ)
@@ -355,7 +354,7 @@ def enroll(settings: Settings, environ: Environ, body: bytes, context: dict[str,
         invite = tokens.find(profile, name, token)
     except StateError as exc:
         raise Refused(401, str(exc), [("WWW-Authenticate", REALM)]) from None
-    checked, _ = _csr(body)
+    checked, _ = _csr(_body(environ))  # read only once the token is known
     issue.csr_name(checked, name, "client")  # a CSR naming another CN is refused
     validity = durations.parse(invite.days, "days")
     with transaction(profile, "est simpleenroll", [name], timeout=settings.lock_timeout) as tx:
