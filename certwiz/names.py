@@ -92,6 +92,23 @@ def key_type(value: str) -> str:
     return value
 
 
+def key_type_of(cert: object) -> str:
+    """The KEY_TYPES entry of a certificate's (or request's) public key: what a renewal
+    makes again. Any other key is a StateError."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from .errors import StateError
+
+    key = cert.public_key()  # type: ignore[attr-defined]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(key.curve.name)
+        if curve:
+            return f"ec:{curve}"
+    elif isinstance(key, rsa.RSAPublicKey) and f"rsa:{key.key_size}" in KEY_TYPES:
+        return f"rsa:{key.key_size}"
+    raise StateError(f"its key type is not one certwiz issues ({', '.join(KEY_TYPES)})")
+
+
 def reason(value: str) -> str:
     if value not in REASONS:
         raise InputError("reason", f"{value!r} is not one of {', '.join(REASONS)}")

@@ -32,6 +32,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "modern": ("-certpbe", "AES-256-CBC", "-keypbe", "AES-256-CBC", "-macalg", "sha256"),
 }
 DEFAULT_FORMAT = "compat"
+# PBE algorithm OIDs (DER bodies) as they appear, unencrypted, in a PKCS#12 file.
+_PBE_3DES = bytes.fromhex("2a864886f70d010c0103")  # pbeWithSHAAnd3-KeyTripleDES-CBC
+_PBES2 = bytes.fromhex("2a864886f70d01050d")  # PBES2 (AES-256-CBC in OpenSSL 3's default)
 MAX_BYTES = 1 << 20  # a client bundle is a few KiB; more is not one
 
 
@@ -39,6 +42,17 @@ def check_format(value: str) -> str:
     if value not in FORMATS:
         raise InputError("p12-format", f"{value!r} is not one of {', '.join(FORMATS)}")
     return value
+
+
+def format_of(path: Path) -> str | None:
+    """compat or modern, read from the bundle's PBE algorithm identifiers (no password
+    needed: they are outside the encrypted parts); None for a bundle with neither."""
+    data = path.read_bytes()
+    if _PBES2 in data:
+        return "modern"
+    if _PBE_3DES in data:
+        return "compat"
+    return None
 
 
 def export_args(

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from . import crl, database, der, durations, grace, intermediate, inventory, names, upkeep
 from . import issue as issuing
 from .errors import InputError, StateError
 from .fsutil import scratch_dir
 from .openssl import Secret
+from .p12 import format_of as p12_format_of
 from .passphrase import P12_ENV, Source, resolve, signing_passphrase
 from .profile import Profile
 from .transaction import Transaction, transaction
-
-# PBE algorithm OIDs (DER bodies) as they appear, unencrypted, in a PKCS#12 file.
-_PBE_3DES = bytes.fromhex("2a864886f70d010c0103")  # pbeWithSHAAnd3-KeyTripleDES-CBC
-_PBES2 = bytes.fromhex("2a864886f70d01050d")  # PBES2 (AES-256-CBC in OpenSSL 3's default)
 
 
 @dataclass(frozen=True)
@@ -51,30 +47,6 @@ class Current:
     key_type: str
     p12_format: str | None  # compat or modern (clients; None when no bundle is there)
     key_encrypted: bool  # a client's key is encrypted with its bundle password (not -u)
-
-
-def p12_format_of(path: Path) -> str | None:
-    """compat or modern, read from the bundle's PBE algorithm identifiers (no password
-    needed: they are outside the encrypted parts); None for a bundle with neither."""
-    data = path.read_bytes()
-    if _PBES2 in data:
-        return "modern"
-    if _PBE_3DES in data:
-        return "compat"
-    return None
-
-
-def _key_type(cert: object) -> str:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    key = cert.public_key()  # type: ignore[attr-defined]
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        curve = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(key.curve.name)
-        if curve:
-            return f"ec:{curve}"
-    elif isinstance(key, rsa.RSAPublicKey) and f"rsa:{key.key_size}" in names.KEY_TYPES:
-        return f"rsa:{key.key_size}"
-    raise StateError(f"its key type is not one certwiz issues ({', '.join(names.KEY_TYPES)})")
 
 
 def _sans(cert: object) -> list[names.San]:
@@ -118,7 +90,12 @@ def current(profile: Profile, name: str, kind: str) -> Current:
     key = profile.key_path(name)
     encrypted = kind == "client" and key.is_file() and intermediate.key_encrypted(key)
     return Current(
-        entry, kind, _sans(cert) if kind == "server" else [], _key_type(cert), fmt, encrypted
+        entry,
+        kind,
+        _sans(cert) if kind == "server" else [],
+        names.key_type_of(cert),
+        fmt,
+        encrypted,
     )
 
 

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from certwiz import database, grace
+from certwiz.p12 import format_of as p12_format_of
 from certwiz.profile import Profile
-from certwiz.renew import p12_format_of
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port, stop_pid, wait_for
 from tests.conftest import load_crl, run_certwiz

@@ -18,7 +18,6 @@ import base64
 import contextlib
 import errno
 import fcntl
-import http.client
 import os
 import secrets
 import ssl
@@ -30,13 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import names, openssl, p12, render
+from .. import names, openssl, p12
 from .. import openssl_args as args
 from ..errors import CertwizError, InputError, RefusedByServer
 from ..fsutil import install, scratch_dir
 from ..openssl import Secret
-from ..renew import _key_type, p12_format_of
-from . import wire
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -144,7 +141,7 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
         raise InputError("p12", f"cannot read {path}: {exc.strerror}") from None
     if len(data) > p12.MAX_BYTES:
         raise InputError("p12", f"{path} is larger than {p12.MAX_BYTES} bytes: not a bundle")
-    fmt = p12_format_of(path)
+    fmt = p12.format_of(path)
     try:
         loaded = pkcs12.load_pkcs12(data, password.text.encode() if password else None)
     except ValueError:
@@ -272,6 +269,10 @@ def _exchange(
     headers: dict[str, str] | None = None,
 ) -> Answer:
     """One request; a connection or TLS failure is a CertwizError (exit 1: retry later)."""
+    import http.client  # only when a request is made (not due: never)
+
+    from . import wire
+
     conn = http.client.HTTPSConnection(where.host, where.port, context=context, timeout=TIMEOUT)
     try:
         conn.request(method, path, body=body, headers={"User-Agent": "certwiz-agent",
@@ -311,6 +312,8 @@ def _reason(body: bytes) -> str:
 
 def _certificates(where: Endpoint, answer: Answer, what: str) -> list[x509.Certificate]:
     """The certificates of a 200 certs-only answer; any other answer is an error."""
+    from . import wire
+
     if answer.status == 200:
         if wire.media_type(answer.content_type) != wire.PKCS7_TYPE:
             raise AnswerRejected(f"{what}: the answer is {answer.content_type!r}, not PKCS#7")
@@ -348,6 +351,8 @@ def _new_key_and_csr(
 ) -> tuple[Path, Secret, bytes, bytes]:
     """WORK/new.key (encrypted under a random Secret), the CSR's DER, the key's SPKI."""
     from cryptography import x509
+
+    from .. import render
 
     key, csr, cnf = work / "new.key", work / "req.csr", work / "req.cnf"
     passphrase = Secret(secrets.token_urlsafe(32))
@@ -500,6 +505,8 @@ def renew(
     when = schedule(bundle.cert, before, now or datetime.now(UTC))
     if not force and not when.due(now or datetime.now(UTC)):
         return _not_due(bundle, when, "not due")
+    from . import wire  # only now: the codecs import what signing needs (not due: never)
+
     with _bundle_lock(p12_path) as waited:
         if waited:
             again = read_bundle(p12_path, password)
@@ -508,7 +515,7 @@ def renew(
                 return _not_due(again, later, "renewed by another run", bundle.serial)
         with scratch_dir(p12_path.parent) as work:
             key, key_secret, csr, spki = _new_key_and_csr(
-                work, _key_type(bundle.cert), bundle.cert.subject
+                work, names.key_type_of(bundle.cert), bundle.cert.subject
             )
             context = _context(ca, bundle, work)
             answer = _exchange(
@@ -554,6 +561,8 @@ def _verified_with_cacerts(
     except AnswerRejected as exc:
         if "does not verify" not in str(exc):
             raise
+        from . import wire
+
         answer = _exchange(where, context, "GET", wire.CACERTS)
         try:
             extra = _certificates(where, answer, "cacerts")
@@ -608,6 +617,8 @@ def enroll(
     if not out.parent.is_dir():
         raise InputError("out", f"{out.parent} is not a directory")
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    from . import wire
+
     with scratch_dir(out.parent) as work:
         key, key_secret, csr, spki = _new_key_and_csr(work, key_type, subject)
         context = _context(ca, None, work)
