@@ -259,3 +259,21 @@ def test_an_answer_the_device_must_not_take(
         change = {"ca": device / "ca.crt"}  # the profile "app": not this leaf's CA
     with pytest.raises(agent.AnswerRejected, match=says):
         _verify(two_level, tmp_path, certs, [], **change)
+
+
+def test_no_password_is_asked_before_the_input_is_checked(device: Path) -> None:
+    def never() -> Secret | None:
+        raise AssertionError("asked for a password before checking the input")
+
+    with pytest.raises(InputError) as raised:
+        agent.renew("http://127.0.0.1:1", device / "bot.p12", device / "ca.crt", password=never)
+    assert raised.value.field == "url"
+    with pytest.raises(InputError) as raised:
+        agent.enroll("https://127.0.0.1:1", "t0k", device / "ca.crt", device / "bot.p12",
+                     password=never, name="bot")  # fmt: skip
+    assert raised.value.field == "out"
+    with pytest.raises(InputError) as raised:  # no -u and no password: refused before any key
+        agent.enroll("https://127.0.0.1:1", "t0k", device / "ca.crt", device / "new.p12",
+                     password=None, name="bot")  # fmt: skip
+    assert raised.value.field == "p12-passphrase-file"
+    assert not (device / "new.p12").exists()

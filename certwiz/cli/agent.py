@@ -12,7 +12,7 @@ import typer
 from ..errors import CertwizError, InputError, RefusedByServer
 from ..fsutil import read_small_text
 from ..openssl import Secret
-from ..passphrase import P12_ENV, bundle_passphrase, obtain
+from ..passphrase import P12_ENV, obtain
 from .common import JsonOpt, P12FormatOpt, P12PassOpt, bundle_password, emit, reports_errors
 from .helptext import INTERRUPTED, help_page
 
@@ -112,7 +112,9 @@ def agent_renew(
     """
     from ..est import agent
 
-    password = None if unencrypted else bundle_password(p12_passphrase_file, str(p12))
+    def password() -> Secret | None:  # asked only after the other input was checked
+        return None if unencrypted else bundle_password(p12_passphrase_file, str(p12))
+
     done = agent.renew(url, p12, ca, password=password, before=before, force=force)
     if done.renewed:
         text = (f"Renewed {done.file}: serial {done.serial} (was {done.previous_serial}), "
@@ -214,8 +216,8 @@ def agent_enroll(
         prompt = f"Password for {out.name}: "
         return obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file", prompt, confirm=True)
 
-    password = bundle_passphrase(new_password, unencrypted=unencrypted)
-    done = agent.enroll(url, given, ca, out, password=password, name=name,
+    done = agent.enroll(url, given, ca, out, password=new_password, unencrypted=unencrypted,
+                        name=name,
                         p12_format=p12_format, force=force)  # fmt: skip
     emit(as_json, asdict(done),
          f"Enrolled {done.name}: {done.file} (serial {done.serial}, valid until "

@@ -34,6 +34,7 @@ from .. import openssl_args as args
 from ..errors import CertwizError, InputError, RefusedByServer
 from ..fsutil import install, scratch_dir
 from ..openssl import Secret
+from ..passphrase import Source, bundle_passphrase, resolve
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -492,16 +493,19 @@ def renew(
     p12_path: Path,
     ca: Path,
     *,
-    password: Secret | None,
+    password: Source,
     before: float | str = DEFAULT_BEFORE,
     force: bool = False,
     now: datetime | None = None,
 ) -> Renewal:
-    """Renew the bundle's certificate over EST when it is due (or `force`)."""
+    """Renew the bundle's certificate over EST when it is due (or `force`).
+
+    `password` None is the empty one; a provider is asked only after the other input
+    was checked."""
     where = endpoint(url)
     before = check_before(before)
     _check_ca(ca)
-    bundle = read_bundle(p12_path, password)
+    bundle = read_bundle(p12_path, resolve(password))
     when = schedule(bundle.cert, before, now or datetime.now(UTC))
     if not force and not when.due(now or datetime.now(UTC)):
         return _not_due(bundle, when, "not due")
@@ -509,7 +513,7 @@ def renew(
 
     with _bundle_lock(p12_path) as waited:
         if waited:
-            again = read_bundle(p12_path, password)
+            again = read_bundle(p12_path, bundle.password)
             if again.serial != bundle.serial:
                 later = schedule(again.cert, before, datetime.now(UTC))
                 return _not_due(again, later, "renewed by another run", bundle.serial)
@@ -594,7 +598,8 @@ def enroll(
     ca: Path,
     out: Path,
     *,
-    password: Secret | None,
+    password: Source,
+    unencrypted: bool = False,
     name: str,
     p12_format: str = p12.DEFAULT_FORMAT,
     key_type: str = _ENROLL_KEY_TYPE,
@@ -616,6 +621,7 @@ def enroll(
         raise InputError("out", f"{out} exists: give --force to replace it")
     if not out.parent.is_dir():
         raise InputError("out", f"{out.parent} is not a directory")
+    secret = bundle_passphrase(password, unencrypted=unencrypted)  # asked only now
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     from . import wire
 
@@ -629,7 +635,7 @@ def enroll(
         )  # fmt: skip
         certs = _certificates(where, answer, "simpleenroll")
         got = _verified_with_cacerts(where, context, certs, spki, subject, ca, work)
-        new = _bundle_file(work, key, key_secret, got, name, p12_format, password)
+        new = _bundle_file(work, key, key_secret, got, name, p12_format, secret)
         if force:
             install(new, out, 0o600)
         else:
