@@ -327,7 +327,7 @@ def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
     port = free_port()
     log = tmp_path / "tcp.log"
     proc = start_service(
-        lab.home, log, "--listen", f"127.0.0.1:{port}", "--trusted-proxy", "192.0.2.1"
+        lab.home, log, "--listen", f"127.0.0.1:{port}", "--trusted-proxy", "192.0.2.1", "--json"
     )
     try:
         wait_for(lambda: _connectable(socket.AF_INET, ("127.0.0.1", port)), "certwiz serve (TCP)")
@@ -348,5 +348,8 @@ def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
         code = stop(proc)
     assert code == 0
     assert not _connectable(socket.AF_INET, ("127.0.0.1", port))
-    text = log.read_text()
-    assert "status=403" in text and "Traceback" not in text
+    lines = [json.loads(line) for line in log.read_text().splitlines()]  # --json: every line
+    assert lines[0]["listen"] == f"http://127.0.0.1:{port}" and lines[0]["trusted"] == "192.0.2.1"
+    [request] = lines[1:]
+    assert request["status"] == 403 and request["peer"] == "127.0.0.1"
+    assert request["path"] == "/.well-known/est/simplereenroll" and claim not in json.dumps(request)

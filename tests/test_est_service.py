@@ -309,3 +309,31 @@ def test_csr_asking_for_ca_gets_no_ca(prof: Profile, settings: service.Settings)
         pass
     usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usages) == [x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_two_level_profile_renews_under_its_intermediate(tmp_path: Path) -> None:
+    fleet = intermediate.init("fleet2", tmp_path / "certs")
+    layered = service.Settings(fleet)
+    pem = client_pem(fleet, "edge")
+    new = issued_cert(call(layered, wire.SIMPLEREENROLL, wire.encode_csr(csr("edge")[0]), cert=pem))
+    signer = x509.load_pem_x509_certificate(fleet.signing_cert.read_bytes())
+    new.verify_directly_issued_by(signer)
+    assert new.issuer == signer.subject and fleet.signing_cert != fleet.ca_cert
+
+
+def test_encrypted_ca_signs_with_the_passphrase_given_at_start(tmp_path: Path) -> None:
+    from certwiz.openssl import Secret
+
+    locked = ca.init("locked", tmp_path / "certs", passphrase=Secret("correct horse battery"))
+    assert locked.ca_key_encrypted()
+    token = tokens.invite(locked, "dev-1").token
+    body = wire.encode_csr(csr("dev-1")[0])
+    without = service.Settings(locked)  # no passphrase: signing fails, nothing issued
+    check = unchanged_but_audit(locked)
+    failed = call(without, wire.SIMPLEENROLL, body, auth=("dev-1", token))
+    assert failed.status == 500 and failed.body.count(b"\n") == 1, failed.body
+    assert b"correct horse" not in failed.body and str(locked.dir).encode() not in failed.body
+    check()
+    assert last_record(locked)["result"] == "error"
+    with_secret = service.Settings(locked, ca_passphrase=Secret("correct horse battery"))
+    assert issued_cert(call(with_secret, wire.SIMPLEENROLL, body, auth=("dev-1", token)))

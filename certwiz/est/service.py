@@ -56,10 +56,17 @@ class Refused(CertwizError):
 
     exit_code = 2
 
-    def __init__(self, status: int, reason: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Iterable[tuple[str, str]] = (),
+        detail: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
-        self.reason = reason
+        self.reason = reason  # what the client is told
+        self.detail = detail or reason  # what the audit record says (paths, openssl's words)
         self.headers = list(headers)
         self.recorded = False  # the transaction it was raised in already audited it
 
@@ -155,12 +162,13 @@ def handle(settings: Settings, environ: Environ) -> Answer:
     except Refused as exc:
         refusal = exc
     except LockTimeout as exc:
-        refusal = Refused(503, f"profile busy, try again ({exc})", [("Retry-After", "5")])
+        refusal = Refused(503, "the CA is busy, try again", [("Retry-After", "5")], str(exc))
     except (InputError, StateError) as exc:
         refusal = Refused(400, str(exc))
         refusal.recorded = bool(context.get("recorded"))
     except (CertwizError, OSError) as exc:
-        refusal = Refused(500, f"the CA could not do it: {audit.describe(exc)}")
+        # the client learns no path or openssl message; the audit record has them
+        refusal = Refused(500, "the CA could not sign (see its audit log)", (), audit.describe(exc))
         refusal.recorded = bool(context.get("recorded"))
     if not (refusal.recorded or context.get("recorded")):
         _audit_refusal(settings, command, context, refusal)
@@ -182,7 +190,7 @@ def _audit_refusal(
     """One audit record for a refusal outside any transaction (under the lock, like every
     record); a profile too busy to take it still gets its answer."""
     record = audit.new_record(settings.profile.name, command, list(context["names"]))
-    record.update(result="refused", status=refusal.status, error=refusal.reason)
+    record.update(result="refused", status=refusal.status, error=refusal.detail)
     record["peer"] = context["peer"]
     try:
         with settings.profile.lock(settings.lock_timeout):
