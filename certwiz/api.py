@@ -28,6 +28,7 @@ from typing import Any
 
 from . import audit, batch, check, inventory, issue, nginx, revoke, rollover, subordinate
 from . import ca as ca_init
+from . import export as exporting
 from . import intermediate as two_level
 from . import renew as renewing
 from .openssl import Secret
@@ -309,6 +310,57 @@ class CA:
             ca_passphrase=self.ca_secret,
             timeout=self.lock_timeout,
         )
+
+    def export(
+        self,
+        name: str,
+        fmt: str,
+        out: Path,
+        *,
+        force: bool = False,
+        p12_format: str = "compat",
+        unencrypted: bool | None = None,
+        bundle_passphrase: Source = None,
+        key_passphrase: Source = None,
+    ) -> exporting.Exported:
+        """NAME's certificate (pem, chain, der, or a fresh p12) written to OUT; see export_bytes."""
+        return exporting.export(
+            self.profile,
+            name,
+            fmt,
+            out,
+            force=force,
+            p12_format=p12_format,
+            password=bundle_passphrase,
+            key_passphrase=key_passphrase,
+            unencrypted=unencrypted,
+            timeout=self.lock_timeout,
+        )
+
+    def export_bytes(
+        self,
+        name: str,
+        fmt: str,
+        *,
+        p12_format: str = "compat",
+        unencrypted: bool | None = None,
+        bundle_passphrase: Source = None,
+        key_passphrase: Source = None,
+    ) -> bytes:
+        """The export itself. A p12 needs `bundle_passphrase` unless `unencrypted`
+        (None: unencrypted exactly when no password is given); `key_passphrase` is
+        asked only for an encrypted key. A p12 export is audited: a key left."""
+        data, _ = exporting.render(
+            self.profile,
+            name,
+            fmt,
+            p12_format=p12_format,
+            password=bundle_passphrase,
+            key_passphrase=key_passphrase,
+            unencrypted=unencrypted,
+            timeout=self.lock_timeout,
+        )
+        return data
 
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:
         return revoke.generate_crl(

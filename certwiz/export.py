@@ -14,7 +14,7 @@ from pathlib import Path
 from . import bundle, check, der, names, p12
 from .errors import InputError
 from .fsutil import not_plain_dir, scratch_dir, write_atomic
-from .openssl import Secret
+from .passphrase import Source, bundle_passphrase, resolve
 from .profile import Profile
 from .transaction import transaction
 
@@ -57,25 +57,24 @@ def check_out(out: Path, *, force: bool, home: Path) -> Path:
     return out
 
 
-def needs_key_password(profile: Profile, name: str) -> bool:
-    """Whether NAME's key is encrypted: the CLI asks for its password only then."""
-    return bundle.key_encrypted(bundle.key_of(profile, name))
-
-
 def render(
     profile: Profile,
     name: str,
     fmt: str,
     *,
     p12_format: str = p12.DEFAULT_FORMAT,
-    password: Secret | None = None,
-    key_passphrase: Secret | None = None,
+    password: Source = None,
+    key_passphrase: Source = None,
+    unencrypted: bool | None = None,
     timeout: float | None = None,
 ) -> tuple[bytes, str]:
     """The exported bytes and the serial they carry.
 
-    For p12, `password` is the new bundle's (None: the empty password, MAC kept)
-    and `key_passphrase` opens an encrypted key in the profile.
+    For p12, `password` is the new bundle's: required unless `unencrypted` (the empty
+    password, MAC kept); left None, `unencrypted` means "no password given". And
+    `key_passphrase` opens an encrypted key in the profile. Providers are called
+    only for a p12, only when needed (the key's only for an encrypted key), after
+    the checks before them: the key's first, then the bundle's.
     """
     names.client_name(name)  # it names files: no path may leave the profile
     check_format(fmt)
@@ -89,7 +88,12 @@ def render(
         return pem, entry.serial
     p12.check_format(p12_format)
     key = bundle.key_of(profile, name)
-    bundle.open_key(key, key_passphrase, "key-passphrase-file")
+    encrypted = bundle.key_encrypted(key)
+    key_secret = resolve(key_passphrase) if encrypted else None
+    bundle.open_key(key, key_secret, "key-passphrase-file")
+    if unencrypted is None:
+        unencrypted = password is None
+    bundle_secret = bundle_passphrase(password, unencrypted=unencrypted)
     bundle.current(profile, name, kind=None)  # before the lock too: a refusal leaves no trace
     with (
         transaction(profile, "export p12", [name], timeout=timeout) as tx,
@@ -106,8 +110,8 @@ def render(
             name=name,
             out=out,
             p12_format=p12_format,
-            password=password,
-            key_passphrase=key_passphrase if bundle.key_encrypted(key) else None,
+            password=bundle_secret,
+            key_passphrase=key_secret,
         )
         check.require_whole(out)
         return out.read_bytes(), entry.serial
@@ -121,8 +125,9 @@ def export(
     *,
     force: bool = False,
     p12_format: str = p12.DEFAULT_FORMAT,
-    password: Secret | None = None,
-    key_passphrase: Secret | None = None,
+    password: Source = None,
+    key_passphrase: Source = None,
+    unencrypted: bool | None = None,
     timeout: float | None = None,
 ) -> Exported:
     """Write the export to OUT atomically: 0600 for a p12 (it holds a key), else 0644."""
@@ -134,6 +139,7 @@ def export(
         p12_format=p12_format,
         password=password,
         key_passphrase=key_passphrase,
+        unencrypted=unencrypted,
         timeout=timeout,
     )
     mode = 0o600 if fmt == "p12" else 0o644

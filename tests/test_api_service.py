@@ -101,6 +101,25 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
     assert operations("batch issue") == [("client issue", ["bot-1"]), ("client issue", ["bot-2"])]
     assert operations("batch revoke") == [("revoke", ["bot-1"]), ("revoke", ["www.example"])]
 
+    keys: list[str] = []
+
+    def key_password() -> Secret:  # bot-2's key is encrypted with its bundle password
+        keys.append("bot-2")
+        return Secret("bundle-pw-2")
+
+    exported = svc.export_bytes(
+        "bot-2", "p12", bundle_passphrase=Secret("export-pw-1"), key_passphrase=key_password
+    )
+    assert keys == ["bot-2"]
+    assert pkcs12.load_pkcs12(exported, b"export-pw-1").key is not None
+    plain = svc.export_bytes(
+        "api.example", "p12", unencrypted=True, key_passphrase=lambda: pytest.fail("no password")
+    )
+    assert pkcs12.load_pkcs12(plain, b"").cert is not None
+    with pytest.raises(InputError) as no_password:  # a p12 needs one unless unencrypted
+        svc.export_bytes("api.example", "p12", unencrypted=False)
+    assert no_password.value.field == "p12-passphrase-file"
+
     rolled = svc.renew_ca(days=900)  # same key: every leaf above keeps verifying
     load_cert(svc.profile.intermediate_cert).verify_directly_issued_by(root)
     assert rolled.level == "intermediate"

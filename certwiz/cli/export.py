@@ -12,8 +12,8 @@ import typer
 from .. import export as exporting
 from .. import names, p12
 from ..errors import InputError
-from ..passphrase import P12_ENV, bundle_passphrase, obtain
-from ..profile import open_profile
+from ..openssl import Secret
+from ..passphrase import P12_ENV, obtain
 from .common import (
     HomeOpt,
     JsonOpt,
@@ -21,8 +21,8 @@ from .common import (
     P12FormatOpt,
     P12PassOpt,
     ProfileOpt,
-    command_lock_timeout,
     emit,
+    open_ca,
     reports_errors,
 )
 from .helptext import CHANGES, help_page
@@ -85,33 +85,31 @@ def export_cmd(
     names.client_name(name)
     exporting.check_format(fmt)
     p12.check_format(p12_format)
-    prof = open_profile(profile, home)
+    lib = open_ca(ctx, profile, home)
     if out is not None:
-        exporting.check_out(out, force=force, home=prof.home)
+        exporting.check_out(out, force=force, home=lib.profile.home)
     elif as_json:
         raise InputError("json", "--json needs --out (without it the export goes to stdout)")
     elif fmt in ("der", "p12") and sys.stdout.isatty():
         raise InputError("out", f"{fmt} is binary: give --out FILE, or redirect the output")
-    password = key_password = None
-    if fmt == "p12":
-        if exporting.needs_key_password(prof, name):
-            prompt = f"Password of {name}.key: "
-            key_password = obtain(key_passphrase_file, KEY_ENV, "key-passphrase-file", prompt,
-                                  confirm=False, min_length=1)  # fmt: skip
-        password = bundle_passphrase(  # the one rule: required unless -u
-            lambda: obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file",
-                           f"Password for the exported {name}.p12: ", confirm=True),
-            unencrypted=unencrypted,
-        )  # fmt: skip
-    timeout = command_lock_timeout(ctx)
+
+    def new_password() -> Secret | None:  # asked only for a p12 without -u
+        return obtain(p12_passphrase_file, P12_ENV, "p12-passphrase-file",
+                      f"Password for the exported {name}.p12: ", confirm=True)  # fmt: skip
+
+    def key_password() -> Secret | None:  # asked only when the key is encrypted
+        return obtain(key_passphrase_file, KEY_ENV, "key-passphrase-file",
+                      f"Password of {name}.key: ", confirm=False, min_length=1)  # fmt: skip
+
     if out is None:
-        data, _ = exporting.render(prof, name, fmt, p12_format=p12_format, password=password,
-                                   key_passphrase=key_password, timeout=timeout)  # fmt: skip
+        data = lib.export_bytes(
+            name, fmt, p12_format=p12_format, unencrypted=unencrypted,
+            bundle_passphrase=new_password, key_passphrase=key_password,
+        )  # fmt: skip
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    done = exporting.export(prof, name, fmt, out, force=force, p12_format=p12_format,
-                            password=password, key_passphrase=key_password,
-                            timeout=timeout)  # fmt: skip
+    done = lib.export(name, fmt, out, force=force, p12_format=p12_format, unencrypted=unencrypted,
+                      bundle_passphrase=new_password, key_passphrase=key_password)  # fmt: skip
     emit(as_json, asdict(done), f"Wrote {done.format} of {name} (serial {done.serial}) "
          f"to {done.out} (mode {done.mode})")  # fmt: skip
