@@ -20,14 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import database, der, names
+from . import database, der, journal, names
 from .der import DERError, pem_to_der
 from .errors import CertwizError
 from .fsutil import not_plain_dir, write_atomic
 from .profile import ROOT_DIR, Profile
 from .render import cnf_escape
 
-SCRATCH_PREFIX = ".certwiz-"
+SCRATCH_PREFIX = journal.SCRATCH_PREFIX
 # openssl ca rewrites these as NAME.new, then renames NAME -> NAME.old, NAME.new -> NAME.
 ROTATED = ("index.txt", "index.txt.attr", "serial", "crlnumber")
 _PEM_LINE = re.compile(r"[A-Za-z0-9+/]{1,76}={0,2}")
@@ -337,6 +337,8 @@ def _remove_scratch(profile: Profile, done: list[str]) -> None:
             if entry.is_symlink():
                 continue
             if entry.name.startswith(SCRATCH_PREFIX) and entry.is_dir():
+                if parent == profile.dir and journal.recover(profile, entry, done):
+                    continue  # it owes revocations: the command's upkeep settles them
                 shutil.rmtree(entry)
                 done.append(f"removed stale scratch directory {entry}")
             elif entry.name.endswith(".tmp") and entry.is_file():
@@ -360,17 +362,19 @@ def _restore_issued(profile: Profile, done: list[str]) -> None:
     """A valid certificate in the database whose issued/NAME.crt was never installed.
 
     Only when its key was delivered (see _delivered_key): a certificate signed by a run
-    killed before that is never paired with another key or with none; its name stays
-    blocked until it is revoked, as `issue` then says.
+    killed before that is never paired with another key or with none; a journal says it
+    is owed a withdrawal (see journal), else its name stays blocked until it is revoked.
     """
+    withdrawn = {int(o.serial, 16) for o in journal.pending(profile) if not o.delivered}
     try:
         entries = database.read(profile.index)
     except (OSError, database.DatabaseError):
         return  # verify_profile reports it
     newest: dict[str, database.Entry] = {}
     for entry in entries:
-        if entry.status() == "valid" and entry.common_name is not None:
-            newest[entry.common_name] = entry
+        named = entry.common_name is not None and entry.serial_int not in withdrawn
+        if named and entry.status() == "valid":
+            newest[str(entry.common_name)] = entry
     for name, entry in newest.items():
         if not names.names_files(name):
             continue

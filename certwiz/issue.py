@@ -24,6 +24,7 @@ from . import (
     durations,
     intermediate,
     inventory,
+    journal,
     leaf_urls,
     names,
     ocsp,
@@ -293,6 +294,7 @@ def sign(
     if capped:
         tx.note("validity_capped", capped)
     serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
+    journal.signing(work, serial_hex)  # a kill from here on is finished or undone (journal)
     with check.guarded(profile):
         subject = name if replace_subject else None
         openssl.run(
@@ -327,12 +329,19 @@ def deliver(
     """Bundle and move the signed certificate (and its key, if certwiz made it) into place.
 
     A client with a key gets a PKCS#12 bundle; a server gets NAME.fullchain.pem.
+    Every file is staged whole in WORK first, then the journal commits the delivery,
+    then the renames: a run killed among them is rolled forward by the next change
+    (see journal), so a new fullchain or bundle never stays beside an old key.
     """
     check.require_whole(cert)
     files = {"certificate": profile.cert_path(name)}
     if key is not None:
         files["key"] = profile.key_path(name)
     files["csr"] = profile.csr_path(name)
+    staged: list[tuple[Path, Path, int]] = []
+    if key is not None:
+        staged.append((key, profile.key_path(name), 0o600))
+    staged.append((csr, profile.csr_path(name), 0o644))
     if kind == "client" and key is not None:
         p12 = work / "bundle.p12"
         p12_lib.export(
@@ -346,17 +355,17 @@ def deliver(
             key_passphrase=key_passphrase,
         )
         check.require_whole(p12)
-        install(p12, profile.p12_path(name), 0o600)
+        staged.append((p12, profile.p12_path(name), 0o600))
         files["p12"] = profile.p12_path(name)
     elif kind == "server":
         chain = work / "fullchain.pem"
         chain.write_bytes(cert.read_bytes() + profile.chain.read_bytes())
-        install(chain, profile.fullchain_path(name), 0o644)
+        staged.append((chain, profile.fullchain_path(name), 0o644))
         files["fullchain"] = profile.fullchain_path(name)
-    if key is not None:
-        install(key, profile.key_path(name), 0o600)
-    install(csr, profile.csr_path(name), 0o644)
-    install(cert, profile.cert_path(name), 0o644)
+    staged.append((cert, profile.cert_path(name), 0o644))
+    journal.delivering(profile, work, staged)
+    for src, dst, mode in staged:
+        install(src, dst, mode)
     return files
 
 

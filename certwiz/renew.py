@@ -10,9 +10,9 @@ name never keeps two valid certificates past its grace: no zombie certificates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from . import crl, database, der, durations, grace, intermediate, inventory, names, upkeep
+from . import database, der, durations, grace, intermediate, inventory, journal, names, upkeep
 from . import issue as issuing
 from .errors import InputError, StateError
 from .fsutil import scratch_dir
@@ -66,7 +66,9 @@ def _sans(cert: object) -> list[names.San]:
 
 
 def current(profile: Profile, name: str, kind: str) -> Current:
-    """The valid certificate of NAME to renew (the newest not already superseded)."""
+    """The valid certificate of NAME to renew: the one installed as issued/NAME.crt (a
+    killed run may have signed another it never delivered), else the newest not
+    already superseded."""
     from cryptography import x509
 
     pending = grace.read(profile)
@@ -76,7 +78,7 @@ def current(profile: Profile, name: str, kind: str) -> Current:
             f"{name} has no valid certificate to renew in profile {profile.name}; "
             f"issue one: certwiz {kind} issue -p {profile.name} -n {name}"
         )
-    entry = valid[-1]
+    entry = _installed(profile, name, valid) or valid[-1]
     pem = profile.newcert_path(entry.serial).read_bytes()
     cert = x509.load_pem_x509_certificate(pem)
     found = der.kind_of(pem)
@@ -97,6 +99,21 @@ def current(profile: Profile, name: str, kind: str) -> Current:
         fmt,
         encrypted,
     )
+
+
+def _installed(profile: Profile, name: str, valid: list[database.Entry]) -> database.Entry | None:
+    """The entry of VALID whose certificate is issued/NAME.crt, if any."""
+    try:
+        installed = profile.cert_path(name).read_bytes()
+    except (OSError, InputError):
+        return None
+    for entry in valid:
+        try:
+            if profile.newcert_path(entry.serial).read_bytes() == installed:
+                return entry
+        except OSError:
+            continue
+    return None
 
 
 def renew(
@@ -128,6 +145,8 @@ def renew(
     ):
         old = current(profile, name, kind)
         existing = profile.key_path(name) if reuse_key else None
+        seconds = None if span is None else span.total_seconds()
+        journal.superseding(work, name, old.entry.serial, seconds)  # see journal
         entry, files = issuing.make_certificate(
             profile,
             tx,
@@ -142,7 +161,7 @@ def renew(
             old.p12_format,
             existing,
         )
-        until = _supersede(tx, profile, name, old.entry, entry.serial, span, ca_passphrase)
+        until = upkeep.supersede(tx, profile, name, old.entry, entry.serial, span, ca_passphrase)
         notes = issuing.capped_notes(tx) + upkeep.tidy(profile, tx, ca_passphrase)
     return Renewed(
         name,
@@ -190,7 +209,7 @@ def renew_with_csr(
             removed.append(str(path))
     if removed:
         tx.note("removed", removed)
-    until = _supersede(tx, profile, name, old.entry, done.serial, grace_period, ca_passphrase)
+    until = upkeep.supersede(tx, profile, name, old.entry, done.serial, grace_period, ca_passphrase)
     return Renewed(
         name,
         old.kind,
@@ -243,42 +262,3 @@ def bundle_secret(old: Current, name: str, source: Source) -> Secret | None:
             f"or set {P12_ENV}, the same password its key is encrypted with",
         )
     return secret
-
-
-def _supersede(
-    tx: Transaction,
-    profile: Profile,
-    name: str,
-    old: database.Entry,
-    successor: str,
-    span: timedelta | None,
-    secret: Secret | None,
-) -> datetime | None:
-    """Revoke OLD (`superseded`) now, or put it on the grace list until now + SPAN.
-
-    A superseded certificate of NAME still in an earlier grace is revoked now: a
-    name keeps at most its current certificate and the one it replaced.
-    """
-    pending = grace.read(profile)
-    by_serial = {e.serial: e for e in database.read(profile.index)}
-    revoked = []
-    earlier = [s for s, item in pending.items() if item.name == name]
-    for serial in earlier:
-        entry = by_serial.get(serial)
-        if entry is not None and entry.flag == "V":
-            crl.revoke_entry(profile, entry, "superseded", secret)
-            revoked.append(serial)
-        del pending[serial]
-    until = None
-    if span is None:
-        crl.revoke_entry(profile, old, "superseded", secret)
-        revoked.append(old.serial)
-    else:
-        until = datetime.now(UTC).replace(microsecond=0) + span
-        pending[old.serial] = grace.Pending(old.serial, name, until, successor)
-    for serial in revoked:
-        tx.note_serial(serial)
-    if revoked:
-        crl.regenerate_crl(profile, secret, None)
-    grace.write(profile, pending)
-    return until

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from . import audit, check
+from . import audit, check, journal
 from .profile import Profile
 
 
@@ -58,12 +58,14 @@ class Transaction:
 
     `crl_missing` lists revoked serials the CRL lacks (a revoke killed before it
     published): an operation that signs publishes them first, then clears the list.
+    `owed`: revocations a killed run's journal left (see journal); upkeep settles them.
     """
 
     profile: Profile
     own: Operation
     recovered: list[str] = field(default_factory=list)
     crl_missing: list[str] = field(default_factory=list)
+    owed: list[journal.Owed] = field(default_factory=list)
     operations: list[Operation] = field(default_factory=list)
     _open: list[Operation] = field(default_factory=list)
 
@@ -160,6 +162,7 @@ def transaction(
         try:
             tx.recovered = check.recover(profile)
             report = check.require_consistent(profile, check_crl=check_crl)
+            tx.owed = journal.pending(profile)
             if report.missing_from_crl:
                 tx.crl_missing = list(report.missing_from_crl)
                 tx.own.details["crl_missing"] = list(report.missing_from_crl)

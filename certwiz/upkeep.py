@@ -1,5 +1,6 @@
 """What every writing command does before it lets go of a profile.
 
+0. The revocations a killed run's journal owes are done (see `journal`).
 1. Superseded certificates whose `--grace` ended are revoked (`superseded`), so a
    name never keeps two valid certificates past its grace.
 2. A CRL that passes its nextUpdate makes NGINX reject every client while `nginx -t`
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, crl, database, der, grace, intermediate
+from . import check, crl, database, der, grace, intermediate, journal
 from .openssl import Secret
 from .profile import Profile
 from .transaction import Transaction
@@ -92,6 +93,79 @@ def supersede_due(
     return notes
 
 
+def supersede(
+    tx: Transaction,
+    profile: Profile,
+    name: str,
+    old: database.Entry,
+    successor: str,
+    span: timedelta | None,
+    secret: Secret | None,
+) -> datetime | None:
+    """Revoke OLD (`superseded`) now, or put it on the grace list until now + SPAN.
+
+    A superseded certificate of NAME still in an earlier grace is revoked now: a
+    name keeps at most its current certificate and the one it replaced.
+    """
+    pending = grace.read(profile)
+    by_serial = {e.serial: e for e in database.read(profile.index)}
+    revoked = []
+    earlier = [s for s, item in pending.items() if item.name == name and s != old.serial]
+    for serial in earlier:
+        entry = by_serial.get(serial)
+        if entry is not None and entry.flag == "V":
+            crl.revoke_entry(profile, entry, "superseded", secret)
+            revoked.append(serial)
+        del pending[serial]
+    until = None
+    if span is None:
+        crl.revoke_entry(profile, old, "superseded", secret)
+        revoked.append(old.serial)
+        pending.pop(old.serial, None)
+    else:
+        until = datetime.now(UTC).replace(microsecond=0) + span
+        pending[old.serial] = grace.Pending(old.serial, name, until, successor)
+    for serial in revoked:
+        tx.note_serial(serial)
+    if revoked:
+        crl.regenerate_crl(profile, secret, None)
+    grace.write(profile, pending)
+    return until
+
+
+def settle_journals(profile: Profile, tx: Transaction, ca_passphrase: Secret | None) -> list[str]:
+    """The revocations killed runs owe (see journal), found when TX began: a certificate
+    signed but never delivered is withdrawn (`cessationOfOperation`: its key is gone); a
+    renewal whose delivery was rolled forward supersedes the certificate it replaced.
+
+    So after any kill a name ends with one valid certificate, the one installed.
+    """
+    notes: list[str] = []
+    for owed in tx.owed:
+        entries = {e.serial_int: e for e in database.read(profile.index)}
+        signed = entries.get(int(owed.serial, 16))
+        if not owed.delivered:
+            if signed is not None and signed.flag == "V":
+                crl.revoke_entry(profile, signed, "cessationOfOperation", ca_passphrase)
+                tx.note_serial(owed.serial)
+                notes.append(
+                    f"revoked {owed.serial} ({signed.common_name}): a killed run signed it "
+                    "and never delivered it"
+                )
+        elif owed.old is not None and owed.name is not None:
+            old = entries.get(int(owed.old, 16))
+            if old is not None and old.flag == "V" and old.serial not in grace.read(profile):
+                span = None if owed.grace_seconds is None else timedelta(seconds=owed.grace_seconds)
+                supersede(tx, profile, owed.name, old, owed.serial, span, ca_passphrase)
+                notes.append(
+                    f"superseded {old.serial} of {owed.name} by {owed.serial}, the renewal "
+                    "a killed run had delivered"
+                )
+        journal.close(owed)
+    tx.owed.clear()
+    return notes
+
+
 def tidy(
     profile: Profile,
     tx: Transaction,
@@ -100,8 +174,9 @@ def tidy(
     crl_follows: bool = False,
     now: datetime | None = None,
 ) -> list[str]:
-    """Both upkeep steps, under the lock. `crl_follows`: the caller writes a fresh CRL next."""
-    notes = supersede_due(profile, tx, ca_passphrase, now)
+    """The upkeep steps, under the lock. `crl_follows`: the caller writes a fresh CRL next."""
+    notes = settle_journals(profile, tx, ca_passphrase)
+    notes += supersede_due(profile, tx, ca_passphrase, now)
     if notes and not crl_follows:
         crl.regenerate_crl(profile, ca_passphrase, None)
         notes.append(f"renewed {profile.crl}")

@@ -18,7 +18,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "certwiz"
 
 MODEL = {"errors", "names", "durations", "der"}
 OPENSSL = {"openssl", "openssl_args", "render"}
-STORE = {"fsutil", "profile", "database", "audit", "check", "transaction", "grace", "passphrase"}
+STORE = {
+    "fsutil",
+    "profile",
+    "database",
+    "audit",
+    "check",
+    "journal",
+    "transaction",
+    "grace",
+    "passphrase",
+}
 FACADE = {"api"}
 SERVICE_PACKAGES = ("est", "serve", "agent")
 CLI = {"entry", "__main__"}

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, check, database, inventory, issue, revoke
+from certwiz import ca, check, database, inventory, issue, journal, revoke
 from certwiz.profile import Profile
 from tests.conftest import clean_env, load_cert, load_crl
 
@@ -90,7 +90,11 @@ def assert_consistent(profile: Profile, traces: Counter[str]) -> None:
             if entry.flag == "V":
                 cert = load_cert(profile.newcert_path(entry.serial))
                 assert cert.serial_number == entry.serial_int
-        assert not list(profile.dir.glob(".certwiz-*"))
+        # Only journals that owe a revocation stay, stripped to the journal (no key).
+        owed = {o.work for o in journal.pending(profile)}
+        assert set(profile.dir.glob(".certwiz-*")) == owed
+        for work in owed:
+            assert {p.name for p in work.iterdir()} <= set(journal.FILES)
         assert check.verify_profile(profile).problems == []
 
 
@@ -107,13 +111,10 @@ def assert_settled(profile: Profile) -> None:
             if profile.cert_path(name).exists():
                 assert profile.cert_path(name).read_bytes() == signed
                 continue
-            # Killed after signing, before its key was delivered: recovery never pairs the
-            # certificate with another key or none (issue 13 item 14); the name stays
-            # blocked until revoked. Its request, if any, must not hold this key.
-            csr = profile.csr_path(name)
-            if csr.exists():
-                request = x509.load_pem_x509_csr(csr.read_bytes())
-                assert request.public_key() != x509.load_pem_x509_certificate(signed).public_key()
+            # Killed after signing, before its key was delivered: never paired with another
+            # key (issue 13 item 14), and the journal had it withdrawn (attack r1 item 6).
+            raise AssertionError(f"{entry.serial} of {name} is valid and was never delivered")
+    assert not list(profile.dir.glob(".certwiz-*"))
 
 
 def calibrate(action: Callable[[], object]) -> float:
@@ -448,7 +449,7 @@ def _killed_in_delivery(profile: Profile, name: str, after: int) -> None:
     assert os.WIFSIGNALED(status), "the kill did not land"
 
 
-@pytest.mark.parametrize("after", [0, 2, 3])  # nothing / p12+key / p12+key+csr installed
+@pytest.mark.parametrize("after", [0, 2, 3])  # nothing / key+csr / key+csr+bundle installed
 def test_a_delivery_killed_midway_never_pairs_a_certificate_with_another_key(
     profile: Profile, after: int
 ) -> None:

@@ -1,0 +1,141 @@
+"""What a signing change writes down in its scratch directory, so that the next change
+finishes or undoes a run killed after `openssl ca`, never leaves it half-done.
+
+A certificate is signed, then several files are installed (key, request, bundle or
+fullchain, certificate) by separate renames: no order makes them change together. So
+the scratch directory (PROFILE/.certwiz-*, under the lock) is the journal:
+
+1. `signed`: the serial `openssl ca` is about to assign, written before it runs.
+2. `delivery.json`: the installs (file in the scratch directory -> place in the
+   profile), written once every file is staged whole. This is the commit point.
+3. `supersedes.json` (a renewal): the certificate the new one replaces, and its grace.
+
+Recovery (`check.recover`) rolls a committed delivery forward (the files still in the
+scratch directory are installed: an install is a rename, so what moved is done); a
+delivery not committed installed nothing, and its signed certificate, whose key lived
+only in the scratch directory, is owed a withdrawal. Revocations need the CA key, so
+they are left in a stripped journal (`pending`) that the command's upkeep settles
+(`upkeep.settle_journals`), and the next command if this one cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fsutil import install, write_atomic
+from .profile import Profile
+
+SCRATCH_PREFIX = ".certwiz-"
+SIGNED = "signed"
+DELIVERY = "delivery.json"
+SUPERSEDES = "supersedes.json"
+FILES = (SIGNED, DELIVERY, SUPERSEDES)
+_SERIAL = re.compile(r"[0-9A-F]{2,64}")
+
+
+@dataclass(frozen=True)
+class Owed:
+    """What a killed run's journal still needs: revocations, under the CA key."""
+
+    work: Path
+    serial: str  # the certificate the run signed
+    delivered: bool  # its delivery committed (then rolled forward), else withdraw it
+    name: str | None = None  # a renewal: NAME's certificate OLD is superseded
+    old: str | None = None
+    grace_seconds: float | None = None
+
+
+def signing(work: Path, serial: str) -> None:
+    write_atomic(work / SIGNED, serial + "\n", 0o600)
+
+
+def delivering(profile: Profile, work: Path, installs: list[tuple[Path, Path, int]]) -> None:
+    """Commit: every staged file (in WORK) and where it goes (relative to the profile)."""
+    rows = [[src.name, str(dst.relative_to(profile.dir)), mode] for src, dst, mode in installs]
+    write_atomic(work / DELIVERY, json.dumps(rows), 0o600)
+
+
+def superseding(work: Path, name: str, old: str, grace_seconds: float | None) -> None:
+    data = {"name": name, "old": old, "grace_seconds": grace_seconds}
+    write_atomic(work / SUPERSEDES, json.dumps(data), 0o600)
+
+
+def install_all(profile: Profile, work: Path) -> list[str]:
+    """The installs of WORK's committed delivery still to do, done; the targets."""
+    rows = json.loads((work / DELIVERY).read_text(encoding="utf-8"))
+    done = []
+    for name, rel, mode in rows:
+        src, dst = work / str(name), profile.dir / str(rel)
+        if "/" in str(name) or dst.parent not in (profile.issued, profile.private, profile.reqs):
+            raise ValueError(f"{work / DELIVERY}: {rel!r} is not a place certwiz installs to")
+        if src.is_file() and not src.is_symlink():
+            install(src, dst, int(mode))
+            done.append(str(dst))
+    return done
+
+
+def _owed(work: Path, delivered: bool) -> Owed | None:
+    serial = (work / SIGNED).read_text(encoding="ascii").strip()
+    if not _SERIAL.fullmatch(serial):
+        return None
+    if not (work / SUPERSEDES).is_file():
+        return Owed(work, serial, delivered)
+    data = json.loads((work / SUPERSEDES).read_text(encoding="utf-8"))
+    seconds = data["grace_seconds"]
+    return Owed(
+        work,
+        serial,
+        delivered,
+        str(data["name"]),
+        str(data["old"]),
+        None if seconds is None else float(seconds),
+    )
+
+
+def recover(profile: Profile, work: Path, done: list[str]) -> bool:
+    """Finish the journal of a killed run's scratch directory WORK (not a link, under the
+    lock). True: it still owes revocations, and is kept with nothing but its journal."""
+    if not (work / SIGNED).is_file():
+        return False
+    try:
+        delivered = (work / DELIVERY).is_file()
+        if delivered:
+            for target in install_all(profile, work):
+                done.append(f"installed {target} (a delivery a killed run had committed)")
+        owed = _owed(work, delivered)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        done.append(f"could not finish the journal {work}: {exc}")
+        return False
+    if owed is None:
+        return False
+    for child in work.iterdir():
+        if child.name not in FILES:
+            child.unlink()  # the undelivered key among them: it never leaves here
+    return True
+
+
+def pending(profile: Profile) -> list[Owed]:
+    """The journals recovery kept: the revocations they owe, oldest serial first."""
+    found = []
+    for work in profile.dir.glob(SCRATCH_PREFIX + "*"):
+        if work.is_symlink() or not work.is_dir() or not (work / SIGNED).is_file():
+            continue
+        try:
+            owed = _owed(work, (work / DELIVERY).is_file())
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if owed is not None:
+            found.append(owed)
+    return sorted(found, key=lambda o: int(o.serial, 16))
+
+
+def close(owed: Owed) -> None:
+    """The revocations of OWED are done: its journal goes."""
+    shutil.rmtree(owed.work, ignore_errors=True)
+    if owed.work.exists():
+        os.rmdir(owed.work)

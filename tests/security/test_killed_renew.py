@@ -1,0 +1,135 @@
+"""A `client renew` / `server renew` SIGKILLed at each step after signing (attack round
+r1, item 6): the next change leaves exactly one valid certificate per name, installed as
+issued/NAME.crt, paired with private/NAME.key, the bundle or fullchain holding both;
+the renew after it works. Deterministic: the kill is placed at a step, as in test_crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certwiz import ca, database, grace, inventory, issue, renew, upkeep
+from certwiz.profile import Profile
+from tests.conftest import load_cert, openssl
+
+Patch = Callable[[Callable[..., object]], Callable[..., object]]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Profile:
+    return ca.init("lives", tmp_path_factory.mktemp("killed-renew") / "certs")
+
+
+def _die(*_: object, **__: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after(real: Callable[..., object]) -> Callable[..., object]:
+    def call(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        _die()
+        return result
+
+    return call
+
+
+def _before_install(k: int) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    def wrap(real: Callable[..., object]) -> Callable[..., object]:
+        count = [0]
+
+        def install(*args: object) -> object:
+            if count[0] == k:
+                _die()
+            count[0] += 1
+            return real(*args)
+
+        return install
+
+    return wrap
+
+
+STEPS: dict[str, tuple[object, str, Patch]] = {
+    "signed": (issue, "sign", _after),  # openssl ca done, nothing delivered
+    "export": (issue.p12_lib, "export", lambda real: _die),  # clients: making the p12
+    "install-0": (issue, "install", _before_install(0)),
+    "install-1": (issue, "install", _before_install(1)),
+    "install-2": (issue, "install", _before_install(2)),
+    "install-3": (issue, "install", _before_install(3)),
+    "delivered": (upkeep, "supersede", lambda real: _die),  # before the old is revoked
+}
+
+
+def killed_renew(profile: Profile, name: str, kind: str, step: str) -> None:
+    module, attr, wrap = STEPS[step]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            setattr(module, attr, wrap(getattr(module, attr)))
+            renew.renew(profile, name, kind)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"
+
+
+def assert_one_paired(profile: Profile, name: str, kind: str) -> x509.Certificate:
+    """Exactly one valid certificate of NAME (none pending in a grace), delivered whole."""
+    pending = grace.read(profile)
+    valid = [e for e in inventory.valid_named(profile, name) if e.serial not in pending]
+    assert len(valid) == 1, [(e.serial, e.flag) for e in valid]
+    signed = profile.newcert_path(valid[0].serial).read_bytes()
+    assert profile.cert_path(name).read_bytes() == signed
+    cert = load_cert(profile.cert_path(name))
+    key = serialization.load_pem_private_key(profile.key_path(name).read_bytes(), None)
+    assert key.public_key() == cert.public_key()
+    if kind == "server":
+        chain = profile.fullchain_path(name).read_bytes()
+        assert chain == signed + profile.chain.read_bytes()
+    else:
+        bundle = pkcs12.load_pkcs12(profile.p12_path(name).read_bytes(), None)
+        assert bundle.cert is not None and bundle.key is not None
+        assert bundle.cert.certificate == cert
+        assert bundle.key.public_key() == cert.public_key()
+    done = openssl("verify", "-CAfile", str(profile.ca_cert), str(profile.cert_path(name)),
+                   check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return cert
+
+
+@pytest.mark.parametrize(
+    ("kind", "step"),
+    [
+        ("server", "signed"),
+        ("server", "install-0"),
+        ("server", "install-1"),
+        ("server", "install-2"),
+        ("server", "install-3"),
+        ("server", "delivered"),
+        ("client", "export"),
+        ("client", "install-1"),
+        ("client", "install-2"),
+        ("client", "delivered"),
+    ],
+)
+def test_the_change_after_a_killed_renew_leaves_one_paired_certificate(
+    shared: Profile, kind: str, step: str
+) -> None:
+    name = f"{step}.example.com" if kind == "server" else f"bot-{step}"
+    if kind == "server":
+        issue.issue_server(shared, name)
+    else:
+        issue.issue_client(shared, name)
+    killed_renew(shared, name, kind, step)
+    issue.issue_client(shared, f"next-{kind}-{step}")  # any change: it recovers first
+    first = assert_one_paired(shared, name, kind)
+    again = renew.renew(shared, name, kind)  # and the renew after it works
+    second = assert_one_paired(shared, name, kind)
+    assert second.serial_number == int(again.serial, 16) != first.serial_number
+    old = {e.serial_int: e for e in database.read(shared.index)}[first.serial_number]
+    assert old.flag == "R" and old.reason == "superseded"
