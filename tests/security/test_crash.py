@@ -136,10 +136,10 @@ def issued_state(profile: Profile, name: str, finished: bool) -> str:
 
     "absent": no index line, no certificate, key, bundle or request of NAME, no serial
     used. "issued": one valid index line whose newcerts/ copy is a certificate for
-    CN=NAME signed by the CA (checked with cryptography); delivered (issued/NAME.crt
-    is that copy, private/NAME.key its key, private/NAME.p12 that key and certificate)
-    or, killed before its request was installed, left without issued/NAME.crt; any key
-    or bundle of NAME then installed is this certificate's own.
+    CN=NAME signed by the CA (checked with cryptography), delivered (issued/NAME.crt
+    is that copy, private/NAME.key its key, private/NAME.p12 that key and certificate).
+    "withdrawn": signed, killed before its delivery committed: revoked
+    (cessationOfOperation, on the CRL) by the next change, no file of NAME installed.
     A run that finished before the kill must be "issued" and delivered.
     """
     found = entries_named(profile, name)
@@ -150,6 +150,12 @@ def issued_state(profile: Profile, name: str, finished: bool) -> str:
         assert not [f for f in files if f.exists()], name
         return "absent"
     (entry,) = found
+    if entry.flag == "R":  # signed, never delivered: the journal had it withdrawn
+        assert not finished, f"{name} finished but was withdrawn"
+        assert entry.reason == "cessationOfOperation", entry
+        assert entry.serial_int in {r.serial_number for r in crl_is_valid(profile)}
+        assert not [f for f in files if f.exists()], name
+        return "withdrawn"
     assert entry.flag == "V", entry
     signed = load_cert(profile.newcert_path(entry.serial))
     assert signed.serial_number == entry.serial_int
@@ -164,10 +170,7 @@ def issued_state(profile: Profile, name: str, finished: bool) -> str:
         )
         assert p12_cert == signed and p12_key is not None
         assert p12_key.public_key() == signed.public_key()
-    if not profile.cert_path(name).exists():
-        assert not finished, f"{name} finished but was not delivered"
-        return "issued, unpaired"
-    assert load_cert(profile.cert_path(name)) == signed
+    assert load_cert(profile.cert_path(name)) == signed  # a valid one is delivered whole
     assert profile.key_path(name).exists() and profile.p12_path(name).exists()
     return "issued"
 
