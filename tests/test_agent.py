@@ -102,15 +102,19 @@ def test_a_down_server_is_exit_1_and_the_bundle_stays(device: Path) -> None:
         ({"p12": "missing.p12"}, "p12"),
         ({"ca": "bot.p12"}, "ca"),
         ({"ca": "missing.crt"}, "ca"),
+        ({"server_ca": "bot.p12"}, "server-ca"),
+        ({"server_ca": "missing.crt"}, "server-ca"),
     ],
 )
 def test_bad_input_changes_nothing(device: Path, given: dict[str, str], field: str) -> None:
-    call = {"url": "https://127.0.0.1:1", "p12": "bot.p12", "ca": "ca.crt", "before": "1/3"}
+    call = {"url": "https://127.0.0.1:1", "p12": "bot.p12", "ca": "ca.crt", "before": "1/3",
+            "server_ca": "ca.crt"}  # fmt: skip
     call.update(given)
     before = {p.name: p.read_bytes() for p in device.iterdir()}
     with pytest.raises(InputError) as raised:
-        agent.renew(call["url"], device / call["p12"], device / call["ca"],
-                    password=None, before=call["before"], force=True)  # fmt: skip
+        agent.renew(call["url"], device / call["p12"], device / call["ca"], password=None,
+                    before=call["before"], force=True,
+                    server_ca=device / call["server_ca"])  # fmt: skip
     assert raised.value.field == field
     assert {p.name: p.read_bytes() for p in device.iterdir()} == before
 

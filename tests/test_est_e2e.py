@@ -36,7 +36,7 @@ from certwiz.p12 import format_of as p12_format_of
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port, stop_pid, wait_for
-from tests.conftest import load_crl, run_certwiz
+from tests.conftest import load_crl, openssl, run_certwiz
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx, secret_file
 from tests.security.test_secrets import WRAPPER
 
@@ -345,3 +345,22 @@ def test_the_service_down_is_exit_1_and_the_certificate_keeps_working(loop: Loop
     with pytest.raises(ValueError):
         pkcs12.load_pkcs12(bundle.read_bytes(), None)  # the password stayed
     assert loop.get(bundle, "pw-of-the-bot-9").status == 200
+
+
+def test_the_server_is_checked_against_server_ca_when_given(loop: Loop) -> None:
+    """--server-ca is what NGINX's certificate must chain to (a public CA's, say); the
+    answer is still checked against --ca. A server of another CA: exit 1, nothing done."""
+    bundle = loop.device("tls")
+    before = bundle.read_bytes()
+    foreign = loop.work / "foreign.crt"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(loop.work / "foreign.key"), "-subj", "/CN=Some Public CA",
+            "-days", "2", "-out", str(foreign))  # fmt: skip
+    result = loop.agent(*loop.renew_argv(bundle, "--force", "--server-ca", str(foreign)))
+    assert result.returncode == 1, result.stderr
+    assert "the server certificate does not verify against" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert bundle.read_bytes() == before
+    result = loop.agent(*loop.renew_argv(bundle, "--force", "--server-ca", str(loop.ca)))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["reason"] == "forced"

@@ -34,6 +34,14 @@ CaOpt = Annotated[
     typer.Option("--ca", help="The CA file (ca.crt): trusts the server, verifies the answer.",
                  show_default=False),
 ]  # fmt: skip
+ServerCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--server-ca",
+        help="CA file for the server's own certificate, when NGINX shows one of another CA "
+        "(e.g. a public one) [default: --ca].",
+    ),
+]
 NoPasswordOpt = Annotated[
     bool, typer.Option("--unencrypted", "-u", help="The bundle has the empty password (bots).")
 ]
@@ -93,6 +101,7 @@ def agent_renew(
         ),
     ] = "1/3",
     force: Annotated[bool, typer.Option("--force", help="Renew now, due or not.")] = False,
+    server_ca: ServerCaOpt = None,
     unencrypted: NoPasswordOpt = False,
     p12_passphrase_file: P12PassOpt = None,
     as_json: JsonOpt = False,
@@ -115,7 +124,8 @@ def agent_renew(
     def password() -> Secret | None:  # asked only after the other input was checked
         return None if unencrypted else bundle_password(p12_passphrase_file, str(p12))
 
-    done = agent.renew(url, p12, ca, password=password, before=before, force=force)
+    done = agent.renew(url, p12, ca, password=password, before=before, force=force,
+                       server_ca=server_ca)  # fmt: skip
     if done.renewed:
         text = (f"Renewed {done.file}: serial {done.serial} (was {done.previous_serial}), "
                 f"valid until {done.not_after}; next renewal after {done.renew_at}")  # fmt: skip
@@ -192,6 +202,7 @@ def agent_enroll(
     p12_passphrase_file: P12PassOpt = None,
     p12_format: P12FormatOpt = "compat",
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    server_ca: ServerCaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enroll this device with a one-time token (EST simpleenroll): its key is born here.
@@ -218,7 +229,7 @@ def agent_enroll(
 
     done = agent.enroll(url, given, ca, out, password=new_password, unencrypted=unencrypted,
                         name=name,
-                        p12_format=p12_format, force=force)  # fmt: skip
+                        p12_format=p12_format, force=force, server_ca=server_ca)  # fmt: skip
     emit(as_json, asdict(done),
          f"Enrolled {done.name}: {done.file} (serial {done.serial}, valid until "
          f"{done.not_after})")  # fmt: skip

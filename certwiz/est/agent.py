@@ -24,7 +24,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,7 @@ class AnswerRejected(CertwizError):
 class Endpoint:
     host: str
     port: int
+    trust: Path | None = None  # the CA file the server's certificate is checked against
 
     @property
     def url(self) -> str:
@@ -97,18 +98,25 @@ def check_before(value: float | str) -> float:
     return float(fraction)
 
 
-def _check_ca(path: Path) -> Path:
-    """The CA file: PEM with at least one certificate (what TLS and `verify` trust)."""
+def _check_ca(path: Path, field: str = "ca") -> Path:
+    """A CA file: PEM with at least one certificate (what TLS and `verify` trust)."""
     from .. import der
 
     try:
         with open(path, "rb") as handle:
             data = handle.read(p12.MAX_BYTES + 1)
     except OSError as exc:
-        raise InputError("ca", f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
     if len(data) > p12.MAX_BYTES or not der.pem_certificates(data):
-        raise InputError("ca", f"{path} holds no PEM certificate (give the CA's ca.crt)")
+        raise InputError(field, f"{path} holds no PEM certificate (give a CA's certificate)")
     return path
+
+
+def _server_trust(ca: Path, server_ca: Path | None) -> Path:
+    """What the server's certificate must chain to: --server-ca (e.g. a public CA's
+    bundle when NGINX shows a public certificate), else the client certificates' CA."""
+    _check_ca(ca)
+    return ca if server_ca is None else _check_ca(server_ca, "server-ca")
 
 
 # ---- the bundle -----------------------------------------------------------------------
@@ -288,8 +296,8 @@ def _exchange(
         )
     except ssl.SSLCertVerificationError as exc:
         raise CertwizError(
-            f"{where.url}: the server certificate does not verify against --ca "
-            f"({exc.verify_message})"
+            f"{where.url}: the server certificate does not verify against {where.trust} "
+            f"({exc.verify_message}; a server certificate of another CA: --server-ca FILE)"
         ) from None
     except (OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -496,6 +504,7 @@ def renew(
     password: Source,
     before: float | str = DEFAULT_BEFORE,
     force: bool = False,
+    server_ca: Path | None = None,
     now: datetime | None = None,
 ) -> Renewal:
     """Renew the bundle's certificate over EST when it is due (or `force`).
@@ -504,7 +513,8 @@ def renew(
     was checked."""
     where = endpoint(url)
     before = check_before(before)
-    _check_ca(ca)
+    trust = _server_trust(ca, server_ca)
+    where = replace(where, trust=trust)
     bundle = read_bundle(p12_path, resolve(password))
     when = schedule(bundle.cert, before, now or datetime.now(UTC))
     if not force and not when.due(now or datetime.now(UTC)):
@@ -521,7 +531,7 @@ def renew(
             key, key_secret, csr, spki = _new_key_and_csr(
                 work, names.key_type_of(bundle.cert), bundle.cert.subject
             )
-            context = _context(ca, bundle, work)
+            context = _context(trust, bundle, work)
             answer = _exchange(
                 where, context, "POST", wire.SIMPLEREENROLL, wire.encode_csr(csr),
                 {"Content-Type": wire.CSR_TYPE},
@@ -604,6 +614,7 @@ def enroll(
     p12_format: str = p12.DEFAULT_FORMAT,
     key_type: str = _ENROLL_KEY_TYPE,
     force: bool = False,
+    server_ca: Path | None = None,
 ) -> Enrollment:
     """First enrollment: a key born here, a CSR for CN=NAME, simpleenroll with HTTP
     Basic (RFC 7030 3.2.3: user NAME, password the token) over server-authenticated
@@ -616,7 +627,8 @@ def enroll(
     name = names.client_name(name)
     p12.check_format(p12_format)
     names.key_type(key_type)
-    _check_ca(ca)
+    trust = _server_trust(ca, server_ca)
+    where = replace(where, trust=trust)
     if out.is_symlink() or (out.exists() and not force):
         raise InputError("out", f"{out} exists: give --force to replace it")
     if not out.parent.is_dir():
@@ -627,7 +639,7 @@ def enroll(
 
     with scratch_dir(out.parent) as work:
         key, key_secret, csr, spki = _new_key_and_csr(work, key_type, subject)
-        context = _context(ca, None, work)
+        context = _context(trust, None, work)
         basic = base64.b64encode(f"{name}:{token}".encode()).decode()
         answer = _exchange(
             where, context, "POST", wire.SIMPLEENROLL, wire.encode_csr(csr),
