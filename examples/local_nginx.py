@@ -98,6 +98,8 @@ class LocalNginx:
         # nginx writes its pid file after it has bound its listening sockets.
         try:
             wait_for(self._started, "nginx to write its pid file")
+            # ... and before its workers exist: callers compare worker sets across reloads.
+            wait_for(lambda: bool(self.workers()), "nginx to start its workers")
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"nginx did not start:\n{self.log_tail()}") from None

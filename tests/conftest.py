@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +66,17 @@ def run_certwiz(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+INVOKE_TIMEOUT = 120.0  # seconds, as run_certwiz's
+
+
+class Hung(Exception):
+    """An in-process certwiz call ran past INVOKE_TIMEOUT."""
+
+
+def _hung(signum: int, frame: object) -> None:
+    raise Hung(f"certwiz did not finish within {INVOKE_TIMEOUT:.0f} s")
+
+
 def invoke(
     home: Path,
     *args: str,
@@ -89,11 +102,18 @@ def invoke(
     overrides.update(wanted)
     previous = Path.cwd()
     os.chdir(cwd or home.parent)
+    guard = threading.current_thread() is threading.main_thread()
+    if guard:  # what run_certwiz's timeout=120 is: a hung command fails, CI goes on
+        old_handler = signal.signal(signal.SIGALRM, _hung)
+        signal.setitimer(signal.ITIMER_REAL, INVOKE_TIMEOUT)
     try:
         done = CliRunner().invoke(
             app, list(args), input=stdin or "", env=overrides, prog_name="certwiz"
         )
     finally:
+        if guard:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_handler)
         os.chdir(previous)
     stderr = done.stderr
     if done.exception is not None and not isinstance(done.exception, SystemExit):

@@ -37,11 +37,12 @@ def require_tool(name: str, package: str) -> str:
 
 
 def certwiz_ok(home: Path) -> Callable[..., None]:
-    """certwiz in HOME as a real process, for fixtures: every call must succeed."""
-    from tests.conftest import run_certwiz
+    """certwiz in HOME for fixtures, in this process (conftest.invoke): every call must
+    succeed. What the fixtures build is tested; building it needs no interpreter each."""
+    from tests.conftest import invoke
 
     def call(*args: str) -> None:
-        result = run_certwiz(home, *args)
+        result = invoke(home, *args)
         assert result.returncode == 0, (args, result.stderr)
 
     return call

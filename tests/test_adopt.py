@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.conftest import crl_check, hand_sign, load_cert, load_crl, openssl, run_certwiz, snapshot
+from tests.conftest import crl_check, hand_sign, invoke, load_cert, load_crl, openssl, snapshot
 
 EASYRSA = Path("/usr/share/easy-rsa/easyrsa")
 
@@ -141,7 +141,7 @@ def test_adopt_keeps_everything_and_works_after(
     source = sources[layout]
     before = snapshot(source)
     home = tmp_path / "certs"
-    done = run_certwiz(home, "ca", "adopt", "-p", "old", "--from", str(source), "--json")
+    done = invoke(home, "ca", "adopt", "-p", "old", "--from", str(source), "--json")
     assert done.returncode == 0, done.stderr
     assert snapshot(source) == before  # the source is only read
     info = json.loads(done.stdout)
@@ -154,7 +154,7 @@ def test_adopt_keeps_everything_and_works_after(
     assert (prof / "private").stat().st_mode & 0o777 == 0o700
     assert (prof / "private" / "ca.key").stat().st_mode & 0o777 == 0o600
     old = _entries(source / "index.txt")
-    rows = {r["name"]: r for r in json.loads(run_certwiz(home, "list", "-p", "old",
+    rows = {r["name"]: r for r in json.loads(invoke(home, "list", "-p", "old",
                                                           "--json").stdout)}  # fmt: skip
     revoked_name = "carol" if layout == "openssl" else "bob"
     assert rows["alice"]["status"] == "valid"
@@ -176,12 +176,12 @@ def test_adopt_keeps_everything_and_works_after(
     assert entry is not None
     # the current certificate of each name is found by name
     assert load_cert(prof / "issued" / "alice.crt").serial_number == int(old["alice"][1], 16)
-    assert run_certwiz(home, "check", "-p", "old").returncode == 0
+    assert invoke(home, "check", "-p", "old").returncode == 0
     # revoke an old name; issue a new one whose serial is above every old serial
-    assert run_certwiz(home, "revoke", "-p", "old", "-n", "alice").returncode == 0
+    assert invoke(home, "revoke", "-p", "old", "-n", "alice").returncode == 0
     alice = prof / "issued" / "alice.crt"
     assert crl_check(prof / "ca.crt", prof / "crl.pem", alice).returncode != 0
-    new = run_certwiz(home, "client", "issue", "-p", "old", "-n", "new-bot", "-u", "--json")
+    new = invoke(home, "client", "issue", "-p", "old", "-n", "new-bot", "-u", "--json")
     assert new.returncode == 0, new.stderr
     assert int(json.loads(new.stdout)["serial"], 16) > max(int(s, 16) for _, s in old.values())
     new_cert = load_cert(prof / "issued" / "new-bot.crt")
@@ -190,18 +190,18 @@ def test_adopt_keeps_everything_and_works_after(
     hand = openssl("ca", "-config", str(prof / "openssl.cnf"), "-gencrl", "-out",
                    str(tmp_path / "hand.crl"), check=False)  # fmt: skip
     assert hand.returncode == 0, hand.stderr
-    assert run_certwiz(home, "check", "-p", "old").returncode == 0
+    assert invoke(home, "check", "-p", "old").returncode == 0
 
 
 def test_easyrsa_leaf_keys_come_along(sources: dict[str, Path], tmp_path: Path) -> None:
     home = tmp_path / "certs"
-    assert run_certwiz(home, "ca", "adopt", "-p", "vpn", "--from",
+    assert invoke(home, "ca", "adopt", "-p", "vpn", "--from",
                        str(sources["easy-rsa"].parent)).returncode == 0  # fmt: skip
     key = home / "vpn" / "private" / "alice.key"
     assert key.read_bytes() == (sources["easy-rsa"] / "private" / "alice.key").read_bytes()
     assert key.stat().st_mode & 0o777 == 0o600
     server = load_cert(home / "vpn" / "issued" / "vpn.example.com.crt")
-    rows = {r["name"]: r for r in json.loads(run_certwiz(home, "list", "-p", "vpn",
+    rows = {r["name"]: r for r in json.loads(invoke(home, "list", "-p", "vpn",
                                                           "--json").stdout)}  # fmt: skip
     assert rows["vpn.example.com"]["kind"] == "server"
     assert server.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == (
@@ -213,24 +213,24 @@ def test_encrypted_key_needs_its_passphrase(tmp_path: Path) -> None:
     source = make_openssl_ca(tmp_path / "enc", password="s3cret-pass")
     home = tmp_path / "certs"
     before = snapshot(source)
-    refused = run_certwiz(home, "ca", "adopt", "-p", "enc", "--from", str(source))
+    refused = invoke(home, "ca", "adopt", "-p", "enc", "--from", str(source))
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("certwiz: error: ca-passphrase-file:")
     assert not (home / "enc").exists()
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-pass\n")
-    bad = run_certwiz(home, "ca", "adopt", "-p", "enc", "--from", str(source),
+    bad = invoke(home, "ca", "adopt", "-p", "enc", "--from", str(source),
                       "--ca-passphrase-file", str(wrong))  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not (home / "enc").exists()
     good = tmp_path / "good"
     good.write_text("s3cret-pass\n")
-    done = run_certwiz(home, "ca", "adopt", "-p", "enc", "--from", str(source),
+    done = invoke(home, "ca", "adopt", "-p", "enc", "--from", str(source),
                        "--ca-passphrase-file", str(good))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert b"ENCRYPTED" in (home / "enc" / "private" / "ca.key").read_bytes()
     assert snapshot(source) == before
-    issued = run_certwiz(home, "client", "issue", "-p", "enc", "-n", "x", "-u",
+    issued = invoke(home, "client", "issue", "-p", "enc", "-n", "x", "-u",
                          "--ca-passphrase-file", str(good))  # fmt: skip
     assert issued.returncode == 0, issued.stderr
 
@@ -271,7 +271,7 @@ def test_bad_sources_are_refused(
     source = _broken(sources, tmp_path, how)
     before = snapshot(source)
     home = tmp_path / "certs"
-    result = run_certwiz(home, "ca", "adopt", "-p", "x", "--from", str(source))
+    result = invoke(home, "ca", "adopt", "-p", "x", "--from", str(source))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("certwiz: error: from:"), lines
@@ -283,8 +283,8 @@ def test_bad_sources_are_refused(
 
 def test_adopt_refuses_an_existing_profile(sources: dict[str, Path], tmp_path: Path) -> None:
     home = tmp_path / "certs"
-    assert run_certwiz(home, "ca", "init", "-p", "taken").returncode == 0
+    assert invoke(home, "ca", "init", "-p", "taken").returncode == 0
     before = snapshot(home)
-    result = run_certwiz(home, "ca", "adopt", "-p", "taken", "--from", str(sources["openssl"]))
+    result = invoke(home, "ca", "adopt", "-p", "taken", "--from", str(sources["openssl"]))
     assert result.returncode == 2
     assert snapshot(home) == before

@@ -4,9 +4,9 @@ For the three bundles certwiz makes (compat and modern with a password, and -u: 
 empty password, MAC and encrypted key bag kept) each client completes an mTLS request
 through one real nginx, or, where a client only imports, imports the key with its
 certificate: curl, requests-pkcs12, httpx (PEM files), cryptography, openssl s_client,
-Java (keytool and a `java Client.java` program), NSS (pk12util) and headless Chromium
-with that NSS store. The old -u bundle (no MAC, no encryption) is kept as the case that
-Java and NSS refuse, and `p12 inspect` is checked against what the clients did.
+Java (keytool and a Client.java program, compiled once per session), NSS (pk12util) and
+headless Chromium with that NSS store. The old -u bundle (no MAC, no encryption) is kept
+as the case that Java and NSS refuse, and `p12 inspect` is checked against what the clients did.
 Every browser run is under `timeout`: Chromium waits for ever on a certificate choice.
 """
 
@@ -252,10 +252,22 @@ def test_keytool_lists_one_private_key_entry(matrix: Matrix, fmt: str) -> None:
     assert re.search(rf"^{bundle.name}, .*PrivateKeyEntry", out, re.M), out
 
 
-def java_client(matrix: Matrix, p12: Path, password: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="session")
+def java_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Client.java compiled once per session (`java Client.java` compiled it on every run)."""
+    javac = require_tool("javac", "default-jdk-headless")
+    out = tmp_path_factory.mktemp("java-classes")
+    subprocess.run([javac, "-d", str(out), str(JAVA_CLIENT)], check=True, capture_output=True,
+                   timeout=300)  # fmt: skip
+    return out
+
+
+def java_client(
+    matrix: Matrix, classes: Path, p12: Path, password: str
+) -> subprocess.CompletedProcess[str]:
     java = require_tool("java", "default-jdk-headless")
     return subprocess.run(
-        ["timeout", "120", java, str(JAVA_CLIENT), str(p12), str(matrix.ca),
+        ["timeout", "120", java, "-cp", str(classes), "Client", str(p12), str(matrix.ca),
          f"https://127.0.0.1:{matrix.port}/hello"],
         input=password + "\n", capture_output=True, text=True, timeout=150, check=False,
         env=_env(),
@@ -263,18 +275,20 @@ def java_client(matrix: Matrix, p12: Path, password: str) -> subprocess.Complete
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_java_client_gets_200_with_its_cn(matrix: Matrix, fmt: str) -> None:
+def test_java_client_gets_200_with_its_cn(matrix: Matrix, java_classes: Path, fmt: str) -> None:
     bundle = BUNDLES[fmt]
-    proc = java_client(matrix, matrix.p12(bundle.name), bundle.password)
+    proc = java_client(matrix, java_classes, matrix.p12(bundle.name), bundle.password)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["entries=1", "status=200"], proc.stdout
     assert echoed_cn("\n".join(lines[2:])) == [bundle.name]
 
 
-def test_java_cannot_use_the_old_u_bundle_and_inspect_says_so(matrix: Matrix) -> None:
+def test_java_cannot_use_the_old_u_bundle_and_inspect_says_so(
+    matrix: Matrix, java_classes: Path
+) -> None:
     """Why -u changed: Java loads 0 entries from it without an error and sends nothing."""
-    proc = java_client(matrix, matrix.old_u, "")
+    proc = java_client(matrix, java_classes, matrix.old_u, "")
     assert proc.stdout.splitlines()[:2] == ["entries=0", "status=400"], proc.stdout + proc.stderr
     report = inspect_json(matrix.old_u)
     assert report["clients"]["java"]["accepts"] is False

@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certwiz import ca, doctor, issue, revoke
 from certwiz import nginx as nginx_lib
 from certwiz.profile import Profile
-from tests.conftest import openssl, run_certwiz, snapshot
+from tests.conftest import invoke, openssl, snapshot
 from tests.nginx_support import require_nginx
 
 SERVER = "myserver.local"
@@ -630,7 +630,7 @@ def test_cli_json_and_exit_codes(lab: Lab) -> None:
     before = snapshot(lab.site.dir)
     results = {}
     for name, conf in (("good", good), ("warn", warn), ("bad", bad)):
-        results[name] = run_certwiz(
+        results[name] = invoke(
             lab.home, "doctor", "-p", "site", "--nginx-conf", str(conf), "--json"
         )
     assert [results[n].returncode for n in ("good", "warn", "bad")] == [0, 1, 2]
@@ -643,7 +643,7 @@ def test_cli_json_and_exit_codes(lab: Lab) -> None:
         str(bad),
     )
     assert json.loads(results["good"].stdout)["findings"] == []
-    text = run_certwiz(lab.home, "doctor", "-p", "site", "--nginx-conf", str(warn))
+    text = invoke(lab.home, "doctor", "-p", "site", "--nginx-conf", str(warn))
     assert text.returncode == 1
     assert "session-resumption" in text.stdout and f"{warn}:" in text.stdout
     assert snapshot(lab.site.dir) == before  # read-only
@@ -665,7 +665,7 @@ def test_cli_bad_input_is_one_line(lab: Lab, args: list[str], field: str) -> Non
     argv = [a.replace("UNBALANCED", str(unbalanced)).replace("GOOD", str(good)) for a in args]
     if "-p" not in argv:
         argv = ["-p", "site", *argv]
-    result = run_certwiz(lab.home, "doctor", *argv)
+    result = invoke(lab.home, "doctor", *argv)
     assert result.returncode == 2
     assert result.stderr.startswith(f"certwiz: error: {field}: ")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

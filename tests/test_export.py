@@ -17,7 +17,7 @@ from tests.test_library import make_csr
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tests.conftest import run_certwiz
+    from tests.conftest import invoke
 
     base = tmp_path_factory.mktemp("export")
     home = base / "certs"
@@ -32,14 +32,14 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ["client", "issue", "-p", "p", "-n", "alice", "--p12-passphrase-file", str(pw)],
         ["client", "sign", "-p", "p", "--csr", str(csr)],
     ):
-        assert run_certwiz(home, *args).returncode == 0
+        assert invoke(home, *args).returncode == 0
     return {"home": home, "base": base, "pw": pw}
 
 
 def certwiz(state: dict[str, Path], *args: str):
-    from tests.conftest import run_certwiz
+    from tests.conftest import invoke
 
-    return run_certwiz(state["home"], *args)
+    return invoke(state["home"], *args)
 
 
 def secret(state: dict[str, Path], name: str, text: str) -> str:

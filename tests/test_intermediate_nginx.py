@@ -15,7 +15,7 @@ import pytest
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import run_certwiz
+from tests.conftest import invoke
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -34,7 +34,7 @@ class Stack:
     site: Path
 
     def certwiz(self, *args: str) -> str:
-        result = run_certwiz(self.home, *args)
+        result = invoke(self.home, *args)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result.stdout
 
@@ -61,7 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = root / "certs"
 
     def cw(*args: str) -> None:
-        result = run_certwiz(home, *args)
+        result = invoke(home, *args)
         assert result.returncode == 0, (args, result.stderr)
 
     cw("ca", "init", "-p", "fleet", "--intermediate")

@@ -10,7 +10,7 @@ import pytest
 from certwiz import ca, inventory, issue, renew, revoke
 from certwiz.errors import InputError
 from certwiz.profile import Profile
-from tests.conftest import hand_sign, load_cert, run_certwiz, snapshot
+from tests.conftest import hand_sign, invoke, load_cert, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +79,11 @@ def test_filters_combine(stocked, where: dict[str, str], names: set[str]) -> Non
 
 def test_json_and_text_through_the_cli(stocked) -> None:
     home, _, serials = stocked
-    result = run_certwiz(home, "list", "-p", "inv", "--status", "superseded-pending", "--json")
+    result = invoke(home, "list", "-p", "inv", "--status", "superseded-pending", "--json")
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(result.stdout)
     assert entry["serial"] == serials["bot-p"] and entry["superseded_until"]
-    text = run_certwiz(home, "list", "-p", "inv", "--kind", "client", "--name", "bot-*")
+    text = invoke(home, "list", "-p", "inv", "--kind", "client", "--name", "bot-*")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert len(lines) == 5 and "grace ends" in text.stdout  # header + a, r, p (old), p (new)
@@ -110,7 +110,7 @@ def test_json_and_text_through_the_cli(stocked) -> None:
 def test_hostile_filters_exit_2(stocked, option: str, value: str) -> None:
     home, profile, _ = stocked
     before = snapshot(profile.dir)
-    result = run_certwiz(home, "list", "-p", "inv", option, value)
+    result = invoke(home, "list", "-p", "inv", option, value)
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {option[2:]}: ")

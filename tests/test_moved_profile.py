@@ -15,7 +15,7 @@ from pathlib import Path
 from certwiz import audit, ca, issue
 from certwiz.profile import Profile
 from certwiz.render import cnf_escape
-from tests.conftest import crl_check, run_certwiz, snapshot
+from tests.conftest import crl_check, invoke, snapshot
 
 
 def _copy(home: Path, to: Path) -> Profile:
@@ -27,7 +27,7 @@ def test_a_copy_revokes_and_issues_in_its_own_database(profile: Profile, tmp_pat
     issue.issue_client(profile, "bot-01")
     original = snapshot(profile.home)
     copy = _copy(profile.home, tmp_path / "re$tored #1")  # escaped in openssl.cnf
-    done = run_certwiz(copy.home, "revoke", "-p", "my-app", "-n", "bot-01")
+    done = invoke(copy.home, "revoke", "-p", "my-app", "-n", "bot-01")
     assert done.returncode == 0, done.stderr
     assert snapshot(profile.home) == original  # the original is untouched
     assert crl_check(copy.ca_cert, copy.crl, copy.cert_path("bot-01")).returncode != 0
@@ -36,7 +36,7 @@ def test_a_copy_revokes_and_issues_in_its_own_database(profile: Profile, tmp_pat
     assert str(profile.dir) not in copy.cnf.read_text()  # nor in the comments
     record = audit.read(copy)[-1]
     assert any("openssl.cnf" in line for line in record["recovered"])  # type: ignore[union-attr]
-    done = run_certwiz(copy.home, "client", "issue", "-p", "my-app", "-n", "bot-02", "-u")
+    done = invoke(copy.home, "client", "issue", "-p", "my-app", "-n", "bot-02", "-u")
     assert done.returncode == 0, done.stderr
     assert snapshot(profile.home) == original
 
@@ -46,7 +46,7 @@ def test_check_reports_a_profile_whose_config_names_another_directory(
 ) -> None:
     copy = _copy(profile.home, tmp_path / "staging")
     before = snapshot(copy.home)
-    done = run_certwiz(copy.home, "check", "-p", "my-app", "--json")
+    done = invoke(copy.home, "check", "-p", "my-app", "--json")
     assert done.returncode == 4, done.stderr
     text = json.dumps(json.loads(done.stdout))
     assert "openssl.cnf" in text and str(profile.dir) in text and str(copy.dir) in text
@@ -59,18 +59,18 @@ def test_a_moved_home_keeps_hand_edits_to_its_config(profile: Profile, tmp_path:
     moved = tmp_path / "moved"
     shutil.move(profile.home, moved)
     after = Profile("my-app", moved)
-    done = run_certwiz(moved, "client", "issue", "-p", "my-app", "-n", "bot-01", "-u")
+    done = invoke(moved, "client", "issue", "-p", "my-app", "-n", "bot-01", "-u")
     assert done.returncode == 0, done.stderr
     text = after.cnf.read_text()
     assert "# kept: an operator's note\n" in text and f"dir = {after.dir}\n" in text
-    assert run_certwiz(moved, "check", "-p", "my-app").returncode == 0
+    assert invoke(moved, "check", "-p", "my-app").returncode == 0
 
 
 def test_a_profile_reached_by_another_path_is_left_alone(profile: Profile, tmp_path: Path) -> None:
     alias = tmp_path / "alias"
     alias.symlink_to(profile.home)
     cnf = profile.cnf.read_bytes()
-    done = run_certwiz(alias, "client", "issue", "-p", "my-app", "-n", "bot-01", "-u")
+    done = invoke(alias, "client", "issue", "-p", "my-app", "-n", "bot-01", "-u")
     assert done.returncode == 0, done.stderr
     assert profile.cnf.read_bytes() == cnf
 
@@ -85,16 +85,16 @@ def test_a_copied_two_level_profile_points_both_configs_at_itself(
 ) -> None:
     """A verifier after the fix above: only the top openssl.cnf was re-rendered, so a copy
     of a two-level profile stayed refused ('the next change re-renders it') for ever."""
-    assert run_certwiz(home, "ca", "init", "-p", "two", "--intermediate").returncode == 0
+    assert invoke(home, "ca", "init", "-p", "two", "--intermediate").returncode == 0
     original = snapshot(home)
     copy = tmp_path / "copy"
     shutil.copytree(home, copy, symlinks=True)
     for args in (("client", "issue", "-p", "two", "-n", "bot", "-u"), ("crl", "gen", "-p", "two")):
-        done = run_certwiz(copy, *args)
+        done = invoke(copy, *args)
         assert done.returncode == 0, done.stderr
     assert (
         f"dir = {cnf_escape(copy / 'two' / 'root')}\n"
         in (copy / "two" / "root" / "openssl.cnf").read_text()
     )
-    assert run_certwiz(copy, "check", "-p", "two").returncode == 0
+    assert invoke(copy, "check", "-p", "two").returncode == 0
     assert snapshot(home) == original

@@ -22,7 +22,7 @@ import pytest
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import run_certwiz
+from tests.conftest import invoke
 from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -90,7 +90,7 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deb]:
         ("client", "issue", "-p", "site", "-n", "bob", "-u"),
         ("client", "issue", "-p", "site", "-n", "carol", "-u"),
     ):
-        assert run_certwiz(home, *args).returncode == 0, args
+        assert invoke(home, *args).returncode == 0, args
     (etc / "sites-enabled").mkdir(parents=True)
     conf_d = etc / "conf.d"
     conf_d.mkdir()
@@ -115,7 +115,7 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deb]:
     argv = render_argv(
         "site", SERVER, f"http://127.0.0.1:{backend.port}", f"127.0.0.1:{port}", conf_d
     )
-    result = run_certwiz(home, *argv, "--error-log", str(site_log))
+    result = invoke(home, *argv, "--error-log", str(site_log))
     assert result.returncode == 0, result.stderr
     assert "Removed" in result.stdout
     server = DebianNginx(prefix, etc)
@@ -134,7 +134,7 @@ def test_render_into_conf_d_keeps_debian_nginx_working(deb: Deb) -> None:
 
 
 def test_rejection_reason_lands_in_the_site_log(deb: Deb) -> None:
-    result = run_certwiz(
+    result = invoke(
         deb.home,
         "revoke",
         "-p",
@@ -158,7 +158,7 @@ def test_rejection_reason_lands_in_the_site_log(deb: Deb) -> None:
 
 def test_sites_enabled_is_refused_with_the_fix(deb: Deb) -> None:
     argv = render_argv("site", SERVER, "http://127.0.0.1:9", "8443", deb.etc / "sites-enabled")
-    result = run_certwiz(deb.home, *argv)
+    result = invoke(deb.home, *argv)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("certwiz: error: out: nginx includes every file in")
@@ -171,9 +171,7 @@ def test_another_servers_site_is_not_overwritten(deb: Deb) -> None:
     other.mkdir()
     site = other / "mtls_proxy.conf"
     site.write_text("# mTLS reverse proxy for api.test (certwiz profile api).\nserver {}\n")
-    result = run_certwiz(
-        deb.home, *render_argv("site", SERVER, "http://127.0.0.1:9", "8443", other)
-    )
+    result = invoke(deb.home, *render_argv("site", SERVER, "http://127.0.0.1:9", "8443", other))
     assert result.returncode == 2
     assert "already holds the site of api.test (profile api)" in result.stderr
     assert site.read_text().startswith("# mTLS reverse proxy for api.test")

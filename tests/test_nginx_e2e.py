@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import REPO, load_cert, load_crl, openssl, run_certwiz
+from tests.conftest import REPO, invoke, load_cert, load_crl, openssl
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -61,7 +61,7 @@ class Stack:
         return f"https://127.0.0.1:{self.port}/hello"
 
     def certwiz(self, *args: str, **kwargs: Any) -> Any:
-        result = run_certwiz(self.home, *args, **kwargs)
+        result = invoke(self.home, *args, **kwargs)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
 
@@ -90,7 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pw.chmod(0o600)
 
     def cw(*args: str) -> None:
-        result = run_certwiz(home, *args)
+        result = invoke(home, *args)
         assert result.returncode == 0, (args, result.stderr)
 
     cw("ca", "init", "-p", "site")
@@ -438,7 +438,7 @@ def test_a_revoke_killed_before_its_crl_is_finished_by_running_it_again(stack: S
     openssl("ca", "-config", str(stack.site / "openssl.cnf"), "-revoke", str(cert))
     assert stack.curl(p12=stack.p12("dave")).status == 200  # the hole being closed
     with stack.nginx.reloading():
-        r = run_certwiz(stack.home, "revoke", "-p", "site", "-n", "dave", "--reload",
+        r = invoke(stack.home, "revoke", "-p", "site", "-n", "dave", "--reload",
                         "--nginx-cmd", stack.nginx.command, "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     done = json.loads(r.stdout)
@@ -449,7 +449,7 @@ def test_a_revoke_killed_before_its_crl_is_finished_by_running_it_again(stack: S
         load_cert(cert).serial_number
     )
     assert stack.curl(p12=stack.p12("dave")).status == 400
-    again = run_certwiz(stack.home, "revoke", "-p", "site", "-n", "dave")
+    again = invoke(stack.home, "revoke", "-p", "site", "-n", "dave")
     assert again.returncode == 2 and "no valid certificate" in again.stderr  # nothing left
 
 

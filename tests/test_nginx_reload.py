@@ -26,7 +26,7 @@ import pytest
 from certwiz.nginx import workers
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import Result, openssl, run_certwiz
+from tests.conftest import Result, invoke, openssl
 from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 SERVER = "myserver.local"
@@ -41,7 +41,7 @@ class Rig:
     nginx: LocalNginx
 
     def cw(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        result = run_certwiz(self.home, *args, **kwargs)  # type: ignore[arg-type]
+        result = invoke(self.home, *args, **kwargs)  # type: ignore[arg-type]
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result  # type: ignore[return-value]
 
@@ -61,12 +61,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         ("ca", "init", "-p", "site"),
         ("server", "issue", "-p", "site", "-n", SERVER),
     ):
-        assert run_certwiz(home, *args).returncode == 0, args
+        assert invoke(home, *args).returncode == 0, args
     backend = EchoBackend().start()
     port = free_port()
     out = root / "conf"
     upstream = f"http://127.0.0.1:{backend.port}"
-    result = run_certwiz(home, *render_argv("site", SERVER, upstream, f"127.0.0.1:{port}", out))
+    result = invoke(home, *render_argv("site", SERVER, upstream, f"127.0.0.1:{port}", out))
     assert result.returncode == 0, result.stderr
     site = home / "site"
     bulk = root / "bulk.conf"
@@ -163,7 +163,7 @@ exit 0
 
 def test_reload_that_never_takes_effect_fails_after_the_bound(home: Path, tmp_path: Path) -> None:
     """A master that keeps its old workers (e.g. a reload that failed at run time)."""
-    assert run_certwiz(home, "ca", "init", "-p", "p").returncode == 0
+    assert invoke(home, "ca", "init", "-p", "p").returncode == 0
     master = subprocess.Popen(  # titled like nginx's master, with one child as its worker
         ["nginx: master process (fake)", "-c", "sleep 300 & wait"],
         executable="/bin/sh",
@@ -190,7 +190,7 @@ def test_reload_that_never_takes_effect_fails_after_the_bound(home: Path, tmp_pa
 
 def crl_gen_reload(home: Path, nginx: str, timeout: str) -> Result:
     """`crl gen -p p --reload` with NGINX as --nginx-cmd and $CERTWIZ_RELOAD_TIMEOUT."""
-    return run_certwiz(
+    return invoke(
         home,
         *("crl", "gen", "-p", "p", "--reload", "--nginx-cmd", shlex.quote(nginx)),
         env={"CERTWIZ_RELOAD_TIMEOUT": timeout},
@@ -215,7 +215,7 @@ def test_a_stale_pid_file_is_not_taken_for_nginx(tmp_path: Path) -> None:
 
 
 def test_bad_reload_timeout_is_refused_before_anything_changes(home: Path) -> None:
-    assert run_certwiz(home, "ca", "init", "-p", "p").returncode == 0
+    assert invoke(home, "ca", "init", "-p", "p").returncode == 0
     crl = (home / "p" / "crl.pem").read_bytes()
     result = crl_gen_reload(home, sys.executable, "soon")
     assert result.returncode == 2

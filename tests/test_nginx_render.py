@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from certwiz import nginx as certwiz_nginx
-from tests.conftest import Result, load_crl, run_certwiz, snapshot
+from tests.conftest import Result, invoke, load_crl, snapshot
 from tests.nginx_support import require_nginx
 
 UPSTREAM = "http://127.0.0.1:8080"
@@ -28,7 +28,7 @@ def make_site(home: Path) -> Path:
         ("server", "issue", "-p", "site", "-n", "myserver.local"),
         ("client", "issue", "-p", "site", "-n", "bot", "-u"),
     ):
-        r = run_certwiz(home, *args)
+        r = invoke(home, *args)
         assert r.returncode == 0, r.stderr
     return home / "site"
 
@@ -50,7 +50,7 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def rcli(shared_home: Path) -> Callable[..., Result]:
     def call(*args: str, **kwargs: object) -> Result:
-        return run_certwiz(shared_home, *args, **kwargs)  # type: ignore[arg-type]
+        return invoke(shared_home, *args, **kwargs)  # type: ignore[arg-type]
 
     return call
 

@@ -29,7 +29,7 @@ from certwiz.ocsp import responder as ocsp_responder
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, alive, free_port, wait_for
-from tests.conftest import Result, clean_env, load_cert, openssl, run_certwiz, snapshot
+from tests.conftest import Result, clean_env, invoke, load_cert, openssl, run_certwiz, snapshot
 from tests.nginx_support import curl, require_curl, require_nginx
 
 SERVER = "myserver.local"
@@ -106,7 +106,7 @@ def test_serve_answers_from_the_index_at_once_and_stops_cleanly(home: Path, site
         assert int(responder.pid_file.read_text()) == responder.proc.pid
         cert = site.cert_path("alice")
         assert query(site, cert, responder.url) == "good"
-        revoked = run_certwiz(home, "revoke", "-p", "site", "-n", "alice")
+        revoked = invoke(home, "revoke", "-p", "site", "-n", "alice")
         assert revoked.returncode == 0, revoked.stderr
         assert query(site, cert, responder.url) == "revoked"  # the very next query
         assert query(site, site.cert_path("bob"), responder.url) == "good"
@@ -234,16 +234,14 @@ def test_ocsp_url_goes_into_leaves(home: Path, site: Profile) -> None:
     assert _aia(load_cert(site.cert_path("bob"))) == ["http://127.0.0.1:9/"]
     assert _aia(load_cert(site.cert_path(SERVER))) == ["http://127.0.0.1:9/"]
     assert _aia(load_cert(site.ca_cert)) == []  # the root names no responder for itself
-    changed = run_certwiz(
-        home, "ca", "set", "-p", "site", "--ocsp-url", "http://ocsp.example:8080/x"
-    )
+    changed = invoke(home, "ca", "set", "-p", "site", "--ocsp-url", "http://ocsp.example:8080/x")
     assert changed.returncode == 0, changed.stderr
     issue.issue_client(site, "dave")
     assert _aia(load_cert(site.cert_path("dave"))) == ["http://ocsp.example:8080/x"]
     records = [json.loads(x) for x in (site.dir / "audit.log").read_text().splitlines()]
     assert any(r["command"] == "ca set" and r.get("ocsp_url") == "http://ocsp.example:8080/x"
                for r in records)  # fmt: skip
-    run_certwiz(home, "ca", "set", "-p", "site", "--ocsp-url", "http://127.0.0.1:9/")
+    invoke(home, "ca", "set", "-p", "site", "--ocsp-url", "http://127.0.0.1:9/")
 
 
 @pytest.mark.parametrize(
@@ -252,11 +250,11 @@ def test_ocsp_url_goes_into_leaves(home: Path, site: Profile) -> None:
 )
 def test_bad_ocsp_url_is_refused(home: Path, site: Profile, url: str) -> None:
     before = snapshot(site.dir)
-    result = run_certwiz(home, "ca", "set", "-p", "site", "--ocsp-url", url)
+    result = invoke(home, "ca", "set", "-p", "site", "--ocsp-url", url)
     assert result.returncode == 2
     assert result.stderr.startswith("certwiz: error: ocsp-url: ")
     assert snapshot(site.dir) == before
-    fresh = run_certwiz(home, "ca", "init", "-p", "fresh", "--ocsp-url", url)
+    fresh = invoke(home, "ca", "init", "-p", "fresh", "--ocsp-url", url)
     assert fresh.returncode == 2
     assert not (home / "fresh").exists()
 
@@ -266,7 +264,7 @@ def test_bad_ocsp_url_is_refused(home: Path, site: Profile, url: str) -> None:
 
 def _render(home: Path, out: Path, *extra: str) -> Result:
     upstream = "http://127.0.0.1:18080"
-    return run_certwiz(home, "nginx", "render", "-p", "site", "--server", SERVER,
+    return invoke(home, "nginx", "render", "-p", "site", "--server", SERVER,
                        "--upstream", upstream, "--out", str(out), *extra)  # fmt: skip
 
 
@@ -315,7 +313,7 @@ def test_render_revocation_bad_input(
 def test_render_ocsp_without_any_url_names_the_fix(home: Path) -> None:
     ca.init("plain", home)
     issue.issue_server(Profile("plain", home), "plain.local")
-    result = run_certwiz(home, "nginx", "render", "-p", "plain", "--server", "plain.local",
+    result = invoke(home, "nginx", "render", "-p", "plain", "--server", "plain.local",
                          "--upstream", "http://127.0.0.1:1", "--revocation", "ocsp")  # fmt: skip
     assert result.returncode == 2
     assert "certwiz ca set -p plain --ocsp-url URL" in result.stderr
@@ -332,7 +330,7 @@ def stack(home: Path, site: Profile) -> Iterator[tuple[LocalNginx, Responder, in
     backend = EchoBackend().start()
     port = free_port()
     out = home.parent / "conf"
-    rendered = run_certwiz(
+    rendered = invoke(
         home, "nginx", "render", "-p", "site", "--server", SERVER,
         "--upstream", f"http://127.0.0.1:{backend.port}", "--listen", f"127.0.0.1:{port}",
         "--out", str(out), "--revocation", "ocsp", "--ocsp-responder", responder.url,
@@ -370,7 +368,7 @@ def test_e2e_revoked_client_refused_without_reload_then_fail_closed(
     workers = server.workers()
     assert _curl(home, site, port, "bob") == 200
     assert _curl(home, site, port, "carol") == 200
-    revoked = run_certwiz(home, "revoke", "-p", "site", "-n", "bob")  # no --reload
+    revoked = invoke(home, "revoke", "-p", "site", "-n", "bob")  # no --reload
     assert revoked.returncode == 0, revoked.stderr
     assert _curl(home, site, port, "bob") == 400  # its very next connection
     assert _curl(home, site, port, "carol") == 200

@@ -22,7 +22,7 @@ from certwiz import nginx as nginx_lib
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import crl_check, load_crl, run_certwiz, snapshot
+from tests.conftest import crl_check, invoke, load_crl, snapshot
 from tests.nginx_support import require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -204,14 +204,14 @@ def test_foreign_probe_copies_the_ca_subject(tmp_path: Path, lab: Lab) -> None:
 
 def test_cli_table_json_and_exit_code(lab: Lab) -> None:
     setup = "no-crl"
-    result = run_certwiz(
+    result = invoke(
         lab.home, "probe", lab.url(setup), "-p", "site", "--resolve", lab.resolve(setup), "--json"
     )
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     got = {c["case"]: c["result"] for c in report["cases"]}
     assert got["revoked"] == "FAIL-OPEN"
-    text = run_certwiz(lab.home, "probe", lab.url("right"), "-p", "site",
+    text = invoke(lab.home, "probe", lab.url("right"), "-p", "site",
                        "--resolve", lab.resolve("right"))  # fmt: skip
     assert text.stdout.splitlines()[0].split() == ["CASE", "EXPECTED", "OBSERVED", "RESULT"]
     assert any(line.startswith("revoked") and line.endswith("FAIL-OPEN")
@@ -229,7 +229,7 @@ def test_cli_table_json_and_exit_code(lab: Lab) -> None:
 )
 def test_cli_bad_input_changes_nothing(lab: Lab, args: list[str], field: str) -> None:
     before = snapshot(lab.site.dir)
-    result = run_certwiz(lab.home, "probe", *args, "-p", "site")
+    result = invoke(lab.home, "probe", *args, "-p", "site")
     assert result.returncode == 2
     assert result.stderr.startswith(f"certwiz: error: {field}: ")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -239,7 +239,7 @@ def test_cli_bad_input_changes_nothing(lab: Lab, args: list[str], field: str) ->
 def test_unreachable_endpoint_issues_nothing(lab: Lab) -> None:
     before = snapshot(lab.site.dir)
     port = free_port()
-    result = run_certwiz(lab.home, "probe", f"https://127.0.0.1:{port}/", "-p", "site")
+    result = invoke(lab.home, "probe", f"https://127.0.0.1:{port}/", "-p", "site")
     assert result.returncode == 1
     assert "cannot connect" in result.stderr
     assert snapshot(lab.site.dir) == before

@@ -1,7 +1,8 @@
 // A Java mTLS client as a user writes one: KeyStore PKCS12 + KeyManagerFactory over the
 // bundle, a TrustManagerFactory over ca.crt, HttpsURLConnection. Run: java Client.java
-// BUNDLE.p12 CA.crt URL, with the bundle password on the first line of stdin (an empty
-// line: the empty password, given as new char[0] -- with null Java sends no certificate).
+// BUNDLE.p12 CA.crt URL (the tests compile it once: javac, then java -cp DIR Client), with
+// the bundle password on the first line of stdin (an empty line: the empty password,
+// given as new char[0] -- with null Java sends no certificate).
 import java.io.BufferedReader;
 import java.io.FileInputStream;
 import java.io.InputStream;

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from examples.python.client_identity import client_name
-from tests.conftest import load_cert, run_certwiz
+from tests.conftest import invoke, load_cert
 from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -129,7 +129,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         ("client", "issue", "-p", "site", "-n", "bob", "-u"),
         ("client", "issue", "-p", "site", "-n", TRICKY, "-u"),
     ):
-        result = run_certwiz(home, *args)
+        result = invoke(home, *args)
         assert result.returncode == 0, (args, result.stderr)
     backend = EchoBackend().start()
     port = free_port()
@@ -138,7 +138,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     for server, extra in ((APP, ()), (OLLAMA, ("--app", "ollama", "--sni-only"))):
         out = root / server
         argv = render_argv("site", server, upstream, listen, out)
-        result = run_certwiz(home, *argv, *extra)
+        result = invoke(home, *argv, *extra)
         assert result.returncode == 0, result.stderr
         sites.append(out / "mtls_proxy.conf")
     nginx = LocalNginx(root / "nginx", sites)

@@ -30,7 +30,7 @@ import pytest
 from certwiz import nginx as certwiz_nginx
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import run_certwiz
+from tests.conftest import invoke
 from tests.nginx_support import curl, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -63,7 +63,7 @@ class Lab:
                 f"127.0.0.1:{self.port}",
                 out,
             )
-            result = run_certwiz(self.home, *args, *([] if default else ["--sni-only"]))
+            result = invoke(self.home, *args, *([] if default else ["--sni-only"]))
             assert result.returncode == 0, result.stderr
         return out / "mtls_proxy.conf"
 
@@ -80,7 +80,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             ("server", "issue", "-p", profile, "-n", server, "--san", "127.0.0.1"),
             ("client", "issue", "-p", profile, "-n", f"{profile}-bot", "-u"),
         ):
-            result = run_certwiz(home, *args)
+            result = invoke(home, *args)
             assert result.returncode == 0, (args, result.stderr)
     bundle = root / "all-cas.pem"
     bundle.write_bytes(b"".join((home / p / "ca.crt").read_bytes() for p in SERVERS))
@@ -222,7 +222,7 @@ def test_a_client_reaches_only_its_own_profiles_app(lab: Lab, layout: str, order
 def test_an_ip_address_server_cannot_be_sni_only(lab: Lab) -> None:
     """Clients send no SNI for an address, so such a server must be the default."""
     before = sorted(p.name for p in (lab.work / "conf").iterdir())
-    result = run_certwiz(
+    result = invoke(
         lab.home,
         "nginx",
         "render",

@@ -18,7 +18,7 @@ import pytest
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import run_certwiz, snapshot
+from tests.conftest import invoke, snapshot
 from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 SERVERS = {"genuine.test": "localhost", "impostor.test": "localhost"}
@@ -61,7 +61,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
             ("server", "issue", "-p", upstream_profile, "-n", "localhost", "--san", "127.0.0.1"),
         ]
     for args in steps:
-        result = run_certwiz(home, *args)
+        result = invoke(home, *args)
         assert result.returncode == 0, (args, result.stderr)
     genuine, impostor = tls_backend(home / "upstream"), tls_backend(home / "evil")
     port = free_port()
@@ -73,7 +73,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         )
         ca_file = home / "upstream" / "ca.crt"
         extra = ["--upstream-ca", str(ca_file), *(["--sni-only"] if i else [])]
-        result = run_certwiz(home, *argv, *extra)
+        result = invoke(home, *argv, *extra)
         assert result.returncode == 0, result.stderr
         sites.append(root / server / "mtls_proxy.conf")
     server = LocalNginx(root / "nginx", sites)
@@ -115,10 +115,10 @@ def test_an_impostor_upstream_receives_nothing(chain: Chain) -> None:
 )
 def test_bad_upstream_ca_is_refused(home: Path, upstream: str, ca: str, rule: str) -> None:
     for args in (("ca", "init", "-p", "site"), ("server", "issue", "-p", "site", "-n", "a.test")):
-        assert run_certwiz(home, *args).returncode == 0
+        assert invoke(home, *args).returncode == 0
     before = snapshot(home)
     argv = render_argv("site", "a.test", upstream, "8443", home / "out")
-    result = run_certwiz(home, *argv, "--upstream-ca", str(home / ca))
+    result = invoke(home, *argv, "--upstream-ca", str(home / ca))
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"certwiz: error: {rule}"), line
@@ -128,9 +128,9 @@ def test_bad_upstream_ca_is_refused(home: Path, upstream: str, ca: str, rule: st
 def test_https_upstream_without_upstream_ca_uses_the_system_bundle(home: Path) -> None:
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     for args in (("ca", "init", "-p", "site"), ("server", "issue", "-p", "site", "-n", "a.test")):
-        assert run_certwiz(home, *args).returncode == 0
+        assert invoke(home, *args).returncode == 0
     argv = render_argv("site", "a.test", "https://api.example.com", "8443", home / "out")
-    result = run_certwiz(home, *argv)
+    result = invoke(home, *argv)
     if not bundle.is_file():
         assert result.returncode == 2 and "--upstream-ca FILE" in result.stderr
         return
