@@ -144,6 +144,11 @@ def test_reenroll_renews_with_the_device_key(prof: Profile, settings: service.Se
     assert again.status == 409 and b"already renewed" in again.body
     check()
     assert last_record(prof)["result"] == "refused"
+    # the same request again (a device that lost the answer): the same certificate, no new one
+    lines = len(_entries(prof))
+    repeat = call(settings, wire.SIMPLEREENROLL, wire.encode_csr(body), cert=old_pem)
+    assert issued_cert(repeat) == new and len(_entries(prof)) == lines
+    assert last_record(prof)["result"] == "repeated"
     # the new one renews in turn
     new_pem = new.public_bytes(serialization.Encoding.PEM)
     third = call(settings, wire.SIMPLEREENROLL, wire.encode_csr(csr("bot-1")[0]), cert=new_pem)

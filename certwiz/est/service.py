@@ -71,6 +71,15 @@ class Refused(CertwizError):
         self.recorded = False  # the transaction it was raised in already audited it
 
 
+class AlreadyRenewed(Refused):
+    """The presented certificate was renewed already (409), into `successor`."""
+
+    def __init__(self, serial: str, successor: str, name: str) -> None:
+        super().__init__(409, f"already renewed: {serial} was superseded by {successor}")
+        self.successor = successor
+        self.name = name
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the service trusts and how it signs.
@@ -185,12 +194,21 @@ def _text(
 
 
 def _audit_refusal(
-    settings: Settings, command: str, context: dict[str, Any], refusal: Refused
+    settings: Settings,
+    command: str,
+    context: dict[str, Any],
+    refusal: Refused,
+    *,
+    repeated: bool = False,
 ) -> None:
     """One audit record for a refusal outside any transaction (under the lock, like every
-    record); a profile too busy to take it still gets its answer."""
+    record); a profile too busy to take it still gets its answer. `repeated`: not a
+    refusal but a renewal answered again (AlreadyRenewed with the successor's key)."""
     record = audit.new_record(settings.profile.name, command, list(context["names"]))
-    record.update(result="refused", status=refusal.status, error=refusal.detail)
+    if repeated and isinstance(refusal, AlreadyRenewed):
+        record.update(result="repeated", serials=[refusal.successor])
+    else:
+        record.update(result="refused", status=refusal.status, error=refusal.detail)
     record["peer"] = context["peer"]
     try:
         with settings.profile.lock(settings.lock_timeout):
@@ -284,10 +302,10 @@ def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
     now = datetime.now(UTC)
     if cert.not_valid_before_utc > now:
         raise Refused(403, f"client certificate {entry.serial} is not valid yet")
+    name = entry.common_name or ""
     pending = grace.read(profile).get(entry.serial)
     if pending is not None:
-        raise Refused(409, f"already renewed: {entry.serial} was superseded by {pending.successor}")
-    name = entry.common_name or ""
+        raise AlreadyRenewed(entry.serial, pending.successor, name)
     if not names.names_files(name):
         raise Refused(403, f"client certificate {entry.serial} has no certwiz name")
     try:
@@ -300,10 +318,25 @@ def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
 
 
 def reenroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> bytes:
-    """Renewal by possession of the current certificate; returns the response body."""
+    """Renewal by possession of the current certificate; returns the response body.
+
+    A repeat of a renewal that was answered (same certificate, same key in the CSR: a
+    device that crashed before it stored the answer, or retried on a timeout) gets the
+    same certificate again, not a second one; a renewal with another key gets 409.
+    """
     profile = settings.profile
     cert = presented(environ)
-    old = current_of(profile, cert)
+    try:
+        old = current_of(profile, cert)
+    except AlreadyRenewed as exc:
+        context["names"] = [exc.name]
+        checked, _ = _csr(_body(environ))
+        again = _repeat(profile, exc, checked)
+        _audit_refusal(settings, "est simplereenroll", context, exc, repeated=again is not None)
+        context["recorded"] = True
+        if again is None:
+            raise
+        return again
     name = old.entry.common_name or ""
     context["names"] = [name]
     checked, request = _csr(_body(environ))  # read only once the caller is known
@@ -317,7 +350,14 @@ def reenroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> b
     with transaction(profile, "est simplereenroll", [name], timeout=settings.lock_timeout) as tx:
         context["recorded"] = True  # from here the transaction's record says how it ended
         tx.note("peer", context["peer"])
-        old = current_of(profile, cert)  # again under the lock: one renewal wins a race
+        try:
+            old = current_of(profile, cert)  # again under the lock: one renewal wins a race
+        except AlreadyRenewed as exc:
+            again = _repeat(profile, exc, checked)
+            if again is None:
+                raise
+            tx.note("repeated", exc.successor)
+            return again
         done = renewing.renew_with_csr(
             tx,
             old,
@@ -327,6 +367,23 @@ def reenroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> b
             ca_passphrase=settings.ca_passphrase,
         )
         return _issued_body(profile, done.serial)
+
+
+def _repeat(profile: Profile, renewed: AlreadyRenewed, checked: issue.Csr) -> bytes | None:
+    """The successor's response again when the CSR holds its key and it is still valid."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    wanted = x509.load_pem_x509_csr(checked.pem).public_key().public_bytes(*spki)
+    successor = int(renewed.successor, 16)
+    entry = next((e for e in database.read(profile.index) if e.serial_int == successor), None)
+    if entry is None or entry.status() != "valid":
+        return None
+    cert = x509.load_pem_x509_certificate(profile.newcert_path(entry.serial).read_bytes())
+    if cert.public_key().public_bytes(*spki) != wanted:
+        return None
+    return wire.encode_certs([cert])
 
 
 # --- simpleenroll -----------------------------------------------------------------
