@@ -1,11 +1,11 @@
 """certwiz: a small private CA for mutual TLS on top of the openssl binary.
 
-The library is usable on its own::
+The library is usable on its own, through `certwiz.api.CA` (imported from there,
+so that `import certwiz` stays light for the command line)::
 
-    from certwiz import ca, issue, open_profile
-    ca.init("my-app", home="certs")
-    profile = open_profile("my-app", home="certs")
-    issue.issue_client(profile, "bot-01")
+    from certwiz.api import CA
+    ca = CA.create("my-app", home="certs").ca
+    ca.issue_client("bot-01", unencrypted=True)
 """
 
 __version__ = "0.1.0"  # the one place; pyproject.toml reads it

@@ -5,7 +5,8 @@ environment or printed: the lock timeout, the CA passphrase (a `Secret`, or
 a provider called only when the CA key is encrypted), bundle passwords, and
 warnings, which come back as values. Input is validated once, here or in the
 operation module it calls, before any passphrase is asked for and before the
-lock. Example:
+lock. Give `home`: left None it is found the CLI's way ($CERTWIZ_HOME,
+/etc/certwiz.conf, ./certs). Example (tests/test_api_service.py runs a longer one):
 
     from certwiz.api import CA
     from certwiz.openssl import Secret
