@@ -428,23 +428,24 @@ def _issued(
 
 
 def make_certificate(
-    profile: Profile,
     tx: Transaction,
     work: Path,
     name: str,
     kind: str,
+    *,
     validity: timedelta,
     key_type: str,
     sans: list[names.San],
     ca_passphrase: Secret | None,
-    key_passphrase: Secret | None,
-    p12_format: str | None,
+    key_passphrase: Secret | None = None,
+    p12_format: str | None = None,
     existing_key: Path | None = None,
 ) -> tuple[database.Entry, dict[str, Path]]:
     """Key (new or EXISTING_KEY), request, signature, files: one certificate for NAME.
 
     The caller holds the transaction and decides what the name may have.
     """
+    profile = tx.profile
     key, csr = key_and_csr(profile, work, name, key_type, key_passphrase, existing_key)
     rsa = key_type.startswith("rsa")
     serial_hex, cert = sign(
@@ -478,17 +479,16 @@ def issue_in(
     crl_before = crl.crl_version(profile)
     with scratch_dir(profile.dir) as work:
         entry, files = make_certificate(
-            profile,
             tx,
             work,
             name,
             kind,
-            validity,
-            key_type,
-            sans,
-            ca_passphrase,
-            key_passphrase,
-            p12_format,
+            validity=validity,
+            key_type=key_type,
+            sans=sans,
+            ca_passphrase=ca_passphrase,
+            key_passphrase=key_passphrase,
+            p12_format=p12_format,
         )
     return _issued(tx, name, kind, entry.serial, files, ca_passphrase, crl_before)
 

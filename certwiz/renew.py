@@ -148,18 +148,17 @@ def renew(
         seconds = None if span is None else span.total_seconds()
         journal.superseding(work, name, old.entry.serial, seconds)  # see journal
         entry, files = issuing.make_certificate(
-            profile,
             tx,
             work,
             name,
             kind,
-            validity,
-            old.key_type,
-            old.sans,
-            ca_passphrase,
-            passphrase,
-            old.p12_format,
-            existing,
+            validity=validity,
+            key_type=old.key_type,
+            sans=old.sans,
+            ca_passphrase=ca_passphrase,
+            key_passphrase=passphrase,
+            p12_format=old.p12_format,
+            existing_key=existing,
         )
         until = upkeep.supersede(tx, profile, name, old.entry, entry.serial, span, ca_passphrase)
         notes = issuing.capped_notes(tx) + upkeep.tidy(profile, tx, ca_passphrase)
