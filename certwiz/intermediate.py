@@ -199,6 +199,21 @@ def write_crl_chain(directory: Path) -> None:
 KEY_REASONS = ("keyCompromise", "CACompromise")
 
 
+def key_certificates(profile: Profile) -> list[database.Entry]:
+    """Every certificate the root signed for the key of PROFILE's intermediate, in
+    index.txt order: the current one and those `ca renew` replaced (same key), which
+    stay valid until they expire (the bundles issued before carry them)."""
+    if not profile.two_level:
+        return []
+    try:
+        current = der.pem_to_der(profile.intermediate_cert.read_bytes())
+        serial, key = der.cert_serial(current), der.spki(current)
+        entries = database.read(profile.root.index)
+    except (OSError, ValueError, database.DatabaseError):
+        return []  # check reports a missing or damaged file
+    return [e for e in entries if e.serial == serial or _key_of(profile.root, e) == key]
+
+
 def revoked_entry(profile: Profile) -> database.Entry | None:
     """The root's revocation of the intermediate that signs PROFILE's leaves, if any.
 
@@ -206,20 +221,12 @@ def revoked_entry(profile: Profile) -> database.Entry | None:
     compromise: either way the root has withdrawn its trust in that key, so signing
     with it, or certifying it again (`ca renew`: same key), would undo the revocation.
     """
-    if not profile.two_level:
-        return None
     try:
-        current = der.pem_to_der(profile.intermediate_cert.read_bytes())
-        serial = der.cert_serial(current)
-        entries = database.read(profile.root.index)
-    except (OSError, ValueError, database.DatabaseError):
-        return None  # check reports a missing or damaged file
-    for entry in entries:
-        if entry.flag != "R":
-            continue
-        if entry.serial == serial:
-            return entry
-        if entry.reason in KEY_REASONS and _key_of(profile.root, entry) == der.spki(current):
+        serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
+    except (OSError, ValueError):
+        return None
+    for entry in key_certificates(profile):
+        if entry.flag == "R" and (entry.serial == serial or entry.reason in KEY_REASONS):
             return entry
     return None
 

@@ -142,8 +142,11 @@ def revoke_intermediate(
 ) -> Revoked:
     """The root revokes the intermediate: every leaf it signed stops verifying at once.
 
-    Needs the root key (`root_key` once it was exported). NGINX then refuses every
-    client, because the root's CRL in crl-chain.pem lists the intermediate.
+    Every valid certificate of its key is revoked, the ones `ca renew` replaced too:
+    a client's bundle carries the intermediate it was issued with, and a verifier
+    given that chain would otherwise still accept it. Needs the root key (`root_key`
+    once it was exported). NGINX then refuses every client, because the root's CRL in
+    crl-chain.pem lists the intermediate.
     """
     names.reason(reason)
     if not profile.two_level:
@@ -152,15 +155,15 @@ def revoke_intermediate(
     secret = signing_passphrase(profile, ca_passphrase)  # a provider: after every check
     with transaction(profile, "ca revoke-intermediate", timeout=timeout) as tx:
         serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
-        valid = [
-            e for e in database.read(profile.root.index) if e.serial == serial and e.flag == "V"
-        ]
-        if not valid:
+        valid = [e for e in intermediate.key_certificates(profile) if e.flag == "V"]
+        valid.sort(key=lambda e: e.serial != serial)  # the current one first
+        if not any(e.serial == serial for e in valid):
             raise StateError(f"the intermediate {serial} is not valid in {profile.root.index}")
-        revoke_entry(profile.root, valid[0], reason, secret, keyfile)
-        tx.note_serial(serial)
+        for entry in valid:
+            revoke_entry(profile.root, entry, reason, secret, keyfile)
+            tx.note_serial(entry.serial)
         regenerate_crl(profile.root, secret, None, keyfile)
-    return Revoked([serial], reason, str(profile.nginx_crl))
+    return Revoked([e.serial for e in valid], reason, str(profile.nginx_crl))
 
 
 def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:

@@ -62,3 +62,24 @@ def test_a_revoked_intermediate_is_neither_renewed_nor_used(cli, home: Path) -> 
     rollover.renew_ca(fleet, root=True)
     assert load_cert(fleet.ca_cert).subject == load_cert(fleet.root.ca_cert).subject
     assert verify(fleet, fleet.cert_path("bot")) != 0
+
+
+def test_revoke_intermediate_revokes_every_certificate_of_its_key(cli, home: Path) -> None:
+    """Item 9: after `ca renew` the old intermediate certificates (same key) stayed valid
+    and revoke-intermediate revoked only the current one, so a verifier given the chain
+    a client's p12 carries (the intermediate it was issued with) still accepted it."""
+    fleet = intermediate.init("f9", home)
+    issue.issue_client(fleet, "bot")
+    old_chain = home / "old-chain.pem"
+    old_chain.write_bytes(fleet.chain.read_bytes())  # what bot's p12 carries
+    rollover.renew_ca(fleet)
+    rollover.renew_ca(fleet)
+    assert [e.flag for e in database.read(fleet.root.index)] == ["V", "V", "V"]
+    assert verify(fleet, fleet.cert_path("bot"), old_chain) == 0
+    result = cli("ca", "revoke-intermediate", "-p", "f9", "--reason", "keyCompromise")
+    assert result.returncode == 0, result.stderr
+    assert "and the 2 earlier certificate(s) of its key" in result.stdout
+    entries = database.read(fleet.root.index)
+    assert [(e.flag, e.reason) for e in entries] == [("R", "keyCompromise")] * 3
+    assert verify(fleet, fleet.cert_path("bot"), old_chain) != 0
+    assert verify(fleet, fleet.cert_path("bot")) != 0

@@ -205,7 +205,13 @@ def ca_revoke_intermediate(
     emit(
         as_json,
         asdict(done),
-        f"Revoked the intermediate {done.serials[0]} ({done.reason}); new CRLs: {done.crl}\n"
+        f"Revoked the intermediate {done.serials[0]} ({done.reason})"
+        + (
+            f" and the {len(done.serials) - 1} earlier certificate(s) of its key"
+            if len(done.serials) > 1
+            else ""
+        )
+        + f"; new CRLs: {done.crl}\n"
         "Every certificate it signed is now refused; reload nginx to enforce it.",
     )
 
