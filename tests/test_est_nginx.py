@@ -124,7 +124,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         server.stop()
         backend.stop()
-        stop(service)
+        code = stop(service)
+    # SIGTERM: a clean stop (exit 0) that removes its socket
+    assert code == 0 and not sock.exists(), log.read_text()[-2000:]
 
 
 def readme_block(name: str) -> str:

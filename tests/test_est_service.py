@@ -342,3 +342,16 @@ def test_encrypted_ca_signs_with_the_passphrase_given_at_start(tmp_path: Path) -
     assert last_record(locked)["result"] == "error"
     with_secret = service.Settings(locked, ca_passphrase=Secret("correct horse battery"))
     assert issued_cert(call(with_secret, wire.SIMPLEENROLL, body, auth=("dev-1", token)))
+
+
+def test_an_unexpected_error_is_one_line_500_and_audited(
+    prof: Profile, settings: service.Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_: Profile) -> bytes:
+        raise RuntimeError("/secret/path in a message")
+
+    monkeypatch.setattr(service, "cacerts", broken)
+    answer = call(settings, wire.CACERTS, method="GET")
+    assert answer.status == 500 and answer.body == b"internal error (see the audit log)\n"
+    record = last_record(prof)
+    assert record["command"] == "est cacerts" and record["error"] == "RuntimeError"

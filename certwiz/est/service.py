@@ -179,6 +179,9 @@ def handle(settings: Settings, environ: Environ) -> Answer:
         # the client learns no path or openssl message; the audit record has them
         refusal = Refused(500, "the CA could not sign (see its audit log)", (), audit.describe(exc))
         refusal.recorded = bool(context.get("recorded"))
+    except Exception as exc:  # a bug: still one line, one record, no traceback to the client
+        refusal = Refused(500, "internal error (see the audit log)", (), audit.describe(exc))
+        refusal.recorded = bool(context.get("recorded"))
     if not (refusal.recorded or context.get("recorded")):
         _audit_refusal(settings, command, context, refusal)
     return _text(refusal.status, refusal.reason, refusal.headers, name=",".join(context["names"]))
