@@ -220,6 +220,14 @@ def test_a_one_day_certificate_renews_and_the_old_one_dies_after_the_grace(loop:
 
     assert loop.get(bundle).status == 200
     assert loop.get(stale).status == 200  # within the grace
+    # a stale copy of the bundle cannot renew again: refused (5), not "try again" (1)
+    copy = stale.read_bytes()
+    result = loop.agent(*loop.renew_argv(stale, "--before", "1"))
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.startswith(f"certwiz: error: simplereenroll: refused by {loop.url} (4")
+    assert len(result.stderr.splitlines()) == 1
+    assert stale.read_bytes() == copy
+    assert len(loop.entries("bot")) == 2
     old_serial = next(e.serial for e in valid if e.serial_int == old_cert.serial_number)
     assert old_serial in grace.read(loop.profile)
 
