@@ -15,7 +15,7 @@ from certwiz.errors import StateError
 from certwiz.est import tokens
 from certwiz.profile import Profile
 from certwiz.transaction import transaction
-from tests.conftest import Result, run_certwiz, snapshot
+from tests.conftest import run_certwiz, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +83,6 @@ def test_name_with_a_valid_certificate_refused_without_a_trace(prof: Profile) ->
     before = snapshot(prof.dir)
     with pytest.raises(StateError, match="already has a valid certificate"):
         tokens.invite(prof, "has-cert")
-    assert snapshot(prof.dir) == before
-
-
-@pytest.mark.parametrize(
-    ("args", "field"),
-    [
-        (["-n", "bad/name"], "name"),
-        (["-n", "ok", "--ttl", "0m"], "ttl"),
-        (["-n", "ok", "--ttl", "31d"], "ttl"),
-        (["-n", "ok", "-d", "-3"], "days"),
-    ],
-)
-def test_bad_input_one_line_exit_2(prof: Profile, args: list[str], field: str) -> None:
-    before = snapshot(prof.dir)
-    done: Result = run_certwiz(prof.dir.parent, "client", "invite", "-p", "inv", *args)
-    assert done.returncode == 2
-    assert done.stderr.startswith(f"certwiz: error: {field}: ") and done.stderr.count("\n") == 1
     assert snapshot(prof.dir) == before
 
 
