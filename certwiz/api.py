@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from . import audit, batch, check, inventory, issue, nginx, revoke, rollover, subordinate
 from . import ca as ca_init
@@ -372,7 +372,9 @@ class CA:
             timeout=self.lock_timeout,
         )
 
-    def render_nginx(self, server: str, upstream: str, **options: Any) -> nginx.Rendered:
+    def render_nginx(
+        self, server: str, upstream: str, **options: Unpack[nginx.SiteOptions]
+    ) -> nginx.Rendered:
         """`nginx.render` (listen, out, tls, sni_only, ...) under this CA's lock timeout."""
         return nginx.render(self.profile, server, upstream, timeout=self.lock_timeout, **options)
 

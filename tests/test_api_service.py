@@ -146,3 +146,19 @@ def test_an_operation_cannot_join_another_profiles_transaction(tmp_path: Path) -
     with joined(mine, held, "revoke", ["x"]) as inside:
         assert inside is held and held.current.command == "revoke"
     assert [op.names for op in held.operations] == [["x"]]
+
+
+def test_the_facade_forwards_every_nginx_render_option() -> None:
+    """api.CA.render_nginx is typed by nginx.SiteOptions: it must name every option of
+    nginx.render (but the lock timeout, which the CA holds)."""
+    import inspect
+    import typing
+
+    from certwiz import nginx
+
+    keyword_only = {
+        name
+        for name, parameter in inspect.signature(nginx.render).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert set(typing.get_type_hints(nginx.SiteOptions)) == keyword_only - {"timeout"}

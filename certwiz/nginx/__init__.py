@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # at run time __getattr__ below imports a submodule on first 
         SSL_CONF,
         TLS_PROFILES,
         Rendered,
+        SiteOptions,
         render,
         render_standalone,
     )
@@ -49,6 +50,7 @@ __all__ = [
     "NginxError",
     "Reloaded",
     "Rendered",
+    "SiteOptions",
     "check_listen",
     "check_upstream",
     "command_words",

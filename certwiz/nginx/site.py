@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from ..errors import InputError, StateError
 from ..fsutil import not_plain_dir, write_atomic
@@ -153,6 +154,25 @@ def _remove_stale(out_dir: Path) -> list[str]:
             path.unlink()
             removed.append(str(path))
     return removed
+
+
+class SiteOptions(TypedDict, total=False):
+    """`render`'s options as one type, for callers that pass them on (`api.CA.render_nginx`).
+
+    tests/test_api_service.py fails when `render` gains an option this lacks.
+    """
+
+    listen: str
+    out: Path | None
+    tls: str
+    sni_only: bool
+    app: str
+    upstream_ca: Path | None
+    error_log: Path | None
+    revocation: str
+    ocsp_responder: str | None
+    ocsp_cache: str | None
+    enroll: str | None
 
 
 def render(
