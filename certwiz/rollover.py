@@ -9,6 +9,7 @@ certificate is kept in `archive/`, and the files that carry it are rewritten.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import check, der, intermediate, names, openssl, upkeep
@@ -110,6 +111,8 @@ def renew_ca(
     )
     if two:
         intermediate.require_unrevoked(profile)  # before the lock: a refusal leaves no trace
+        left = der.cert_validity(der.pem_to_der(profile.ca_cert.read_bytes()))[1] - _now()
+        intermediate.check_lifetimes(days, max(left.days, 0))  # ca init's rule, on what is left
     keyfile = None
     if profile.two_level:
         what = "renewing the root" if root else "renewing the intermediate"
@@ -155,6 +158,10 @@ def renew_ca(
         files,
         [f"rewrote {path}" for path in refreshed] + notes,
     )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _renew_self_signed(

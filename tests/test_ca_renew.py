@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from certwiz import intermediate, issue
+from certwiz import ca, intermediate, issue
 from certwiz.profile import Profile
 from tests.conftest import crl_check, load_cert, openssl, snapshot
 
@@ -110,3 +110,18 @@ def test_hostile_ca_renew(cli, profile: Profile, args: list[str]) -> None:
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("certwiz: error: ")
     assert snapshot(profile.dir) == before
+
+
+def test_a_renewed_intermediate_cannot_outlive_its_root(cli, home: Path) -> None:
+    """Attack r1 item 10b: `ca init` refuses an intermediate longer than the root, but
+    `ca renew --days` gave one past the root's end (it fails verification from then on)."""
+    options = ca.CAOptions(days=1000)
+    fleet = intermediate.init("f3", home, options, root_days=2000)
+    before = snapshot(fleet.dir)
+    result = cli("ca", "renew", "-p", "f3", "--days", "3000")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot outlive the root" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(fleet.dir) == before
+    assert cli("ca", "renew", "-p", "f3", "--days", "1500").returncode == 0
+    new = load_cert(fleet.intermediate_cert)
+    assert new.not_valid_after_utc <= load_cert(fleet.ca_cert).not_valid_after_utc
