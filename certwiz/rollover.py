@@ -8,11 +8,12 @@ certificate is kept in `archive/`, and the files that carry it are rewritten.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, der, intermediate, names, openssl, upkeep
+from . import check, database, der, intermediate, names, openssl, upkeep
 from .errors import InputError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
@@ -113,6 +114,7 @@ def renew_ca(
         intermediate.require_unrevoked(profile)  # before the lock: a refusal leaves no trace
         left = der.cert_validity(der.pem_to_der(profile.ca_cert.read_bytes()))[1] - _now()
         intermediate.check_lifetimes(days, max(left.days, 0))  # ca init's rule, on what is left
+    check_outlives_leaves(profile.root if root else profile, days)
     keyfile = None
     if profile.two_level:
         what = "renewing the root" if root else "renewing the intermediate"
@@ -162,6 +164,29 @@ def renew_ca(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def check_outlives_leaves(level: Profile, days: int) -> None:
+    """A renewed CA must not end before a valid certificate it signed (leaves, or the
+    intermediates a root signed): those would stop verifying on that day while `list`
+    shows them valid. Refused (exit 2) naming the longest-lived and the days it needs."""
+    try:
+        valid = [e for e in database.read(level.index) if e.status() == "valid"]
+    except (OSError, database.DatabaseError):
+        return  # the transaction refuses a damaged database, naming it
+    if not valid:
+        return
+    latest = max(valid, key=lambda e: e.not_after)
+    end = _now() + timedelta(days=days)
+    if end >= latest.not_after:
+        return
+    needed = math.ceil((latest.not_after - _now()) / timedelta(days=1))
+    raise InputError(
+        "days",
+        f"the renewed CA would end {end:%Y-%m-%d}, before {latest.common_name or latest.subject} "
+        f"(serial {latest.serial}, valid until {latest.not_after:%Y-%m-%d}) that it signed; "
+        f"give --days {needed} or more, or revoke what it must not outlive first",
+    )
 
 
 def _renew_self_signed(

@@ -125,3 +125,24 @@ def test_a_renewed_intermediate_cannot_outlive_its_root(cli, home: Path) -> None
     assert cli("ca", "renew", "-p", "f3", "--days", "1500").returncode == 0
     new = load_cert(fleet.intermediate_cert)
     assert new.not_valid_after_utc <= load_cert(fleet.ca_cert).not_valid_after_utc
+
+
+def test_a_ca_renewal_shorter_than_its_valid_leaves_is_refused(cli, home: Path) -> None:
+    """Attack r1 item 10c: `ca renew --days 1` silently made a 10-year CA a 1-day one,
+    and its leaves (listed valid for a year) stopped verifying the next day."""
+    profile = ca.init("sh", home)
+    issue.issue_client(profile, "bot", days=365)
+    before = snapshot(profile.dir)
+    result = cli("ca", "renew", "-p", "sh", "--days", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "bot" in result.stderr and "--days 365" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and snapshot(profile.dir) == before
+    assert cli("ca", "renew", "-p", "sh", "--days", "365").returncode == 0
+    leaf = load_cert(profile.cert_path("bot"))
+    assert load_cert(profile.ca_cert).not_valid_after_utc >= leaf.not_valid_after_utc
+    # The root of a two-level profile: the intermediate it signed is its leaf.
+    fleet = intermediate.init("sh2", home)
+    before = snapshot(fleet.dir)
+    result = cli("ca", "renew", "-p", "sh2", "--root", "--days", "30")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Intermediate" in result.stderr and snapshot(fleet.dir) == before
