@@ -193,6 +193,9 @@ def test_a_one_day_certificate_renews_and_the_old_one_dies_after_the_grace(loop:
     stale = loop.work / "bot-old.p12"
     stale.write_bytes(bundle.read_bytes())
     assert loop.get(bundle).status == 200
+    owner = (65534, 65534)  # the bot's user (nobody); the agent runs as root, from systemd
+    if os.geteuid() == 0:
+        os.chown(bundle, *owner)
 
     # --before 1: due as soon as any of the lifetime is gone
     result = loop.agent(*loop.renew_argv(bundle, "--before", "1"))
@@ -212,6 +215,8 @@ def test_a_one_day_certificate_renews_and_the_old_one_dies_after_the_grace(loop:
     assert lifetime == old_cert.not_valid_after_utc - old_cert.not_valid_before_utc
     assert p12_format_of(bundle) == p12_format_of(stale) == "compat"  # its format kept
     assert bundle.stat().st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:
+        assert (bundle.stat().st_uid, bundle.stat().st_gid) == owner  # still the bot's
     assert sorted(p.name for p in bundle.parent.iterdir()) == ["bot.p12"]  # no leftovers
     valid = [e for e in loop.entries("bot") if e.flag == "V"]
     assert sorted(e.serial_int for e in valid) == sorted(

@@ -471,14 +471,13 @@ class Renewal:
 
 
 @contextlib.contextmanager
-def _bundle_lock(path: Path) -> Iterator[bool]:
+def _bundle_lock(path: Path) -> Iterator[None]:
     """One agent at a time per bundle directory: a flock on the directory (no file left).
 
-    Yields whether another agent held it first (then the caller reads the bundle again).
+    The holder reads the bundle again: another agent may have renewed it meanwhile.
     """
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        waited = False
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             try:
@@ -489,9 +488,8 @@ def _bundle_lock(path: Path) -> Iterator[bool]:
                     raise
             if time.monotonic() >= deadline:
                 raise CertwizError(f"another agent holds {path.parent} (waited {LOCK_WAIT:g}s)")
-            waited = True
             time.sleep(0.05)
-        yield waited
+        yield
     finally:
         os.close(fd)
 
@@ -521,12 +519,11 @@ def renew(
         return _not_due(bundle, when, "not due")
     from . import wire  # only now: the codecs import what signing needs (not due: never)
 
-    with _bundle_lock(p12_path) as waited:
-        if waited:
-            again = read_bundle(p12_path, bundle.password)
-            if again.serial != bundle.serial:
-                later = schedule(again.cert, before, datetime.now(UTC))
-                return _not_due(again, later, "renewed by another run", bundle.serial)
+    with _bundle_lock(p12_path):
+        again = read_bundle(p12_path, bundle.password)  # what it is now that we hold it
+        if again.serial != bundle.serial:
+            later = schedule(again.cert, before, datetime.now(UTC))
+            return _not_due(again, later, "renewed by another run", bundle.serial)
         with scratch_dir(p12_path.parent) as work:
             key, key_secret, csr, spki = _new_key_and_csr(
                 work, names.key_type_of(bundle.cert), bundle.cert.subject
@@ -540,6 +537,7 @@ def renew(
             got = _verified_with_cacerts(where, context, certs, spki, bundle.cert.subject, ca, work)
             new = _bundle_file(work, key, key_secret, got, bundle.friendly_name,
                                bundle.p12_format, bundle.password)  # fmt: skip
+            _keep_owner(new, p12_path)
             install(new, p12_path, p12_path.stat().st_mode & 0o777)
     forced = force and not when.due(now or datetime.now(UTC))
     when = schedule(got.leaf, before, datetime.now(UTC))
@@ -552,6 +550,15 @@ def renew(
         _stamp(got.leaf.not_valid_after_utc),
         _stamp(when.renew_at),
     )
+
+
+def _keep_owner(new: Path, old: Path) -> None:
+    """The new bundle belongs to whoever owned the old one: an agent run by root (a
+    systemd unit) must not take the bundle away from the bot's user. Without the right
+    to give a file away (not root) it stays ours, as the old one was then."""
+    st = old.stat()
+    with contextlib.suppress(PermissionError):
+        os.chown(new, st.st_uid, st.st_gid)
 
 
 def _not_due(bundle: Bundle, when: Schedule, reason: str, previous: str | None = None) -> Renewal:
