@@ -23,7 +23,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certwiz import audit, ca, grace, issue, probe
+from certwiz import audit, ca, database, grace, issue, probe, revoke
 from certwiz import nginx as nginx_lib
 from certwiz.est import wire
 from certwiz.profile import Profile
@@ -298,6 +298,38 @@ def test_a_forged_certificate_header_is_replaced_by_nginx(lab: Lab, tmp_path: Pa
     assert got.status == 403 and "CN=mallory" in got.body  # seen as mallory, not victim
     victim = x509.load_pem_x509_certificate(lab.site.cert_path("victim").read_bytes())
     assert victim.serial_number not in {int(s, 16) for s in grace.read(lab.site)}
+
+
+def test_revoked_before_nginx_reloads_is_refused_by_the_service(lab: Lab, tmp_path: Path) -> None:
+    """nginx still holds the old CRL (no reload yet) and lets a revoked certificate in;
+    the service checks index.txt itself: 403, audited, nothing issued."""
+    issue.issue_client(lab.site, "late", unencrypted=True)
+    p12 = tmp_path / "late.p12"
+    p12.write_bytes(lab.site.p12_path("late").read_bytes())
+    revoke.revoke(lab.site, name="late")  # a new CRL on disk; nginx is not reloaded
+    assert fetch(lab, tmp_path, "/app", p12=p12).status == 200  # nginx: still let in
+    key = tmp_path / "k.pem"
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
+    der = subprocess.run(
+        ["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=late", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    body = tmp_path / "csr.b64"
+    body.write_bytes(wire.encode_csr(der))
+    lines = len(database.read(lab.site.index))
+    got = fetch(
+        lab,
+        tmp_path,
+        "/.well-known/est/simplereenroll",
+        p12=p12,
+        headers={"Content-Type": wire.CSR_TYPE},
+        extra=("--data-binary", f"@{body}"),
+    )
+    assert got.status == 403 and "is revoked" in got.body
+    assert len(database.read(lab.site.index)) == lines
+    record = audit.read(lab.site)[-1]
+    assert record["names"] == ["late"] and record["result"] == "refused"
 
 
 def test_a_huge_body_is_refused_by_nginx(lab: Lab, tmp_path: Path) -> None:

@@ -320,6 +320,13 @@ def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
     return current
 
 
+def _cns(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
+    values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return [v.value for v in values if isinstance(v.value, str)][:1]
+
+
 def reenroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> bytes:
     """Renewal by possession of the current certificate; returns the response body.
 
@@ -329,6 +336,7 @@ def reenroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> b
     """
     profile = settings.profile
     cert = presented(environ)
+    context["names"] = _cns(cert)  # who asked, for the record of a refusal
     try:
         old = current_of(profile, cert)
     except AlreadyRenewed as exc:
