@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from cryptography import x509
@@ -21,6 +22,34 @@ from certwiz.profile import Profile
 
 REPO = Path(__file__).resolve().parent.parent
 CERTWIZ_PREFIX = "CERTWIZ_"
+pytest_plugins = ["pytester"]  # tests of the hooks below
+
+
+def in_ci() -> bool:
+    """Whether this run is CI (`.ci/run` sets CI=true; "", 0, false and no mean not)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(what: str, install: str) -> NoReturn:
+    """A real component a test needs is absent: under CI that FAILS, elsewhere it skips."""
+    if in_ci():
+        pytest.fail(f"CI is set but {what} is missing ({install}): this test must run here")
+    pytest.skip(f"{what} is missing ({install})")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI no test may skip: whatever skip a test (or a new one) reaches fails there.
+
+    Every component the suite needs is installed by .ci/run; a skip in CI would be a
+    green run that proved nothing.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI is set, so this test may not skip: {reason}"
 
 
 @dataclass

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from certwiz.nginx import find_binary
+from tests.conftest import missing
 
 
 def require_nginx() -> str:
@@ -19,11 +18,7 @@ def require_nginx() -> str:
     found = find_binary("nginx")
     if found is not None:
         return found
-    if os.environ.get("CI"):
-        pytest.fail(
-            "CI is set but nginx is missing: the nginx tests must run here (apt-get install nginx)"
-        )
-    pytest.skip("nginx not installed: apt-get install nginx to run the nginx tests")
+    missing("nginx", "apt-get install nginx")
 
 
 def require_tool(name: str, package: str) -> str:
@@ -31,9 +26,7 @@ def require_tool(name: str, package: str) -> str:
     found = find_binary(name)
     if found is not None:
         return found
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {name} is missing (apt-get install {package})")
-    pytest.skip(f"{name} not installed: apt-get install {package} to run these tests")
+    missing(name, f"apt-get install {package}")
 
 
 def certwiz_ok(home: Path) -> Callable[..., None]:

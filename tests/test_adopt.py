@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.conftest import crl_check, hand_sign, invoke, load_cert, load_crl, openssl, snapshot
+from tests.conftest import (
+    crl_check,
+    hand_sign,
+    invoke,
+    load_cert,
+    load_crl,
+    missing,
+    openssl,
+    snapshot,
+)
 
 EASYRSA = Path("/usr/share/easy-rsa/easyrsa")
 
@@ -89,9 +98,7 @@ def make_openssl_ca(base: Path, *, password: str | None = None) -> Path:
 def make_easyrsa_pki(base: Path) -> Path:
     """A PKI made by Debian's easy-rsa 3.1: two clients, a server, one revoked, one expired."""
     if not EASYRSA.exists():
-        if os.environ.get("CI"):
-            pytest.fail("easy-rsa is missing; .ci/run installs the easy-rsa package")
-        pytest.skip("easy-rsa not installed (apt-get install easy-rsa)")
+        missing("easy-rsa", "apt-get install easy-rsa")
     base.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "EASYRSA_BATCH": "1", "EASYRSA_PKI": str(base / "pki")}
 

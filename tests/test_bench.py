@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO, clean_env
+from tests.conftest import REPO, clean_env, missing
 
 EASYRSA = Path("/usr/share/easy-rsa/easyrsa")
 
 
 def test_bench_smoke_runs_every_case(tmp_path: Path) -> None:
     if not EASYRSA.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail("easy-rsa is not installed (.ci/run installs it)")
-        pytest.skip("easy-rsa is not installed")
+        missing("easy-rsa", "apt-get install easy-rsa; .ci/run installs it")
     out = tmp_path / "results.md"
     env = clean_env()
     proc = subprocess.run(

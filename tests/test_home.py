@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, clean_env, snapshot
+from tests.conftest import Result, clean_env, missing, snapshot
 
 
 def certwiz(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -184,7 +184,7 @@ def test_config_others_can_write_is_refused(server: dict[str, Path]) -> None:
 
 def test_config_of_another_user_is_refused(server: dict[str, Path]) -> None:
     if os.getuid() != 0:
-        pytest.skip("needs root to give the file to another user")
+        missing("root (to give the file to another user)", ".ci/run runs as root")
     os.chown(server["config"], 65534, 65534)
     line = one_error_line(
         certwiz(server["srv"], "profiles", env={"CERTWIZ_CONFIG": str(server["config"])})

@@ -6,7 +6,6 @@ runs it, no space splits it, no `$` is expanded by make or by the shell.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,11 +16,9 @@ from cryptography.x509.oid import NameOID
 
 from certwiz import database
 from certwiz.profile import Profile
-from tests.conftest import REPO, clean_env, load_cert
+from tests.conftest import REPO, clean_env, in_ci, load_cert
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("make") is None and os.environ.get("CI") != "true", reason="no make"
-)
+pytestmark = pytest.mark.skipif(shutil.which("make") is None and not in_ci(), reason="no make")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import invoke
+from tests.conftest import invoke, missing
 from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -34,9 +34,7 @@ SERVER = "deb.test"
 def debian_conf(prefix: Path, etc: Path) -> str:
     """Debian's nginx.conf with its paths moved under PREFIX and ETC, nothing else."""
     if not STOCK.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {STOCK} is missing (apt-get install nginx)")
-        pytest.skip(f"{STOCK} missing: the nginx package's nginx.conf is needed")
+        missing(f"{STOCK} (the nginx package's nginx.conf)", "apt-get install nginx")
     text = STOCK.read_text()
     for old, new in (
         ("/etc/nginx/conf.d/", f"{etc}/conf.d/"),

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from certwiz import nginx as certwiz_nginx
-from tests.conftest import Result, invoke, load_crl, snapshot
+from tests.conftest import REPO, Result, invoke, load_crl, missing, snapshot
 from tests.nginx_support import require_nginx
 
 UPSTREAM = "http://127.0.0.1:8080"
@@ -308,15 +308,29 @@ def test_missing_nginx_skips_on_a_dev_machine_and_fails_in_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="nginx is missing"):
         support.require_nginx()
+    monkeypatch.setenv("CI", "false")  # what some runners set outside CI
+    with pytest.raises(pytest.skip.Exception):
+        support.require_nginx()
+
+
+def test_a_skip_fails_under_ci(pytester: pytest.Pytester) -> None:
+    """The conftest hook: under CI a skipped test is reported as failed, whatever skipped."""
+    pytester.makeconftest("from tests.conftest import pytest_runtest_makereport  # noqa: F401")
+    pytester.makepyfile("import pytest\n\ndef test_x():\n    pytest.skip('no widget')\n")
+    pytester.syspathinsert(str(REPO))
+    for ci, outcome in (("true", {"failed": 1}), ("", {"skipped": 1})):
+        pytester._monkeypatch.setenv("CI", ci)
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+        result.assert_outcomes(**outcome)
+        if ci:
+            result.stdout.fnmatch_lines(["*CI is set, so this test may not skip: *no widget*"])
 
 
 def test_nginx_found_in_sbin_when_path_lacks_it(monkeypatch: pytest.MonkeyPatch) -> None:
     binary = require_nginx()
     monkeypatch.setenv("PATH", "/nonexistent")
     if not binary.startswith(("/usr/sbin/", "/sbin/", "/usr/local/sbin/")):
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but nginx is at {binary}, not in an sbin directory")
-        pytest.skip(f"nginx is at {binary}, not in an sbin directory")
+        missing(f"nginx in an sbin directory (it is at {binary})", "apt-get install nginx")
     assert certwiz_nginx.find_binary("nginx") == binary
 
 

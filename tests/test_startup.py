@@ -17,9 +17,7 @@ import pytest
 
 import certwiz
 from certwiz.cli import COMMANDS, app
-from tests.conftest import clean_env
-
-IN_CI = os.environ.get("CI") == "true"
+from tests.conftest import clean_env, missing
 
 
 @pytest.fixture
@@ -189,9 +187,7 @@ def test_zsh_and_fish_scripts(
     ).stdout
     assert marker in script and "_CERTWIZ_COMPLETE=complete_" in script
     if shutil.which(shell) is None:
-        if IN_CI:
-            pytest.fail(f"{shell} is not installed (.ci/run installs it)")
-        pytest.skip(f"{shell} is not installed")
+        missing(shell, f"apt-get install {shell}; .ci/run installs it")
     path = tmp_path / f"certwiz.{shell}"
     path.write_text(script)
     subprocess.run([*syntax_check, str(path)], check=True, capture_output=True)

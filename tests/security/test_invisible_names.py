@@ -10,7 +10,6 @@ tried, and every one must be refused.
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import pytest
 
 from certwiz import names
 from certwiz.errors import InputError
-from tests.conftest import Result, snapshot
+from tests.conftest import Result, missing, snapshot
 
 UCD = Path("/usr/share/unicode")
 
@@ -29,9 +28,7 @@ def _ucd_property(file: str, prop: str) -> set[int]:
     """The code points a UCD property file lists for `prop` (ranges expanded)."""
     path = UCD / file
     if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path} missing: .ci/run installs unicode-data")
-        pytest.skip(f"{path} missing (apt-get install unicode-data)")
+        missing(str(path), "apt-get install unicode-data")
     points: set[int] = set()
     line_re = re.compile(r"([0-9A-F]{4,6})(?:\.\.([0-9A-F]{4,6}))?\s*;\s*(\w+)")
     for line in path.read_text().splitlines():
