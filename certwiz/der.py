@@ -197,3 +197,12 @@ def spki(der: bytes) -> bytes:
     return (
         certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     )
+
+
+def csr_spki(pem: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a PEM certification request."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = x509.load_pem_x509_csr(pem).public_key()
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

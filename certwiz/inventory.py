@@ -86,6 +86,24 @@ def valid_named(
     return [e for e in named(profile, name, entries) if e.status() == "valid"]
 
 
+def compromised(
+    profile: Profile, spki: bytes, entries: list[database.Entry] | None = None
+) -> database.Entry | None:
+    """A certificate of key SPKI (DER SubjectPublicKeyInfo) revoked for keyCompromise:
+    that key must never be certified again, whatever name a request gives."""
+    if entries is None:
+        entries = database.read(profile.index)
+    for entry in entries:
+        if entry.flag != "R" or entry.reason != "keyCompromise":
+            continue
+        try:
+            if der.spki(der.pem_to_der(profile.newcert_path(entry.serial).read_bytes())) == spki:
+                return entry
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def hosts(profile: Profile, entry: database.Entry) -> set[str]:
     """The hosts a certificate serves: its DNS (lower case) and IP subjectAltNames.
 

@@ -124,6 +124,18 @@ def check_no_valid(profile: Profile, name: str, hosts: Sequence[str] = ()) -> No
         )
 
 
+def check_key_unrevoked(profile: Profile, csr_pem: bytes) -> None:
+    """Refuse a request for a key a certificate of this profile was revoked for
+    (keyCompromise): signing it would certify a stolen key again under a new name."""
+    entry = inventory.compromised(profile, der.csr_spki(csr_pem))
+    if entry is not None:
+        raise StateError(
+            f"the request's key is the key of {entry.common_name or entry.subject} (serial "
+            f"{entry.serial}), revoked for keyCompromise: a compromised key is never "
+            "certified again; make a new key"
+        )
+
+
 def hosts_of(sans: Sequence[names.San], allow_shared_san: bool = False) -> tuple[str, ...]:
     """The hosts (DNS names, IPs) a new certificate would serve, for check_no_valid."""
     return () if allow_shared_san else tuple(s.value for s in sans if s.kind in ("DNS", "IP"))
@@ -293,6 +305,7 @@ def sign(
     end, capped = ca_end_cap(profile, validity)
     if capped:
         tx.note("validity_capped", capped)
+    check_key_unrevoked(profile, csr.read_bytes())  # reuse-key renewals and EST too
     serial_hex = profile.serial.read_text().strip()  # the serial openssl ca assigns next
     journal.signing(work, serial_hex)  # a kill from here on is finished or undone (journal)
     with check.guarded(profile):
@@ -662,6 +675,8 @@ def sign_csr(
             raise InputError("san", "a client certificate carries no subjectAltName")
         entries = []
     validity = durations.parse(days, "days")
+    with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
+        check_key_unrevoked(profile, request.pem)  # before the lock: a refusal leaves no trace
     secret = signing_passphrase(profile, ca_passphrase)
     hosts = hosts_of(entries, allow_shared_san)
     with _joined(profile, tx, f"{kind} sign", name, timeout, validity, hosts) as inside:

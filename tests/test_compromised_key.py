@@ -1,0 +1,44 @@
+"""A key revoked for keyCompromise is never certified again (attack round r1, item 10a):
+`client sign` / `server sign` of a request for it are refused, with the profile as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certwiz import database, issue, revoke
+from certwiz.errors import StateError
+from certwiz.profile import Profile
+from tests.conftest import snapshot
+
+
+def request(key: ec.EllipticCurvePrivateKey, cn: str) -> bytes:
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
+    built = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, SHA256())
+    return built.public_bytes(Encoding.PEM)
+
+
+def test_a_request_for_a_compromised_key_is_refused(cli, profile: Profile, tmp_path: Path) -> None:
+    stolen = ec.generate_private_key(ec.SECP256R1())
+    issue.sign_csr(profile, request(stolen, "dev-1"), None, "client")
+    issue.sign_csr(profile, request(stolen, "www.example.com"), None, "server")
+    revoke.revoke(profile, name="dev-1", reason="keyCompromise")
+    again = tmp_path / "again.csr"
+    again.write_bytes(request(stolen, "dev-2"))
+    before = snapshot(profile.dir)
+    result = cli("client", "sign", "-p", "my-app", "--csr", str(again))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "keyCompromise" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(profile.dir) == before  # refused before the lock: not even a record
+    with pytest.raises(StateError, match="keyCompromise"):
+        issue.sign_csr(profile, request(stolen, "api.example.com"), None, "server")
+    # Only the compromise condemns the key: another reason, or another key, still signs.
+    issue.sign_csr(profile, request(ec.generate_private_key(ec.SECP256R1()), "dev-2"), None,
+                   "client")  # fmt: skip
+    names = [(e.common_name, e.flag) for e in database.read(profile.index)]
+    assert names == [("dev-1", "R"), ("www.example.com", "V"), ("dev-2", "V")]
