@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, grace, upkeep
+from . import check, database, der, durations, grace, ocsp, upkeep
 from .check import ProfileCorrupt
 from .errors import CertwizError
 from .inventory import certificates
@@ -222,11 +222,17 @@ def _leaf_items(profile: Profile, warn: timedelta, now: datetime) -> list[Item]:
             continue  # revoked, expired and superseded certificates are history, not alarms
         not_after = datetime.strptime(cert.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         left = not_after - now
-        if left > warn:
-            continue
+        responder = cert.name == ocsp.RESPONDER_NAME
+        if left > (min(warn, timedelta(days=ocsp.RENEW_BEFORE_DAYS)) if responder else warn):
+            continue  # the responder's short certificate is renewed by its own rule
         renew = f"certwiz {'server' if 'server' in cert.kind else 'client'} renew"
         renew += f" -p {profile.name} -n {cert.name}"
         kind = cert.kind
+        if responder:  # a reserved name: no `renew` takes it
+            renew = (
+                f"restart certwiz ocsp serve -p {profile.name} (it re-issues its certificate "
+                f"at start when less than {ocsp.RENEW_BEFORE_DAYS} days are left)"
+            )
         if kind == "ca":  # an intermediate the root signed for another system
             kind = "signed-ca"
             renew = f"certwiz ca sign-intermediate -p {profile.name} --csr FILE --out FILE"

@@ -143,3 +143,28 @@ def test_a_revocation_missing_from_the_crl_is_critical(cli, profile: Profile) ->
     assert serial.lstrip("0") in first["message"] and "crl gen" in first["message"]
     assert cli("crl", "gen", "-p", "my-app").returncode == 0
     assert cli("status", "-p", "my-app").returncode == 0
+
+
+def test_the_ocsp_responder_certificate_names_the_command_that_renews_it(
+    cli, profile: Profile
+) -> None:
+    """Attack r1 item 10e: status said `certwiz client renew -n certwiz-ocsp-responder`
+    (a reserved name, refused) for the responder's 30-day certificate, and warned from
+    its first day. `ocsp serve` re-issues it at start once less than a week is left."""
+    from datetime import UTC, datetime
+
+    from certwiz import ocsp
+    from certwiz.ocsp import responder
+
+    serial = responder.ensure_responder(profile, None)
+    assert serial is not None
+    result = cli("status", "-p", "my-app", "--json")
+    assert result.returncode == 0, result.stdout  # a fresh responder is not an alarm
+    later = datetime.now(UTC) + timedelta(days=ocsp.RESPONDER_DAYS - ocsp.RENEW_BEFORE_DAYS + 1)
+    code, items = status.report([profile], now=later)
+    (item,) = [i for i in items if i.name == ocsp.RESPONDER_NAME]
+    assert code == 1 and item.state == "warning" and item.serial == serial
+    assert "client renew" not in item.message
+    assert f"certwiz ocsp serve -p {profile.name}" in item.message
+    shown = cli("client", "renew", "-p", "my-app", "-n", ocsp.RESPONDER_NAME)
+    assert shown.returncode == 2  # which is why status must not suggest it
