@@ -199,3 +199,18 @@ def test_an_upward_import_is_seen(tmp_path: Path) -> None:
     found = imports("transaction", source, {"api": source, "cli.common": source})
     assert found == {"api": 1, "cli.common": 2}
     assert all(LAYERS.index(layer(t)) > LAYERS.index(layer("transaction")) for t in found)
+
+
+def test_only_the_cli_asks_on_a_terminal() -> None:
+    """The library takes passphrases as values or providers; prompting is the CLI's."""
+    asking = []
+    for name, path in modules().items():
+        if layer(name) == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and (
+                (isinstance(node.func, ast.Name) and node.func.id == "input")
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "getpass")
+            ):
+                asking.append(f"{name}:{node.lineno}")
+    assert asking == []

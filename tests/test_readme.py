@@ -263,8 +263,9 @@ def test_demo_prints_commands_that_paste_back_to_the_same_words() -> None:
 
 
 def test_readme_states_the_defaults_the_code_uses() -> None:
+    from certwiz.cli.prompts import PROMPT_TRIES
     from certwiz.issue import DEFAULT_LEAF_DAYS
-    from certwiz.passphrase import MIN_LENGTH, PROMPT_TRIES
+    from certwiz.passphrase import MIN_LENGTH
 
     text = " ".join(README.split())
     assert text.count(f"valid {DEFAULT_LEAF_DAYS} days unless `-d`") == 2  # server, client

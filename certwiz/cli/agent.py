@@ -12,9 +12,10 @@ import typer
 from ..errors import CertwizError, InputError, RefusedByServer
 from ..fsutil import read_small_text
 from ..openssl import Secret
-from ..passphrase import P12_ENV, obtain
+from ..passphrase import P12_ENV
 from .common import JsonOpt, P12FormatOpt, P12PassOpt, bundle_password, emit, reports_errors
 from .helptext import INTERRUPTED, help_page
+from .prompts import obtain
 
 TOKEN_ENV = "CERTWIZ_EST_TOKEN"
 

@@ -12,7 +12,7 @@ import typer
 from .. import adopt, ca, intermediate, leaf_urls, names, subordinate
 from ..api import CA
 from ..errors import InputError
-from ..passphrase import CA_ENV, obtain
+from ..passphrase import CA_ENV
 from ..profile import open_profile
 from .common import (
     CAPassOpt,
@@ -32,6 +32,7 @@ from .common import (
     warn,
 )
 from .helptext import CHANGES, help_page
+from .prompts import obtain
 from .rootkey import root_key_app
 
 ENCRYPTED_HINT = (

@@ -11,7 +11,7 @@ import typer
 
 from .. import bundle, names, p12
 from ..openssl import Secret
-from ..passphrase import P12_ENV, obtain
+from ..passphrase import P12_ENV
 from ..profile import open_profile
 from .common import (
     CAPassOpt,
@@ -39,6 +39,7 @@ from .common import (
     reports_errors,
 )
 from .helptext import CHANGES, help_page
+from .prompts import obtain
 from .renewal import renew_and_report
 
 client_app = typer.Typer(

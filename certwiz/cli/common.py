@@ -23,8 +23,9 @@ import typer
 from .. import names
 from ..errors import CertwizError, InputError
 from ..nginx.control import NGINX_CMD_ENV
-from ..passphrase import CA_ENV, P12_ENV, Provider, obtain
+from ..passphrase import CA_ENV, P12_ENV, Provider
 from ..profile import LOCK_TIMEOUT_ENV, lock_timeout
+from .prompts import obtain
 
 if TYPE_CHECKING:  # a command module imports only what its own commands use
     from ..api import CA

@@ -13,7 +13,7 @@ from .. import export as exporting
 from .. import names, p12
 from ..errors import InputError
 from ..openssl import Secret
-from ..passphrase import P12_ENV, obtain
+from ..passphrase import P12_ENV
 from .common import (
     HomeOpt,
     JsonOpt,
@@ -26,6 +26,7 @@ from .common import (
     reports_errors,
 )
 from .helptext import CHANGES, help_page
+from .prompts import obtain
 
 KEY_ENV = "CERTWIZ_KEY_PASSPHRASE"
 
