@@ -422,6 +422,7 @@ def _sign(
     """One `openssl ca -infiles` run per validity period (at most MAX_PER_RUN CSRs each)."""
     profile = tx.profile
     extfile = leaf_extfile(profile, work, "client", key_type.startswith("rsa"), [])
+    assert extfile is not None  # rendered: one file for the whole batch
     groups: dict[timedelta, list[Row]] = {}
     for row in todo:
         groups.setdefault(row.validity, []).append(row)

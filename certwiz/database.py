@@ -79,6 +79,7 @@ _sortable_seen: dict[datetime, str] = {}
 
 def _sortable_now(when: datetime) -> str:
     """_sortable for a datetime, remembered: every entry is compared with the same few."""
+    when = when.replace(microsecond=0)  # the text has whole seconds: one key per second
     text = _sortable_seen.get(when)
     if text is None:
         if len(_sortable_seen) > 64:

@@ -74,6 +74,46 @@ def kind_of(pem: bytes) -> str:
     return "+".join(found) or "other"
 
 
+def plain_client_problem(pem: bytes) -> str | None:
+    """What makes a certificate more than a plain client certificate, or None.
+
+    Plain (what [client_ext] of `ca init` gives): basicConstraints CA:FALSE and keyUsage
+    digitalSignature, both critical, extendedKeyUsage clientAuth only, the two key
+    identifiers, and no other extension.
+    """
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+
+    try:
+        cert = certificate(pem_to_der(pem))
+        found = {type(ext.value): ext for ext in cert.extensions}
+    except ValueError as exc:  # DERError, or an extension cryptography cannot parse
+        return f"no readable extensions ({exc})"
+    expected = {
+        x509.BasicConstraints,
+        x509.KeyUsage,
+        x509.ExtendedKeyUsage,
+        x509.SubjectKeyIdentifier,
+        x509.AuthorityKeyIdentifier,
+    }
+    if set(found) != expected:
+        names = sorted(t.__name__ for t in set(found) ^ expected)
+        return f"other extensions than a client's ({', '.join(names)})"
+    basic, usage = found[x509.BasicConstraints], found[x509.KeyUsage]
+    if basic.value.ca or not basic.critical or not usage.critical:
+        return "basicConstraints or keyUsage unlike a client's"
+    digital_only = usage.value.digital_signature and not any(
+        getattr(usage.value, flag)
+        for flag in ("content_commitment", "key_encipherment", "data_encipherment",
+                     "key_agreement", "key_cert_sign", "crl_sign")
+    )  # fmt: skip
+    if not digital_only:
+        return "a keyUsage other than digitalSignature"
+    if list(found[x509.ExtendedKeyUsage].value) != [EKU.CLIENT_AUTH]:
+        return "an extendedKeyUsage other than clientAuth"
+    return None
+
+
 def cert_validity(der: bytes) -> tuple[datetime, datetime]:
     """(notBefore, notAfter) of a DER certificate, in UTC."""
     cert = certificate(der)

@@ -127,6 +127,8 @@ def covering(
     profile: Profile, wanted: list[str], entries: list[database.Entry] | None = None
 ) -> list[tuple[database.Entry, str]]:
     """The valid certificates serving a host of `wanted`, each with the host it shares."""
+    if not wanted:  # a client certificate serves no host: nothing can be shared
+        return []
     if entries is None:
         entries = database.read(profile.index)
     found = []

@@ -249,6 +249,10 @@ def key_and_csr(
 ) -> tuple[Path, Path]:
     """WORK/key.pem (fresh, or a copy of EXISTING_KEY) and WORK/req.csr for CN=name."""
     key, csr = work / "key.pem", work / "req.csr"
+    if existing_key is None and key_passphrase is None:  # one process instead of two
+        openssl.run(args.new_key_request(profile.cnf, key_type, key, name, csr))
+        check.require_whole(key, csr)
+        return key, csr
     if existing_key is None:
         openssl.run(args.keygen(key_type, key, key_passphrase))
     else:
@@ -259,9 +263,25 @@ def key_and_csr(
 
 
 def leaf_extfile(
-    profile: Profile, work: Path, kind: str, rsa: bool, sans: Sequence[names.San]
-) -> Path:
-    """WORK/ext.cnf: the [leaf_ext] section `openssl ca` signs a KIND certificate with."""
+    profile: Profile,
+    work: Path,
+    kind: str,
+    rsa: bool,
+    sans: Sequence[names.San],
+    *,
+    cnf_ok: bool = False,
+) -> Path | None:
+    """WORK/ext.cnf: the [leaf_ext] section `openssl ca` signs a KIND certificate with.
+
+    `cnf_ok`: None for a client of a profile without OCSP or CRL URLs, whose extensions
+    are exactly openssl.cnf's [client_ext] (rendered from the same macro at `ca init`):
+    no template to render, so `client issue` never imports Jinja2. The caller then checks
+    the certificate it got (`der.plain_client_problem`).
+    """
+    ocsp_url = ocsp.configured_url(profile)  # AIA: ca init / ca set --ocsp-url
+    crl_url = leaf_urls.configured(profile.dir, "crl")  # CDP: --crl-url
+    if cnf_ok and kind == "client" and not ocsp_url and not crl_url:
+        return None
     extfile = work / "ext.cnf"
     extfile.write_text(
         render_openssl(
@@ -269,8 +289,8 @@ def leaf_extfile(
             kind=kind,
             rsa=rsa,
             sans=sans,
-            ocsp_url=ocsp.configured_url(profile),  # AIA: ca init / ca set --ocsp-url
-            crl_url=leaf_urls.configured(profile.dir, "crl"),  # CDP: --crl-url
+            ocsp_url=ocsp_url,
+            crl_url=crl_url,
         )
     )
     return extfile
@@ -300,7 +320,7 @@ def sign(
     if tx.crl_missing:
         crl.regenerate_crl(profile, ca_passphrase, None)
         tx.crl_missing.clear()
-    extfile = leaf_extfile(profile, work, kind, rsa, sans)
+    extfile = leaf_extfile(profile, work, kind, rsa, sans, cnf_ok=True)
     cert = work / "cert.pem"
     end, capped = ca_end_cap(profile, validity)
     if capped:
@@ -312,10 +332,27 @@ def sign(
         subject = name if replace_subject else None
         openssl.run(
             args.ca_sign(
-                profile.cnf, csr, cert, validity, extfile, ca_passphrase, subject, not_before, end
+                profile.cnf,
+                csr,
+                cert,
+                validity,
+                extfile,
+                ca_passphrase,
+                subject,
+                not_before,
+                end,
+                section="leaf_ext" if extfile else "client_ext",
             )
         )
     tx.note_serial(serial_hex)
+    problem = None if extfile else der.plain_client_problem(cert.read_bytes())
+    if problem is not None:  # openssl.cnf's [client_ext] was edited: never deliver that
+        withdrawn = _withdraw(profile, serial_hex, ca_passphrase)
+        raise check.ProfileCorrupt(
+            f"{profile.cnf}: its [client_ext] section gave certificate {serial_hex} {problem}"
+            f"{'; certwiz revoked it' if withdrawn else ''}; restore the section as "
+            "`ca init` wrote it"
+        )
     return serial_hex, cert
 
 

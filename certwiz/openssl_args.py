@@ -87,7 +87,7 @@ def ca_sign(
     csr: Path,
     out: Path,
     validity: timedelta,
-    extfile: Path,
+    extfile: Path | None,
     ca_passphrase: Secret | None,
     common_name: str | None = None,
     not_before: datetime | None = None,
@@ -97,7 +97,8 @@ def ca_sign(
     section: str = "leaf_ext",
     keyfile: Path | None = None,
 ) -> list[Arg]:
-    """`openssl ca`: sign CSR with the extensions [SECTION] of EXTFILE only.
+    """`openssl ca`: sign CSR with the extensions [SECTION] of EXTFILE only (EXTFILE None:
+    of the config file CNF).
 
     With `common_name`, the subject is exactly CN=common_name whatever the CSR says;
     with `rdns`, exactly those RDNs. `keyfile`: the CA key is outside the profile.
@@ -106,7 +107,8 @@ def ca_sign(
     validity cut at the CA's own end).
     """
     args: list[Arg] = ["ca", "-batch", "-config", cnf, "-in", csr, "-out", out, "-notext"]
-    args += ["-utf8", *_period(validity, not_before, end), "-extfile", extfile]
+    args += ["-utf8", *_period(validity, not_before, end)]
+    args += [] if extfile is None else ["-extfile", extfile]
     args += ["-extensions", section]
     if rdns is not None:  # -preserveDN: their order (openssl.cnf's `preserve` is not read)
         args += ["-subj", subject_of([[rdn] for rdn in rdns]), "-preserveDN"]

@@ -343,3 +343,25 @@ def test_a_leaf_never_outlives_its_ca(cli, home: Path) -> None:
     text = cli("server", "issue", "-p", "short", "-n", "b.example", "-d", "31")
     assert text.returncode == 0 and "capped" in text.stdout
     assert load_cert(home / "short" / "issued" / "b.example.crt").not_valid_after_utc == ca_end
+
+
+def test_client_signed_with_the_cnf_section_is_checked(profile) -> None:
+    """A client of a profile without URLs is signed with openssl.cnf's [client_ext] (no
+    template rendered); an edited section never yields a delivered certificate."""
+    done = issue.issue_client(profile, "plain", unencrypted=True)
+    cert = load_cert(Path(done.files["certificate"]))
+    assert {type(e.value) for e in cert.extensions} == {
+        x509.BasicConstraints, x509.KeyUsage, x509.ExtendedKeyUsage,
+        x509.SubjectKeyIdentifier, x509.AuthorityKeyIdentifier,
+    }  # fmt: skip
+    text = profile.cnf.read_text()
+    section = text[text.index("[ client_ext ]") :]
+    edited = section.replace("CA:FALSE", "CA:TRUE", 1)
+    assert edited != section
+    profile.cnf.write_text(text.replace(section, edited))
+    with pytest.raises(issue.check.ProfileCorrupt, match=r"\[client_ext\].*revoked it"):
+        issue.issue_client(profile, "escalated", unencrypted=True)
+    assert not profile.cert_path("escalated").exists()
+    assert not profile.p12_path("escalated").exists()
+    entries = [e for e in database.read(profile.index) if e.common_name == "escalated"]
+    assert [e.flag for e in entries] == ["R"]

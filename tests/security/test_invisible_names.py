@@ -90,6 +90,11 @@ def test_the_set_is_no_wider_than_it_must_be() -> None:
         assert names.client_name(name) == name
 
 
+def test_printable_ascii_holds_no_invisible_character() -> None:
+    """display_name skips the per-character lookups for printable ASCII: this is why."""
+    assert not [ch for ch in map(chr, range(0x20, 0x7F)) if names.invisible(ch)]
+
+
 def test_the_cli_refuses_them_with_one_line_and_writes_nothing(
     cli: Callable[..., Result], home: Path
 ) -> None:
