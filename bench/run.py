@@ -33,6 +33,34 @@ EASYRSA_EC = ["--use-algo=ec", "--curve=prime256v1"]
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
 RSA = ["-newkey", "rsa:2048"]
 P12_NOPASS = ["-passout", "pass:", "-certpbe", "NONE", "-keypbe", "NONE", "-nomac"]
+BASELINE: Path | None = None  # --baseline DIR: a checkout of an older certwiz, to compare
+
+
+def run_certwiz(r: Runner, *args: str | Path, baseline: bool = False) -> None:
+    """`python -m certwiz ARGS`; `baseline`: the certwiz of --baseline DIR (PYTHONPATH)."""
+    if not baseline:
+        r.run([*CERTWIZ, *args])
+        return
+    env, r.env = r.env, {**r.env, "PYTHONPATH": str(BASELINE)}
+    try:
+        r.run([*CERTWIZ, *args])
+    finally:
+        r.env = env
+
+
+def baseline_of(name: str, work: Callable[[Runner, int, bool], None]) -> list[Contender]:
+    """With --baseline: the contender NAME (baseline), the same work by the older certwiz."""
+    if BASELINE is None:
+        return []
+    return [(f"{name} (baseline)", None, lambda r, i: work(r, i, True))]
+
+
+def with_baseline(
+    contenders: list[Contender], name: str, work: Callable[[Runner, int, bool], None]
+) -> list[Contender]:
+    """CONTENDERS, NAME (this certwiz), then NAME (baseline) with --baseline."""
+    mine: Contender = (name, None, lambda r, i: work(r, i, False))
+    return [*contenders, mine, *baseline_of(name, work)]
 
 
 class Bench:
@@ -182,9 +210,9 @@ def one_client(b: Bench, rsa: bool) -> None:
     key_type = ["--key-type", "rsa:2048"] if rsa else []
     algo = ["--use-algo=rsa", "--keysize=2048"] if rsa else ["--use-algo=ec", "--curve=prime256v1"]
 
-    def certwiz_work(r: Runner, i: int) -> None:
-        r.run([*CERTWIZ, "client", "issue", "-p", "p", "-n", f"c{i}", "-u", *key_type,
-               "--home", mine.home])  # fmt: skip
+    def certwiz_work(r: Runner, i: int, baseline: bool = False) -> None:
+        run_certwiz(r, "client", "issue", "-p", "p", "-n", f"c{i}{'b' * baseline}", "-u",
+                    *key_type, "--home", mine.home, baseline=baseline)  # fmt: skip
 
     def raw_work(r: Runner, i: int) -> None:
         raw_client(r, raw, b.root / tag / "raw-out", f"c{i}", RSA if rsa else EC)
@@ -199,6 +227,7 @@ def one_client(b: Bench, rsa: bool) -> None:
             ("certwiz client issue -u", None, certwiz_work),
             ("raw openssl (req, ca, pkcs12)", None, raw_work),
             ("easy-rsa build-client-full+export-p12", None, easyrsa_work),
+            *baseline_of("certwiz client issue -u", certwiz_work),
         ],
     )
 
@@ -355,55 +384,58 @@ def large(b: Bench, size: int, runs: int) -> None:
         if line.startswith("V")
     ]
 
-    def cw(*args: str | Path) -> Callable[[Runner, int], None]:
-        def work(r: Runner, _i: int) -> None:
-            r.run([*CERTWIZ, *args, "--home", home])
+    def cw(*args: str | Path) -> Callable[[Runner, int, bool], None]:
+        def work(r: Runner, _i: int, baseline: bool) -> None:
+            run_certwiz(r, *args, "--home", home, baseline=baseline)
 
         return work
 
     listing = cw("list", "-p", "big", "--expiring", "30d", "--json")
     b.case(
         f"{size} entries: list --expiring 30d --json",
-        [("certwiz list --expiring 30d --json", None, listing)],
+        with_baseline([], "certwiz list --expiring 30d --json", listing),
         runs=runs,
     )
     b.case(
         f"{size} entries: check",
-        [("certwiz check", None, cw("check", "-p", "big"))],
+        with_baseline([], "certwiz check", cw("check", "-p", "big")),
         runs=runs,
     )
 
-    def certwiz_issue(r: Runner, i: int) -> None:
-        r.run([*CERTWIZ, "client", "issue", "-p", "big", "-n", f"more-cw-{i}", "-u",
-               "--home", home])  # fmt: skip
+    def certwiz_issue(r: Runner, i: int, baseline: bool) -> None:
+        run_certwiz(r, "client", "issue", "-p", "big", "-n", f"more-cw-{i}{'b' * baseline}",
+                    "-u", "--home", home, baseline=baseline)  # fmt: skip
 
     def raw_issue(r: Runner, i: int) -> None:
         raw_client(r, profile, out, f"more-raw-{i}", EC)
 
     b.case(
         f"{size} entries: issue one more EC client with p12",
-        [
-            ("raw openssl (req, ca, pkcs12)", None, raw_issue),
-            ("certwiz client issue -u", None, certwiz_issue),
-        ],
+        with_baseline(
+            [("raw openssl (req, ca, pkcs12)", None, raw_issue)],
+            "certwiz client issue -u",
+            certwiz_issue,
+        ),
         runs=runs,
     )
 
-    def certwiz_revoke(r: Runner, i: int) -> None:
-        r.run([*CERTWIZ, "revoke", "-p", "big", "-n", valid[2 * i], "--home", home])
+    def certwiz_revoke(r: Runner, i: int, baseline: bool) -> None:
+        victim = valid[3 * i + 2] if baseline else valid[3 * i]
+        run_certwiz(r, "revoke", "-p", "big", "-n", victim, "--home", home, baseline=baseline)
 
     def raw_revoke(r: Runner, i: int) -> None:
-        serial = serial_of(profile, valid[2 * i + 1])
+        serial = serial_of(profile, valid[3 * i + 1])
         r.run(["openssl", "ca", "-batch", "-config", profile.cnf, "-revoke",
                profile.newcert_path(serial), "-crl_reason", "unspecified"])  # fmt: skip
         r.run(["openssl", "ca", "-gencrl", "-batch", "-config", profile.cnf, "-out", profile.crl])
 
     b.case(
         f"{size} entries: revoke one + new CRL",
-        [
-            ("raw openssl (ca -revoke, ca -gencrl)", None, raw_revoke),
-            ("certwiz revoke", None, certwiz_revoke),
-        ],
+        with_baseline(
+            [("raw openssl (ca -revoke, ca -gencrl)", None, raw_revoke)],
+            "certwiz revoke",
+            certwiz_revoke,
+        ),
         runs=runs,
     )
     shutil.rmtree(home)
@@ -446,10 +478,15 @@ def main() -> None:
     parser.add_argument("--large-runs", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated: startup,ca,client,rsa,...")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each")
+    parser.add_argument(
+        "--baseline", type=Path, help="a checkout of an older certwiz: its rows beside this one's"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.fleet, args.fleet_runs, args.sizes, args.large_runs = 1, 3, 1, "50", 1
+    global BASELINE
+    BASELINE = args.baseline
     if not Path(EASYRSA).is_file():
         sys.exit(f"easy-rsa not found at {EASYRSA}: apt-get install easy-rsa (or set EASYRSA)")
     cases: dict[str, Callable[[Bench], None]] = {

@@ -59,11 +59,14 @@ def kind_of(pem: bytes) -> str:
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 
-    try:
-        cert = certificate(pem_to_der(pem))
-        if is_ca(cert):
-            return "ca"
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    try:  # list classifies thousands: the extensions are parsed once, looked up twice
+        extensions = certificate(pem_to_der(pem)).extensions
+        try:
+            if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                return "ca"
+        except x509.ExtensionNotFound:
+            pass
+        usages = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return "other"
     except ValueError:  # DERError, or an extension cryptography cannot parse
