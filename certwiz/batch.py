@@ -236,11 +236,14 @@ def _valid_of(profile: Profile, rows: Sequence[Row]) -> dict[str, database.Entry
 
 
 def _key_delivered(profile: Profile, name: str, entry: database.Entry) -> bool:
-    """Is NAME's key in the profile, for this certificate (its request holds the same key)?"""
+    """Is this a client certificate whose key certwiz delivered (NAME's key is in the
+    profile and its request holds the same key)? A server's is never a fleet row's."""
     try:
         pem = profile.newcert_path(entry.serial).read_bytes()
-        return profile.key_path(name).is_file() and der.same_public_key(
-            pem, profile.csr_path(name).read_bytes()
+        return (
+            der.kind_of(pem) == "client"
+            and profile.key_path(name).is_file()
+            and der.same_public_key(pem, profile.csr_path(name).read_bytes())
         )
     except OSError:
         return False
@@ -265,7 +268,8 @@ def plan(profile: Profile, rows: Sequence[Row]) -> tuple[list[Row], dict[str, Ro
             raise StateError(
                 f"{_where(row.source, row.line, 'name')}: {row.name} already has a valid "
                 f"certificate (serial {entry.serial}, expires "
-                f"{entry.not_after:%Y-%m-%d %H:%M:%SZ}) whose key certwiz did not deliver; "
+                f"{entry.not_after:%Y-%m-%d %H:%M:%SZ}) that is not a client's whose key "
+                "certwiz delivered; "
                 f"revoke it first: certwiz revoke -p {profile.name} -n {row.name}"
             )
     return todo, done

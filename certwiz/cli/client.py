@@ -142,8 +142,8 @@ def client_issue_batch(
     """
     from .. import batch
 
-    rows = batch.read_rows(from_file, days=days, unencrypted=unencrypted, p12_format=p12_format)
     lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    rows = batch.read_rows(from_file, days=days, unencrypted=unencrypted, p12_format=p12_format)
 
     def batch_password() -> Secret | None:  # asked only after every row was checked
         prompt = "Password for the batch's bundles: "

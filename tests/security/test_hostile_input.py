@@ -93,6 +93,14 @@ PROFILE_TAKERS: dict[str, list[str]] = {
     "ca-sign-intermediate": [*SIGN_INT[:2], "--profile={v}", *SIGN_INT[4:]],
     "client-invite": ["client", "invite", "--profile={v}", "-n", "dev-1"],
     "serve": ["serve", "--profile={v}", "--listen", "127.0.0.1:1"],
+    "client-issue-batch": [
+        "client",
+        "issue-batch",
+        "--profile={v}",
+        "-u",
+        "--from",
+        "{base}/fleet.csv",
+    ],
 }
 PROFILES_REFUSED = {
     "dotdot": "..",
@@ -582,6 +590,25 @@ CASES: list[Case] = [
         }.items()
         for i, value in enumerate(values)
     ],
+    # client issue-batch --from FILE.csv: the file's line and column (tests/test_issue_batch.py
+    # has the whole table of broken files, in process)
+    *[
+        Case(
+            f"issue-batch-{i}",
+            ["client", "issue-batch", "-p", "victim", "-u", "--from", f"{{base}}/{file}"],
+            "",
+            says=says,
+        )
+        for i, (file, says) in enumerate(
+            [
+                ("nul.csv", "nul.csv:3: contains a NUL byte"),
+                ("password.csv", "password.csv:1: password: a password column is refused"),
+                ("latin1.csv", "latin1.csv:2: not UTF-8"),
+                ("taken.csv", "taken.csv:3: name: www.example.com already has a valid"),
+                ("no-such.csv", "cannot read"),
+            ]
+        )
+    ],
     # ca sign-intermediate (its own file: tests/test_sign_intermediate.py)
     *[
         Case(f"sign-intermediate-{fld}-{i}", [*SIGN_INT, opt, value], fld)
@@ -610,6 +637,12 @@ def base(victim: Profile) -> Path:
     (root / "empty.pass").write_text("")
     (root / "bin.pass").write_bytes(b"\xff\xfe\xfd\xfc\n")
     (root / "nul.pass").write_bytes(b"pass\x00word\n")
+    header = b"name,days,unencrypted,p12_format\n"
+    (root / "fleet.csv").write_bytes(header + b"bot-1,,,\n")
+    (root / "nul.csv").write_bytes(header + b"bot-1,,,\nbo\x00t,,,\n")
+    (root / "password.csv").write_bytes(b"name,password\nbot-1,hunter2\n")
+    (root / "latin1.csv").write_bytes(header + b"b\xf6t,,,\n")
+    (root / "taken.csv").write_bytes(header + b"bot-1,,,\nwww.example.com,,,\n")
     issue.issue_server(victim, "gone.example.com")
     revoke.revoke(victim, name="gone.example.com")
     return root
