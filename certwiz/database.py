@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -56,9 +57,10 @@ class Entry(NamedTuple):
         """valid, revoked or expired (a V line past its not-after is expired)."""
         if self.flag == "R":
             return "revoked"
-        if self.flag == "E" or self.expires_by(now or datetime.now(UTC)):
+        if self.flag == "E":
             return "expired"
-        return "valid"
+        until = _sortable_now(now) if now is not None else _sortable_clock()
+        return "expired" if _sortable(self.expiry) <= until else "valid"
 
     def _datetime(self, text: str) -> datetime:
         try:
@@ -79,13 +81,24 @@ _sortable_seen: dict[datetime, str] = {}
 
 def _sortable_now(when: datetime) -> str:
     """_sortable for a datetime, remembered: every entry is compared with the same few."""
-    when = when.replace(microsecond=0)  # the text has whole seconds: one key per second
     text = _sortable_seen.get(when)
     if text is None:
         if len(_sortable_seen) > 64:
             _sortable_seen.clear()
         text = _sortable_seen[when] = when.astimezone(UTC).strftime("%Y%m%d%H%M%S")
     return text
+
+
+_clock: list[tuple[int, str]] = [(-1, "")]
+
+
+def _sortable_clock() -> str:
+    """_sortable of the current time, made once per second (not once per entry: status()
+    without `now` is asked for every line of a 100,000-line database)."""
+    second = int(time.time())
+    if _clock[0][0] != second:
+        _clock[0] = (second, time.strftime("%Y%m%d%H%M%S", time.gmtime(second)))
+    return _clock[0][1]
 
 
 def _time(text: str) -> datetime:
