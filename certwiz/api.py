@@ -32,6 +32,7 @@ from . import ca as ca_init
 from . import export as exporting
 from . import intermediate as two_level
 from . import renew as renewing
+from .ocsp import responder
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
@@ -362,6 +363,17 @@ class CA:
             timeout=self.lock_timeout,
         )
         return data
+
+    def ensure_ocsp_responder(self) -> str | None:
+        """Issue or renew the OCSP responder's certificate if due; its new serial, or None.
+
+        The CA passphrase is asked only when there is something to sign.
+        """
+        return responder.ensure_responder(self.profile, self.ca_secret, self.lock_timeout)
+
+    def export_root_key(self, out: Path) -> Path:
+        """Move a two-level profile's root key to OUT (a new file, 0600) and off the profile."""
+        return two_level.export_root_key(self.profile, out, timeout=self.lock_timeout)
 
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:
         return revoke.generate_crl(

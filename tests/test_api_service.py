@@ -120,6 +120,17 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
         svc.export_bytes("api.example", "p12", unencrypted=False)
     assert no_password.value.field == "p12-passphrase-file"
 
+    asked_ca: list[str] = []
+
+    def ca_password() -> Secret:
+        asked_ca.append("ca")
+        return Secret(CA_SECRET)
+
+    ocsp_user = CA(svc.profile, ca_passphrase=ca_password)
+    assert ocsp_user.ensure_ocsp_responder() is not None  # signs: asks once
+    assert ocsp_user.ensure_ocsp_responder() is None  # nothing due: asks nothing
+    assert asked_ca == ["ca"]
+
     rolled = svc.renew_ca(days=900)  # same key: every leaf above keeps verifying
     load_cert(svc.profile.intermediate_cert).verify_directly_issued_by(root)
     assert rolled.level == "intermediate"
@@ -130,6 +141,9 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
     gone = svc.revoke_intermediate(reason="keyCompromise")
     root_crl = load_crl(svc.profile.root.crl)
     assert root_crl.get_revoked_certificate_by_serial_number(int(gone.serials[0], 16))
+
+    offline = svc.export_root_key(tmp_path / "root.key")
+    assert offline.stat().st_mode & 0o777 == 0o600 and not svc.profile.root.ca_key.exists()
 
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")  # the library printed nothing

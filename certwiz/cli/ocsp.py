@@ -10,7 +10,6 @@ import typer
 
 from .. import ocsp
 from ..errors import LockTimeout
-from ..ocsp import responder
 from .common import CAPassOpt, HomeOpt, JsonOpt, ProfileOpt, open_ca, reports_errors
 from .helptext import CHANGES, PROFILE_CORRUPT, help_page
 
@@ -71,8 +70,7 @@ def ocsp_serve(
     minutes = ocsp.check_minutes(next_update)
     ca = open_ca(ctx, profile, home, ca_passphrase_file)
     prof = ca.profile
-    if ocsp.responder_renewal(prof) is not None:  # asks for the CA passphrase only then
-        responder.ensure_responder(prof, ca.ca_secret(), ca.lock_timeout)
+    ca.ensure_ocsp_responder()  # asks for the CA passphrase only when it signs
 
     def ready(bound: ocsp.Listen) -> None:
         info = {

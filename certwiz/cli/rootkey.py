@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import intermediate
-from ..profile import open_profile
-from .common import HomeOpt, JsonOpt, ProfileOpt, command_lock_timeout, emit, reports_errors
+from .common import HomeOpt, JsonOpt, ProfileOpt, emit, open_ca, reports_errors
 from .helptext import help_page
 
 root_key_app = typer.Typer(
@@ -40,9 +38,9 @@ def root_key_export(
     `crl gen` keeps working; re-signing the root CRL, revoking or renewing the
     intermediate then take --root-key FILE. Keep FILE offline (a USB key, a safe).
     """
-    prof = open_profile(profile, home)
-    intermediate.check_export_target(prof, out)
-    written = intermediate.export_root_key(prof, out, timeout=command_lock_timeout(ctx))
+    ca = open_ca(ctx, profile, home)
+    prof = ca.profile
+    written = ca.export_root_key(out)
     emit(
         as_json,
         {"profile": prof.name, "root_key": str(written), "removed": str(prof.root.ca_key)},

@@ -10,20 +10,22 @@ from datetime import timedelta
 
 from .. import crl, inventory, issue, ocsp
 from ..fsutil import install, scratch_dir
-from ..openssl import Secret
+from ..passphrase import Source, signing_passphrase
 from ..profile import Profile
 from ..transaction import transaction
 
 
 def ensure_responder(
-    profile: Profile, ca_passphrase: Secret | None, lock_timeout: float | None = None
+    profile: Profile, ca_passphrase: Source, lock_timeout: float | None = None
 ) -> str | None:
     """Issue the responder certificate when `ocsp.responder_renewal` says so; one audit record.
 
     The old one (if any) is revoked as superseded. Returns the new serial, or None.
+    A CA passphrase provider is called only then (and only for an encrypted CA key).
     """
     if ocsp.responder_renewal(profile) is None:  # nothing to do: no lock, no audit record
         return None
+    ca_passphrase = signing_passphrase(profile, ca_passphrase)
     with transaction(profile, "ocsp responder", [ocsp.RESPONDER_NAME], timeout=lock_timeout) as tx:
         reason = ocsp.responder_renewal(profile)  # again, under the lock
         if reason is None:
