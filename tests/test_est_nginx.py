@@ -387,3 +387,18 @@ def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
     [request] = lines[1:]
     assert request["status"] == 403 and request["peer"] == "127.0.0.1"
     assert request["path"] == "/.well-known/est/simplereenroll" and claim not in json.dumps(request)
+
+
+def test_zz_cert_less_requests_are_rate_limited(lab: Lab, tmp_path: Path) -> None:
+    """Last in the module (it empties 127.0.0.1's bucket): a flood of cert-less EST
+    requests gets 429 from nginx once the burst is spent; the service sees the rest."""
+    url = f"{lab.est}/cacerts"
+    got = subprocess.run(
+        [require_curl(), "-s", "--cacert", str(lab.site.ca_cert), "--resolve", lab.resolve,
+         "-w", "%{http_code}\n", *["-o", "/dev/null", url] * 40],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    codes = got.stdout.split()
+    assert len(codes) == 40 and set(codes) == {"200", "429"}, got
+    assert codes[:20] == ["200"] * 20  # the burst
+    assert codes.count("429") >= 10

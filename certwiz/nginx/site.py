@@ -7,6 +7,7 @@ leaves the output directory as it was.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -175,6 +176,13 @@ class SiteOptions(TypedDict, total=False):
     enroll: str | None
 
 
+def _est_zone(profile: Profile, server: str, listen: str) -> str:
+    """The limit_req zone of one site's EST locations: a name no other site shares
+    (nginx refuses a zone declared twice), from what identifies the site."""
+    key = f"{profile.dir}\0{server}\0{listen}".encode("utf-8", "surrogateescape")
+    return "certwiz_est_" + hashlib.sha256(key).hexdigest()[:16]
+
+
 def render(
     profile: Profile,
     server: str,
@@ -235,6 +243,7 @@ def render(
         "error_log": log,
         "revocation": checked,
         "enroll": est,
+        "est_zone": _est_zone(profile, server, listen) if est else None,
     }
     texts = _render_files(profile, out_dir, chain, key, site)
     with transaction(profile, "nginx render", [server], timeout=timeout) as tx:  # one writer
