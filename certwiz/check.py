@@ -45,17 +45,22 @@ class Report:
 
     problems: list[str] = field(default_factory=list)
     missing_from_crl: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)  # killed runs' journals (journal.py)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.missing_from_crl
+        return not self.problems and not self.missing_from_crl and not self.unfinished
 
     def messages(self, profile: Profile) -> list[str]:
         """Every finding as one line a user can act on."""
-        return self.problems + [
-            f"revoked serial {s} is not in {profile.crl}; run: {crl_gen(profile)}"
-            for s in self.missing_from_crl
-        ]
+        return (
+            self.problems
+            + [
+                f"revoked serial {s} is not in {profile.crl}; run: {crl_gen(profile)}"
+                for s in self.missing_from_crl
+            ]
+            + self.unfinished
+        )
 
 
 def _hex_file(path: Path) -> int:
@@ -276,9 +281,23 @@ def verify_profile(
             )
         if entry.flag == "R" and revoked_in_crl is not None and serial not in revoked_in_crl:
             report.missing_from_crl.append(entry.serial)
+    report.unfinished = [_unfinished(profile, owed) for owed in journal.pending(profile)]
     if profile.two_level:
         _verify_root(profile, report, check_crl)
     return report
+
+
+def _unfinished(profile: Profile, owed: journal.Owed) -> str:
+    if not owed.delivered:
+        what = "never delivered: it is revoked"
+    elif owed.old is not None:
+        what = "its files are installed, the certificate it renews superseded"
+    else:
+        what = "its files are installed"
+    return (
+        f"{owed.work}: a run killed after signing serial {owed.serial} left its journal "
+        f"({what} by the next change); run: {crl_gen(profile)}"
+    )
 
 
 def _verify_root(profile: Profile, report: Report, check_crl: bool) -> None:

@@ -133,3 +133,15 @@ def test_the_change_after_a_killed_renew_leaves_one_paired_certificate(
     assert second.serial_number == int(again.serial, 16) != first.serial_number
     old = {e.serial_int: e for e in database.read(shared.index)}[first.serial_number]
     assert old.flag == "R" and old.reason == "superseded"
+
+
+def test_check_names_what_a_killed_renew_left_until_the_next_change(cli, profile: Profile) -> None:
+    """`check` said consistent while a killed renew had left two valid certificates."""
+    issue.issue_server(profile, "api.example.com")
+    killed_renew(profile, "api.example.com", "server", "signed")
+    shown = cli("check", "-p", "my-app")
+    assert shown.returncode == 4, shown.stdout + shown.stderr
+    assert "never delivered: it is revoked" in shown.stdout
+    assert cli("crl", "gen", "-p", "my-app").returncode == 0  # a change: it settles
+    assert cli("check", "-p", "my-app").returncode == 0
+    assert_one_paired(profile, "api.example.com", "server")
