@@ -15,7 +15,7 @@ from certwiz.errors import StateError
 from certwiz.est import tokens
 from certwiz.profile import Profile
 from certwiz.transaction import transaction
-from tests.conftest import run_certwiz, snapshot
+from tests.conftest import invoke, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def prof(tmp_path_factory: pytest.TempPathFactory) -> Profile:
 
 
 def test_invite_cli_prints_the_token_once_and_stores_its_hash(prof: Profile) -> None:
-    done = run_certwiz(prof.dir.parent, "client", "invite", "-p", "inv", "-n", "dev-1",
+    done = invoke(prof.dir.parent, "client", "invite", "-p", "inv", "-n", "dev-1",
                        "--ttl", "2h", "-d", "5d", "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
