@@ -389,6 +389,19 @@ def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
     assert request["path"] == "/.well-known/est/simplereenroll" and claim not in json.dumps(request)
 
 
+def test_a_second_service_on_the_same_socket_is_refused(lab: Lab, tmp_path: Path) -> None:
+    """It must not unlink the running service's socket and take its place."""
+    sock = lab.root / "est.sock"
+    second = subprocess.run(
+        [sys.executable, "-m", "certwiz", "serve", "-p", "est", "--listen", f"unix:{sock}"],
+        env=_env(lab.home), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert second.stderr.startswith("certwiz: error: cannot listen on unix:")
+    assert "a service is listening there" in second.stderr
+    assert fetch(lab, tmp_path, "/.well-known/est/cacerts").status == 200  # still the first
+
+
 def test_zz_cert_less_requests_are_rate_limited(lab: Lab, tmp_path: Path) -> None:
     """Last in the module (it empties 127.0.0.1's bucket): a flood of cert-less EST
     requests gets 429 from nginx once the burst is spent; the service sees the rest."""
@@ -400,5 +413,5 @@ def test_zz_cert_less_requests_are_rate_limited(lab: Lab, tmp_path: Path) -> Non
     )  # fmt: skip
     codes = got.stdout.split()
     assert len(codes) == 40 and set(codes) == {"200", "429"}, got
-    assert codes[:20] == ["200"] * 20  # the burst
+    assert codes[:15] == ["200"] * 15  # the burst (20; earlier tests may have used a little)
     assert codes.count("429") >= 10

@@ -126,6 +126,20 @@ def logged(
     return wrapper
 
 
+def _answering(path: Path) -> bool:
+    """Does a process accept connections on the unix socket PATH?"""
+    import socket
+
+    if not (path.exists() and stat.S_ISSOCK(path.lstat().st_mode)):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False  # a stale socket file a killed run left: it is replaced
+    return True
+
+
 @contextlib.contextmanager
 def _umask(mask: int | None) -> Iterator[None]:
     if mask is None:
@@ -163,6 +177,9 @@ def run(
     else:
         options.update(host=listen.host, port=listen.port)
     # a unix socket is born with no more than its final mode: nobody connects in between
+    if listen.unix is not None and _answering(listen.unix):
+        # waitress would unlink the socket of a running service and take its place
+        raise CertwizError(f"cannot listen on {listen.url()}: a service is listening there")
     try:
         with _umask(0o777 & ~socket_mode if listen.unix is not None else None):
             server = waitress.create_server(app, **options)
