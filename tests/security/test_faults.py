@@ -23,7 +23,7 @@ import pytest
 
 from certwiz import ca, check, database, issue
 from certwiz.profile import Profile
-from tests.conftest import Result, clean_env, in_ci, load_cert, load_crl, missing, snapshot
+from tests.conftest import Result, clean_env, in_ci, invoke, load_cert, load_crl, missing, snapshot
 from tests.security.conftest import one_error_line
 
 
@@ -34,6 +34,10 @@ def mount(*args: str) -> bool:
 
 
 def run(home: Path, *args: str, fsize: int | None = None) -> Result:
+    """certwiz with its file size limited to FSIZE bytes (a process of its own: the limit
+    is the process's); without a limit, in this process (a full tmpfs is the disk's)."""
+    if fsize is None:
+        return invoke(home, *args)
     env = clean_env(home)
 
     def limit() -> None:
