@@ -34,7 +34,7 @@ from . import (
 from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import CertwizError, InputError, StateError
-from .fsutil import install, scratch_dir, write_atomic
+from .fsutil import scratch_dir, write_atomic
 from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
 from .profile import Profile
@@ -413,9 +413,7 @@ def deliver(
         staged.append((chain, profile.fullchain_path(name), 0o644))
         files["fullchain"] = profile.fullchain_path(name)
     staged.append((cert, profile.cert_path(name), 0o644))
-    journal.delivering(profile, work, staged)
-    for src, dst, mode in staged:
-        install(src, dst, mode)
+    journal.deliver(profile, work, staged)
     return files
 
 

@@ -60,6 +60,13 @@ def delivering(profile: Profile, work: Path, installs: list[tuple[Path, Path, in
     write_atomic(work / DELIVERY, json.dumps(rows), 0o600)
 
 
+def deliver(profile: Profile, work: Path, installs: list[tuple[Path, Path, int]]) -> None:
+    """Commit the delivery of the files staged whole in WORK, then move each into place."""
+    delivering(profile, work, installs)
+    for src, dst, mode in installs:
+        install(src, dst, mode)
+
+
 def superseding(work: Path, name: str, old: str, grace_seconds: float | None) -> None:
     data = {"name": name, "old": old, "grace_seconds": grace_seconds}
     write_atomic(work / SUPERSEDES, json.dumps(data), 0o600)

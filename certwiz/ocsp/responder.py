@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .. import crl, inventory, issue, ocsp
-from ..fsutil import install, scratch_dir
+from .. import crl, inventory, issue, journal, ocsp
+from ..fsutil import scratch_dir
 from ..passphrase import Source, signing_passphrase
 from ..profile import Profile
 from ..transaction import transaction
@@ -41,8 +41,11 @@ def ensure_responder(
                 tx, work, csr, ocsp.RESPONDER_NAME, "ocsp", timedelta(days=ocsp.RESPONDER_DAYS), [],
                 rsa=False, ca_passphrase=ca_passphrase,
             )  # fmt: skip
-            install(key, ocsp.responder_key(profile), 0o600)
-            install(cert, ocsp.responder_cert(profile), 0o644)
+            staged = [
+                (key, ocsp.responder_key(profile), 0o600),
+                (cert, ocsp.responder_cert(profile), 0o644),
+            ]
+            journal.deliver(profile, work, staged)  # a kill from here on: rolled forward
         if old:
             crl.regenerate_crl(profile, ca_passphrase, None)
     return serial

@@ -434,9 +434,7 @@ def _killed_in_delivery(profile: Profile, name: str, after: int) -> None:
     pid = os.fork()
     if pid == 0:
         try:
-            import certwiz.issue as issuing
-
-            real, count = issuing.install, [0]
+            real, count = journal.install, [0]
 
             def install(src: Path, dst: Path, mode: int) -> None:
                 if count[0] == after:
@@ -444,7 +442,7 @@ def _killed_in_delivery(profile: Profile, name: str, after: int) -> None:
                 count[0] += 1
                 real(src, dst, mode)
 
-            issuing.install = install  # type: ignore[assignment]
+            journal.install = install  # type: ignore[assignment]
             issue.issue_client(profile, name)
         finally:
             os._exit(1)

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, database, grace, inventory, issue, renew, upkeep
+from certwiz import ca, database, grace, inventory, issue, journal, renew, upkeep
 from certwiz.profile import Profile
 from tests.conftest import load_cert, openssl
 
@@ -57,10 +57,10 @@ def _before_install(k: int) -> Callable[[Callable[..., object]], Callable[..., o
 STEPS: dict[str, tuple[object, str, Patch]] = {
     "signed": (issue, "sign", _after),  # openssl ca done, nothing delivered
     "export": (issue.p12_lib, "export", lambda real: _die),  # clients: making the p12
-    "install-0": (issue, "install", _before_install(0)),
-    "install-1": (issue, "install", _before_install(1)),
-    "install-2": (issue, "install", _before_install(2)),
-    "install-3": (issue, "install", _before_install(3)),
+    "install-0": (journal, "install", _before_install(0)),
+    "install-1": (journal, "install", _before_install(1)),
+    "install-2": (journal, "install", _before_install(2)),
+    "install-3": (journal, "install", _before_install(3)),
     "delivered": (upkeep, "supersede", lambda real: _die),  # before the old is revoked
 }
 
@@ -145,3 +145,27 @@ def test_check_names_what_a_killed_renew_left_until_the_next_change(cli, profile
     assert cli("crl", "gen", "-p", "my-app").returncode == 0  # a change: it settles
     assert cli("check", "-p", "my-app").returncode == 0
     assert_one_paired(profile, "api.example.com", "server")
+
+
+def test_a_responder_issuance_killed_between_its_installs_is_finished(profile: Profile) -> None:
+    """The OCSP responder's key and certificate are installed by two renames too: killed
+    between them, the responder signed with a key its certificate does not carry."""
+    from certwiz import ocsp
+    from certwiz.ocsp import responder
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            journal.install = _before_install(1)(journal.install)  # type: ignore[assignment]
+            responder.ensure_responder(profile, None)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"
+    issue.issue_client(profile, "next")  # any change: it recovers first
+    cert = load_cert(ocsp.responder_cert(profile))
+    key = serialization.load_pem_private_key(ocsp.responder_key(profile).read_bytes(), None)
+    assert key.public_key() == cert.public_key()
+    assert ocsp.responder_renewal(profile) is None
+    valid = inventory.valid_named(profile, ocsp.RESPONDER_NAME)
+    assert [e.serial_int for e in valid] == [cert.serial_number]
