@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Unpack
 
-from . import audit, batch, check, inventory, issue, nginx, revoke, rollover, subordinate
+from . import audit, batch, bundle, check, inventory, issue, nginx, revoke, rollover, subordinate
 from . import ca as ca_init
 from . import export as exporting
 from . import intermediate as two_level
@@ -374,6 +374,27 @@ class CA:
     def export_root_key(self, out: Path) -> Path:
         """Move a two-level profile's root key to OUT (a new file, 0600) and off the profile."""
         return two_level.export_root_key(self.profile, out, timeout=self.lock_timeout)
+
+    def rebundle(
+        self, name: str, *, p12_format: str = "compat", key_passphrase: Source = None
+    ) -> bundle.Rebundled:
+        """Re-make NAME's PKCS#12 from its key and certificate; the key's password (asked
+        only for an encrypted key) stays the bundle's."""
+        return bundle.rebundle(
+            self.profile,
+            name,
+            p12_format=p12_format,
+            password=key_passphrase,
+            timeout=self.lock_timeout,
+        )
+
+    def onboarding_bundle(
+        self, name: str, out: Path, *, bundle_passphrase: Source = None
+    ) -> bundle.Bundled:
+        """NAME.p12, ca.crt and a README in the new directory OUT (the password is checked)."""
+        return bundle.onboarding_bundle(
+            self.profile, name, out, bundle_passphrase, self.lock_timeout
+        )
 
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:
         return revoke.generate_crl(

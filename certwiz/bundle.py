@@ -17,6 +17,7 @@ from . import check, database, der, inventory, names, openssl, p12
 from .errors import InputError, OpenSSLError, StateError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
+from .passphrase import Source, resolve
 from .profile import Profile
 from .render import render_client
 from .transaction import transaction
@@ -101,29 +102,24 @@ def open_key(key: Path, password: Secret | None, field: str = "p12-passphrase-fi
         raise InputError(field, f"wrong password for {key.name}") from None
 
 
-def needs_password(profile: Profile, name: str) -> bool:
-    """Whether NAME's key (and so its bundle) has a password: the CLI asks only then."""
-    names.client_name(name)
-    return key_encrypted(key_of(profile, name))
-
-
 def rebundle(
     profile: Profile,
     name: str,
     *,
     p12_format: str = p12.DEFAULT_FORMAT,
-    password: Secret | None = None,
+    password: Source = None,
     timeout: float | None = None,
 ) -> Rebundled:
     """Re-make private/NAME.p12 from the key and current certificate in the profile.
 
-    The bundle keeps the key's password (`password`, needed when the key is
+    The bundle keeps the key's password (`password`, asked only when the key is
     encrypted); a key issued with -u gives the empty password, MAC kept.
     """
     names.client_name(name)
     p12.check_format(p12_format)
     key = key_of(profile, name)
     encrypted = key_encrypted(key)
+    password = resolve(password) if encrypted else None
     open_key(key, password)
     current(profile, name)  # before the lock too: a refusal leaves no trace
     with (
@@ -185,12 +181,13 @@ def onboarding_bundle(
     profile: Profile,
     name: str,
     out: Path,
-    password: Secret | None = None,
+    password: Source = None,
     timeout: float | None = None,
 ) -> Bundled:
     """Write NAME.p12, ca.crt and a README for NAME into the new directory OUT.
 
-    `password` is the bundle's (None: the empty one); it is checked, never written.
+    `password` is the bundle's (None: the empty one), asked after the checks of
+    NAME and OUT; it is checked, never written.
     """
     names.client_name(name)
     out = _check_out(out)
@@ -200,6 +197,7 @@ def onboarding_bundle(
             f"{name} has no bundle in profile {profile.name}; "
             f"make one: certwiz client rebundle -p {profile.name} -n {name}"
         )
+    password = resolve(password)
     report = p12.inspect(source, password)
     rebundle_cmd = f"certwiz client rebundle -p {profile.name} -n {name}"
     for problem in report.problems:

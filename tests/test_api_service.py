@@ -73,6 +73,13 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
     assert bundle.cert is not None and bundle.cert.certificate.serial_number == int(
         renewed.serial, 16
     )
+    remade = svc.rebundle("bot-2", p12_format="modern", key_passphrase=bundle_password)
+    svc.rebundle("bot-1", key_passphrase=lambda: pytest.fail("bot-1's key has no password"))
+    assert asked == ["bot-2", "bot-2"] and remade.p12_format == "modern"
+    handed = svc.onboarding_bundle(
+        "bot-2", tmp_path / "hand-over", bundle_passphrase=Secret("bundle-pw-2")
+    )
+    assert (Path(handed.out_dir) / "ca.crt").read_bytes() == svc.profile.ca_cert.read_bytes()
     with pytest.raises(StateError):  # api.example is served already
         svc.sign_csr(device_csr("www.example"), None, "server", sans=["api.example"])
     shared = svc.sign_csr(

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from .. import bundle, names, p12
 from ..openssl import Secret
 from ..passphrase import P12_ENV
 from ..profile import open_profile
@@ -258,14 +257,10 @@ def client_rebundle(
     name issued with -u gets the empty password, which every client accepts.
     Run it for bundles that `certwiz p12 inspect` finds problems in.
     """
-    names.client_name(name)
-    p12.check_format(p12_format)
-    prof = open_profile(profile, home)
-    password = None
-    if bundle.needs_password(prof, name):
-        password = bundle_password(p12_passphrase_file, f"{name}.key")
-    done = bundle.rebundle(
-        prof, name, p12_format=p12_format, password=password, timeout=command_lock_timeout(ctx)
+    done = open_ca(ctx, profile, home).rebundle(
+        name,
+        p12_format=p12_format,
+        key_passphrase=lambda: bundle_password(p12_passphrase_file, f"{name}.key"),
     )
     emit(
         as_json,
@@ -304,10 +299,9 @@ def client_bundle(
     The README has the exact steps for curl, Python, Java, Postman, Chrome/Chromium,
     Firefox, macOS Keychain and Windows. The password is checked, never written.
     """
-    names.client_name(name)
-    prof = open_profile(profile, home)
-    password = bundle_password(p12_passphrase_file, f"{name}.p12")
-    done = bundle.onboarding_bundle(prof, name, out, password, command_lock_timeout(ctx))
+    done = open_ca(ctx, profile, home).onboarding_bundle(
+        name, out, bundle_passphrase=lambda: bundle_password(p12_passphrase_file, f"{name}.p12")
+    )
     emit(
         as_json,
         asdict(done),
