@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, grace, ocsp, upkeep
+from . import check, database, der, durations, grace, intermediate, ocsp, upkeep
 from .check import ProfileCorrupt
 from .errors import CertwizError
 from .inventory import certificates
@@ -105,7 +105,7 @@ def _ca_item(profile: Profile, level: Authority, warn: timedelta, now: datetime)
             f"{level.cert}: unusable ({exc})",
         )
     left = not_after - now
-    revoked = _revoked_by_root(profile, level, serial)
+    revoked = _revoked_by_root(profile, level)
     if revoked:
         message = f"revoked by the root ({revoked}): NGINX refuses every client"
         return Item(
@@ -131,14 +131,15 @@ def _ca_item(profile: Profile, level: Authority, warn: timedelta, now: datetime)
     )
 
 
-def _revoked_by_root(profile: Profile, level: Authority, serial: str) -> str | None:
-    """The intermediate's revocation in the root's database ('DATE, REASON'), if any."""
+def _revoked_by_root(profile: Profile, level: Authority) -> str | None:
+    """The root's revocation of the intermediate ('DATE, REASON'; see
+    intermediate.revoked_entry: the one rule issue, sign and ca renew refuse by)."""
     if level.kind != "intermediate-ca":
         return None
-    for entry in database.read(profile.root.index):
-        if entry.serial == serial and entry.flag == "R":
-            return f"{entry.revoked_at:%Y-%m-%dT%H:%M:%SZ}, {entry.reason or 'unspecified'}"
-    return None
+    entry = intermediate.revoked_entry(profile)
+    if entry is None:
+        return None
+    return f"{entry.revoked_at:%Y-%m-%dT%H:%M:%SZ}, {entry.reason or 'unspecified'}"
 
 
 def _missing_from_crl(profile: Profile, level: Authority) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,10 @@ def test_a_revoked_intermediate_is_neither_renewed_nor_used(cli, home: Path) -> 
         with pytest.raises(StateError, match="revoked"):
             attempt()
     assert [e.common_name for e in database.read(fleet.index)] == ["bot"]
+    shown = cli("status", "-p", "fl", "--json")
+    assert shown.returncode == 2, shown.stdout  # critical: the refusal is visible
+    (item,) = [i for i in json.loads(shown.stdout)["items"] if i["kind"] == "intermediate-ca"]
+    assert item["state"] == "critical" and "keyCompromise" in item["message"]
     # The root itself may still be renewed (its key was not compromised).
     rollover.renew_ca(fleet, root=True)
     assert load_cert(fleet.ca_cert).subject == load_cert(fleet.root.ca_cert).subject
