@@ -205,16 +205,9 @@ def refuse_links(profile: Profile) -> None:
         raise ProfileCorrupt(f"{planted[0]}: is a symlink; certwiz never writes through one")
 
 
-def verify_profile(
-    profile: Profile, *, check_crl: bool = True, key_offline: bool = False
-) -> Report:
-    """Check index.txt, serial, crlnumber and crl.pem against each other.
-
-    Raises ProfileCorrupt on the first file that does not parse; collects
-    cross-file contradictions in the report. `check_crl=False` is for `crl gen`,
-    which replaces a missing or damaged crl.pem and must not be refused for it.
-    """
-    report = Report()
+def _require_files(profile: Profile, key_offline: bool) -> None:
+    """What every check needs in place: config, CA certificate(s) and key, no half-rotated
+    database file, no planted link (ProfileCorrupt naming the file otherwise)."""
     needed = [profile.cnf, profile.ca_cert] + ([] if key_offline else [profile.ca_key])
     if profile.two_level:
         needed.append(profile.intermediate_cert)
@@ -229,6 +222,50 @@ def verify_profile(
                 "openssl ca; the next change restores it"
             )
     refuse_links(profile)
+
+
+def _cross_check(
+    profile: Profile,
+    entries: list[database.Entry],
+    next_serial: int,
+    revoked_in_crl: set[int] | None,
+    report: Report,
+) -> None:
+    """index.txt against serial, newcerts/ and the CRL, in one pass over the entries
+    (the certificate files are listed once, not stat'ed each)."""
+    in_newcerts = file_names(profile.newcerts)
+    seen: dict[int, int] = {}
+    for number, entry in enumerate(entries, 1):
+        serial = int(entry.serial, 16)
+        if serial in seen:
+            report.problems.append(
+                f"{profile.index}:{number}: serial {entry.serial} repeats line {seen[serial]}"
+            )
+        seen[serial] = number
+        if serial >= next_serial:
+            report.problems.append(
+                f"{profile.serial}:1: next serial {next_serial:X} is not "
+                f"above serial {entry.serial} issued at {profile.index}:{number}"
+            )
+        if entry.flag == "V" and f"{entry.serial}.pem" not in in_newcerts:
+            report.problems.append(
+                f"{profile.index}:{number}: {profile.newcert_path(entry.serial)} is missing"
+            )
+        if entry.flag == "R" and revoked_in_crl is not None and serial not in revoked_in_crl:
+            report.missing_from_crl.append(entry.serial)
+
+
+def verify_profile(
+    profile: Profile, *, check_crl: bool = True, key_offline: bool = False
+) -> Report:
+    """Check index.txt, serial, crlnumber and crl.pem against each other.
+
+    Raises ProfileCorrupt on the first file that does not parse; collects
+    cross-file contradictions in the report. `check_crl=False` is for `crl gen`,
+    which replaces a missing or damaged crl.pem and must not be refused for it.
+    """
+    report = Report()
+    _require_files(profile, key_offline)
     elsewhere = misplaced_cnf(profile)
     if elsewhere is not None:
         report.problems.append(
@@ -260,27 +297,7 @@ def verify_profile(
         except ProfileCorrupt as exc:
             raise ProfileCorrupt(f"{exc}; repair it: {crl_gen(profile)}") from None
         _crl_signed_by(profile, profile.intermediate_cert if profile.two_level else profile.ca_cert)
-    # One pass over the entries; the certificate files are listed once, not stat'ed each.
-    in_newcerts = file_names(profile.newcerts)
-    seen: dict[int, int] = {}
-    for number, entry in enumerate(entries, 1):
-        serial = int(entry.serial, 16)
-        if serial in seen:
-            report.problems.append(
-                f"{profile.index}:{number}: serial {entry.serial} repeats line {seen[serial]}"
-            )
-        seen[serial] = number
-        if serial >= next_serial:
-            report.problems.append(
-                f"{profile.serial}:1: next serial {next_serial:X} is not "
-                f"above serial {entry.serial} issued at {profile.index}:{number}"
-            )
-        if entry.flag == "V" and f"{entry.serial}.pem" not in in_newcerts:
-            report.problems.append(
-                f"{profile.index}:{number}: {profile.newcert_path(entry.serial)} is missing"
-            )
-        if entry.flag == "R" and revoked_in_crl is not None and serial not in revoked_in_crl:
-            report.missing_from_crl.append(entry.serial)
+    _cross_check(profile, entries, next_serial, revoked_in_crl, report)
     report.unfinished = [_unfinished(profile, owed) for owed in journal.pending(profile)]
     if profile.two_level:
         _verify_root(profile, report, check_crl)
