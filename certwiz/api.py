@@ -139,6 +139,10 @@ class CA:
         tx: Transaction | None = None,
         allow_shared_san: bool = False,
     ) -> issue.Issued:
+        """A server certificate (SAN: NAME plus `sans`) and NAME.fullchain.pem for NGINX.
+
+        A host another valid certificate serves is refused unless `allow_shared_san`.
+        """
         return issue.issue_server(
             self.profile,
             name,
@@ -397,6 +401,8 @@ class CA:
         )
 
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:
+        """A fresh CRL; certificates whose grace ended are revoked first, and a two-level
+        profile's root CRL is re-signed when the root key is at hand (or `root_key`)."""
         return revoke.generate_crl(
             self.profile,
             days=days,
@@ -417,10 +423,13 @@ class CA:
             return check.verify_profile(self.profile)
 
     def certificates(self, where: inventory.Filter | None = None) -> list[inventory.Certificate]:
+        """Every certificate of the profile (and what its root signed), read without the lock."""
         return inventory.certificates(self.profile, where=where, with_root=True)
 
     def show(self, name: str) -> dict[str, object]:
+        """NAME's newest certificate (a valid one first), its files and fingerprint."""
         return inventory.show(self.profile, name)
 
     def audit(self) -> list[dict[str, object]]:
+        """The audit log, oldest first: one record per transaction (a torn line as unreadable)."""
         return audit.read(self.profile)
