@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import audit, check, database, names, openssl, openssl_args
 from .ca import check_home, ensure_absent, render_cnf
 from .errors import InputError
-from .fsutil import building, write_atomic
+from .fsutil import building, make_dirs, write_atomic
 from .openssl import Secret
 from .profile import Profile, home_dir
 from .render import render_openssl
@@ -290,7 +290,7 @@ def adopt(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     is_rsa = isinstance(ca.public_key(), rsa.RSAPublicKey)
-    profile.home.mkdir(parents=True, exist_ok=True)
+    make_dirs(profile.home)
     with building(profile.home, profile.name) as work:
         os.chmod(work, 0o755)
         for sub in ("newcerts", "issued", "reqs"):

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import audit, leaf_urls, names, ocsp, openssl
 from . import openssl_args as args
 from .errors import InputError, StateError
-from .fsutil import building, write_atomic
+from .fsutil import building, make_dirs, write_atomic
 from .openssl import Secret
 from .passphrase import Source, resolve
 from .profile import Profile, home_dir
@@ -94,7 +94,7 @@ def built(profile: Profile) -> Iterator[Path]:
     So a profile exists whole or not at all, a second `init` changes nothing, and a
     concurrent `init` never takes this build for a killed run's leftover (`building`).
     """
-    profile.home.mkdir(parents=True, exist_ok=True)
+    make_dirs(profile.home)
     with building(profile.home, profile.name) as work:
         os.chmod(work, 0o755)
         yield work

@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,12 +177,38 @@ def crl_gen(profile: Profile) -> str:
     return command
 
 
+def refuse_foreign(profile: Profile) -> None:
+    """ProfileCorrupt if someone other than this user (or root) could have replaced the
+    profile: its directory, or the home holding it, owned by another user or writable by
+    others (the home may be sticky, like /tmp). Whoever can swap a profile owns the CA."""
+    me = os.geteuid()
+    for path, holds in ((profile.dir, False), (profile.home, True)):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        writable = st.st_mode & 0o022
+        if holds and st.st_mode & stat.S_ISVTX:
+            writable = 0  # others may add entries but not rename or remove ours
+        if st.st_uid not in (me, 0):
+            problem = f"is owned by uid {st.st_uid}, not by this user ({me}) or root"
+        elif writable:
+            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+        else:
+            continue
+        raise ProfileCorrupt(
+            f"{path}: {problem}; anyone who can replace the profile owns the CA; "
+            f"fix: chown and chmod go-w {path}"
+        )
+
+
 def refuse_links(profile: Profile) -> None:
     """ProfileCorrupt if a link was planted where certwiz or openssl would write or delete.
 
     Checked before anything else under the lock, recovery included: a directory
     replaced by a link would make recovery delete and write in the link's target.
     """
+    refuse_foreign(profile)
     for sub in (profile.private, profile.newcerts, profile.issued, profile.reqs):
         problem = not_plain_dir(sub)
         if problem:

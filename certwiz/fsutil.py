@@ -44,6 +44,39 @@ def not_plain_dir(path: Path) -> str | None:
     return None
 
 
+def require_outside(field: str, path: Path, home: Path) -> None:
+    """InputError if PATH (links resolved) is inside the certwiz HOME.
+
+    A path certwiz or nginx writes to on the operator's word (export --out, a pid
+    file, an error log) must never land on a profile's own files: the CA key, the
+    database or the CRL would be overwritten, deleted or appended to.
+    """
+    try:
+        target = path.expanduser().absolute().resolve(strict=False)
+        inside = target == home.resolve() or home.resolve() in target.parents
+    except (OSError, RuntimeError):
+        inside = False
+    if inside:
+        raise InputError(field, f"{path} is inside the certwiz home {home}; give a path outside it")
+
+
+def make_dirs(path: Path, mode: int = 0o755) -> None:
+    """mkdir -p giving every directory it creates at most MODE (less if the umask says so).
+
+    Path.mkdir(parents=True) gives the parents the umask's mode: under umask 000 a
+    new certwiz home would be world-writable, and anyone could swap a profile in it.
+    Existing directories are left as they are.
+    """
+    missing: list[Path] = []
+    for directory in (path, *path.parents):
+        if directory.exists():
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=mode)
+
+
 def install(src: Path, dst: Path, mode: int) -> None:
     """Move a finished file into place with its final mode (rename: atomic)."""
     os.chmod(src, mode)

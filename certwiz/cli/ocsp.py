@@ -70,13 +70,14 @@ def ocsp_serve(
     minutes = ocsp.check_minutes(next_update)
     ca = open_ca(ctx, profile, home, ca_passphrase_file)
     prof = ca.profile
+    pid_file = ocsp.check_pid_file(prof, pid_file)
     ca.ensure_ocsp_responder()  # asks for the CA passphrase only when it signs
 
     def ready(bound: ocsp.Listen) -> None:
         info = {
             "profile": prof.name,
             "url": bound.url,
-            "pid_file": str(pid_file or ocsp.default_pid_file(prof)),
+            "pid_file": str(pid_file),
             "responder_certificate": str(ocsp.responder_cert(prof)),
         }
         text = (

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .. import der, inventory, names
 from ..errors import InputError
+from ..fsutil import require_outside
 from ..profile import Profile
 
 # Characters nginx or a URL would read specially; a proxy_pass target never needs them.
@@ -222,12 +223,15 @@ def upstream_host(upstream: str) -> str:
     return urlsplit(upstream).hostname or ""
 
 
-def check_error_log(path: Path | None) -> Path | None:
-    """--error-log: an absolute file path (nginx opens it at load, as root on a server)."""
+def check_error_log(path: Path | None, home: Path) -> Path | None:
+    """--error-log: an absolute file path outside the certwiz home (nginx opens it at
+    load, as root on a server, and appends what any client makes it log: pointed at
+    index.txt or crl.pem, an anonymous client would corrupt the CA)."""
     if path is None:
         return None
     if not path.is_absolute():
         raise InputError("error-log", f"{str(path)!r} must be an absolute path")
+    require_outside("error-log", path, home)
     if path.is_dir():
         raise InputError("error-log", f"{path} is a directory; give a file")
     return path

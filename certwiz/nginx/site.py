@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from ..errors import InputError, StateError
-from ..fsutil import not_plain_dir, write_atomic
+from ..fsutil import make_dirs, not_plain_dir, write_atomic
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
 from ..transaction import transaction
@@ -221,7 +221,7 @@ def render(
     listen = check_listen(listen)
     upstream = check_upstream(upstream)
     trusted = check_upstream_ca(upstream, upstream_ca)
-    log = check_error_log(error_log)
+    log = check_error_log(error_log, profile.home)
     chain, key = server_files(profile, server)
     check_sni_only(server, sni_only)
     checked = check_revocation(profile, revocation, ocsp_responder, ocsp_cache)
@@ -247,7 +247,7 @@ def render(
     }
     texts = _render_files(profile, out_dir, chain, key, site)
     with transaction(profile, "nginx render", [server], timeout=timeout) as tx:  # one writer
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(out_dir)
         for filename, text in texts.items():
             write_atomic(out_dir / filename, text, 0o644)
         removed = _remove_stale(out_dir)

@@ -15,11 +15,13 @@ its own key, 30 days): the CA key is never handed to the responder.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import database, leaf_urls, openssl
 from ..errors import InputError, StateError
+from ..fsutil import require_outside
 from ..profile import Profile
 
 RESPONDER_NAME = "certwiz-ocsp-responder"
@@ -134,6 +136,33 @@ def answer(
 
 def default_pid_file(profile: Profile) -> Path:
     return profile.dir / "ocsp.pid"
+
+
+_PID_TEXT = re.compile(r"[0-9]{1,10}\n?")
+
+
+def check_pid_file(profile: Profile, given: Path | None) -> Path:
+    """--pid-file: outside the certwiz home (but for the default), and never an existing
+    file that is not a pid file: the responder replaces it at start and deletes it at exit."""
+    default = default_pid_file(profile)
+    if given is None:
+        return default
+    path = given.expanduser().absolute()
+    if path != default:
+        require_outside("pid-file", path, profile.home)
+    if path.is_symlink() or path.is_dir():
+        raise InputError("pid-file", f"{path} is a link or a directory; give a plain file path")
+    if path.exists():
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(16)
+        except OSError as exc:
+            raise InputError("pid-file", f"{path}: {exc.strerror}") from None
+        if not _PID_TEXT.fullmatch(head.decode("ascii", "replace")):
+            raise InputError(
+                "pid-file", f"{path} exists and is not a pid file; certwiz would delete it"
+            )
+    return path
 
 
 def check_ready(profile: Profile) -> None:

@@ -1,0 +1,107 @@
+"""Paths an operator gives (pid file, error log) never land on a profile's files, and a
+profile that someone else could have replaced is not signed from (outside attack, round 4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_env, snapshot
+
+
+@pytest.fixture
+def made(cli, home: Path) -> Path:
+    assert cli("ca", "init", "-p", "a").returncode == 0
+    assert cli("server", "issue", "-p", "a", "-n", "web.local").returncode == 0
+    return home / "a"
+
+
+def one_line_exit_2(result, field: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {field}:"), lines
+
+
+@pytest.mark.parametrize("target", ["private/ca.key", "index.txt", "crl.pem"])
+def test_the_ocsp_pid_file_is_never_a_profile_file(cli, made: Path, home: Path, target) -> None:
+    """`ocsp serve --pid-file private/ca.key` deleted the CA key."""
+    before = snapshot(home)
+    result = cli("ocsp", "serve", "-p", "a", "--listen", "127.0.0.1:1", "--pid-file", made / target)
+    one_line_exit_2(result, "pid-file")
+    assert snapshot(home) == before
+
+
+def test_an_existing_file_that_is_not_a_pid_file_is_refused(cli, made: Path, tmp_path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    result = cli("ocsp", "serve", "-p", "a", "--listen", "127.0.0.1:1", "--pid-file", precious)
+    one_line_exit_2(result, "pid-file")
+    assert precious.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("target", ["index.txt", "crl.pem", "private/ca.key", "nginx/x.log"])
+def test_the_nginx_error_log_is_never_inside_the_home(cli, made: Path, home: Path, target) -> None:
+    """nginx appends what any client makes it log: into index.txt, the CA was refused (exit 4)."""
+    before = snapshot(home)
+    result = cli(
+        "nginx", "render", "-p", "a", "--server", "web.local", "--upstream",
+        "http://127.0.0.1:9", "--error-log", made / target,
+    )  # fmt: skip
+    one_line_exit_2(result, "error-log")
+    assert snapshot(home) == before
+
+
+def test_a_new_home_is_not_world_writable_under_umask_000(tmp_path: Path) -> None:
+    """The home, its new parents and the rendered nginx/ took the umask's 0777."""
+    home = tmp_path / "new" / "deeper" / "certs"
+    script = (
+        "import os, sys; os.umask(0); from certwiz.cli import app; sys.argv[0] = 'certwiz'; "
+        "app(sys.argv[1:])"
+    )
+
+    def run(*args: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", script, *args], env=clean_env(home), capture_output=True
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    run("ca", "init", "-p", "u")
+    run("server", "issue", "-p", "u", "-n", "s.local")
+    run("nginx", "render", "-p", "u", "--server", "s.local", "--upstream", "http://127.0.0.1:9")
+    for directory in (home.parent.parent, home.parent, home, home / "u", home / "u" / "nginx"):
+        assert directory.stat().st_mode & 0o022 == 0, (directory, oct(directory.stat().st_mode))
+
+
+@pytest.mark.parametrize(
+    ("where", "mode"), [("profile", 0o777), ("profile", 0o775), ("home", 0o777), ("home", 0o770)]
+)
+def test_a_profile_others_could_replace_is_refused(
+    cli, made: Path, home: Path, where: str, mode: int
+) -> None:
+    """With a world-writable home anyone could swap in their own CA and have it sign."""
+    os.chmod(made if where == "profile" else home, mode)
+    before = snapshot(home)
+    refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
+    assert refused.returncode == 4, refused.stderr
+    assert "writable by group or others" in refused.stderr
+    after = snapshot(home)
+    assert after.pop("a/audit.log") != before.pop("a/audit.log"), "the refusal is audited"
+    assert after == before
+    assert cli("check", "-p", "a").returncode == 4
+
+
+def test_a_sticky_shared_home_is_accepted(cli, made: Path, home: Path) -> None:
+    """Like /tmp: others may add entries but not rename or remove this user's profile."""
+    os.chmod(home, 0o1777)
+    assert cli("client", "issue", "-p", "a", "-n", "bot", "-u").returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_profile_owned_by_another_user_is_refused(cli, made: Path, home: Path) -> None:
+    os.chown(made, 65534, 65534)
+    refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
+    assert refused.returncode == 4 and "is owned by uid 65534" in refused.stderr
