@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certwiz import ca, doctor, issue, revoke
 from certwiz import nginx as nginx_lib
+from certwiz.errors import InputError
 from certwiz.profile import Profile
 from tests.conftest import invoke, openssl, snapshot
 from tests.nginx_support import require_nginx
@@ -379,6 +380,50 @@ def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
     assert doctor.diagnose(lab.site, conf).findings == []
 
 
+@pytest.mark.parametrize(
+    ("label", "before"),
+    [
+        ("rewrite-last", "rewrite ^/legacy/(.*)$ /$1 last;"),
+        ("rewrite-break", "rewrite ^/legacy/(.*)$ /$1 break;"),
+        ("break", "break;"),
+        ("if-break", "if ($uri ~ ^/legacy) { break; }"),
+    ],
+)
+def test_a_guard_behind_a_rewrite_stop_is_no_guard(lab: Lab, label: str, before: str) -> None:
+    """nginx runs a server's rewrite directives in order: after `break` or `rewrite ...
+    last|break` the `if ... return` checks below are skipped (a cert-less request to
+    /legacy/ reached the app, and doctor said clean)."""
+    guard = 'if ($ssl_client_verify != "SUCCESS") { return 403; }'
+    text = good_conf(lab, verify="ssl_verify_client optional;", server_extra=f"{before} {guard}")
+    conf = lab.conf(text, f"guard-after-{label}")
+    assert nginx_t(conf).returncode == 0
+    assert ids(doctor.diagnose(lab.site, conf).findings) == {"verify-optional-unchecked"}
+    # the same lines with the guard first are clean
+    text = good_conf(lab, verify="ssl_verify_client optional;", server_extra=f"{guard} {before}")
+    conf = lab.conf(text, f"guard-before-{label}")
+    assert doctor.diagnose(lab.site, conf).findings == []
+
+
+def test_a_quote_inside_a_word_is_read_as_nginx_reads_it(lab: Lab) -> None:
+    """nginx opens a string only at the start of a token: in `it's` the quote is a plain
+    character, so the `ssl_verify_client off;` after it is real and the commented line is a
+    comment (doctor read it the other way round and reported nothing)."""
+    extra = "add_header X-Note it's;\n ssl_verify_client off;\n # ' ; ssl_verify_client on;"
+    conf = lab.conf(good_conf(lab, verify="", server_extra=extra), "quote-in-word")
+    assert nginx_t(conf).returncode == 0
+    assert ids(doctor.diagnose(lab.site, conf).findings) == {"verify-client-off"}
+
+
+def test_the_lexer_keeps_what_nginx_keeps(tmp_path: Path) -> None:
+    from certwiz.doctor.conf import tokenize
+
+    text = 'a it\'s "q\\"x" b}c ${v}w \\.php$ "s";#c\nx \'y\'{'
+    words = [t[0] for t in tokenize(text, tmp_path / "t.conf")]
+    assert words == ["a", "it's", 'q"x', "b}c", "${v}w", "\\.php$", "s", ";", "x", "y", "{"]
+    with pytest.raises(InputError, match="after a quoted string"):
+        tokenize('"a"b;', tmp_path / "t.conf")
+
+
 def test_shared_listen_with_only_an_issuer_guard_is_flagged(lab: Lab) -> None:
     """An issuer-DN check is no guard: two profiles' CAs may share a CN (ca init --cn), and
     the rendered handshake guard's e2e proves it with four same-CN CAs on one port."""
@@ -512,6 +557,18 @@ def test_two_level_profile_rendered_is_clean_and_a_missing_root_crl_is_caught(la
     # only the root's CRL: the intermediate's revocations are missing
     site.write_text(site.read_text().replace(str(profile.crl), str(profile.root.crl)))
     assert ids(doctor.diagnose(profile, conf).findings) == {"crl-missing-for-ca"}
+    # OCSP for the leaf only, no CRL: a revoked intermediate would let its clients in
+    text = site.read_text()
+    crl_line = next(line for line in text.splitlines() if "ssl_crl " in line)
+    site.write_text(
+        text.replace(crl_line, "    ssl_ocsp leaf; ssl_ocsp_responder http://127.0.0.1:9/;")
+    )
+    assert nginx_t(conf).returncode == 0
+    assert ids(doctor.diagnose(profile, conf).findings) == {"ocsp-leaf-only"}
+    # and render refuses to write that shape: --revocation both keeps the root's CRL
+    with pytest.raises(InputError, match=r"revocation: .*use --revocation both"):
+        nginx_lib.render(profile, "layered.local", "http://127.0.0.1:18080", out=out,
+                         revocation="ocsp", ocsp_responder="http://127.0.0.1:9/")  # fmt: skip
 
 
 def test_rendered_ocsp_config_is_clean(lab: Lab) -> None:

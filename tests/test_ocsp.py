@@ -275,7 +275,7 @@ def test_render_both_uses_the_profile_url_and_passes_nginx_t(home: Path, site: P
     text = (out / "mtls_proxy.conf").read_text()
     assert f'ssl_crl "{site.crl}";' in text
     assert 'ssl_ocsp_responder "http://127.0.0.1:9/";' in text
-    assert "ssl_ocsp leaf;" in text and "ssl_ocsp_cache shared:certwiz_ocsp:1m;" in text
+    assert "ssl_ocsp leaf;" in text and "ssl_ocsp_cache shared:certwiz_ocsp_1m:1m;" in text
     crl_only = home.parent / "render-crl"
     assert _render(home, crl_only).returncode == 0
     assert "ssl_ocsp" not in (crl_only / "mtls_proxy.conf").read_text()
@@ -284,7 +284,13 @@ def test_render_both_uses_the_profile_url_and_passes_nginx_t(home: Path, site: P
     conf = prefix / "nginx.conf"
     from certwiz import nginx as nginx_lib
 
-    conf.write_text(nginx_lib.render_standalone(prefix, out / "mtls_proxy.conf"))
+    # a second site whose cache has another size: one zone name for both failed nginx -t
+    # ("conflicts with already declared size"), and with it every later reload
+    other = home.parent / "render-both-512k"
+    assert _render(home, other, "--revocation", "both", "--ocsp-cache", "512k",
+                   "--listen", "127.0.0.1:18999").returncode == 0  # fmt: skip
+    sites = [out / "mtls_proxy.conf", other / "mtls_proxy.conf"]
+    conf.write_text(nginx_lib.render_standalone(prefix, sites))
     checked = subprocess.run([require_nginx(), "-t", "-p", str(prefix), "-c", str(conf)],
                              capture_output=True, text=True, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stderr

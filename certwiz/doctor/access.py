@@ -131,6 +131,8 @@ def revocation_findings(
                 )
             )
     if crl_at is None:
+        if ocsp and first_arg(ocsp_at) == "leaf" and len(facts.levels) > 1:
+            out.append(make("ocsp-leaf-only", ocsp_at.where, "the profile has an intermediate"))
         if ocsp:
             return out
         return [

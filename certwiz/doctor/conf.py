@@ -89,8 +89,31 @@ def _error(path: Path, line: int, rule: str) -> InputError:
     return InputError("nginx-conf", f"{path}:{line}: {rule}")
 
 
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
+
+
+def _unescape(raw: str) -> str:
+    """What nginx stores for a token: \\" \\' \\\\ \\t \\r \\n decoded, other backslashes kept."""
+    out, i = [], 0
+    while i < len(raw):
+        if raw[i] == "\\" and i + 1 < len(raw) and raw[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[raw[i + 1]])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)
+
+
 def tokenize(text: str, path: Path) -> list[tuple[str, int, bool]]:
-    """nginx's lexer: words, quoted strings, `;`, `{`, `}`, `#` comments."""
+    """nginx's lexer (ngx_conf_read_token): words, quoted strings, `;`, `{`, `}`, `#`.
+
+    As in nginx, a quote or `#` has its meaning only at the start of a token: inside a
+    word they are plain characters (`it's` is one word, and what follows is not a
+    string), a word ends only at white space, `;` or `{` (`}` inside it is plain, `${`
+    opens a variable), and a closing quote must be followed by white space, `;`, `{`
+    or `)`. Reading it any other way would let a config hide a directive from doctor.
+    """
     tokens: list[tuple[str, int, bool]] = []
     i, line, n = 0, 1, len(text)
     while i < n:
@@ -107,44 +130,42 @@ def tokenize(text: str, path: Path) -> list[tuple[str, int, bool]]:
             tokens.append((ch, line, False))
             i += 1
         elif ch in "\"'":
-            start_line, i, buf = line, i + 1, []
+            start_line, i = line, i + 1
+            start = i
             while True:
                 if i >= n:
                     raise _error(path, start_line, f"unterminated {ch} string")
                 c = text[i]
+                if c == "\n":
+                    line += 1
                 if c == "\\" and i + 1 < n:
-                    nxt = text[i + 1]
-                    buf.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
-                    if nxt == "\n":
-                        line += 1
+                    line += text[i + 1] == "\n"
                     i += 2
                     continue
                 if c == ch:
-                    i += 1
                     break
-                if c == "\n":
-                    line += 1
-                buf.append(c)
                 i += 1
-            tokens.append(("".join(buf), start_line, True))
+            tokens.append((_unescape(text[start:i]), start_line, True))
+            i += 1
+            if i < n and text[i] not in " \t\r\n;{)":
+                raise _error(path, line, f"unexpected {text[i]!r} after a quoted string")
         else:
-            start_line, buf = line, []
-            while i < n and text[i] not in " \t\r\n;{}\"'" and not (text[i] == "#" and not buf):
+            start_line, start, variable = line, i, False
+            while i < n:
                 c = text[i]
                 if c == "\\" and i + 1 < n:
-                    buf.append(text[i + 1])
+                    line += text[i + 1] == "\n"
                     i += 2
+                    variable = False
                     continue
-                if c == "$" and i + 1 < n and text[i + 1] == "{":  # ${var}
-                    close = text.find("}", i)
-                    if close < 0:
-                        raise _error(path, line, "unterminated ${...}")
-                    buf.append(text[i : close + 1])
-                    i = close + 1
+                if c == "{" and variable:  # ${name}
+                    i += 1
                     continue
-                buf.append(c)
+                variable = c == "$"
+                if c in " \t\r\n;{":
+                    break
                 i += 1
-            tokens.append(("".join(buf), start_line, False))
+            tokens.append((_unescape(text[start:i]), start_line, False))
     return tokens
 
 

@@ -42,6 +42,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "a revoked client certificate is accepted until it expires",
         "add `ssl_crl PROFILE/crl.pem;` (or `ssl_ocsp on;` with a responder)",
     ),
+    "ocsp-leaf-only": (
+        ERROR,
+        "`ssl_ocsp leaf` asks only about the client certificate: a revoked intermediate "
+        "still lets every client it signed in",
+        "add `ssl_crl PROFILE/crl-chain.pem;` (certwiz nginx render --revocation both)",
+    ),
     "ocsp-no-responder": (
         ERROR,
         "nginx has nobody to ask, so it refuses every client certificate",

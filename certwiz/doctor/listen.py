@@ -8,7 +8,7 @@ import re
 
 from .conf import Directive
 from .findings import Finding, make
-from .view import ServerView, first_arg
+from .view import ServerView, first_arg, reached_ifs
 
 
 def listen_key(directive: Directive) -> tuple[str, bool]:
@@ -34,7 +34,7 @@ def has_handshake_guard(server: Directive, listen: Directive | None = None) -> b
     """
     named = server.first("server_name")
     own = [n.lower().rstrip(".") for n in (named.args if named else []) if n and n != "_"]
-    for cond in server.children("if"):
+    for cond in reached_ifs(server):
         args = [a for a in cond.args if a not in ("(", ")")]
         if args and args[0].startswith("("):
             args[0] = args[0][1:]

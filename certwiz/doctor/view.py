@@ -83,11 +83,36 @@ def passes_in(server: Directive) -> list[Directive]:
     return out
 
 
+def ends_rewrites(item: Directive) -> bool:
+    """Does ITEM (or an `if` block holding one) stop the rewrite directives after it?
+
+    `break` and `rewrite ... last|break` end the block's rewrite phase: an `if ...
+    { return 4xx; }` written after them is never reached for the requests they take.
+    """
+    if item.name == "break":
+        return True
+    if item.name == "rewrite" and item.args[-1:] in (["last"], ["break"]):
+        return True
+    return item.name == "if" and any(ends_rewrites(inner) for inner in item.block or [])
+
+
+def reached_ifs(block: Directive) -> list[Directive]:
+    """The `if` blocks of BLOCK that every request reaches: those before any `break`
+    or `rewrite ... last|break` of the same block (nginx runs them in order)."""
+    out: list[Directive] = []
+    for item in block.block or []:
+        if item.name == "if":
+            out.append(item)
+        if ends_rewrites(item):
+            break
+    return out
+
+
 def is_guarded(directive: Directive) -> bool:
     """Is a `$ssl_client_verify != SUCCESS` check that returns in force before DIRECTIVE?"""
     block = directive.parent
     while block is not None and block.name != "http":
-        for item in block.children("if"):
+        for item in reached_ifs(block):
             condition = " ".join(item.args)
             if VERIFY_GUARD.search(condition) and item.first("return") is not None:
                 return True

@@ -272,6 +272,13 @@ def check_revocation(
         return Revocation()
     if cache is not None and cache != "off" and not re.fullmatch(r"[1-9][0-9]{0,3}[km]", cache):
         raise InputError("ocsp-cache", f"{cache!r} must be off or a size such as 1m or 512k")
+    if mode == "ocsp" and profile.two_level:
+        raise InputError(
+            "revocation",
+            f"profile {profile.name} has an intermediate, and nginx asks OCSP only about "
+            "the client certificate: a revoked intermediate needs the root's CRL; "
+            "use --revocation both",
+        )
     url = responder if responder is not None else ocsp.configured_url(profile)
     if url is None:
         raise InputError(
