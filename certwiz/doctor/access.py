@@ -131,7 +131,7 @@ def revocation_findings(
                 )
             )
     if crl_at is None:
-        if ocsp and first_arg(ocsp_at) == "leaf" and len(facts.levels) > 1:
+        if ocsp_at is not None and first_arg(ocsp_at) == "leaf" and len(facts.levels) > 1:
             out.append(make("ocsp-leaf-only", ocsp_at.where, "the profile has an intermediate"))
         if ocsp:
             return out
