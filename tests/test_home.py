@@ -190,3 +190,21 @@ def test_config_of_another_user_is_refused(server: dict[str, Path]) -> None:
         certwiz(server["srv"], "profiles", env={"CERTWIZ_CONFIG": str(server["config"])})
     )
     assert line.endswith("owned by uid 65534: it must be yours or root's")
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o777, True), (0o775, True), (0o1777, False)])
+def test_config_in_a_directory_others_can_write_is_refused(
+    server: dict[str, Path], mode: int, refused: bool
+) -> None:
+    """A 0644 config in a 0777 directory can be swapped by anyone (sticky: it cannot)."""
+    folder = server["config"].parent
+    folder.chmod(mode)
+    try:
+        result = certwiz(server["srv"], "profiles", env={"CERTWIZ_CONFIG": str(server["config"])})
+    finally:
+        folder.chmod(0o755)
+    if refused:
+        line = one_error_line(result)
+        assert f"{folder} is writable by others (mode {mode & 0o777:o})" in line
+    else:
+        assert result.returncode == 0, result.stderr

@@ -371,9 +371,10 @@ def test_e2e_revoked_client_refused_without_reload_then_fail_closed(
     conf = (home.parent / "conf" / "mtls_proxy.conf").read_text()
     assert "ssl_ocsp leaf;" in conf and f'ssl_ocsp_responder "{responder.url}";' in conf
     assert "ssl_crl " not in conf
-    workers = server.workers()
     assert _curl(home, site, port, "bob") == 200
     assert _curl(home, site, port, "carol") == 200
+    workers = server.workers()  # after a served request: at start they may not be up yet
+    assert workers
     revoked = invoke(home, "revoke", "-p", "site", "-n", "bob")  # no --reload
     assert revoked.returncode == 0, revoked.stderr
     assert _curl(home, site, port, "bob") == 400  # its very next connection
