@@ -162,6 +162,20 @@ def device_key_matches(cert: x509.Certificate, key_file: Path) -> bool:
     return bool(cert.public_key().public_numbers() == key.public_key().public_numbers())  # type: ignore[union-attr]
 
 
+def csr_body(work: Path, cn: str) -> Path:
+    """A base64 DER CSR for /CN=cn from a new key, made by openssl as a device would."""
+    key = work / f"{cn}.key"
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
+    der = subprocess.run(
+        ["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    body = work / f"{cn}.csr.b64"
+    body.write_bytes(wire.encode_csr(der))
+    return body
+
+
 def certs_in(path: Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(path.read_bytes())
 
@@ -278,15 +292,7 @@ def test_a_forged_certificate_header_is_replaced_by_nginx(lab: Lab, tmp_path: Pa
     issue.issue_client(lab.site, "mallory", unencrypted=True)
     issue.issue_client(lab.site, "victim", unencrypted=True)
     claim = urllib.parse.quote(lab.site.cert_path("victim").read_text(), safe="")
-    key = tmp_path / "k.pem"
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
-    der = subprocess.run(
-        ["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=victim", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    body = tmp_path / "csr.b64"
-    body.write_bytes(wire.encode_csr(der))
+    body = csr_body(tmp_path, "victim")
     got = fetch(
         lab,
         tmp_path,
@@ -308,15 +314,7 @@ def test_revoked_before_nginx_reloads_is_refused_by_the_service(lab: Lab, tmp_pa
     p12.write_bytes(lab.site.p12_path("late").read_bytes())
     revoke.revoke(lab.site, name="late")  # a new CRL on disk; nginx is not reloaded
     assert fetch(lab, tmp_path, "/app", p12=p12).status == 200  # nginx: still let in
-    key = tmp_path / "k.pem"
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
-    der = subprocess.run(
-        ["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=late", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    body = tmp_path / "csr.b64"
-    body.write_bytes(wire.encode_csr(der))
+    body = csr_body(tmp_path, "late")
     lines = len(database.read(lab.site.index))
     got = fetch(
         lab,
@@ -357,25 +355,26 @@ def test_probe_passes_on_the_enroll_config(lab: Lab) -> None:
 def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
     lab: Lab, tmp_path: Path
 ) -> None:
-    """A forged X-Client-Cert straight to the service from a peer that is not the proxy."""
+    """A forged X-Client-Cert straight to the service from 127.0.0.1 (an address it
+    trusts: any local process has it) is refused: it lacks the proxy's secret."""
     port = free_port()
     log = tmp_path / "tcp.log"
-    proc = start_service(
-        lab.home, log, "--listen", f"127.0.0.1:{port}", "--trusted-proxy", "192.0.2.1", "--json"
-    )
+    proc = start_service(lab.home, log, "--listen", f"127.0.0.1:{port}", "--json")
     try:
         wait_for(lambda: _connectable(socket.AF_INET, ("127.0.0.1", port)), "certwiz serve (TCP)")
         issue.issue_client(lab.site, "direct", unencrypted=True)
         claim = urllib.parse.quote(lab.site.cert_path("direct").read_text(), safe="")
+        body = csr_body(tmp_path, "direct")  # a valid request: only the secret is missing
         before = len(audit.read(lab.site))
         got = curl(
             f"http://127.0.0.1:{port}/.well-known/est/simplereenroll",
             tmp_path,
             ca=lab.site.ca_cert,
             headers={"X-Client-Cert": claim, "Content-Type": wire.CSR_TYPE},
-            extra=("--data-binary", "AAAA"),
+            extra=("--data-binary", f"@{body}"),
         )
         assert got.status == 403 and "trusted proxy" in got.body
+        assert [e.common_name for e in database.read(lab.site.index)].count("direct") == 1
         records = audit.read(lab.site)
         assert len(records) == before + 1 and records[-1]["result"] == "refused"
     finally:
@@ -383,7 +382,9 @@ def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
     assert code == 0
     assert not _connectable(socket.AF_INET, ("127.0.0.1", port))
     lines = [json.loads(line) for line in log.read_text().splitlines()]  # --json: every line
-    assert lines[0]["listen"] == f"http://127.0.0.1:{port}" and lines[0]["trusted"] == "192.0.2.1"
+    assert (
+        lines[0]["listen"] == f"http://127.0.0.1:{port}" and lines[0]["trusted"] == "127.0.0.1, ::1"
+    )
     [request] = lines[1:]
     assert request["status"] == 403 and request["peer"] == "127.0.0.1"
     assert request["path"] == "/.well-known/est/simplereenroll" and claim not in json.dumps(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import stat
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -355,3 +356,22 @@ def test_an_unexpected_error_is_one_line_500_and_audited(
     assert answer.status == 500 and answer.body == b"internal error (see the audit log)\n"
     record = last_record(prof)
     assert record["command"] == "est cacerts" and record["error"] == "RuntimeError"
+
+
+def test_only_requests_with_the_proxy_secret_are_answered(prof: Profile) -> None:
+    """A trusted peer address is not enough: on TCP every local process has it."""
+    from certwiz.est import proxy
+
+    secret = proxy.ensure(prof)
+    assert proxy.ensure(prof) == secret  # made once
+    assert stat.S_IMODE(proxy.path_of(prof).stat().st_mode) == 0o600
+    assert secret not in audit.path_of(prof).read_text()
+    guarded = service.Settings(prof, proxy_secret=secret)
+    environ: dict[str, Any] = {"PATH_INFO": wire.CACERTS, "REQUEST_METHOD": "GET",
+                               "REMOTE_ADDR": "127.0.0.1"}  # fmt: skip
+    for given in (None, "", secret[:-1], secret + "x", secret.upper()):
+        trial = dict(environ)
+        if given is not None:
+            trial[proxy.ENVIRON_KEY] = given
+        assert service.handle(guarded, trial).status == 403, given
+    assert service.handle(guarded, {**environ, proxy.ENVIRON_KEY: secret}).status == 200

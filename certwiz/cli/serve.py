@@ -96,6 +96,8 @@ def serve_cmd(
     span = durations.parse(grace, "grace")
     prof = open_profile(profile, home)
     secret = needs_ca_passphrase(prof, ca_passphrase_source(profile, ca_passphrase_file))
+    from ..est import proxy
+
     settings = service.Settings(
         prof,
         unix=where.unix is not None,
@@ -103,6 +105,7 @@ def serve_cmd(
         grace=span,
         lock_timeout=command_lock_timeout(ctx),
         ca_passphrase=secret,
+        proxy_secret=proxy.ensure(prof, command_lock_timeout(ctx)),
     )
 
     def line(record: dict[str, Any]) -> None:

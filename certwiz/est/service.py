@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from ..errors import CertwizError, InputError, LockTimeout, StateError
 from ..openssl import Secret
 from ..profile import Profile
 from ..transaction import transaction
-from . import tokens, wire
+from . import proxy, tokens, wire
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -94,9 +95,16 @@ class Settings:
     grace: timedelta | None = field(default_factory=lambda: durations.parse(DEFAULT_GRACE, "grace"))
     lock_timeout: float = 10.0
     ca_passphrase: Secret | None = None
+    proxy_secret: str | None = None  # est/proxy.py: what NGINX sends in X-Certwiz-Proxy
 
     def trusts(self, environ: Environ) -> bool:
-        return self.unix or str(environ.get("REMOTE_ADDR", "")) in self.trusted
+        """From the proxy: an allowed peer, carrying the proxy's secret (when one is set)."""
+        if not (self.unix or str(environ.get("REMOTE_ADDR", "")) in self.trusted):
+            return False
+        if self.proxy_secret is None:
+            return True
+        given = str(environ.get(proxy.ENVIRON_KEY, ""))[: proxy.MAX_CHARS]
+        return hmac.compare_digest(given.encode(), self.proxy_secret.encode())
 
 
 @dataclass

@@ -40,6 +40,7 @@ APPS = ("generic", "ollama")
 # Include-only files end in .inc, so that `include conf.d/*.conf` (Debian's nginx.conf)
 # does not load them in http { } when --out is such a directory.
 SSL_CONF, PROXY_CONF, SITE_CONF = "ssl.inc", "proxy.inc", "mtls_proxy.conf"
+EST_PROXY_CONF = "est_proxy.inc"  # --enroll: the secret certwiz serve requires (0600)
 # Their names before, with the first line that shows certwiz wrote them.
 LEGACY_FILES = {
     "ssl.conf": "# TLS hardening for the certwiz mTLS proxy",
@@ -130,6 +131,7 @@ def _render_files(
         crl=profile.nginx_crl,  # two-level: both CRLs (nginx checks every CA's)
         ssl_conf=out / SSL_CONF,
         proxy_conf=out / PROXY_CONF,
+        est_proxy_conf=out / EST_PROXY_CONF,
         verify_depth=verify_depth(profile),
         upstream_host=upstream_host(str(site["upstream"])),
         **site,
@@ -250,6 +252,11 @@ def render(
         make_dirs(out_dir)
         for filename, text in texts.items():
             write_atomic(out_dir / filename, text, 0o644)
+        if est is not None:
+            from ..est import proxy
+
+            secret = render_nginx("est_proxy.conf.j2", secret=proxy.ensure_in(tx))
+            write_atomic(out_dir / EST_PROXY_CONF, secret, 0o600)
         removed = _remove_stale(out_dir)
         tx.note("out", str(out_dir))
     return Rendered(
@@ -262,7 +269,8 @@ def render(
         {
             k: str(out_dir / name)
             for k, name in (("site", SITE_CONF), ("ssl", SSL_CONF), ("proxy", PROXY_CONF))
-        },
+        }
+        | ({"est_proxy": str(out_dir / EST_PROXY_CONF)} if est is not None else {}),
         not sni_only,
         app,
         str(trusted) if trusted else None,
