@@ -123,7 +123,9 @@ def reports_errors(func: F) -> F:
             typer.echo(f"certwiz: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
-            typer.echo(f"certwiz: error: {exc.strerror}: {exc.filename}", err=True)
+            # jinja2's TemplateNotFound is an OSError without strerror or filename
+            what = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc) or repr(exc)
+            typer.echo(f"certwiz: error: {what}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("certwiz: interrupted", err=True)
