@@ -375,8 +375,10 @@ def deliver(
     key: Path | None = None,
     key_passphrase: Secret | None = None,
     p12_format: str = p12_lib.DEFAULT_FORMAT,
+    remove: Sequence[Path] = (),
 ) -> dict[str, Path]:
-    """Bundle and move the signed certificate (and its key, if certwiz made it) into place.
+    """Bundle and move the signed certificate (and its key, if certwiz made it) into place;
+    REMOVE: files of the certificate it replaces that must not stay beside it.
 
     A client with a key gets a PKCS#12 bundle; a server gets NAME.fullchain.pem.
     Every file is staged whole in WORK first, then the journal commits the delivery,
@@ -413,7 +415,7 @@ def deliver(
         staged.append((chain, profile.fullchain_path(name), 0o644))
         files["fullchain"] = profile.fullchain_path(name)
     staged.append((cert, profile.cert_path(name), 0o644))
-    journal.deliver(profile, work, staged)
+    journal.deliver(profile, work, staged, remove)
     return files
 
 
@@ -551,18 +553,26 @@ def sign_csr_in(
     sans: list[names.San],
     ca_passphrase: Secret | None,
     hosts: Sequence[str] = (),
-    renewing: bool = False,
+    superseding: tuple[database.Entry, timedelta | None] | None = None,
 ) -> Issued:
     """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz.
 
-    `renewing`: NAME's valid certificate is being superseded (EST simplereenroll),
-    so it is not refused for having one.
+    `superseding` (OLD, GRACE): NAME's valid certificate OLD is being renewed (EST
+    simplereenroll), so it is not refused for having one; it is superseded (now, or
+    after GRACE) once the new one is delivered, and the profile's key and bundle of
+    NAME, which belong to OLD (the device holds the new key), are removed. All of it in
+    the journal, so a kill anywhere after signing is finished or undone (see journal).
     """
     profile = tx.profile
-    if not renewing:
+    if superseding is None:
         check_no_valid(profile, name, hosts)
     crl_before = crl.crl_version(profile)
+    remove = [] if superseding is None else [profile.key_path(name), profile.p12_path(name)]
     with scratch_dir(profile.dir) as work:
+        if superseding is not None:
+            old, span = superseding
+            seconds = None if span is None else span.total_seconds()
+            journal.superseding(work, name, old.serial, seconds)
         request = work / "req.csr"
         request.write_bytes(csr.pem)
         serial_hex, cert = sign(
@@ -577,8 +587,14 @@ def sign_csr_in(
             ca_passphrase=ca_passphrase,
             replace_subject=True,
         )
+        gone = [str(path) for path in remove if path.is_file() and not path.is_symlink()]
         with _withdrawn_on_failure(tx, serial_hex, ca_passphrase):
-            files = deliver(profile, name, kind, work, cert, request)
+            files = deliver(profile, name, kind, work, cert, request, remove=remove)
+        if gone:
+            tx.note("removed", gone)
+        if superseding is not None:
+            old, span = superseding
+            upkeep.supersede(tx, profile, name, old, serial_hex, span, ca_passphrase)
     return _issued(tx, name, kind, serial_hex, files, ca_passphrase, crl_before)
 
 

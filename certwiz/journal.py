@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,17 +55,53 @@ def signing(work: Path, serial: str) -> None:
     write_atomic(work / SIGNED, serial + "\n", 0o600)
 
 
-def delivering(profile: Profile, work: Path, installs: list[tuple[Path, Path, int]]) -> None:
-    """Commit: every staged file (in WORK) and where it goes (relative to the profile)."""
+def delivering(
+    profile: Profile,
+    work: Path,
+    installs: list[tuple[Path, Path, int]],
+    remove: Sequence[Path] = (),
+) -> None:
+    """Commit: every staged file (in WORK) and where it goes, then what goes away (files
+    of the certificate replaced, e.g. a key the device now holds), relative to the profile."""
     rows = [[src.name, str(dst.relative_to(profile.dir)), mode] for src, dst, mode in installs]
-    write_atomic(work / DELIVERY, json.dumps(rows), 0o600)
+    gone = [str(path.relative_to(profile.dir)) for path in remove]
+    write_atomic(work / DELIVERY, json.dumps({"install": rows, "remove": gone}), 0o600)
 
 
-def deliver(profile: Profile, work: Path, installs: list[tuple[Path, Path, int]]) -> None:
-    """Commit the delivery of the files staged whole in WORK, then move each into place."""
-    delivering(profile, work, installs)
+def deliver(
+    profile: Profile,
+    work: Path,
+    installs: list[tuple[Path, Path, int]],
+    remove: Sequence[Path] = (),
+) -> list[str]:
+    """Commit the delivery of the files staged whole in WORK, then move each into place
+    and remove REMOVE; the files removed."""
+    delivering(profile, work, installs, remove)
     for src, dst, mode in installs:
         install(src, dst, mode)
+    return _remove(profile, [str(path.relative_to(profile.dir)) for path in remove])
+
+
+def _place(profile: Profile, rel: str) -> Path:
+    """A path of the journal, checked to be where certwiz installs (never elsewhere)."""
+    path = profile.dir / rel
+    if ".." in Path(rel).parts or path.parent not in (
+        profile.issued,
+        profile.private,
+        profile.reqs,
+    ):
+        raise ValueError(f"{rel!r} is not a place certwiz installs to")
+    return path
+
+
+def _remove(profile: Profile, rels: list[str]) -> list[str]:
+    gone = []
+    for rel in rels:
+        path = _place(profile, rel)
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            gone.append(str(path))
+    return gone
 
 
 def superseding(work: Path, name: str, old: str, grace_seconds: float | None) -> None:
@@ -74,16 +111,16 @@ def superseding(work: Path, name: str, old: str, grace_seconds: float | None) ->
 
 def install_all(profile: Profile, work: Path) -> list[str]:
     """The installs of WORK's committed delivery still to do, done; the targets."""
-    rows = json.loads((work / DELIVERY).read_text(encoding="utf-8"))
+    data = json.loads((work / DELIVERY).read_text(encoding="utf-8"))
     done = []
-    for name, rel, mode in rows:
-        src, dst = work / str(name), profile.dir / str(rel)
-        if "/" in str(name) or dst.parent not in (profile.issued, profile.private, profile.reqs):
-            raise ValueError(f"{work / DELIVERY}: {rel!r} is not a place certwiz installs to")
+    for name, rel, mode in data["install"]:
+        src, dst = work / str(name), _place(profile, str(rel))
+        if "/" in str(name):
+            raise ValueError(f"{work / DELIVERY}: {name!r} is not a file of the journal")
         if src.is_file() and not src.is_symlink():
             install(src, dst, int(mode))
             done.append(str(dst))
-    return done
+    return done + [f"{path} (removed)" for path in _remove(profile, data["remove"])]
 
 
 def _owed(work: Path, delivered: bool) -> Owed | None:

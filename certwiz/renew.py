@@ -199,23 +199,16 @@ def renew_with_csr(
         validity=validity,
         sans=old.sans,
         ca_passphrase=ca_passphrase,
-        renewing=True,
+        superseding=(old.entry, grace_period),
     )
-    removed = []
-    for path in (profile.key_path(name), profile.p12_path(name)):
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
-            removed.append(str(path))
-    if removed:
-        tx.note("removed", removed)
-    until = upkeep.supersede(tx, profile, name, old.entry, done.serial, grace_period, ca_passphrase)
+    until = grace.read(profile).get(old.entry.serial)
     return Renewed(
         name,
         old.kind,
         done.serial,
         done.not_after,
         old.entry.serial,
-        None if until is None else f"{until:%Y-%m-%dT%H:%M:%SZ}",
+        None if until is None else f"{until.until:%Y-%m-%dT%H:%M:%SZ}",
         done.files,
         done.notes,
     )

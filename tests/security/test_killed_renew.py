@@ -169,3 +169,56 @@ def test_a_responder_issuance_killed_between_its_installs_is_finished(profile: P
     assert ocsp.responder_renewal(profile) is None
     valid = inventory.valid_named(profile, ocsp.RESPONDER_NAME)
     assert [e.serial_int for e in valid] == [cert.serial_number]
+
+
+def _est_renew(profile: Profile, name: str, csr: bytes) -> None:
+    """What the EST service's simplereenroll does, in one transaction."""
+    from datetime import timedelta
+
+    from certwiz.transaction import transaction
+
+    with transaction(profile, "est simplereenroll", [name]) as tx:
+        old = renew.current(profile, name, "client")
+        renew.renew_with_csr(
+            tx, old, issue.load_csr(csr), validity=timedelta(days=30),
+            grace_period=timedelta(days=1), ca_passphrase=None,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("step", ["signed", "install-0", "install-1", "delivered"])
+def test_a_killed_est_renewal_is_finished_or_undone(shared: Profile, step: str) -> None:
+    """EST simplereenroll (the device's key, certwiz's copy of the old key and bundle
+    removed, the old certificate kept for a grace) killed at each step after signing."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.hashes import SHA256
+
+    name = f"dev-{step}"
+    old = issue.issue_client(shared, name)
+    device = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(device, SHA256())
+    module, attr, wrap = STEPS[step]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            setattr(module, attr, wrap(getattr(module, attr)))
+            _est_renew(shared, name, csr.public_bytes(serialization.Encoding.PEM))
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"
+    issue.issue_client(shared, f"next-est-{step}")  # any change: it recovers first
+    pending = grace.read(shared)
+    valid = [e for e in inventory.valid_named(shared, name) if e.serial not in pending]
+    assert len(valid) == 1
+    installed = load_cert(shared.cert_path(name))
+    assert installed.serial_number == valid[0].serial_int
+    if installed.serial_number == int(old.serial, 16):  # undone: the old one and its files
+        assert step == "signed"
+        key = serialization.load_pem_private_key(shared.key_path(name).read_bytes(), None)
+        assert key.public_key() == installed.public_key()
+        assert not pending
+    else:  # finished: the device's key, the old certificate in its grace, no stale key
+        assert installed.public_key() == device.public_key()
+        assert not shared.key_path(name).exists() and not shared.p12_path(name).exists()
+        assert pending[old.serial].successor == valid[0].serial
