@@ -330,3 +330,36 @@ def test_killed_half_way_then_rerun_issues_only_what_is_missing(tmp_path: Path) 
             )
     assert seen, "no kill landed before the run finished"
     print(f"\nkills landed at: {sorted(seen)}")
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    """Rich draws the bar on a terminal; a pipe (and so every script) gets plain lines."""
+    import pty
+
+    home = tmp_path / "certs"
+    ca.init("tty", home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env.update(CERTWIZ_HOME=str(home), TERM="xterm", COLUMNS="100")
+    argv = [sys.executable, "-m", "certwiz", "client", "issue-batch", "-p", "tty", "-u"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*argv, "--from", str(fleet_csv(tmp_path / "a.csv", 6, "t"))],
+                            env=env, stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    assert b"keys and requests" in seen and b"bundles" in seen
+    assert b"6 issued" in seen
+    piped = run_certwiz(home, *argv[3:], "--from", str(fleet_csv(tmp_path / "b.csv", 6, "p")))
+    assert piped.returncode == 0, piped.stderr
+    assert "keys and requests" not in piped.stdout + piped.stderr
+    assert "\x1b[" not in piped.stdout
