@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, database, grace, inventory, issue, journal, renew, upkeep
+from certwiz import ca, database, grace, inventory, issue, journal, renew, revoke, upkeep
 from certwiz.profile import Profile
 from tests.conftest import load_cert, openssl
 
@@ -65,13 +65,13 @@ STEPS: dict[str, tuple[object, str, Patch]] = {
 }
 
 
-def killed_renew(profile: Profile, name: str, kind: str, step: str) -> None:
+def killed_renew(profile: Profile, name: str, kind: str, step: str, **options: object) -> None:
     module, attr, wrap = STEPS[step]
     pid = os.fork()
     if pid == 0:
         try:
             setattr(module, attr, wrap(getattr(module, attr)))
-            renew.renew(profile, name, kind)
+            renew.renew(profile, name, kind, **options)  # type: ignore[arg-type]
         finally:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
@@ -222,3 +222,27 @@ def test_a_killed_est_renewal_is_finished_or_undone(shared: Profile, step: str) 
         assert installed.public_key() == device.public_key()
         assert not shared.key_path(name).exists() and not shared.p12_path(name).exists()
         assert pending[old.serial].successor == valid[0].serial
+
+
+def test_a_killed_renew_with_a_grace_and_an_encrypted_ca(home: Path) -> None:
+    """The journal keeps the renewal's grace; its revocations wait for the CA passphrase
+    (a change that cannot sign leaves them, the next one that can does them)."""
+    from certwiz.openssl import Secret
+
+    secret = Secret("ca-passphrase-1234")
+    profile = ca.init("locked", home, passphrase=secret)
+    issue.issue_server(profile, "a.example.com", ca_passphrase=secret)
+    issue.issue_server(profile, "b.example.com", ca_passphrase=secret)
+    first = load_cert(profile.cert_path("a.example.com"))
+    killed_renew(profile, "a.example.com", "server", "delivered", grace_period="1d",
+                 ca_passphrase=secret)  # fmt: skip
+    killed_renew(profile, "b.example.com", "server", "signed", ca_passphrase=secret)
+    assert len(journal.pending(profile)) == 2  # the second renew could not settle the first
+    revoke.generate_crl(profile, ca_passphrase=secret)  # a change: recovers and settles
+    assert not list(profile.dir.glob(".certwiz-*"))
+    pending = grace.read(profile)
+    assert pending[f"{first.serial_number:X}"].successor == (
+        f"{load_cert(profile.cert_path('a.example.com')).serial_number:X}"
+    )
+    assert_one_paired(profile, "a.example.com", "server")
+    assert_one_paired(profile, "b.example.com", "server")
