@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import audit, check, database, names, openssl, openssl_args
-from .ca import check_home, ensure_absent, render_cnf
+from .ca import built, new_profile, render_cnf
 from .errors import InputError
-from .fsutil import building, make_dirs, write_atomic
+from .fsutil import write_atomic
 from .openssl import Secret
-from .profile import Profile, home_dir
+from .profile import Profile
 from .render import render_openssl
 
 if TYPE_CHECKING:
@@ -270,10 +270,9 @@ def adopt(
     crl_days: int = 90,
 ) -> Adopted:
     """Make profile NAME from the CA in `source_dir`; the source is never written."""
-    profile = Profile(names.profile_name(name), home_dir(home))
+    names.profile_name(name)
     names.days(crl_days, "crl-days")
-    check_home(profile)
-    ensure_absent(profile)
+    profile = new_profile(name, home)
     source = find(source_dir)
     ca = _check_ca(source, passphrase)
     certs = _certificates(source, ca)
@@ -290,9 +289,7 @@ def adopt(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     is_rsa = isinstance(ca.public_key(), rsa.RSAPublicKey)
-    make_dirs(profile.home)
-    with building(profile.home, profile.name) as work:
-        os.chmod(work, 0o755)
+    with built(profile) as work:  # renamed into place once whole
         for sub in ("newcerts", "issued", "reqs"):
             (work / sub).mkdir(mode=0o755)
         (work / "private").mkdir(mode=0o700)
@@ -343,10 +340,4 @@ def adopt(
         )
         audit.append(work / audit.AUDIT_FILE, record)
         write_atomic(work / "openssl.cnf", render_cnf(profile, profile.dir, key_type, crl_days))
-        try:
-            os.rename(work, profile.dir)
-        except OSError as exc:
-            raise InputError(
-                "profile", f"{profile.name} already exists at {profile.dir}; nothing changed"
-            ) from exc
     return done
