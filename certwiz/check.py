@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import database, der, journal, names
 from .der import DERError, pem_to_der
-from .errors import CertwizError
+from .errors import ProfileCorrupt as ProfileCorrupt
 from .fsutil import not_plain_dir, write_atomic
 from .profile import ROOT_DIR, Profile
 from .render import cnf_escape
@@ -32,12 +32,6 @@ SCRATCH_PREFIX = journal.SCRATCH_PREFIX
 # openssl ca rewrites these as NAME.new, then renames NAME -> NAME.old, NAME.new -> NAME.
 ROTATED = ("index.txt", "index.txt.attr", "serial", "crlnumber")
 _PEM_LINE = re.compile(r"[A-Za-z0-9+/]{1,76}={0,2}")
-
-
-class ProfileCorrupt(CertwizError):
-    """A profile file does not parse or contradicts another; nothing was changed."""
-
-    exit_code = 4
 
 
 @dataclass

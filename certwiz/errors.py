@@ -1,4 +1,9 @@
-"""The exceptions certwiz raises; each carries the exit code the CLI uses."""
+"""The exceptions certwiz raises; each carries the exit code the CLI uses.
+
+A library caller needs only these: `InputError` and `StateError` (2), `LockTimeout` (3),
+`ProfileCorrupt` (4), `RefusedByServer` (5), any other `CertwizError` (1). Subclasses
+elsewhere (`issue.NotDelivered`, `audit.NotRecorded`, `nginx.NginxError`, ...) keep these codes.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,16 @@ class OpenSSLError(CertwizError):
         self.detail = detail
         self.returncode = returncode
         self.stderr = stderr  # all of it, for callers that tell failures apart
+
+
+class ProfileCorrupt(CertwizError):
+    """A profile file does not parse or contradicts another; nothing was changed.
+
+    Raised by `check` (which re-exports it); here so that a caller catches every
+    kind of failure from this one module.
+    """
+
+    exit_code = 4
 
 
 class LockTimeout(CertwizError):

@@ -183,3 +183,19 @@ def test_the_facade_forwards_every_nginx_render_option() -> None:
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
     }
     assert set(typing.get_type_hints(nginx.SiteOptions)) == keyword_only - {"timeout"}
+
+
+def test_a_caller_catches_every_failure_kind_from_errors() -> None:
+    """ProfileCorrupt (exit 4) lives in certwiz.errors with the others; check re-exports it."""
+    from certwiz import check, errors
+
+    assert check.ProfileCorrupt is errors.ProfileCorrupt
+    codes = {
+        errors.InputError: 2,
+        errors.StateError: 2,
+        errors.LockTimeout: 3,
+        errors.ProfileCorrupt: 4,
+        errors.RefusedByServer: 5,
+        errors.OpenSSLError: 1,
+    }
+    assert {kind: kind.exit_code for kind in codes} == codes
