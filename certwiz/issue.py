@@ -34,7 +34,7 @@ from . import (
 from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import CertwizError, InputError, StateError
-from .fsutil import scratch_dir, write_atomic
+from .fsutil import write_atomic
 from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
 from .profile import Profile
@@ -436,12 +436,17 @@ def _withdraw(profile: Profile, serial_hex: str, ca_passphrase: Secret | None) -
 
 @contextlib.contextmanager
 def _withdrawn_on_failure(
-    tx: Transaction, serial_hex: str, ca_passphrase: Secret | None
+    tx: Transaction, work: Path, serial_hex: str, ca_passphrase: Secret | None
 ) -> Iterator[None]:
-    """Delivery: on failure revoke the signed certificate and say so in the error."""
+    """Delivery: on failure revoke the signed certificate and say so in the error; once
+    the delivery committed, some of its files may be in place: the journal in WORK
+    stays for the next change to finish (journal.workspace), nothing is revoked."""
     try:
         yield
     except BaseException as exc:
+        if journal.committed(work):
+            tx.note("delivery_unfinished", str(work))
+            raise
         withdrawn = _withdraw(tx.profile, serial_hex, ca_passphrase)
         tx.note("withdrawn", withdrawn)
         if withdrawn and isinstance(exc, CertwizError | OSError):
@@ -502,7 +507,7 @@ def make_certificate(
         tx, work, csr, name, kind, validity, sans, rsa=rsa, ca_passphrase=ca_passphrase
     )
     fmt = p12_format or p12_lib.DEFAULT_FORMAT
-    with _withdrawn_on_failure(tx, serial_hex, ca_passphrase):
+    with _withdrawn_on_failure(tx, work, serial_hex, ca_passphrase):
         files = deliver(profile, name, kind, work, cert, csr, key, key_passphrase, fmt)
     return entry_of(profile, serial_hex), files
 
@@ -527,7 +532,7 @@ def issue_in(
     profile = tx.profile
     check_no_valid(profile, name, hosts)
     crl_before = crl.crl_version(profile)
-    with scratch_dir(profile.dir) as work:
+    with journal.workspace(profile) as work:
         entry, files = make_certificate(
             tx,
             work,
@@ -568,7 +573,7 @@ def sign_csr_in(
         check_no_valid(profile, name, hosts)
     crl_before = crl.crl_version(profile)
     remove = [] if superseding is None else [profile.key_path(name), profile.p12_path(name)]
-    with scratch_dir(profile.dir) as work:
+    with journal.workspace(profile) as work:
         if superseding is not None:
             old, span = superseding
             seconds = None if span is None else span.total_seconds()
@@ -588,7 +593,7 @@ def sign_csr_in(
             replace_subject=True,
         )
         gone = [str(path) for path in remove if path.is_file() and not path.is_symlink()]
-        with _withdrawn_on_failure(tx, serial_hex, ca_passphrase):
+        with _withdrawn_on_failure(tx, work, serial_hex, ca_passphrase):
             files = deliver(profile, name, kind, work, cert, request, remove=remove)
         if gone:
             tx.note("removed", gone)

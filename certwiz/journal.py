@@ -20,14 +20,17 @@ they are left in a stripped journal (`pending`) that the command's upkeep settle
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import database
 from .fsutil import install, write_atomic
 from .profile import Profile
 
@@ -49,6 +52,27 @@ class Owed:
     name: str | None = None  # a renewal: NAME's certificate OLD is superseded
     old: str | None = None
     grace_seconds: float | None = None
+
+
+@contextlib.contextmanager
+def workspace(profile: Profile) -> Iterator[Path]:
+    """The scratch directory of a signing run (0700, in the profile), removed when the
+    run ends, except when it fails once `signing` was written (Ctrl-C among the renames,
+    a failing revocation): then it stays, and the next change finishes it like a killed
+    run's (`recover`), instead of leaving half a delivery with nothing to say so."""
+    path = Path(tempfile.mkdtemp(dir=profile.dir, prefix=SCRATCH_PREFIX))
+    try:
+        yield path
+    except BaseException:
+        if _owed(profile, path) is None:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    shutil.rmtree(path)
+
+
+def committed(work: Path) -> bool:
+    """Has WORK's delivery committed (from then on it is finished, never withdrawn)?"""
+    return (work / DELIVERY).is_file()
 
 
 def signing(work: Path, serial: str) -> None:
@@ -123,9 +147,20 @@ def install_all(profile: Profile, work: Path) -> list[str]:
     return done + [f"{path} (removed)" for path in _remove(profile, data["remove"])]
 
 
-def _owed(work: Path, delivered: bool) -> Owed | None:
-    serial = (work / SIGNED).read_text(encoding="ascii").strip()
+def _owed(profile: Profile, work: Path) -> Owed | None:
+    """What WORK's journal still needs; None when nothing (no signature, or one that
+    never reached index.txt, or was already revoked, and no delivery committed)."""
+    try:
+        serial = (work / SIGNED).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
     if not _SERIAL.fullmatch(serial):
+        return None
+    delivered = committed(work)
+    wanted = int(serial, 16)
+    if not delivered and not any(
+        e.serial_int == wanted and e.flag == "V" for e in database.read(profile.index)
+    ):
         return None
     if not (work / SUPERSEDES).is_file():
         return Owed(work, serial, delivered)
@@ -147,12 +182,13 @@ def recover(profile: Profile, work: Path, done: list[str]) -> bool:
     if not (work / SIGNED).is_file():
         return False
     try:
-        delivered = (work / DELIVERY).is_file()
-        if delivered:
+        if committed(work):
             for target in install_all(profile, work):
                 done.append(f"installed {target} (a delivery a killed run had committed)")
-        owed = _owed(work, delivered)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        owed = _owed(profile, work)
+        if owed is not None and owed.delivered and owed.old is None:
+            owed = None  # an issuance: once installed, nothing is owed
+    except (OSError, ValueError, KeyError, TypeError, database.DatabaseError) as exc:
         done.append(f"could not finish the journal {work}: {exc}")
         return False
     if owed is None:
@@ -170,8 +206,8 @@ def pending(profile: Profile) -> list[Owed]:
         if work.is_symlink() or not work.is_dir() or not (work / SIGNED).is_file():
             continue
         try:
-            owed = _owed(work, (work / DELIVERY).is_file())
-        except (OSError, ValueError, KeyError, TypeError):
+            owed = _owed(profile, work)
+        except (OSError, ValueError, KeyError, TypeError, database.DatabaseError):
             continue
         if owed is not None:
             found.append(owed)

@@ -15,7 +15,6 @@ from datetime import timedelta
 from . import database, der, durations, grace, intermediate, inventory, journal, names, upkeep
 from . import issue as issuing
 from .errors import InputError, StateError
-from .fsutil import scratch_dir
 from .openssl import Secret
 from .p12 import format_of as p12_format_of
 from .passphrase import P12_ENV, Source, resolve, signing_passphrase
@@ -141,7 +140,7 @@ def renew(
     span = durations.parse(grace_period, "grace") if grace_period is not None else None
     with (
         transaction(profile, f"{kind} renew", [name], timeout=timeout) as tx,
-        scratch_dir(profile.dir) as work,
+        journal.workspace(profile) as work,
     ):
         old = current(profile, name, kind)
         existing = profile.key_path(name) if reuse_key else None

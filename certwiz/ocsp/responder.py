@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from .. import crl, inventory, issue, journal, ocsp
-from ..fsutil import scratch_dir
 from ..passphrase import Source, signing_passphrase
 from ..profile import Profile
 from ..transaction import transaction
@@ -35,7 +34,7 @@ def ensure_responder(
         for entry in old:
             crl.revoke_entry(profile, entry, "superseded", ca_passphrase)
             tx.note_serial(entry.serial)
-        with scratch_dir(profile.dir) as work:
+        with journal.workspace(profile) as work:
             key, csr = issue.key_and_csr(profile, work, ocsp.RESPONDER_NAME, "ec:P-256", None)
             serial, cert = issue.sign(
                 tx, work, csr, ocsp.RESPONDER_NAME, "ocsp", timedelta(days=ocsp.RESPONDER_DAYS), [],

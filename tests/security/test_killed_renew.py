@@ -247,3 +247,34 @@ def test_a_killed_renew_with_a_grace_and_an_encrypted_ca(home: Path) -> None:
     )
     assert_one_paired(profile, "a.example.com", "server")
     assert_one_paired(profile, "b.example.com", "server")
+
+
+@pytest.mark.parametrize("kind", ["server", "client"])
+def test_ctrl_c_among_the_installs_of_a_renew(shared: Profile, kind: str) -> None:
+    """Ctrl-C (KeyboardInterrupt) between two renames of a committed delivery: the
+    certificate was withdrawn while some of its files were installed (a new key beside
+    the old fullchain). A committed delivery is never withdrawn: the next change
+    finishes it."""
+    name = f"ctrl-c.{kind}.example.com" if kind == "server" else f"ctrl-c-{kind}"
+    if kind == "server":
+        issue.issue_server(shared, name)
+    else:
+        issue.issue_client(shared, name)
+    real, count = journal.install, [0]
+
+    def install(*args: object) -> None:
+        if count[0] == 1:
+            raise KeyboardInterrupt
+        count[0] += 1
+        real(*args)  # type: ignore[arg-type]
+
+    journal.install = install  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            renew.renew(shared, name, kind)
+    finally:
+        journal.install = real
+    issue.issue_client(shared, f"next-ctrl-c-{kind}")  # any change: it recovers first
+    cert = assert_one_paired(shared, name, kind)
+    old = [e for e in inventory.named(shared, name) if e.serial_int != cert.serial_number]
+    assert [(e.flag, e.reason) for e in old] == [("R", "superseded")]
