@@ -10,9 +10,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # imported where used: the CLI's start-up does not need it
+    from cryptography import x509
 
 PROFILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -92,14 +96,14 @@ def key_type(value: str) -> str:
     return value
 
 
-def key_type_of(cert: object) -> str:
+def key_type_of(cert: x509.Certificate | x509.CertificateSigningRequest) -> str:
     """The KEY_TYPES entry of a certificate's (or request's) public key: what a renewal
     makes again. Any other key is a StateError."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     from .errors import StateError
 
-    key = cert.public_key()  # type: ignore[attr-defined]
+    key = cert.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
         curve = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(key.curve.name)
         if curve:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from . import database, der, durations, grace, intermediate, inventory, journal, names, upkeep
 from . import issue as issuing
@@ -20,6 +21,9 @@ from .p12 import format_of as p12_format_of
 from .passphrase import P12_ENV, Source, resolve, signing_passphrase
 from .profile import Profile
 from .transaction import Transaction, transaction
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,11 @@ class Current:
     key_encrypted: bool  # a client's key is encrypted with its bundle password (not -u)
 
 
-def _sans(cert: object) -> list[names.San]:
+def _sans(cert: x509.Certificate) -> list[names.San]:
     from cryptography import x509
 
     try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)  # type: ignore[attr-defined]
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
     kinds: dict[type, str] = {
