@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from . import audit, database, der, leaf_urls, names, ocsp, openssl, openssl_args
+from . import audit, database, der, inventory, leaf_urls, names, ocsp, openssl, openssl_args
 from .ca import (
     CAOptions,
     built,
@@ -195,10 +195,6 @@ def write_crl_chain(directory: Path) -> None:
             os.chown(target, -1, gid)
 
 
-# Reasons that condemn the key, not only one certificate of it.
-KEY_REASONS = ("keyCompromise", "CACompromise")
-
-
 def key_certificates(profile: Profile) -> list[database.Entry]:
     """Every certificate the root signed for the key of PROFILE's intermediate, in
     index.txt order: the current one and those `ca renew` replaced (same key), which
@@ -226,7 +222,7 @@ def revoked_entry(profile: Profile) -> database.Entry | None:
     except (OSError, ValueError):
         return None
     for entry in key_certificates(profile):
-        if entry.flag == "R" and (entry.serial == serial or entry.reason in KEY_REASONS):
+        if entry.flag == "R" and (entry.serial == serial or entry.reason in inventory.KEY_REASONS):
             return entry
     return None
 

@@ -89,15 +89,19 @@ def valid_named(
     return [e for e in named(profile, name, entries) if e.status() == "valid"]
 
 
+# Revocation reasons that condemn the key itself, not only one certificate of it.
+KEY_REASONS = ("keyCompromise", "CACompromise")
+
+
 def compromised(
     profile: Profile, spki: bytes, entries: list[database.Entry] | None = None
 ) -> database.Entry | None:
-    """A certificate of key SPKI (DER SubjectPublicKeyInfo) revoked for keyCompromise:
-    that key must never be certified again, whatever name a request gives."""
+    """A certificate of key SPKI (DER SubjectPublicKeyInfo) revoked for a key compromise
+    (KEY_REASONS): that key must never be certified again, whatever name a request gives."""
     if entries is None:
         entries = database.read(profile.index)
     for entry in entries:
-        if entry.flag != "R" or entry.reason != "keyCompromise":
+        if entry.flag != "R" or entry.reason not in KEY_REASONS:
             continue
         try:
             if der.spki(der.pem_to_der(profile.newcert_path(entry.serial).read_bytes())) == spki:

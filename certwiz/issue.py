@@ -125,13 +125,14 @@ def check_no_valid(profile: Profile, name: str, hosts: Sequence[str] = ()) -> No
 
 
 def check_key_unrevoked(profile: Profile, csr_pem: bytes) -> None:
-    """Refuse a request for a key a certificate of this profile was revoked for
-    (keyCompromise): signing it would certify a stolen key again under a new name."""
+    """Refuse a request for a key a certificate of PROFILE (a CA level) was revoked for
+    (keyCompromise, CACompromise): signing it would certify a stolen key again under a
+    new name."""
     entry = inventory.compromised(profile, der.csr_spki(csr_pem))
     if entry is not None:
         raise StateError(
             f"the request's key is the key of {entry.common_name or entry.subject} (serial "
-            f"{entry.serial}), revoked for keyCompromise: a compromised key is never "
+            f"{entry.serial}), revoked for {entry.reason}: a compromised key is never "
             "certified again; make a new key"
         )
 

@@ -191,6 +191,24 @@ def root_limits(profile: Profile, pathlen: int, validity: timedelta) -> datetime
     return end if now + validity > end else None
 
 
+def check_key(profile: Profile, csr_pem: bytes) -> None:
+    """Refuse a request for a key either level revoked for a key compromise, or for the
+    profile's own intermediate key (certified only by `ca renew`, under its own name):
+    either would give a second, unrevoked CA certificate to a key the root governs."""
+    for level in dict.fromkeys([root_of(profile), profile]):
+        issuing.check_key_unrevoked(level, csr_pem)
+    if profile.two_level:
+        try:
+            own = der.spki(der.pem_to_der(profile.intermediate_cert.read_bytes()))
+        except (OSError, ValueError):
+            return  # the transaction refuses a damaged profile, naming the file
+        if der.csr_spki(csr_pem) == own:
+            raise StateError(
+                f"the request's key is the key of profile {profile.name}'s own intermediate; "
+                f"it is renewed with: certwiz ca renew -p {profile.name}"
+            )
+
+
 def sign_intermediate(
     profile: Profile,
     csr: Path | bytes,
@@ -219,6 +237,7 @@ def sign_intermediate(
     request = issuing.load_csr(csr)
     rdns = subject_rdns(request.pem, common_name)
     check_subject(profile, rdns)
+    check_key(profile, request.pem)  # before the lock: a refusal leaves no trace
     end = root_limits(profile, pathlen, validity)
     keyfile = intermediate.root_keyfile(profile, root_key, "signing an intermediate")
     secret = signing_passphrase(profile, ca_passphrase)
@@ -228,6 +247,7 @@ def sign_intermediate(
         if tx.crl_missing and not profile.two_level:  # a revoke killed before its CRL
             crl.regenerate_crl(profile, secret, None)
             tx.crl_missing.clear()
+        check_key(profile, request.pem)
         serial = _sign(
             tx, root, work, request.pem, rdns, (validity, end), pathlen, domains, keyfile, secret
         )

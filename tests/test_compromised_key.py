@@ -42,3 +42,29 @@ def test_a_request_for_a_compromised_key_is_refused(cli, profile: Profile, tmp_p
                    "client")  # fmt: skip
     names = [(e.common_name, e.flag) for e in database.read(profile.index)]
     assert names == [("dev-1", "R"), ("www.example.com", "V"), ("dev-2", "V")]
+
+
+def test_sign_intermediate_refuses_a_compromised_or_the_own_intermediate_key(
+    home: Path, tmp_path: Path
+) -> None:
+    """The same hole one level up: after `revoke-intermediate --reason keyCompromise`,
+    a request made with the stolen intermediate key under another name got a fresh
+    intermediate certificate from the root (`ca sign-intermediate`), undoing the
+    revocation; the profile's own intermediate key is certified by `ca renew` only."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from certwiz import intermediate, subordinate
+
+    fleet = intermediate.init("fleet", home)
+    own = load_pem_private_key(fleet.ca_key.read_bytes(), None)
+    assert isinstance(own, ec.EllipticCurvePrivateKey)
+    with pytest.raises(StateError, match="intermediate"):
+        subordinate.sign_intermediate(fleet, request(own, "Vault CA"), tmp_path / "a.pem")
+    revoke.revoke_intermediate(fleet, reason="keyCompromise")
+    before = snapshot(fleet.dir)
+    with pytest.raises(StateError, match="keyCompromise"):
+        subordinate.sign_intermediate(fleet, request(own, "Vault CA"), tmp_path / "b.pem")
+    assert snapshot(fleet.dir) == before and not (tmp_path / "b.pem").exists()
+    fresh = ec.generate_private_key(ec.SECP256R1())
+    subordinate.sign_intermediate(fleet, request(fresh, "Vault CA"), tmp_path / "c.pem")
+    assert (tmp_path / "c.pem").is_file()
