@@ -333,6 +333,8 @@ def _issue_in(
         crl.regenerate_crl(profile, ca_secret, None)
         tx.crl_missing.clear()
     signed: dict[str, database.Entry] = {}
+    if todo and ca_secret is not None:  # a wrong CA passphrase: refused before any key is made
+        openssl.run(args.key_opens(profile.ca_key, ca_secret))
     with scratch_dir(profile.dir) as work:
         if todo:
             _keys_and_requests(profile, work, todo, key_type, secret, report, workers)

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import check, database, der, inventory, names, openssl, p12
+from . import check, database, der, inventory, names, openssl, openssl_args, p12
 from .errors import InputError, OpenSSLError, StateError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
@@ -97,7 +97,7 @@ def open_key(key: Path, password: Secret | None, field: str = "p12-passphrase-fi
             f"--{field} FILE or set CERTWIZ_P12_PASSPHRASE",
         )
     try:
-        openssl.run(["pkey", "-in", key, "-noout", "-passin", password])
+        openssl.run(openssl_args.key_opens(key, password))
     except OpenSSLError:
         raise InputError(field, f"wrong password for {key.name}") from None
 

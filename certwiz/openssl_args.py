@@ -147,6 +147,11 @@ def ca_sign_many(
     return [*args, *_passin(ca_passphrase), "-infiles", *csrs]  # -infiles must come last
 
 
+def key_opens(key: Path, passphrase: Secret) -> list[Arg]:
+    """`openssl pkey -noout`: does PASSPHRASE open the encrypted KEY (exit 0)?"""
+    return ["pkey", "-in", key, "-noout", "-passin", passphrase]
+
+
 def new_key_request(cnf: Path, key_type: str, key: Path, common_name: str, out: Path) -> list[Arg]:
     """`openssl req -newkey -noenc`: an unencrypted key and its CSR for CN=common_name in
     one process (keygen + request take two)."""

@@ -363,3 +363,16 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert piped.returncode == 0, piped.stderr
     assert "keys and requests" not in piped.stdout + piped.stderr
     assert "\x1b[" not in piped.stdout
+
+
+def test_wrong_ca_passphrase_writes_no_key(tmp_path: Path) -> None:
+    """An encrypted CA key that the given passphrase does not open: refused before any key
+    or request is made or installed (only the audit record of the refusal is added)."""
+    profile = ca.init("enc", tmp_path / "certs", passphrase=openssl.Secret("right passphrase"))
+    rows = batch.parse_rows(HEADER + b"a,,,\nb,,,\n", "f.csv", unencrypted=True)
+    before = {k: v for k, v in snapshot(profile.dir).items() if k != "audit.log"}
+    with pytest.raises(openssl.OpenSSLError, match="is the passphrase right"):
+        batch.issue_batch(profile, rows, ca_passphrase=openssl.Secret("wrong passphrase"))
+    assert {k: v for k, v in snapshot(profile.dir).items() if k != "audit.log"} == before
+    done = batch.issue_batch(profile, rows, ca_passphrase=openssl.Secret("right passphrase"))
+    assert [i.action for i in done.items] == ["issued", "issued"]
