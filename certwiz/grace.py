@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .check import ProfileCorrupt
+from .errors import ProfileCorrupt
 from .fsutil import write_atomic
 from .profile import Profile
 

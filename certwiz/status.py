@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import check, database, der, durations, grace, intermediate, ocsp, upkeep
-from .check import ProfileCorrupt
-from .errors import CertwizError
+from .errors import CertwizError, ProfileCorrupt
 from .inventory import certificates
 from .profile import Profile
 

@@ -14,14 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import CertwizError, InputError, LockTimeout
+from ..errors import CertwizError, InputError, LockTimeout, ProfileCorrupt
 from ..profile import LOCK_TIMEOUT_ENV
 
 if TYPE_CHECKING:
     from typer._click import Command, Context, HelpFormatter, Parameter
 
-# ProfileCorrupt lives in check.py, which a command like `list` need not import.
-PROFILE_CORRUPT = 4
+PROFILE_CORRUPT = ProfileCorrupt.exit_code
 INTERRUPTED = 130
 
 # What the codes mean for a command that changes a profile; the numbers come from the
