@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from . import audit, batch, bundle, check, inventory, issue, nginx, revoke, rollover, subordinate
 from . import ca as ca_init
@@ -38,6 +38,10 @@ from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
 from .revoke import CRLRenewed, Revoked
 from .transaction import Transaction, transaction
+
+if TYPE_CHECKING:
+    from . import doctor
+    from . import status as status_lib
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,24 @@ class CA:
         """The consistency report, taken under the lock (no writer is half-way)."""
         with self.profile.lock(self.lock_timeout):
             return check.verify_profile(self.profile)
+
+    def status(self, warn: str | timedelta = "30d") -> tuple[int, list[status_lib.Item]]:
+        """(Nagios code 0/1/2, `status.Item`s worst first): what a monitor must know.
+
+        Read-only and lock-free, like `certwiz status`.
+        """
+        from .status import report  # read-only commands import no more than they need
+
+        return report([self.profile], warn)
+
+    def diagnose(
+        self, nginx_conf: Path | None = None, prefix: Path | None = None
+    ) -> doctor.Diagnosis:
+        """`doctor`: the NGINX config (default: the rendered one) against this profile;
+        a `doctor.Diagnosis` whose findings say what lets a wrong client in."""
+        from .doctor import diagnose
+
+        return diagnose(self.profile, nginx_conf, prefix)
 
     def certificates(self, where: inventory.Filter | None = None) -> list[inventory.Certificate]:
         """Every certificate of the profile (and what its root signed), read without the lock."""

@@ -138,6 +138,12 @@ def test_a_service_runs_a_two_level_ca_through_the_facade(
     assert ocsp_user.ensure_ocsp_responder() is None  # nothing due: asks nothing
     assert asked_ca == ["ca"]
 
+    code, items = svc.status(warn="400d")  # a monitor's view: the 30-day leaves warn
+    assert code == 1 and {"warning"} <= {item.state for item in items}
+    rendered = svc.render_nginx("api.example", "http://127.0.0.1:9")
+    findings = svc.diagnose(Path(rendered.files["site"])).findings
+    assert not [f for f in findings if f.severity == "error"], findings
+
     rolled = svc.renew_ca(days=900)  # same key: every leaf above keeps verifying
     load_cert(svc.profile.intermediate_cert).verify_directly_issued_by(root)
     assert rolled.level == "intermediate"
