@@ -188,11 +188,3 @@ def test_shell_completion(shell: str, words: str, expected: str) -> None:
     result = CliRunner().invoke(app, [], prog_name="certwiz", env=env)
     answers = result.output.splitlines() if shell == "bash" else [result.output]
     assert any(expected == a if shell == "bash" else expected in a for a in answers), result.output
-
-
-def test_documented_codes_are_the_exceptions_codes() -> None:
-    """helptext names ProfileCorrupt's code by constant: check.py loads only when needed."""
-    from certwiz.check import ProfileCorrupt
-    from certwiz.cli import helptext
-
-    assert ProfileCorrupt.exit_code == helptext.PROFILE_CORRUPT
