@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from certwiz.api import CA
-from certwiz.errors import InputError
+from certwiz.errors import CertwizError, InputError
 from certwiz.est import agent
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
@@ -84,8 +84,11 @@ def test_a_down_server_is_exit_1_and_the_bundle_stays(device: Path) -> None:
     assert result.stderr.startswith("certwiz: error: cannot reach https://127.0.0.1:")
     assert len(result.stderr.splitlines()) == 1
     assert (device / "bot.p12").read_bytes() == before
-    # no scratch directory (with the new, encrypted key) left behind
-    assert sorted(p.name for p in device.iterdir()) == ["bot.p12", "ca.crt", "pw.p12"]
+    # no scratch directory left behind; the pending renewal (its encrypted new key and
+    # CSR) stays for the next run, which sends the same key
+    names = sorted(p.name for p in device.iterdir())
+    assert names == [".bot.p12.pending", "bot.p12", "ca.crt", "pw.p12"]
+    agent._discard(agent.pending_dir(device / "bot.p12"))  # the module's other tests
 
 
 @pytest.mark.parametrize(
@@ -156,6 +159,42 @@ def test_the_request_copies_any_subject_and_the_new_key_is_encrypted(tmp_path: P
     assert csr.subject == subject and csr.is_signature_valid
     assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
     assert not list(csr.extensions)
+
+
+def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
+    device: Path, tmp_path: Path
+) -> None:
+    """The new key and CSR outlive a failed run (a retry must send the same key: the
+    service gives the certificate it signed back only for that key), encrypted under a
+    passphrase derived from the bundle's key; a bundle replaced meanwhile drops them."""
+    dev = tmp_path / "dev"
+    dev.mkdir(mode=0o700)
+    bundle = dev / "bot.p12"
+    shutil.copy(device / "bot.p12", bundle)
+    current = agent.read_bundle(bundle, None)
+    begun = agent._begin_pending(bundle, current)
+    where = agent.pending_dir(bundle)
+    assert where.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in where.iterdir()) == ["new.key", "req.csr", "state.json"]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in where.iterdir())
+    assert b"ENCRYPTED PRIVATE KEY" in begun.key.read_bytes()
+    assert sorted(p.name for p in dev.iterdir()) == [".bot.p12.pending", "bot.p12"]
+
+    # a run that fails (the server down), due or not, keeps it for the next one
+    for force in (True, False):
+        with pytest.raises(CertwizError, match="cannot reach"):
+            agent.renew(f"https://127.0.0.1:{closed_port()}", bundle, device / "ca.crt",
+                        password=None, force=force)  # fmt: skip
+    again = agent._load_pending(bundle, current)
+    assert again is not None and again.resumed
+    assert (again.csr, again.spki) == (begun.csr, begun.spki)
+
+    # a killed writer's leftover goes; a bundle with another key (re-issued) drops it
+    (dev / ".bot.p12.pending-x1y2").mkdir(mode=0o700)
+    (dev / ".bot.p12.pending-x1y2" / "new.key").write_bytes(b"half")
+    other = agent.read_bundle(device / "pw.p12", Secret("s3cret-pw"))
+    assert agent._load_pending(bundle, other) is None
+    assert sorted(p.name for p in dev.iterdir()) == ["bot.p12"]
 
 
 def test_enroll_refuses_an_existing_out_and_a_missing_token(device: Path) -> None:

@@ -275,7 +275,7 @@ def test_two_agents_racing_on_one_bundle_make_one_certificate(loop: Loop) -> Non
     outcomes = [(p.wait(timeout=120), *p.communicate()) for p in racers]
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
     reports = [json.loads(out) for _, out, _ in outcomes]
-    assert sorted(r["reason"] for r in reports) == ["renewed", "renewed by another run"]
+    assert sorted(r["reason"] for r in reports) == ["renewed", "renewed by another run"], reports
     assert len(loop.entries("racer")) == 2  # the first one and exactly one renewal
     got = _open(bundle)
     assert got.cert is not None and got.key is not None
@@ -284,6 +284,52 @@ def test_two_agents_racing_on_one_bundle_make_one_certificate(loop: Loop) -> Non
         reports[0]["serial"]
     ) == reports[1]["serial"]  # fmt: skip
     assert loop.get(bundle).status == 200
+
+
+# The agent as a killed device runs it: renew (forced), its bundle install replaced by a
+# SIGKILL of itself, i.e. killed after the service signed and answered, before the install.
+KILLED_AFTER_ANSWER = """
+import os, signal, sys
+from pathlib import Path
+from certwiz.est import agent
+agent.install = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+agent.renew(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), password=None, force=True)
+"""
+
+
+def test_a_renewal_killed_after_the_answer_is_completed_by_the_next_run(loop: Loop) -> None:
+    bundle = loop.device("crasher")
+    before = bundle.read_bytes()
+    old = _open(bundle).cert
+    assert old is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_ANSWER, loop.url, str(bundle), str(loop.ca)],
+        capture_output=True, env=env, cwd=loop.work, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert bundle.read_bytes() == before  # killed before the install: the old bundle
+    signed = [e for e in loop.entries("crasher") if e.serial_int != old.certificate.serial_number]
+    assert len(signed) == 1  # the service signed; the device never stored it
+
+    # the next run (a timer; not due by --before: a pending renewal is finished anyway)
+    result = loop.agent(*loop.renew_argv(bundle))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["renewed"], report["reason"], report["resumed"]) == (True, "resumed", True)
+    assert report["serial"] == signed[0].serial  # the certificate already signed, again
+    got = _open(bundle)
+    assert got.cert is not None and got.key is not None
+    assert got.cert.certificate.serial_number == signed[0].serial_int
+    assert _public(got.cert.certificate) == _public(got.key)
+    assert len(loop.entries("crasher")) == 2  # nothing issued twice
+    assert loop.get(bundle).status == 200
+    left = sorted(p.name for p in bundle.parent.iterdir() if not p.name.startswith(".certwiz-"))
+    assert left == ["crasher.p12"]  # the pending renewal is gone (a killed scratch may stay)
+
+    # and the one after that: not due, nothing pending
+    result = loop.agent(*loop.renew_argv(bundle))
+    assert json.loads(result.stdout)["reason"] == "not due", result.stdout
 
 
 def test_enroll_with_a_token_works_once(loop: Loop) -> None:
@@ -376,4 +422,5 @@ def test_the_server_is_checked_against_server_ca_when_given(loop: Loop) -> None:
     assert bundle.read_bytes() == before
     result = loop.agent(*loop.renew_argv(bundle, "--force", "--server-ca", str(loop.ca)))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["reason"] == "forced"
+    report = json.loads(result.stdout)
+    assert (report["reason"], report["resumed"]) == ("forced", True)  # the failed run's key

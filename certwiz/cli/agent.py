@@ -57,7 +57,8 @@ RENEW_CODES = {
     "a wrong password; or a usage error); nothing was changed",
     RefusedByServer.exit_code: "refused by the server (4xx: the certificate is revoked, "
     "expired, already renewed or unknown); retrying will not help: enroll again",
-    INTERRUPTED: "interrupted (Ctrl-C); the bundle is the old one or the new one, never half",
+    INTERRUPTED: "interrupted (Ctrl-C); the bundle is the old one or the new one, never half; "
+    "a renewal begun is finished by the next run with the same key",
 }
 ENROLL_CODES = RENEW_CODES | {
     0: "enrolled: the bundle is written",
@@ -116,7 +117,10 @@ def agent_renew(
     modern). Otherwise nothing is done and the output says when it will be. Run it
     often (a timer every hour): a down CA only delays renewal; the certificate keeps
     working until it expires. Agents sharing a directory take turns; one that waited
-    for another which renewed the same bundle does nothing.
+    for another which renewed the same bundle does nothing. A renewal cut short (killed,
+    power lost, the answer lost after the server signed) is finished by the next run, due
+    or not: it sends the same key again (kept encrypted in .NAME.p12.pending beside the
+    bundle) and gets the certificate already signed.
 
     The bundle password: -u (empty), --p12-passphrase-file FILE, env CERTWIZ_P12_PASSPHRASE.
     """

@@ -356,15 +356,16 @@ def _rdns(name: x509.Name) -> list[list[tuple[str, str]]]:
 
 
 def _new_key_and_csr(
-    work: Path, key_type: str, subject: x509.Name
+    work: Path, key_type: str, subject: x509.Name, passphrase: Secret | None = None
 ) -> tuple[Path, Secret, bytes, bytes]:
-    """WORK/new.key (encrypted under a random Secret), the CSR's DER, the key's SPKI."""
+    """WORK/new.key (encrypted under PASSPHRASE, else a random one), the CSR's DER, the
+    key's SPKI."""
     from cryptography import x509
 
     from .. import render
 
     key, csr, cnf = work / "new.key", work / "req.csr", work / "req.cnf"
-    passphrase = Secret(secrets.token_urlsafe(32))
+    passphrase = passphrase or Secret(secrets.token_urlsafe(32))
     cnf.write_text(render.render_openssl("device_req.cnf.j2"))
     openssl.run(args.keygen(key_type, key, passphrase))
     subj = args.subject_of(_rdns(subject))
@@ -454,6 +455,138 @@ def _bundle_file(
     return out
 
 
+# ---- a pending renewal ----------------------------------------------------------------------
+#
+# The service signs once per certificate: a repeat with the SAME key gets the same new
+# certificate back, another key gets 409 (and after the grace the device is locked out).
+# So the new key and its CSR are kept beside the bundle until the answer is installed,
+# and a run after a crash (killed, power lost, the answer lost on the way) sends them again.
+
+_PENDING_KEY, _PENDING_CSR, _PENDING_STATE = "new.key", "req.csr", "state.json"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A renewal begun for the bundle's certificate `for_serial`: DIR/new.key (encrypted
+    under `passphrase`), its CSR (DER) and the key's SPKI."""
+
+    dir: Path
+    key: Path
+    passphrase: Secret
+    csr: bytes
+    spki: bytes
+    resumed: bool  # made by an earlier run
+
+
+def pending_dir(p12_path: Path) -> Path:
+    """.NAME.pending beside the bundle (0700; the agent's flock covers it)."""
+    return p12_path.parent / f".{p12_path.name}.pending"
+
+
+def _pending_passphrase(bundle: Bundle) -> Secret:
+    """The pending key's passphrase, derived from the bundle's CURRENT key (HKDF-SHA256,
+    bound to the certificate's serial), never stored.
+
+    Why this one: it must survive the crash, and it does, because the bundle keeps the
+    current key until the new bundle is installed; a random one would die with the
+    process. It is exactly as secret as the bundle's own key: whoever can open the bundle
+    (its password) can open the pending key, nobody else; a passphrase derived from the
+    bundle password would be a constant for the -u (empty password) bundles bots use.
+    A bundle replaced meanwhile (another key) cannot open it: the pending state is stale.
+    """
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    material = bundle.key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    info = b"certwiz agent pending renewal key " + bundle.serial.encode()
+    derived = HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(material)
+    return Secret(base64.urlsafe_b64encode(derived).decode().rstrip("="))
+
+
+def _discard(path: Path) -> None:
+    """Remove a pending directory (its files, then itself); gone already is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+
+
+def _load_pending(p12_path: Path, bundle: Bundle) -> Pending | None:
+    """The pending renewal of BUNDLE's certificate, or None. Held under the bundle lock.
+
+    A stale one is removed: made for another certificate (the bundle was renewed, or
+    replaced by the operator), older than the bundle's certificate, or whose key does not
+    open with the bundle's key or does not match its CSR and subject. So are the leftovers
+    of a run killed while it wrote one (.NAME.pending-XXXX)."""
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    for leftover in p12_path.parent.glob(f".{p12_path.name}.pending-*"):
+        _discard(leftover)
+    where = pending_dir(p12_path)
+    if not where.exists():
+        return None
+    passphrase = _pending_passphrase(bundle)
+    try:
+        if where.is_symlink() or not where.is_dir():
+            raise ValueError("not a directory")
+        state = json.loads((where / _PENDING_STATE).read_text())
+        created = datetime.fromisoformat(state["created"])
+        older = created < bundle.cert.not_valid_before_utc - SKEW  # than what it renews
+        if state["for_serial"] != bundle.serial or older:
+            raise ValueError("made for another certificate")
+        key = serialization.load_pem_private_key(
+            (where / _PENDING_KEY).read_bytes(), passphrase.text.encode()
+        )
+        request = x509.load_der_x509_csr(csr := (where / _PENDING_CSR).read_bytes())
+        if _spki(key) != _spki(request) or request.subject != bundle.cert.subject:
+            raise ValueError("the key does not match its request")
+    except (OSError, ValueError, KeyError, TypeError):
+        _discard(where)  # stale or damaged: a new renewal starts from scratch
+        return None
+    return Pending(where, where / _PENDING_KEY, passphrase, csr, _spki(request), True)
+
+
+def _begin_pending(p12_path: Path, bundle: Bundle) -> Pending:
+    """A new key and CSR, kept as BUNDLE's pending renewal (written in a 0700 directory
+    beside the bundle, fsynced, then renamed into place: whole or not at all)."""
+    import json
+    import tempfile
+
+    passphrase = _pending_passphrase(bundle)
+    build = Path(tempfile.mkdtemp(dir=p12_path.parent, prefix=f".{p12_path.name}.pending-"))
+    try:
+        key, _, csr, spki = _new_key_and_csr(
+            build, names.key_type_of(bundle.cert), bundle.cert.subject, passphrase
+        )
+        key.chmod(0o600)
+        (build / "req.cnf").unlink()
+        (build / "req.csr").unlink()
+        _write_private(build / _PENDING_CSR, csr)
+        state = {"for_serial": bundle.serial, "created": _stamp(datetime.now(UTC))}
+        _write_private(build / _PENDING_STATE, json.dumps(state).encode())
+        for child in build.iterdir():
+            with open(child, "rb") as handle:
+                os.fsync(handle.fileno())
+        where = pending_dir(p12_path)
+        os.rename(build, where)
+    except BaseException:
+        _discard(build)
+        raise
+    dir_fd = os.open(p12_path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return Pending(where, where / _PENDING_KEY, passphrase, csr, spki, False)
+
+
 # ---- the two commands ---------------------------------------------------------------------
 
 
@@ -463,11 +596,14 @@ class Renewal:
 
     renewed: bool
     file: str
-    reason: str  # renewed, forced, not due, renewed by another run
+    # renewed (due), forced, resumed (not due: a renewal an earlier run began), not due,
+    # renewed by another run
+    reason: str
     serial: str  # the bundle's certificate now
     previous_serial: str | None
     not_after: str
     renew_at: str  # when the certificate now in the bundle becomes due
+    resumed: bool = False  # the key and CSR sent were an earlier run's (pending renewal)
 
 
 @contextlib.contextmanager
@@ -515,40 +651,48 @@ def renew(
     where = replace(where, trust=trust)
     bundle = read_bundle(p12_path, resolve(password))
     when = schedule(bundle.cert, before, now or datetime.now(UTC))
-    if not force and not when.due(now or datetime.now(UTC)):
+    due = force or when.due(now or datetime.now(UTC))
+    if not due and not pending_dir(p12_path).exists():
         return _not_due(bundle, when, "not due")
     from . import wire  # only now: the codecs import what signing needs (not due: never)
 
     with _bundle_lock(p12_path):
         again = read_bundle(p12_path, bundle.password)  # what it is now that we hold it
+        pending = _load_pending(p12_path, again)  # a stale one is gone after this
         if again.serial != bundle.serial:
             later = schedule(again.cert, before, datetime.now(UTC))
             return _not_due(again, later, "renewed by another run", bundle.serial)
+        if pending is None and not due:
+            return _not_due(bundle, when, "not due")
+        if pending is None:  # kept until the answer is installed: a retry sends it again
+            pending = _begin_pending(p12_path, bundle)
         with scratch_dir(p12_path.parent) as work:
-            key, key_secret, csr, spki = _new_key_and_csr(
-                work, names.key_type_of(bundle.cert), bundle.cert.subject
-            )
             context = _context(trust, bundle, work)
             answer = _exchange(
-                where, context, "POST", wire.SIMPLEREENROLL, wire.encode_csr(csr),
+                where, context, "POST", wire.SIMPLEREENROLL, wire.encode_csr(pending.csr),
                 {"Content-Type": wire.CSR_TYPE},
             )  # fmt: skip
             certs = _certificates(where, answer, "simplereenroll")
-            got = _verified_with_cacerts(where, context, certs, spki, bundle.cert.subject, ca, work)
-            new = _bundle_file(work, key, key_secret, got, bundle.friendly_name,
+            got = _verified_with_cacerts(
+                where, context, certs, pending.spki, bundle.cert.subject, ca, work
+            )
+            new = _bundle_file(work, pending.key, pending.passphrase, got, bundle.friendly_name,
                                bundle.p12_format, bundle.password)  # fmt: skip
             _keep_owner(new, p12_path)
             install(new, p12_path, p12_path.stat().st_mode & 0o777)
-    forced = force and not when.due(now or datetime.now(UTC))
+        _discard(pending.dir)  # a crash before this: the next run finds it stale
+    due_now = when.due(now or datetime.now(UTC))
+    reason = "renewed" if due_now else "forced" if force else "resumed"
     when = schedule(got.leaf, before, datetime.now(UTC))
     return Renewal(
         True,
         str(p12_path),
-        "forced" if forced else "renewed",
+        reason,
         _serial(got.leaf),
         bundle.serial,
         _stamp(got.leaf.not_valid_after_utc),
         _stamp(when.renew_at),
+        pending.resumed,
     )
 
 
