@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import check, crl, der, intermediate, leaf_urls, names, openssl, upkeep
 from . import export as exporting
@@ -33,6 +34,9 @@ from .passphrase import Source, signing_passphrase
 from .profile import Profile
 from .render import render_openssl
 from .transaction import Transaction, transaction
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DEFAULT_DAYS = intermediate.DEFAULT_INTERMEDIATE_DAYS
 MAX_PATHLEN = 8  # deeper hierarchies than this are a mistake, not a design
@@ -139,6 +143,15 @@ def _cert(path: Path) -> bytes:
     return der.pem_to_der(path.read_bytes())
 
 
+def _canonical(name: x509.Name) -> list[tuple[str, str]]:
+    """A name as OpenSSL compares it (X509_NAME canonical form: case folded, white space
+    trimmed and collapsed), so `P  ROOT CA` is the root's `p Root CA` to a verifier too."""
+    return [
+        (attribute.oid.dotted_string, " ".join(str(attribute.value).split()).casefold())
+        for attribute in name
+    ]
+
+
 def check_subject(profile: Profile, rdns: list[tuple[str, str]]) -> None:
     """Refuse the subject of the root or of the profile's own intermediate: two CAs
     with one name make chains ambiguous (and a root-named one looks self-issued)."""
@@ -155,7 +168,7 @@ def check_subject(profile: Profile, rdns: list[tuple[str, str]]) -> None:
     taken = [profile.ca_cert] + ([profile.intermediate_cert] if profile.two_level else [])
     for path in taken:
         cert = der.certificate(_cert(path))
-        if cert.subject == wanted:
+        if _canonical(cert.subject) == _canonical(wanted):
             raise InputError(
                 "csr",
                 f"the subject {wanted.rfc4514_string()!r} is the name of {path.name}; "

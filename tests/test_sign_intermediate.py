@@ -266,6 +266,7 @@ def test_validity_is_capped_at_the_roots_end(one: Profile, work: Path) -> None:
 HOSTILE = [
     (["--csr", "{weak}"], "csr"),
     (["--csr", "{rootname}"], "csr"),
+    (["--csr", "{roottwin}"], "csr"),  # the same name to OpenSSL: case and spaces folded
     (["--csr", "{email}"], "csr"),
     (["--out", "{exists}"], "out"),
     (["--root-key", "{csr}"], "root-key"),
@@ -281,6 +282,7 @@ def paths(home: Path, work: Path) -> dict[str, str]:
         "csr": str(csr),
         "weak": str(work / "weak.csr"),
         "rootname": str(work / "rootname.csr"),
+        "roottwin": str(work / "roottwin.csr"),
         "email": str(work / "email.csr"),
         "exists": str(work / "exists.crt"),
     }
@@ -288,6 +290,7 @@ def paths(home: Path, work: Path) -> dict[str, str]:
     for name, key, subject in [
         ("weak", "rsa:1024", "/CN=weak"),
         ("rootname", "rsa:2048", "/CN=one Root CA"),  # the root's own name
+        ("roottwin", "rsa:2048", "/CN=ONE  root   ca"),
         ("email", "rsa:2048", "/CN=x/emailAddress=a@b.example"),
     ]:
         openssl("req", "-new", "-newkey", key, "-nodes", "-keyout", str(work / f"{name}.key"),
