@@ -343,6 +343,29 @@ def test_a_huge_body_is_refused_by_nginx(lab: Lab, tmp_path: Path) -> None:
     assert got.status == 413
 
 
+def test_a_body_nginx_passes_but_the_service_refuses_is_one_audited_line(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Between the service's cap and nginx's 128k, waitress answered 413 itself: a
+    multi-line page and no audit record."""
+    issue.issue_client(lab.site, "bulky", unencrypted=True)
+    body = tmp_path / "big"
+    body.write_bytes(b"A" * (wire.MAX_REQUEST_BYTES + 1000))
+    before = len(audit.read(lab.site))
+    got = fetch(
+        lab,
+        tmp_path,
+        "/.well-known/est/simplereenroll",  # authenticated: the body is what is refused
+        p12=lab.site.p12_path("bulky"),
+        headers={"Content-Type": wire.CSR_TYPE},
+        extra=("--data-binary", f"@{body}"),
+    )
+    assert got.status == 413
+    assert got.body.count("\n") == 1 and "body larger than" in got.body, got.body
+    records = audit.read(lab.site)[before:]
+    assert [r["result"] for r in records] == ["refused"] and records[0]["status"] == 413
+
+
 def test_probe_passes_on_the_enroll_config(lab: Lab) -> None:
     target = probe.target(f"https://{SERVER}:{lab.port}/", lab.resolve)
     report = probe.run(lab.site, target, reload=lab.nginx.reload)

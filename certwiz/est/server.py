@@ -167,7 +167,9 @@ def run(
     app = logged(service.make_app(settings), on_request or (lambda _: None))
     options: dict[str, Any] = {
         "threads": threads,
-        "max_request_body_size": wire.MAX_REQUEST_BYTES,
+        # above the app's own cap (and nginx's 128k): the app refuses a large body with one
+        # line and an audit record; waitress's own 413 would be a page and unrecorded
+        "max_request_body_size": 8 * wire.MAX_REQUEST_BYTES,
         "ident": "certwiz-est",
         "expose_tracebacks": False,
         "channel_timeout": 60,
