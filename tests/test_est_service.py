@@ -9,6 +9,7 @@ import io
 import json
 import stat
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -375,3 +376,21 @@ def test_only_requests_with_the_proxy_secret_are_answered(prof: Profile) -> None
             trial[proxy.ENVIRON_KEY] = given
         assert service.handle(guarded, trial).status == 403, given
     assert service.handle(guarded, {**environ, proxy.ENVIRON_KEY: secret}).status == 200
+
+
+def test_a_flood_of_refusals_is_recorded_within_a_budget_and_counted(prof: Profile) -> None:
+    """simpleenroll needs no certificate: 2,000 bad tokens in 15 s added 650 kB to
+    audit.log (a full audit.log refuses every change, revoke included). Past the
+    budget refusals are counted, and the next record says how many were not written."""
+    flooded = service.Settings(prof, records=service.RecordBudget(rate=0.0, burst=3))
+    before = len(audit.read(prof))
+    body = wire.encode_csr(csr("flood")[0])
+    for _ in range(10):
+        assert call(flooded, wire.SIMPLEENROLL, body, auth=("flood", "x" * 43)).status == 401
+    records = audit.read(prof)[before:]
+    assert len(records) == 3 and all(r["result"] == "refused" for r in records)
+    flooded.records.rate, flooded.records.burst = 1000.0, 1  # the budget refills
+    time.sleep(0.01)
+    assert call(flooded, wire.SIMPLEENROLL, body, auth=("flood", "x" * 43)).status == 401
+    last = audit.read(prof)[-1]
+    assert last["result"] == "refused" and last["suppressed"] == 7

@@ -26,6 +26,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -81,6 +83,35 @@ class AlreadyRenewed(Refused):
         self.name = name
 
 
+class RecordBudget:
+    """How many refusal records the service may write: BURST at once, then RATE a second.
+
+    simpleenroll needs no certificate, so anyone who reaches it can make refusals; one
+    audit record each would grow audit.log until the disk is full, and a full audit.log
+    refuses every change, revoke included. Refusals over the budget are counted, and the
+    next record written says how many were not (`suppressed`): none goes unaccounted.
+    """
+
+    def __init__(self, rate: float = 1.0, burst: int = 60) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = float(burst), time.monotonic()
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        """None: over budget (counted); else how many were suppressed before this one."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                self._suppressed += 1
+                return None
+            self._tokens -= 1
+            suppressed, self._suppressed = self._suppressed, 0
+            return suppressed
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the service trusts and how it signs.
@@ -96,6 +127,7 @@ class Settings:
     lock_timeout: float = 10.0
     ca_passphrase: Secret | None = None
     proxy_secret: str | None = None  # est/proxy.py: what NGINX sends in X-Certwiz-Proxy
+    records: RecordBudget = field(default_factory=RecordBudget, compare=False)
 
     def trusts(self, environ: Environ) -> bool:
         """From the proxy: an allowed peer, carrying the proxy's secret (when one is set)."""
@@ -219,7 +251,12 @@ def _audit_refusal(
     if repeated and isinstance(refusal, AlreadyRenewed):
         record.update(result="repeated", serials=[refusal.successor])
     else:
+        suppressed = settings.records.take()
+        if suppressed is None:
+            return  # counted; the next record written reports it
         record.update(result="refused", status=refusal.status, error=refusal.detail)
+        if suppressed:
+            record["suppressed"] = suppressed
     record["peer"] = context["peer"]
     try:
         with settings.profile.lock(settings.lock_timeout):
