@@ -27,20 +27,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
-from . import audit, batch, bundle, check, inventory, issue, nginx, revoke, rollover, subordinate
-from . import ca as ca_init
-from . import export as exporting
-from . import intermediate as two_level
-from . import renew as renewing
-from .ocsp import responder
+from . import audit, batch, check, inventory, issue, nginx, revoke
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
 from .revoke import CRLRenewed, Revoked
 from .transaction import Transaction, transaction
 
-if TYPE_CHECKING:
-    from . import doctor
+if TYPE_CHECKING:  # each imported by the method that uses it: `client issue` needs none
+    from . import bundle, doctor, rollover, subordinate
+    from . import ca as ca_init
+    from . import export as exporting
+    from . import renew as renewing
     from . import status as status_lib
 
 
@@ -91,15 +89,19 @@ class CA:
         unencrypted: bool = False,
         lock_timeout: float | None = None,
         intermediate: bool = False,
-        root_days: int = two_level.DEFAULT_ROOT_DAYS,
-        root_crl_days: int = two_level.DEFAULT_ROOT_CRL_DAYS,
+        root_days: int | None = None,
+        root_crl_days: int | None = None,
     ) -> Created:
         """A new profile; `unencrypted=True` says an unencrypted CA key is meant (no warning).
 
-        `intermediate=True`: a root (root_days, root_crl_days) and an intermediate that
+        `intermediate=True`: a root (root_days, root_crl_days; None: the defaults of
+        `intermediate`) and an intermediate that
         signs (`options.days`, default 1825). A passphrase provider is called once, after
         every input was checked, and its answer serves init and later signing.
         """
+        from . import ca as ca_init
+        from . import intermediate as two_level
+
         secret = None
 
         def once() -> Secret | None:  # the same answer for init and later signing
@@ -109,7 +111,12 @@ class CA:
 
         if intermediate:
             profile = two_level.init(
-                name, home, options, once, root_days=root_days, root_crl_days=root_crl_days
+                name,
+                home,
+                options,
+                once,
+                root_days=root_days or two_level.DEFAULT_ROOT_DAYS,
+                root_crl_days=root_crl_days or two_level.DEFAULT_ROOT_CRL_DAYS,
             )
         else:
             profile = ca_init.init(name, home, options, once)
@@ -236,6 +243,8 @@ class CA:
     ) -> subordinate.SignedIntermediate:
         """`subordinate.sign_intermediate` (pathlen, days, permitted, root_key, ...)
         with this CA's passphrase source and lock timeout."""
+        from . import subordinate
+
         return subordinate.sign_intermediate(
             self.profile,
             csr,
@@ -284,6 +293,8 @@ class CA:
 
         `bundle_passphrase` is asked only when the old key has a password (the same one).
         """
+        from . import renew as renewing
+
         return renewing.renew(
             self.profile,
             name,
@@ -312,6 +323,8 @@ class CA:
         self, *, days: int | None = None, root: bool = False, root_key: Path | None = None
     ) -> rollover.Renewed:
         """A new certificate for the signing CA (or, `root`, the root), same key and subject."""
+        from . import rollover
+
         return rollover.renew_ca(
             self.profile,
             days=days,
@@ -334,6 +347,8 @@ class CA:
         key_passphrase: Source = None,
     ) -> exporting.Exported:
         """NAME's certificate (pem, chain, der, or a fresh p12) written to OUT; see export_bytes."""
+        from . import export as exporting
+
         return exporting.export(
             self.profile,
             name,
@@ -360,6 +375,8 @@ class CA:
         """The export itself. A p12 needs `bundle_passphrase` unless `unencrypted`
         (None: unencrypted exactly when no password is given); `key_passphrase` is
         asked only for an encrypted key. A p12 export is audited: a key left."""
+        from . import export as exporting
+
         data, _ = exporting.render(
             self.profile,
             name,
@@ -377,10 +394,14 @@ class CA:
 
         The CA passphrase is asked only when there is something to sign.
         """
+        from .ocsp import responder
+
         return responder.ensure_responder(self.profile, self.ca_secret, self.lock_timeout)
 
     def export_root_key(self, out: Path) -> Path:
         """Move a two-level profile's root key to OUT (a new file, 0600) and off the profile."""
+        from . import intermediate as two_level
+
         return two_level.export_root_key(self.profile, out, timeout=self.lock_timeout)
 
     def rebundle(
@@ -388,6 +409,8 @@ class CA:
     ) -> bundle.Rebundled:
         """Re-make NAME's PKCS#12 from its key and certificate; the key's password (asked
         only for an encrypted key) stays the bundle's."""
+        from . import bundle
+
         return bundle.rebundle(
             self.profile,
             name,
@@ -400,6 +423,8 @@ class CA:
         self, name: str, out: Path, *, bundle_passphrase: Source = None
     ) -> bundle.Bundled:
         """NAME.p12, ca.crt and a README in the new directory OUT (the password is checked)."""
+        from . import bundle
+
         return bundle.onboarding_bundle(
             self.profile, name, out, bundle_passphrase, self.lock_timeout
         )
