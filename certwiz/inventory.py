@@ -103,12 +103,34 @@ def compromised(
     for entry in entries:
         if entry.flag != "R" or entry.reason not in KEY_REASONS:
             continue
-        try:
-            if der.spki(der.pem_to_der(profile.newcert_path(entry.serial).read_bytes())) == spki:
-                return entry
-        except (OSError, ValueError):
-            continue
+        if _spki(profile, entry) == spki:
+            return entry
     return None
+
+
+def _spki(profile: Profile, entry: database.Entry) -> bytes | None:
+    try:
+        return der.spki(der.pem_to_der(profile.newcert_path(entry.serial).read_bytes()))
+    except (OSError, ValueError):
+        return None
+
+
+def same_key(
+    profile: Profile, targets: list[database.Entry], entries: list[database.Entry] | None = None
+) -> list[database.Entry]:
+    """The other valid certificates that carry the key of one of TARGETS (one key
+    certified under several names): a key compromise concerns them all."""
+    keys = {_spki(profile, e) for e in targets} - {None}
+    if not keys:
+        return []
+    if entries is None:
+        entries = database.read(profile.index)
+    serials = {e.serial_int for e in targets}
+    return [
+        e
+        for e in entries
+        if e.serial_int not in serials and e.status() == "valid" and _spki(profile, e) in keys
+    ]
 
 
 def hosts(profile: Profile, entry: database.Entry) -> set[str]:

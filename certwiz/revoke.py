@@ -115,19 +115,27 @@ def revoke(
             regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
             return Revoked([by_root.serial], reason, str(profile.nginx_crl), notes=notes)
         targets, unfinished = _targets(profile, name, wanted)
-        for entry in targets:
+        # A key compromise is the key's, not one certificate's: every name carrying it goes.
+        same = inventory.same_key(profile, targets) if reason in inventory.KEY_REASONS else []
+        for entry in targets + same:
             revoke_entry(profile, entry, reason, secret)
             tx.note_serial(entry.serial)
         finished = [e.serial for e in unfinished]
         if finished:
             tx.note("finished", finished)
-        notes = upkeep.tidy(profile, tx, secret, crl_follows=True)
+        if same:
+            tx.note("same_key", [e.serial for e in same])
+        notes = [
+            f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
+            for e in same
+        ]
+        notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
         regenerate_crl(profile, secret, crl_days)
         purged, kept = _purge(profile, targets + unfinished) if purge else ([], [])
         tx.note("purged", purged)
         if kept:
             tx.note("kept", kept)
-    serials = [e.serial for e in targets]
+    serials = [e.serial for e in targets + same]
     return Revoked(serials, reason, str(profile.nginx_crl), purged, notes, kept, finished)
 
 

@@ -41,7 +41,7 @@ def test_a_request_for_a_compromised_key_is_refused(cli, profile: Profile, tmp_p
     issue.sign_csr(profile, request(ec.generate_private_key(ec.SECP256R1()), "dev-2"), None,
                    "client")  # fmt: skip
     names = [(e.common_name, e.flag) for e in database.read(profile.index)]
-    assert names == [("dev-1", "R"), ("www.example.com", "V"), ("dev-2", "V")]
+    assert names == [("dev-1", "R"), ("www.example.com", "R"), ("dev-2", "V")]  # same key
 
 
 def test_sign_intermediate_refuses_a_compromised_or_the_own_intermediate_key(
@@ -68,3 +68,25 @@ def test_sign_intermediate_refuses_a_compromised_or_the_own_intermediate_key(
     fresh = ec.generate_private_key(ec.SECP256R1())
     subordinate.sign_intermediate(fleet, request(fresh, "Vault CA"), tmp_path / "c.pem")
     assert (tmp_path / "c.pem").is_file()
+
+
+def test_a_key_compromise_revokes_every_certificate_of_the_key(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """Revoking one name for keyCompromise left another valid certificate of the same key
+    (a request signed twice under two names): the stolen key kept working through it."""
+    from tests.conftest import crl_check
+
+    stolen = ec.generate_private_key(ec.SECP256R1())
+    issue.sign_csr(profile, request(stolen, "dev-1"), None, "client")
+    issue.sign_csr(profile, request(stolen, "api.example.com"), None, "server")
+    issue.sign_csr(profile, request(ec.generate_private_key(ec.SECP256R1()), "dev-2"), None,
+                   "client")  # fmt: skip
+    done = revoke.revoke(profile, name="dev-1", reason="keyCompromise")
+    flags = [(e.common_name, e.flag, e.reason) for e in database.read(profile.index)]
+    assert flags == [("dev-1", "R", "keyCompromise"),
+                     ("api.example.com", "R", "keyCompromise"),
+                     ("dev-2", "V", None)]  # fmt: skip
+    assert len(done.serials) == 2 and any("same key" in note for note in done.notes)
+    verdict = crl_check(profile.ca_cert, profile.crl, profile.cert_path("api.example.com"))
+    assert verdict.returncode != 0
