@@ -104,9 +104,9 @@ def install_many(moves: Sequence[tuple[Path, Path, int]], workers: int = 16) -> 
 
 
 @contextlib.contextmanager
-def scratch_dir(parent: Path) -> Iterator[Path]:
+def scratch_dir(parent: Path, prefix: str = ".certwiz-") -> Iterator[Path]:
     """A private (0700) temporary directory on the same file system as `parent`."""
-    path = Path(tempfile.mkdtemp(dir=parent, prefix=".certwiz-"))
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     try:
         yield path
     finally:

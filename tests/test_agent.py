@@ -189,9 +189,10 @@ def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
     assert again is not None and again.resumed
     assert (again.csr, again.spki) == (begun.csr, begun.spki)
 
-    # a killed writer's leftover goes; a bundle with another key (re-issued) drops it
-    (dev / ".bot.p12.pending-x1y2").mkdir(mode=0o700)
-    (dev / ".bot.p12.pending-x1y2" / "new.key").write_bytes(b"half")
+    # a killed run's leftovers go; a bundle with another key (re-issued) drops it
+    for leftover in (".bot.p12.pending-x1y2", ".bot.p12.work-z3"):
+        (dev / leftover).mkdir(mode=0o700)
+        (dev / leftover / "new.key").write_bytes(b"half")
     other = agent.read_bundle(device / "pw.p12", Secret("s3cret-pw"))
     assert agent._load_pending(bundle, other) is None
     assert sorted(p.name for p in dev.iterdir()) == ["bot.p12"]

@@ -521,14 +521,15 @@ def _load_pending(p12_path: Path, bundle: Bundle) -> Pending | None:
     A stale one is removed: made for another certificate (the bundle was renewed, or
     replaced by the operator), older than the bundle's certificate, or whose key does not
     open with the bundle's key or does not match its CSR and subject. So are the leftovers
-    of a run killed while it wrote one (.NAME.pending-XXXX)."""
+    of a killed run (.NAME.pending-XXXX, .NAME.work-XXXX): the lock says none is alive."""
     import json
 
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    for leftover in p12_path.parent.glob(f".{p12_path.name}.pending-*"):
-        _discard(leftover)
+    for kind in ("pending", "work"):
+        for leftover in p12_path.parent.glob(f".{p12_path.name}.{kind}-*"):
+            _discard(leftover)
     where = pending_dir(p12_path)
     if not where.exists():
         return None
@@ -666,7 +667,7 @@ def renew(
             return _not_due(bundle, when, "not due")
         if pending is None:  # kept until the answer is installed: a retry sends it again
             pending = _begin_pending(p12_path, bundle)
-        with scratch_dir(p12_path.parent) as work:
+        with scratch_dir(p12_path.parent, f".{p12_path.name}.work-") as work:
             context = _context(trust, bundle, work)
             answer = _exchange(
                 where, context, "POST", wire.SIMPLEREENROLL, wire.encode_csr(pending.csr),
