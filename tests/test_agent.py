@@ -6,6 +6,7 @@ test_est_e2e.py; here only what needs no server (one CA for the module, in proce
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -188,6 +189,12 @@ def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
     again = agent._load_pending(bundle, current)
     assert again is not None and again.resumed
     assert (again.csr, again.spki) == (begun.csr, begun.spki)
+
+    # one older than the certificate it was made for is stale: a new one is begun
+    state = json.loads((where / "state.json").read_text())
+    (where / "state.json").write_text(json.dumps(state | {"created": "2000-01-01T00:00:00Z"}))
+    assert agent._load_pending(bundle, current) is None and not where.exists()
+    agent._begin_pending(bundle, current)
 
     # a killed run's leftovers go; a bundle with another key (re-issued) drops it
     for leftover in (".bot.p12.pending-x1y2", ".bot.p12.work-z3"):
