@@ -39,7 +39,7 @@ WRAPPER = """#!/bin/sh
   for arg in "$@"; do echo "arg $arg"; done
   prev=
   for arg in "$@"; do
-    if [ "$prev" = "-out" ]; then echo "outdir $(stat -c %a "$(dirname "$arg")")"; fi
+    case "$prev" in -out|-keyout) echo "outdir $prev $(stat -c %a "$(dirname "$arg")")";; esac
     prev=$arg
   done
   env | sed 's/^/env /'
@@ -141,11 +141,12 @@ def test_wrapper_sees_no_secret_and_umask_077(
                 assert args[args.index(flag) + 1].startswith("fd:"), args
                 passing += 1
         assert not [x for x in lines if x.startswith("env CERTWIZ_") and "PASSPHRASE" in x]
-        outs = [line for line in lines if line.startswith("outdir ")]
-        out = args[args.index("-out") + 1] if "-out" in args else ""
-        if out.endswith((".key", "key.pem", ".p12")):
-            assert outs == ["outdir 700"], (args, outs)  # keys are made in a 0700 directory
-            keys_made += 1
+        for flag in ("-out", "-keyout"):  # a key and its CSR may come from one `openssl req`
+            out = args[args.index(flag) + 1] if flag in args else ""
+            if out.endswith((".key", "key.pem", ".p12")):
+                dirs = [line for line in lines if line.startswith(f"outdir {flag} ")]
+                assert dirs == [f"outdir {flag} 700"], (args, dirs)  # made in a 0700 directory
+                keys_made += 1
     assert passing >= 10  # the secrets did travel, through pipes
     assert keys_made == 6  # CA key, 3 leaf keys, 2 bundles: each checked
 
