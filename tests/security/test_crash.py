@@ -234,7 +234,9 @@ def test_random_sigkill_during_issue_revoke_and_crl_gen(home: Path) -> None:
         outcomes["issue: " + issued_state(profile, name, finished=not hit)] += 1
 
     valid = [e.common_name for e in database.read(profile.index) if e.status() == "valid"]
-    valid = [n for n in valid if profile.key_path(str(n)).exists()]  # delivered ones
+    valid = [n for n in valid if profile.cert_path(str(n)).exists()]  # delivered ones
+    while len(valid) < 2 * REVOKE_TRIALS + 1:  # kills that left few delivered: top up
+        valid.insert(0, issue.issue_client(profile, client()).name)
     span = calibrate(lambda: revoke.revoke(profile, name=valid.pop())) * 1.3
     for _ in range(REVOKE_TRIALS):
         victim, survivor = str(valid.pop()), valid.pop()
