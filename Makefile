@@ -43,8 +43,10 @@ venv: $(BIN)/.installed
 demo: venv
 	cd $(call arg,$(ROOT)) && PATH=$(call arg,$(abspath $(BIN))):"$$PATH" bash examples/demo.sh
 
+# The suite on every core up to 4 (pytest-xdist), one test file per worker at a time: a
+# file's module-scoped CA and nginx are built once. `pytest` alone runs in one process.
 test: venv lint
-	cd $(call arg,$(ROOT)) && $(call arg,$(BIN)/pytest) -q
+	cd $(call arg,$(ROOT)) && $(call arg,$(BIN)/pytest) -q -n auto --maxprocesses 4 --dist loadfile
 
 # certwiz vs raw openssl vs easy-rsa; writes bench/results.md (minutes; not part of test).
 bench: venv
