@@ -455,6 +455,30 @@ def _restore_issued(profile: Profile, done: list[str], killed: bool) -> None:
             done.append(f"could not restore {target.name} from {source}: {exc.strerror}")
 
 
+def _repair_fullchains(profile: Profile, done: list[str]) -> None:
+    """issued/NAME.fullchain.pem whose leaf is not issued/NAME.crt and not the certificate
+    of private/NAME.key, while NAME.crt is: rebuilt as NAME.crt + chain.pem, so NGINX's
+    pair (fullchain, key) matches again. Left by a renew killed between those renames
+    before deliveries were journalled; looked for when a killed run left its scratch
+    directory (like _restore_issued's full comparison)."""
+    end = b"-----END CERTIFICATE-----\n"
+    for path in sorted(profile.issued.glob("*.fullchain.pem")):
+        name = path.name.removesuffix(".fullchain.pem")
+        crt, key = profile.cert_path(name), profile.private / f"{name}.key"
+        try:
+            if path.is_symlink() or not crt.is_file() or not key.is_file():
+                continue
+            chain, cert = path.read_bytes(), crt.read_bytes()
+            if chain.split(end, 1)[0] + end == cert:
+                continue  # the usual case: no key parsed
+            key_pem = key.read_bytes()
+            if der.key_matches(chain, key_pem) is False and der.key_matches(cert, key_pem):
+                write_atomic(path, cert + profile.chain.read_bytes(), 0o644)
+                done.append(f"rebuilt {path} from {crt.name}: it held another key's certificate")
+        except (OSError, ValueError):
+            continue
+
+
 def recover(profile: Profile) -> list[str]:
     """Undo the traces of an interrupted run; call only while holding the lock.
 
@@ -479,6 +503,8 @@ def recover(profile: Profile) -> list[str]:
         _finish_rotations(level, done)
         _remove_scratch(level, done)
     _restore_issued(profile, done, killed)
+    if killed:
+        _repair_fullchains(profile, done)
     return done
 
 

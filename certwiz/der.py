@@ -249,3 +249,22 @@ def csr_spki(pem: bytes) -> bytes:
 
     key = x509.load_pem_x509_csr(pem).public_key()
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_matches(cert_pem: bytes, key_pem: bytes) -> bool | None:
+    """Is KEY_PEM the private key of the (first) certificate in CERT_PEM? None when the
+    key cannot be read without a password (an encrypted client key) or at all."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(key_pem, None)
+        return spki(pem_to_der(cert_pem)) == spki_of_key(key)
+    except (ValueError, TypeError):
+        return None
+
+
+def spki_of_key(key: object) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    public = key.public_key()  # type: ignore[attr-defined]
+    return bytes(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))

@@ -278,3 +278,19 @@ def test_ctrl_c_among_the_installs_of_a_renew(shared: Profile, kind: str) -> Non
     cert = assert_one_paired(shared, name, kind)
     old = [e for e in inventory.named(shared, name) if e.serial_int != cert.serial_number]
     assert [(e.flag, e.reason) for e in old] == [("R", "superseded")]
+
+
+def test_recovery_repairs_a_fullchain_left_beside_another_key(shared: Profile) -> None:
+    """The state a renew killed between its fullchain and its key left before the journal:
+    issued/NAME.fullchain.pem holds another certificate than issued/NAME.crt, whose key
+    private/NAME.key is: NGINX then fails 'key values mismatch' on every reload. The next
+    change's recovery rebuilds it from NAME.crt."""
+    issue.issue_server(shared, "pair.example.com")
+    issue.issue_server(shared, "other.example.com")
+    stray = shared.fullchain_path("other.example.com").read_bytes()
+    shared.fullchain_path("pair.example.com").write_bytes(stray)
+    (shared.dir / ".certwiz-killed").mkdir(mode=0o700)  # what the killed run left too
+    issue.issue_client(shared, "next-pair")  # any change: it recovers first
+    assert_one_paired(shared, "pair.example.com", "server")
+    records = (shared.dir / "audit.log").read_text().splitlines()
+    assert "pair.example.com.fullchain.pem" in records[-1]
