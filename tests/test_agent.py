@@ -204,6 +204,14 @@ def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
     assert agent._load_pending(bundle, other) is None
     assert sorted(p.name for p in dev.iterdir()) == ["bot.p12"]
 
+    # a symlink in its place is removed, never followed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("x")
+    where.symlink_to(elsewhere)
+    assert agent._load_pending(bundle, current) is None
+    assert not where.is_symlink() and (elsewhere / "keep").exists()
+
 
 def test_enroll_refuses_an_existing_out_and_a_missing_token(device: Path) -> None:
     common = ["agent", "enroll", "--url", "https://127.0.0.1:1", "--ca", "ca.crt", "-u",

@@ -508,8 +508,12 @@ def _pending_passphrase(bundle: Bundle) -> Secret:
 
 
 def _discard(path: Path) -> None:
-    """Remove a pending directory (its files, then itself); gone already is fine."""
+    """Remove a pending directory (its files, then itself); gone already is fine. A
+    symlink (or a file) in its place is removed itself, never followed."""
     with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+            return
         for child in path.iterdir():
             child.unlink()
         path.rmdir()
