@@ -186,9 +186,14 @@ def gencrl(
     return args + _passin(passphrase, keyfile)
 
 
-def verify(ca_file: Path, leaf: Path, untrusted: Path | None, purpose: str) -> list[Arg]:
-    """`openssl verify`: LEAF chains to CA_FILE (through UNTRUSTED) for PURPOSE, now."""
+def verify(
+    ca_file: Path, leaf: Path, untrusted: Path | None, purpose: str, *, partial: bool = False
+) -> list[Arg]:
+    """`openssl verify`: LEAF chains to CA_FILE (through UNTRUSTED) for PURPOSE, now.
+    PARTIAL: every certificate in CA_FILE is an anchor (an intermediate alone will do)."""
     args: list[Arg] = ["verify", "-CAfile", ca_file, "-purpose", purpose]
+    if partial:
+        args.append("-partial_chain")
     if untrusted is not None:
         args += ["-untrusted", untrusted]
     return [*args, leaf]

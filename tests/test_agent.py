@@ -270,10 +270,11 @@ def _verify(two_level: dict[str, Any], tmp_path: Path, certs: list[Any], extra: 
             **change: Any) -> agent.Verified:  # fmt: skip
     leaf = two_level["leaf"]
     given: dict[str, Any] = {"spki": agent._spki(leaf), "subject": leaf.subject,
-                             "ca": two_level["root"], "now": datetime.now(UTC)}  # fmt: skip
+                             "ca": two_level["root"], "now": datetime.now(UTC),
+                             "current": leaf}  # a renewal of bot  # fmt: skip
     given.update(change)
     return agent._verify(certs, extra, given["spki"], given["subject"], given["ca"], tmp_path,
-                         given["now"])  # fmt: skip
+                         given["now"], given["current"])  # fmt: skip
 
 
 def test_the_answer_verifies_through_its_intermediate_or_cacerts(
@@ -297,6 +298,7 @@ def test_the_answer_verifies_through_its_intermediate_or_cacerts(
         ("expired", "not now"),
         ("a CA", "is a CA certificate"),
         ("another CA", "does not verify"),
+        ("an enrollment trusting the root alone", "not directly by a certificate in"),
     ],
 )
 def test_an_answer_the_device_must_not_take(
@@ -314,6 +316,8 @@ def test_an_answer_the_device_must_not_take(
         change = {"now": leaf.not_valid_after_utc}
     elif case == "a CA":
         change = {"spki": agent._spki(middle), "subject": middle.subject}
+    elif case.startswith("an enrollment"):  # its CA must be IN --ca: chain.pem, not the root
+        change = {"current": None}
     else:
         change = {"ca": device / "ca.crt"}  # the profile "app": not this leaf's CA
     with pytest.raises(agent.AnswerRejected, match=says):

@@ -32,7 +32,10 @@ UrlOpt = Annotated[
 ]  # fmt: skip
 CaOpt = Annotated[
     Path,
-    typer.Option("--ca", help="The CA file (ca.crt): trusts the server, verifies the answer.",
+    typer.Option("--ca", help="The profile's CA file: ca.crt (single-level); chain.pem or "
+                 "intermediate.crt for a two-level profile (enroll needs one of those; renew "
+                 "also takes the root ca.crt). The server's certificate and the answer must be "
+                 "issued by the profile's own signing CA, not by another CA under the root.",
                  show_default=False),
 ]  # fmt: skip
 ServerCaOpt = Annotated[
@@ -40,7 +43,8 @@ ServerCaOpt = Annotated[
     typer.Option(
         "--server-ca",
         help="CA file for the server's own certificate, when NGINX shows one of another CA "
-        "(e.g. a public one) [default: --ca].",
+        "(e.g. a public one): the explicit override, the server is then checked against it "
+        "alone; the answer still must come from the profile's CA [default: --ca].",
     ),
 ]
 NoPasswordOpt = Annotated[
@@ -51,8 +55,9 @@ NoPasswordOpt = Annotated[
 # For timers: 1 is worth retrying, 5 is not (someone must re-enroll the device).
 RENEW_CODES = {
     0: "renewed, or not due yet (the output says when it will be)",
-    CertwizError.exit_code: "failed, try again later (server unreachable, 5xx, an answer "
-    "that does not verify); the bundle is unchanged and keeps working until it expires",
+    CertwizError.exit_code: "failed, try again later (server unreachable, 5xx, a server "
+    "certificate or an answer not issued by the profile's own CA); the bundle is unchanged "
+    "and keeps working until it expires",
     InputError.exit_code: "bad input (URL, --before, a file that is not what it should be, "
     "a wrong password; or a usage error); nothing was changed",
     RefusedByServer.exit_code: "refused by the server (4xx: the certificate is revoked, "
@@ -62,8 +67,9 @@ RENEW_CODES = {
 }
 ENROLL_CODES = RENEW_CODES | {
     0: "enrolled: the bundle is written",
-    CertwizError.exit_code: "failed, try again (server unreachable, 5xx, an answer that "
-    "does not verify); nothing was written",
+    CertwizError.exit_code: "failed, try again (server unreachable, 5xx, a server "
+    "certificate or an answer not issued directly by a certificate in --ca: nothing, not "
+    "the token, was sent to such a server); nothing was written",
     InputError.exit_code: "bad input (URL, no token, --out exists, a file that is not what it "
     "should be; or a usage error); nothing was written",
     RefusedByServer.exit_code: "refused by the server (4xx: the token is wrong, spent or "
@@ -111,8 +117,10 @@ def agent_renew(
     """Renew the bundle's certificate over EST (simplereenroll) when it is due.
 
     When less than --before of its lifetime is left: a new key and a CSR with the same
-    subject, sent over mutual TLS with the current certificate; the answer is verified
-    (chains to --ca for client authentication, same subject, the new key, valid now)
+    subject, sent over mutual TLS with the current certificate, once the server's
+    certificate proved issued by the current certificate's CA (or a certificate in --ca);
+    the answer is verified (chains to --ca for client authentication, issued by the same
+    CA as the current certificate, same subject, the new key, valid now)
     and the bundle is replaced atomically, same password, same format (compat or
     modern). Otherwise nothing is done and the output says when it will be. Run it
     often (a timer every hour): a down CA only delays renewal; the certificate keeps
@@ -216,6 +224,10 @@ def agent_enroll(
     `token`; the device makes a key and a CSR, sends them with the token (HTTP Basic,
     over TLS verified with --ca, no client certificate) and writes a PKCS#12 bundle
     (0600; an existing file is kept unless --force). A token works once.
+
+    The server's certificate and the answer must be issued directly by a certificate in
+    --ca, checked before the token goes out: a two-level profile's device gets its
+    chain.pem (or intermediate.crt), not the root alone, which also signs other CAs.
 
     The token never goes into a child's command line or the output. Given with --token
     it is in this process's argv, which `ps` shows to every user: prefer --token-file

@@ -24,7 +24,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,11 @@ class Endpoint:
     host: str
     port: int
     trust: Path | None = None  # the CA file the server's certificate is checked against
+    # The server's certificate must be issued directly by one of these (the profile's
+    # signing CA), checked right after the handshake, before anything is sent; () when
+    # --server-ca overrides. `signers` says what they are, for the error.
+    issuers: tuple[x509.Certificate, ...] = ()
+    signers: str = ""
 
     @property
     def url(self) -> str:
@@ -113,10 +118,69 @@ def _check_ca(path: Path, field: str = "ca") -> Path:
 
 
 def _server_trust(ca: Path, server_ca: Path | None) -> Path:
-    """What the server's certificate must chain to: --server-ca (e.g. a public CA's
+    """What the server's certificate must chain to in TLS: --server-ca (e.g. a public CA's
     bundle when NGINX shows a public certificate), else the client certificates' CA."""
     _check_ca(ca)
     return ca if server_ca is None else _check_ca(server_ca, "server-ca")
+
+
+def _ca_certs(ca: Path) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificates(ca.read_bytes())
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """ISSUER's key signed CERT (and the names chain): the one test that names can't fake."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _pin_server(
+    where: Endpoint, ca: Path, server_ca: Path | None, current: Bundle | None = None
+) -> Endpoint:
+    """WHERE, trusting only the profile's own signing CA for the server.
+
+    Chaining to the root is not enough: the root may sign other CAs (`ca sign-intermediate`:
+    Vault, step-ca, cert-manager), and any of them could mint a server certificate for
+    this host and collect the token or hand out its own certificates. So the server's
+    certificate must be issued directly by a certificate in --ca (a single-level profile's
+    ca.crt, a two-level one's chain.pem or intermediate) or, for a renewal, by the CA that
+    issued the current certificate (found in the bundle's chain or --ca by its signature).
+    --server-ca is the explicit override: the server is then checked against it alone."""
+    if server_ca is not None:
+        return where
+    issuers = _ca_certs(ca)
+    signers = f"a certificate in {ca}"
+    if current is not None:
+        mine = next((c for c in [*current.chain, *issuers] if _issued_by(current.cert, c)), None)
+        if mine is not None and mine not in issuers:
+            issuers.append(mine)
+            signers = (
+                f"{mine.subject.rfc4514_string()!r} (the current certificate's CA) or {signers}"
+            )
+    return replace(where, issuers=tuple(issuers), signers=signers)
+
+
+def _check_server(where: Endpoint, der: bytes | None) -> None:
+    """The server's certificate (DER, verified by TLS already) comes from WHERE.issuers."""
+    from cryptography import x509
+
+    if not where.issuers:
+        return
+    cert = x509.load_der_x509_certificate(der) if der else None
+    if cert is None or not any(_issued_by(cert, issuer) for issuer in where.issuers):
+        who = "none" if cert is None else repr(cert.issuer.rfc4514_string())
+        raise CertwizError(
+            f"{where.url}: the server certificate is issued by {who}, not by {where.signers}: "
+            "refused before sending anything (another CA under the same root? give the "
+            "server's CA with --server-ca)"
+        )
 
 
 # ---- the bundle -----------------------------------------------------------------------
@@ -132,6 +196,7 @@ class Bundle:
     key: Any
     cert: x509.Certificate
     friendly_name: str
+    chain: list[x509.Certificate] = field(default_factory=list)  # its CA certificates
 
     @property
     def serial(self) -> str:
@@ -171,7 +236,8 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
         raise InputError("p12", f"{path} is neither compat nor modern PKCS#12 (re-issue it)")
     name = loaded.cert.friendly_name
     friendly = name.decode(errors="replace") if name else _cn(cert) or "certwiz"
-    return Bundle(path, password, fmt, loaded.key, cert, friendly)
+    chain = [extra.certificate for extra in loaded.additional_certs]
+    return Bundle(path, password, fmt, loaded.key, cert, friendly, chain)
 
 
 def _spki(obj: Any) -> bytes:
@@ -237,6 +303,8 @@ def _context(ca: Path, identity: Bundle | None, work: Path) -> ssl.SSLContext:
 
     context = ssl.create_default_context(cafile=str(ca))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # every certificate in CA is an anchor: a two-level profile's intermediate alone will do
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     if identity is not None:
         password = secrets.token_urlsafe(32).encode()
         cert_file, key_file = work / "current.crt", work / "current.key"
@@ -284,6 +352,8 @@ def _exchange(
 
     conn = http.client.HTTPSConnection(where.host, where.port, context=context, timeout=TIMEOUT)
     try:
+        conn.connect()  # the handshake first: nothing is sent to a server of another CA
+        _check_server(where, conn.sock.getpeercert(binary_form=True))
         conn.request(method, path, body=body, headers={"User-Agent": "certwiz-agent",
                                                        **(headers or {})})  # fmt: skip
         response = conn.getresponse()
@@ -401,10 +471,16 @@ def _verify(
     ca: Path,
     work: Path,
     now: datetime,
+    current: x509.Certificate | None = None,
 ) -> Verified:
     """The answer's certificate for our new key, checked before anything is replaced:
     it chains to CA (through the answer's other certificates and EXTRA, e.g. cacerts)
-    for client authentication, has SUBJECT (when given), and its times are sane."""
+    for client authentication, has SUBJECT (when given), and its times are sane.
+
+    And it comes from the profile's own signing CA, not from any CA under the root: a
+    renewal's from the CA that issued CURRENT (same issuer name and authority key
+    identifier, signed by the key that signed CURRENT), an enrollment's directly from a
+    certificate in CA."""
     from cryptography import x509
 
     leaf = next((c for c in certs if _spki(c) == key_spki), None)
@@ -434,12 +510,47 @@ def _verify(
     leaf_file.write_bytes(_pem([leaf]))
     chain_file.write_bytes(_pem(chain))
     try:
-        openssl.run(args.verify(ca, leaf_file, chain_file, "sslclient"))
+        openssl.run(args.verify(ca, leaf_file, chain_file, "sslclient", partial=True))
     except openssl.OpenSSLError as exc:
         raise AnswerRejected(
             f"the new certificate does not verify against {ca}: {exc.detail}"
         ) from None
+    _same_signer(leaf, current, chain if current is not None else _ca_certs(ca), ca)
     return Verified(leaf, chain)
+
+
+def _same_signer(
+    leaf: x509.Certificate, current: x509.Certificate | None, pool: list[x509.Certificate],
+    ca: Path,
+) -> None:  # fmt: skip
+    """LEAF is issued by the CA that issued CURRENT (None: by a certificate in CA), whose
+    certificate is in POOL; anything else under the same root is refused."""
+    issuer = leaf.issuer.rfc4514_string()
+    if current is None:
+        if not any(_issued_by(leaf, c) for c in pool):
+            raise AnswerRejected(
+                f"the new certificate is issued by {issuer!r}, not directly by a certificate "
+                f"in {ca} (another CA under the same root?)"
+            )
+        return
+    mine = current.issuer.rfc4514_string()
+    same = leaf.issuer == current.issuer and _aki(leaf) == _aki(current)
+    if not same or not any(_issued_by(leaf, c) and _issued_by(current, c) for c in pool):
+        raise AnswerRejected(
+            f"the new certificate is issued by {issuer!r} (key id {_aki(leaf) or 'none'}), "
+            f"not by the current certificate's CA {mine!r} (key id {_aki(current) or 'none'})"
+        )
+
+
+def _aki(cert: x509.Certificate) -> str | None:
+    """The authority key identifier (hex), None without one."""
+    from cryptography import x509
+
+    try:
+        value = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    return value.key_identifier.hex(":") if value.key_identifier else None
 
 
 def _bundle_file(
@@ -655,6 +766,7 @@ def renew(
     trust = _server_trust(ca, server_ca)
     where = replace(where, trust=trust)
     bundle = read_bundle(p12_path, resolve(password))
+    where = _pin_server(where, ca, server_ca, bundle)
     when = schedule(bundle.cert, before, now or datetime.now(UTC))
     due = force or when.due(now or datetime.now(UTC))
     if not due and not pending_dir(p12_path).exists():
@@ -679,7 +791,7 @@ def renew(
             )  # fmt: skip
             certs = _certificates(where, answer, "simplereenroll")
             got = _verified_with_cacerts(
-                where, context, certs, pending.spki, bundle.cert.subject, ca, work
+                where, context, certs, pending.spki, bundle.cert.subject, ca, work, bundle.cert
             )
             new = _bundle_file(work, pending.key, pending.passphrase, got, bundle.friendly_name,
                                bundle.p12_format, bundle.password)  # fmt: skip
@@ -723,11 +835,12 @@ def _verified_with_cacerts(
     subject: x509.Name | None,
     ca: Path,
     work: Path,
+    current: x509.Certificate | None = None,
 ) -> Verified:
     """`_verify`; when the answer lacks an intermediate, again with GET cacerts."""
     now = datetime.now(UTC)
     try:
-        return _verify(certs, [], spki, subject, ca, work, now)
+        return _verify(certs, [], spki, subject, ca, work, now, current)
     except AnswerRejected as exc:
         if "does not verify" not in str(exc):
             raise
@@ -738,7 +851,7 @@ def _verified_with_cacerts(
             extra = _certificates(where, answer, "cacerts")
         except CertwizError:
             raise exc from None
-        return _verify(certs, extra, spki, subject, ca, work, now)
+        return _verify(certs, extra, spki, subject, ca, work, now, current)
 
 
 @dataclass(frozen=True)
@@ -785,6 +898,7 @@ def enroll(
     names.key_type(key_type)
     trust = _server_trust(ca, server_ca)
     where = replace(where, trust=trust)
+    where = _pin_server(where, ca, server_ca)
     if out.is_symlink() or (out.exists() and not force):
         raise InputError("out", f"{out} exists: give --force to replace it")
     if not out.parent.is_dir():
