@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +80,24 @@ def killed_renew(profile: Profile, name: str, kind: str, step: str, **options: o
     assert os.WIFSIGNALED(status), "the kill did not land"
 
 
+def nginx_t(profile: Profile, name: str) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` of a server block with NAME's fullchain and key: NGINX's own verdict
+    on the pair ("key values mismatch" when the fullchain holds another key's cert)."""
+    from tests.nginx_support import require_nginx
+
+    prefix = profile.home.parent / f"nginx-t-{name}"
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"error_log {prefix}/error.log; pid {prefix}/nginx.pid;\n"
+        "events {}\nhttp { access_log off; server { listen 127.0.0.1:1 ssl;\n"
+        f"ssl_certificate {profile.fullchain_path(name)};\n"
+        f"ssl_certificate_key {profile.key_path(name)}; }} }}\n"
+    )
+    argv = [require_nginx(), "-t", "-q", "-p", str(prefix), "-c", str(conf)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
 def assert_one_paired(profile: Profile, name: str, kind: str) -> x509.Certificate:
     """Exactly one valid certificate of NAME (none pending in a grace), delivered whole."""
     pending = grace.read(profile)
@@ -92,6 +111,8 @@ def assert_one_paired(profile: Profile, name: str, kind: str) -> x509.Certificat
     if kind == "server":
         chain = profile.fullchain_path(name).read_bytes()
         assert chain == signed + profile.chain.read_bytes()
+        checked = nginx_t(profile, name)
+        assert checked.returncode == 0, checked.stderr
     else:
         bundle = pkcs12.load_pkcs12(profile.p12_path(name).read_bytes(), None)
         assert bundle.cert is not None and bundle.key is not None
@@ -127,6 +148,8 @@ def test_the_change_after_a_killed_renew_leaves_one_paired_certificate(
     else:
         issue.issue_client(shared, name)
     killed_renew(shared, name, kind, step)
+    if kind == "server" and step in ("install-1", "install-2"):  # key in, fullchain not yet
+        assert "key values mismatch" in nginx_t(shared, name).stderr  # what NGINX would say
     issue.issue_client(shared, f"next-{kind}-{step}")  # any change: it recovers first
     first = assert_one_paired(shared, name, kind)
     again = renew.renew(shared, name, kind)  # and the renew after it works
