@@ -151,11 +151,15 @@ def invoke(
     return Result(done.exit_code, done.stdout, stderr)
 
 
+def drop_certwiz_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's CERTWIZ_ variables gone for one test (clean_env's rule, in place)."""
+    for key in set(os.environ) - set(clean_env()):
+        monkeypatch.delenv(key)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith(CERTWIZ_PREFIX):
-            monkeypatch.delenv(key)
+    drop_certwiz_env(monkeypatch)
     path = tmp_path / "certs"
     monkeypatch.setenv("CERTWIZ_HOME", str(path))
     return path

@@ -24,7 +24,7 @@ from certwiz.errors import InputError, StateError
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
 from certwiz.transaction import Operation, Transaction, joined
-from tests.conftest import load_cert, load_crl
+from tests.conftest import drop_certwiz_env, load_cert, load_crl
 
 CA_SECRET = "service-ca-Secret-1"
 
@@ -40,9 +40,7 @@ def device_csr(cn: str = "device-1") -> bytes:
 def test_a_service_runs_a_two_level_ca_through_the_facade(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    for key in list(os.environ):
-        if key.startswith("CERTWIZ_"):
-            monkeypatch.delenv(key)
+    drop_certwiz_env(monkeypatch)
     monkeypatch.setattr(sys, "stdin", None)  # a service has no terminal: nothing may prompt
     monkeypatch.chdir(tmp_path)  # the ./certs default must not be touched
     environment = dict(os.environ)

@@ -36,7 +36,7 @@ from certwiz.p12 import format_of as p12_format_of
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port, stop_pid, wait_for
-from tests.conftest import load_crl, openssl, run_certwiz
+from tests.conftest import clean_env, load_crl, openssl, run_certwiz
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx, secret_file
 from tests.security.test_secrets import WRAPPER
 
@@ -133,8 +133,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
 
 def start_serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """`certwiz serve` as systemd would run it, its log appended to LOG; ready when it listens."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     with open(log, "ab") as handle:
         serve = subprocess.Popen(
             [sys.executable, "-m", "certwiz", "serve", "-p", "app",
@@ -265,7 +264,7 @@ def test_not_due_does_nothing(loop: Loop) -> None:
 
 def test_two_agents_racing_on_one_bundle_make_one_certificate(loop: Loop) -> None:
     bundle = loop.device("racer")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     argv = [sys.executable, "-m", "certwiz", "agent",
             *loop.renew_argv(bundle, "--before", "1"), "--json"]  # fmt: skip
     racers = [
@@ -302,7 +301,7 @@ def test_a_renewal_killed_after_the_answer_is_completed_by_the_next_run(loop: Lo
     before = bundle.read_bytes()
     old = _open(bundle).cert
     assert old is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_AFTER_ANSWER, loop.url, str(bundle), str(loop.ca)],
         capture_output=True, env=env, cwd=loop.work, timeout=120,

@@ -29,7 +29,7 @@ from certwiz.est import wire
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port, wait_for
-from tests.conftest import REPO, openssl
+from tests.conftest import REPO, clean_env, openssl
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -58,8 +58,7 @@ class Lab:
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     return env
 
 

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certwiz import audit, batch, ca, check, database, openssl
 from certwiz.errors import InputError, StateError
 from certwiz.profile import Profile
-from tests.conftest import hand_sign, load_cert, run_certwiz, snapshot
+from tests.conftest import clean_env, hand_sign, load_cert, run_certwiz, snapshot
 from tests.conftest import openssl as run_openssl
 
 PASSWORD = "fleet password 1"
@@ -273,8 +273,7 @@ STAGES = [("keys", signal.SIGKILL), ("signed", signal.SIGKILL), ("bundles", sign
 
 def test_killed_half_way_then_rerun_issues_only_what_is_missing(tmp_path: Path) -> None:
     home = tmp_path / "certs"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
-    env["CERTWIZ_HOME"] = str(home)
+    env = clean_env(home)
     size = 16
     seen: set[str] = set()
     for trial, (stage, sig) in enumerate(STAGES):
@@ -338,7 +337,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
 
     home = tmp_path / "certs"
     ca.init("tty", home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTWIZ_")}
+    env = clean_env()
     env.update(CERTWIZ_HOME=str(home), TERM="xterm", COLUMNS="100")
     argv = [sys.executable, "-m", "certwiz", "client", "issue-batch", "-p", "tty", "-u"]
     master, slave = pty.openpty()
