@@ -262,15 +262,32 @@ def test_not_due_does_nothing(loop: Loop) -> None:
     assert (loop.profile.dir / "index.txt").read_bytes() == index
 
 
+# An agent that starts when told: both racers have loaded certwiz and wait for one file, so
+# they check the bundle at the same moment (with --before 1 a racer that started after the
+# other had finished would find the renewed bundle due again, and rightly renew it).
+AT_THE_SIGNAL = """
+import os, sys, time
+from certwiz.cli import app
+go = sys.argv.pop(1)
+open(f"{go}.ready-{os.getpid()}", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.002)
+app(sys.argv[1:], prog_name="certwiz")
+"""
+
+
 def test_two_agents_racing_on_one_bundle_make_one_certificate(loop: Loop) -> None:
     bundle = loop.device("racer")
     env = clean_env()
-    argv = [sys.executable, "-m", "certwiz", "agent",
+    go = loop.work / "racers-go"
+    argv = [sys.executable, "-c", AT_THE_SIGNAL, str(go), "agent",
             *loop.renew_argv(bundle, "--before", "1"), "--json"]  # fmt: skip
     racers = [
         subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         for _ in range(2)
     ]
+    wait_for(lambda: len(list(loop.work.glob("racers-go.ready-*"))) == 2, "both racers")
+    go.touch()
     outcomes = [(p.wait(timeout=120), *p.communicate()) for p in racers]
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
     reports = [json.loads(out) for _, out, _ in outcomes]
