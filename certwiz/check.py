@@ -15,7 +15,6 @@ import binascii
 import contextlib
 import os
 import re
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -396,7 +395,7 @@ def _remove_scratch(profile: Profile, done: list[str]) -> None:
             if entry.name.startswith(SCRATCH_PREFIX) and entry.is_dir():
                 if parent == profile.dir and journal.recover(profile, entry, done):
                     continue  # it owes revocations: the command's upkeep settles them
-                shutil.rmtree(entry)
+                journal.discard(entry)
                 done.append(f"removed stale scratch directory {entry}")
             elif entry.name.endswith(".tmp") and entry.is_file():
                 entry.unlink()

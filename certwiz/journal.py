@@ -65,9 +65,26 @@ def workspace(profile: Profile) -> Iterator[Path]:
         yield path
     except BaseException:
         if _owed(profile, path) is None:
-            shutil.rmtree(path, ignore_errors=True)
+            discard(path, ignore_errors=True)
         raise
-    shutil.rmtree(path)
+    discard(path)
+
+
+def discard(work: Path, *, ignore_errors: bool = False) -> None:
+    """Remove a journal's directory, `signed` first.
+
+    rmtree deletes in listing order: killed half-way it could leave `signed` without the
+    `delivery.json` that said the delivery committed, and the next change would withdraw
+    a certificate whose files were all in place. Without `signed` there is no journal.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        (work / SIGNED).unlink()
+        fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)  # the journal is void before any other file goes
+        finally:
+            os.close(fd)
+    shutil.rmtree(work, ignore_errors=ignore_errors)
 
 
 def committed(work: Path) -> bool:
@@ -216,6 +233,6 @@ def pending(profile: Profile) -> list[Owed]:
 
 def close(owed: Owed) -> None:
     """The revocations of OWED are done: its journal goes."""
-    shutil.rmtree(owed.work, ignore_errors=True)
+    discard(owed.work, ignore_errors=True)
     if owed.work.exists():
         os.rmdir(owed.work)

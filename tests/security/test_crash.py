@@ -472,3 +472,30 @@ def test_a_delivery_killed_midway_never_pairs_a_certificate_with_another_key(
         key = serialization.load_pem_private_key(profile.key_path("bot").read_bytes(), None)
         assert key.public_key() == cert.public_key()
     assert after < 3 or crt.exists()  # a delivery that got as far as the CSR is completed
+
+
+def test_a_kill_while_the_finished_journal_is_removed_never_withdraws(home: Path) -> None:
+    """The run delivered everything, then was killed while its scratch directory was being
+    removed: rmtree had taken delivery.json but not `signed`, and the next change withdrew
+    a certificate whose files were all in place (random SIGKILL, about 1 run in 2)."""
+    profile = ca.init("late-kill", home)
+    real_rmtree = shutil.rmtree
+
+    def killed_half_way(path: object, *args: object, **kwargs: object) -> None:
+        work = Path(str(path))
+        if work.name.startswith(journal.SCRATCH_PREFIX):
+            (work / journal.DELIVERY).unlink(missing_ok=True)  # rmtree's first victim
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            shutil.rmtree = killed_half_way  # type: ignore[assignment]
+            issue.issue_client(profile, "late")
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    issue.issue_client(profile, "next")  # the next change runs recovery and upkeep
+    assert issued_state(profile, "late", finished=True) == "issued"
