@@ -171,17 +171,27 @@ def crl_gen(profile: Profile) -> str:
 
 
 def refuse_foreign(profile: Profile) -> None:
-    """ProfileCorrupt if someone other than this user (or root) could have replaced the
-    profile: its directory, or the home holding it, owned by another user or writable by
-    others (the home may be sticky, like /tmp). Whoever can swap a profile owns the CA."""
+    """ProfileCorrupt if someone other than this user (or root) could have changed what
+    certwiz signs with: the home holding the profile, the profile directory, or any entry
+    in it (openssl.cnf, the CA certificate, the database, the CRL, `private/` and the
+    other subdirectories) and the CA key, owned by another user or writable by group or
+    others (the home may be sticky, like /tmp). openssl.cnf alone can load a module into
+    a root openssl; whoever can change these owns the CA. One listing of the profile
+    directory; the other files in the subdirectories are guarded by their directory.
+    """
     me = os.geteuid()
-    for path, holds in ((profile.dir, False), (profile.home, True)):
-        try:
-            st = os.stat(path)
+    try:
+        with os.scandir(profile.dir) as listing:
+            entries = [Path(e.path) for e in listing if not e.is_symlink()]
+    except FileNotFoundError:
+        entries = []
+    for path in (profile.home, profile.dir, *entries, profile.ca_key):
+        try:  # the home (and so the profile) may be reached through a link: its target
+            st = os.stat(path) if path in (profile.home, profile.dir) else os.lstat(path)
         except FileNotFoundError:
             continue
         writable = st.st_mode & 0o022
-        if holds and st.st_mode & stat.S_ISVTX:
+        if path == profile.home and st.st_mode & stat.S_ISVTX:
             writable = 0  # others may add entries but not rename or remove ours
         if st.st_uid not in (me, 0):
             problem = f"is owned by uid {st.st_uid}, not by this user ({me}) or root"
@@ -190,8 +200,8 @@ def refuse_foreign(profile: Profile) -> None:
         else:
             continue
         raise ProfileCorrupt(
-            f"{path}: {problem}; anyone who can replace the profile owns the CA; "
-            f"fix: chown and chmod go-w {path}"
+            f"{path}: {problem}; anyone who can change it can make certwiz sign with "
+            f"their CA; fix: chown and chmod go-w {path}"
         )
 
 

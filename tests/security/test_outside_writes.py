@@ -105,3 +105,37 @@ def test_a_profile_owned_by_another_user_is_refused(cli, made: Path, home: Path)
     os.chown(made, 65534, 65534)
     refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
     assert refused.returncode == 4 and "is owned by uid 65534" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "mode"),
+    [("openssl.cnf", 0o666), ("index.txt", 0o660), ("crl.pem", 0o646), ("newcerts", 0o777),
+     ("issued", 0o775), ("private", 0o770), ("private/..", 0o757)],
+)  # fmt: skip
+def test_an_entry_of_the_profile_others_can_write_is_refused(
+    cli, made: Path, home: Path, entry: str, mode: int
+) -> None:
+    """A world-writable openssl.cnf let another user load a module into root's openssl
+    (`openssl_conf` + a providers section): the check covered only the directories."""
+    path = made / entry
+    old = path.stat().st_mode & 0o7777
+    os.chmod(path, mode)
+    try:
+        refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
+        assert refused.returncode == 4, refused.stderr
+        assert "writable by group or others" in refused.stderr
+        assert not (made / "issued" / "bot.crt").exists()
+        assert cli("check", "-p", "a").returncode == 4
+    finally:
+        os.chmod(path, old)
+    assert cli("check", "-p", "a").returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.parametrize("entry", ["openssl.cnf", "index.txt", "private", "private/ca.key"])
+def test_an_entry_another_user_owns_is_refused(cli, made: Path, entry: str) -> None:
+    path = made / entry
+    os.chown(path, 65534, 65534)
+    refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
+    assert refused.returncode == 4, refused.stderr
+    assert "owned by uid 65534" in refused.stderr or "private" in refused.stderr
