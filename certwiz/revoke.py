@@ -108,12 +108,27 @@ def revoke(
         by_root = root_target(profile, wanted)
         if by_root is not None:
             keyfile = keyfile or intermediate.root_keyfile(profile, root_key, "revoking it")
-            revoke_entry(profile.root, by_root, reason, secret, keyfile)
-            tx.note_serial(by_root.serial)
+            # the same rule as a leaf's: a compromised key takes every certificate of it
+            # (the profile's own intermediate renewed by ca renew, a re-signed subordinate)
+            same = (
+                inventory.same_key(profile.root, [by_root])
+                if reason in inventory.KEY_REASONS
+                else []
+            )
+            for entry in [by_root, *same]:
+                revoke_entry(profile.root, entry, reason, secret, keyfile)
+                tx.note_serial(entry.serial)
             tx.note("level", "root")
-            notes = upkeep.tidy(profile, tx, secret)
+            if same:
+                tx.note("same_key", [e.serial for e in same])
+            notes = [
+                f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
+                for e in same
+            ]
+            notes += upkeep.tidy(profile, tx, secret)
             regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
-            return Revoked([by_root.serial], reason, str(profile.nginx_crl), notes=notes)
+            serials = [by_root.serial, *(e.serial for e in same)]
+            return Revoked(serials, reason, str(profile.nginx_crl), notes=notes)
         targets, unfinished = _targets(profile, name, wanted)
         # A key compromise is the key's, not one certificate's: every name carrying it goes.
         same = inventory.same_key(profile, targets) if reason in inventory.KEY_REASONS else []

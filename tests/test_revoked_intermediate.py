@@ -88,3 +88,24 @@ def test_revoke_intermediate_revokes_every_certificate_of_its_key(cli, home: Pat
     assert [(e.flag, e.reason) for e in entries] == [("R", "keyCompromise")] * 3
     assert verify(fleet, fleet.cert_path("bot"), old_chain) != 0
     assert verify(fleet, fleet.cert_path("bot")) != 0
+
+
+@pytest.mark.parametrize("which", ["old", "current"])
+def test_revoke_serial_for_a_key_compromise_takes_every_certificate_of_the_key(
+    cli, home: Path, which: str
+) -> None:
+    """`revoke --serial` of a root-signed certificate with keyCompromise left the other
+    certificate of the same key valid (the one before or after `ca renew`): every client
+    still verified, and the output said nothing (attack round 6, D)."""
+    fleet = intermediate.init(f"rk-{which}", home)
+    old = load_cert(fleet.intermediate_cert).serial_number
+    rollover.renew_ca(fleet)
+    issue.issue_client(fleet, "bot")
+    current = load_cert(fleet.intermediate_cert).serial_number
+    serial = f"{old if which == 'old' else current:X}"
+    result = cli("revoke", "-p", fleet.name, "--serial", serial, "--reason", "keyCompromise")
+    assert result.returncode == 0, result.stderr
+    assert "it carries the same key" in result.stdout
+    entries = database.read(fleet.root.index)
+    assert [(e.flag, e.reason) for e in entries] == [("R", "keyCompromise")] * 2
+    assert verify(fleet, fleet.cert_path("bot")) != 0
