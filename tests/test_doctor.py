@@ -491,6 +491,31 @@ def test_includes_with_globs_relative_to_the_prefix(lab: Lab) -> None:
     )
 
 
+def test_a_site_file_with_a_relative_include_is_not_guessed(lab: Lab) -> None:
+    """nginx resolves a site file's `include snippets/x.conf` from the main nginx.conf's
+    directory; doctor took the site file's own and read another file (attack round 6:
+    nginx ran `ssl_verify_client off`, doctor read `on` and said clean)."""
+    prefix = lab.work / "relative"
+    (prefix / "sites" / "snippets").mkdir(parents=True)
+    (prefix / "snippets").mkdir()
+    (prefix / "snippets" / "verify.conf").write_text("ssl_verify_client off;\n")
+    (prefix / "sites" / "snippets" / "verify.conf").write_text("ssl_verify_client on;\n")
+    full = good_conf(lab, verify="include snippets/verify.conf;")
+    head, _, rest = full.partition("    server {")
+    server_text, _, tail = ("    server {" + rest).rpartition("}")
+    site = prefix / "sites" / "site.conf"
+    site.write_text(server_text)
+    conf = lab.conf(head + "    include sites/*.conf;\n" + tail + "}\n", "relative")
+    assert nginx_t(conf).returncode == 0
+    # the main file: resolved as nginx does, the real (off) snippet is read
+    assert ids(doctor.diagnose(lab.site, conf).findings) == {"verify-client-off"}
+    with pytest.raises(InputError, match=r"nginx-conf: .*relative include in a site file"):
+        doctor.diagnose(lab.site, site)
+    # told where the main nginx.conf lives, the site file alone is read right too
+    found = doctor.diagnose(lab.site, site, conf.parent).findings
+    assert ids(found) == {"verify-client-off"}
+
+
 def test_rendered_config_is_clean(lab: Lab) -> None:
     out = lab.work / "rendered"
     nginx_lib.render(lab.site, SERVER, "http://127.0.0.1:18080", listen="127.0.0.1:18443", out=out)

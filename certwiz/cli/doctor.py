@@ -37,8 +37,9 @@ def doctor_cmd(
         Path | None,
         typer.Option(
             "--nginx-prefix",
-            help="Where nginx resolves relative include paths [default: the directory of "
-            "--nginx-conf, as nginx does for -c].",
+            help="nginx's configuration prefix, where it resolves relative include and "
+            "certificate paths: the directory of the main nginx.conf (not nginx's -p) "
+            "[default: the directory of --nginx-conf].",
         ),
     ] = None,
     home: HomeOpt = None,

@@ -175,6 +175,7 @@ class Reader:
     def __init__(self, prefix: Path) -> None:
         self.prefix = prefix
         self.files: list[Path] = []
+        self.relative: list[tuple[Path, int, str]] = []  # includes resolved from prefix
 
     def _read(self, path: Path) -> str:
         try:
@@ -249,6 +250,8 @@ class Reader:
         if len(args) != 1:
             raise _error(path, line, "include takes exactly one argument")
         target = self.resolve(args[0])
+        if not Path(args[0]).is_absolute():
+            self.relative.append((path, line, args[0]))
         if _GLOB_CHARS.search(args[0]):
             matches = sorted(Path(p) for p in glob.glob(str(target)))  # nginx sorts too
             files = [m for m in matches if m.is_file()]
@@ -287,6 +290,18 @@ def load(path: Path, prefix: Path | None = None) -> Directive:
     path = path.expanduser().absolute()
     reader = Reader((prefix or path.parent).expanduser().absolute())
     root = Directive("main", [], path, 0, reader.parse_file(path))
+    if prefix is None and reader.relative and not root.children("http"):
+        # A site file is included by an nginx.conf elsewhere, and nginx resolves its
+        # relative includes from that file's directory, which is unknown here: guessing
+        # this file's own directory could read another file than nginx does.
+        where, line, value = reader.relative[0]
+        raise _error(
+            where,
+            line,
+            f"include {value}: a relative include in a site file; nginx resolves it from "
+            "the directory of the main nginx.conf: give that file as --nginx-conf, or "
+            "that directory as --nginx-prefix",
+        )
     _link(root)
     return root
 
