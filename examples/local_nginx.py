@@ -35,6 +35,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_privileged_port() -> int:
+    """A port below 1024 on 127.0.0.1 nobody listens on right now (needs root, as CI is):
+    `certwiz serve` on TCP takes only ports no other local user can bind."""
+    import random
+
+    ports = list(range(600, 1024))
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except PermissionError:
+                raise RuntimeError("binding a port below 1024 needs root") from None
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below 1024 on 127.0.0.1")
+
+
 def wait_for(condition: object, what: str, timeout: float = START_TIMEOUT) -> None:
     """Poll CONDITION (a callable) until true; raise TimeoutError naming WHAT."""
     deadline = time.monotonic() + timeout

@@ -35,7 +35,7 @@ from certwiz import database, grace
 from certwiz.p12 import format_of as p12_format_of
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
-from examples.local_nginx import LocalNginx, free_port, stop_pid, wait_for
+from examples.local_nginx import LocalNginx, free_port, free_privileged_port, stop_pid, wait_for
 from tests.conftest import clean_env, load_crl, openssl, run_certwiz
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx, secret_file
 from tests.security.test_secrets import WRAPPER
@@ -108,7 +108,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
 
     cw("ca", "init", "-p", "app")
     cw("server", "issue", "-p", "app", "-n", SERVER, "--san", "127.0.0.1")
-    est_port, port = free_port(), free_port()
+    est_port, port = free_privileged_port(), free_port()  # EST below 1024 (SECURITY §19)
     log = root / "serve.log"
     serve = start_serve(home, est_port, log)
     backend = EchoBackend().start()

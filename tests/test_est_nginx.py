@@ -28,7 +28,7 @@ from certwiz import nginx as nginx_lib
 from certwiz.est import wire
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
-from examples.local_nginx import LocalNginx, free_port, wait_for
+from examples.local_nginx import LocalNginx, free_port, free_privileged_port, wait_for
 from tests.conftest import REPO, clean_env, openssl
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx
 
@@ -379,7 +379,7 @@ def test_tcp_service_answers_only_its_trusted_proxy_and_stops_on_sigterm(
 ) -> None:
     """A forged X-Client-Cert straight to the service from 127.0.0.1 (an address it
     trusts: any local process has it) is refused: it lacks the proxy's secret."""
-    port = free_port()
+    port = free_privileged_port()  # below 1024: no other local user can take it first
     log = tmp_path / "tcp.log"
     proc = start_service(lab.home, log, "--listen", f"127.0.0.1:{port}", "--json")
     try:

@@ -394,3 +394,47 @@ def test_a_flood_of_refusals_is_recorded_within_a_budget_and_counted(prof: Profi
     assert call(flooded, wire.SIMPLEENROLL, body, auth=("flood", "x" * 43)).status == 401
     last = audit.read(prof)[-1]
     assert last["result"] == "refused" and last["suppressed"] == 7
+
+
+def test_the_secret_goes_only_to_a_listener_no_other_user_can_take(
+    prof: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding C: NGINX hands the proxy secret to whatever listens at --enroll, so the
+    address must be one nobody else can bind first (render and serve share this rule)."""
+    import os
+
+    from certwiz.errors import InputError
+    from certwiz.est import proxy
+
+    def refused(**where: Any) -> str:
+        with pytest.raises(InputError) as caught:
+            proxy.check_listener("listen", prof, **where)
+        assert caught.value.field == "listen"
+        return caught.value.rule
+
+    assert "below 1024" in refused(port=8085)
+    proxy.check_listener("listen", prof, port=1023)
+    monkeypatch.setattr(proxy, "PORT_START_FILE", tmp_path / "no-such-file")  # default 1024
+    assert "below 1024" in refused(port=1024)
+    start = tmp_path / "start"
+    start.write_text("80\n")  # a host that lowered the privileged range
+    monkeypatch.setattr(proxy, "PORT_START_FILE", start)
+    assert "below 80" in refused(port=443)
+
+    private = tmp_path / "run"
+    private.mkdir(mode=0o755)
+    proxy.check_listener("listen", prof, unix=private / "est.sock")  # under sticky /tmp: fine
+    proxy.check_listener("listen", prof, unix=private / "later" / "est.sock")  # made later
+    for mode in (0o1777, 0o775, 0o757):
+        private.chmod(mode)
+        assert "writable by others" in refused(unix=private / "est.sock")
+        assert "writable by others" in refused(unix=private / "later" / "est.sock")
+    private.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(Path("/tmp"))  # a safe name leading into /tmp
+    assert "writable by others (mode 1777)" in refused(unix=link / "est.sock")
+    if os.geteuid() == 0:  # only root can give a directory away
+        os.chown(private, 65534, 65534)
+        assert "owned by uid 65534" in refused(unix=private / "est.sock")
+    assert "certwiz home" in refused(unix=prof.home / "est.sock")
+    assert "certwiz home" in refused(unix=prof.dir / "nginx" / "est.sock")

@@ -40,9 +40,9 @@ nginx_app = typer.Typer(
         "--error-log /var/log/nginx/ai.mtls.log --reload",
     ),
     (
-        "The same https://HOST:PORT also serves EST enrollment (certwiz serve on port 8085)",
+        "The same https://HOST:PORT also serves EST enrollment (certwiz serve on port 885)",
         "certwiz nginx render -p my-app --server api.example.com --upstream http://127.0.0.1:8080 "
-        "--enroll http://127.0.0.1:8085",
+        "--enroll http://127.0.0.1:885",
     ),
     codes=CHANGES
     | {1: "nginx -t or the reload failed (the error is printed), or the system failed"},
@@ -139,8 +139,9 @@ def nginx_render(
         str | None,
         typer.Option(
             "--enroll",
-            help="Also proxy /.well-known/est/ to `certwiz serve` (http://127.0.0.1:PORT or "
-            "unix:/path): EST renewal and token enrollment on this same https://HOST:PORT.",
+            help="Also proxy /.well-known/est/ to `certwiz serve` (http://127.0.0.1:PORT, a "
+            "port below 1024, or unix:/path in a directory no other user may write): EST "
+            "renewal and token enrollment on this same https://HOST:PORT.",
         ),
     ] = None,
     home: HomeOpt = None,

@@ -27,7 +27,7 @@ from .helptext import help_page
 @help_page(
     (
         "EST on loopback, for an NGINX on this host",
-        "certwiz serve -p my-app --listen 127.0.0.1:8085",
+        "certwiz serve -p my-app --listen 127.0.0.1:885",
     ),
     (
         "On a unix socket NGINX's group may open, renewed certificates kept 10 minutes",
@@ -47,7 +47,9 @@ def serve_cmd(
     listen: Annotated[
         str,
         typer.Option(
-            "--listen", help="ADDRESS:PORT (an IP, e.g. 127.0.0.1:8085) or unix:/path/est.sock."
+            "--listen",
+            help="ADDRESS:PORT (an IP and a port below 1024, e.g. 127.0.0.1:885) or "
+            "unix:/path/est.sock (in a directory no other user may write, e.g. /run/certwiz/).",
         ),
     ],
     trusted_proxy: Annotated[
@@ -95,8 +97,10 @@ def serve_cmd(
     mode = server.parse_socket_mode(socket_mode)
     span = durations.parse(grace, "grace")
     prof = open_profile(profile, home)
-    secret = needs_ca_passphrase(prof, ca_passphrase_source(profile, ca_passphrase_file))
     from ..est import proxy
+
+    proxy.check_listener("listen", prof, port=where.port, unix=where.unix)
+    secret = needs_ca_passphrase(prof, ca_passphrase_source(profile, ca_passphrase_file))
 
     settings = service.Settings(
         prof,

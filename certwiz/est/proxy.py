@@ -10,13 +10,25 @@ nginx's `proxy_set_header` replaces any copy a client sent.
 
 The secret is made once, by whichever of the two runs first, under the profile lock
 in a transaction (audited, never with the secret), and then only read.
+
+NGINX sends the secret to whatever listens at the `--enroll` address, so that
+address must be one no other local user can occupy (`check_listener`, enforced by
+both `nginx render --enroll` and `certwiz serve --listen`): a TCP port below
+`net.ipv4.ip_unprivileged_port_start` (1024; only root or CAP_NET_BIND_SERVICE can
+bind it), or a unix socket in a directory that only root, this user or the
+profile's owner can create names in, all the way up (a sticky ancestor such as /tmp
+is fine above a directory such as /tmp/x owned by one of them: nobody else can
+replace it), and outside the certwiz home.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from pathlib import Path
 
+from ..errors import InputError
 from ..fsutil import write_atomic
 from ..profile import Profile
 from ..transaction import Transaction, transaction
@@ -59,3 +71,63 @@ def ensure(profile: Profile, timeout: float | None = None) -> str:
         return found
     with transaction(profile, "est proxy secret", timeout=timeout) as tx:
         return ensure_in(tx)
+
+
+PORT_START_FILE = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+
+
+def unprivileged_port_start() -> int:
+    """The lowest port any user may bind (Linux default 1024)."""
+    try:
+        return int(PORT_START_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return 1024
+
+
+def check_listener(
+    field: str, profile: Profile, *, port: int = 0, unix: Path | None = None
+) -> None:
+    """InputError (FIELD) unless the EST listener is one no other local user can take
+    first, while the service is down, to harvest the secret NGINX sends it."""
+    if unix is None:
+        start = unprivileged_port_start()
+        if port >= start:
+            raise InputError(
+                field,
+                f"port {port} can be bound by any local user, who would receive the proxy "
+                f"secret; use a port below {start} or unix:/run/certwiz/est.sock",
+            )
+        return
+    _check_socket_dir(field, profile, unix)
+
+
+def _check_socket_dir(field: str, profile: Profile, path: Path) -> None:
+    """Every existing directory above PATH is owned by root, this user or the profile's
+    owner; the deepest existing one (where the socket, or its missing parents, will be
+    made) is writable by nobody else; a higher one may be, only with the sticky bit."""
+    home = profile.home.expanduser().resolve()
+    parent = path.parent.resolve()
+    if parent == home or home in parent.parents:
+        raise InputError(
+            field, f"{path} is inside the certwiz home {home}; put it in /run/certwiz/"
+        )
+    owners = {0, os.geteuid(), profile.dir.stat().st_uid}
+    chains = [path.parent, parent]
+    for chain in chains:
+        existing = [d for d in (*reversed(chain.parents), chain) if d.exists()]
+        for depth, directory in enumerate(existing):
+            info = directory.stat()
+            open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            deepest = depth == len(existing) - 1
+            if info.st_uid not in owners:
+                problem = f"is owned by uid {info.st_uid}"
+            elif open_to_others and (deepest or not info.st_mode & stat.S_ISVTX):
+                problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
+            else:
+                continue
+            raise InputError(
+                field,
+                f"{directory} {problem}: another user could bind the socket first and receive "
+                "the proxy secret; use a directory only root or this user may write, "
+                "such as /run/certwiz/ (mode 755)",
+            )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
+from urllib.parse import urlsplit
 
 from ..errors import InputError, StateError
 from ..fsutil import make_dirs, not_plain_dir, write_atomic
@@ -228,6 +229,13 @@ def render(
     check_sni_only(server, sni_only)
     checked = check_revocation(profile, revocation, ocsp_responder, ocsp_cache)
     est = check_enroll(enroll) if enroll is not None else None
+    if est is not None:
+        from ..est import proxy
+
+        if est.startswith("http://unix:"):
+            proxy.check_listener("enroll", profile, unix=Path(est[len("http://unix:") :]))
+        else:
+            proxy.check_listener("enroll", profile, port=urlsplit(est).port or 80)
     if not profile.nginx_crl.is_file():
         raise StateError(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"

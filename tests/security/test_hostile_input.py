@@ -461,6 +461,35 @@ CASES: list[Case] = [
         "socket-mode",
     ),
     Case("serve-grace-words", [*SERVE, "127.0.0.1:1", "--grace", "a while"], "grace"),
+    # issue 12/13 (finding C): the proxy secret goes only where no other local user can
+    # listen first: a port below 1024, a socket in a directory nobody else may write
+    Case("serve-listen-unprivileged-port", [*SERVE, "127.0.0.1:8085"], "listen", says="below"),
+    Case("serve-listen-unix-in-tmp", [*SERVE, "unix:/tmp/certwiz-est.sock"], "listen"),
+    Case("serve-listen-unix-in-home", [*SERVE, "unix:{base}/certs/victim/est.sock"], "listen"),
+    Case(
+        "enroll-unprivileged-port",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "http://127.0.0.1:8085"],
+        "enroll",
+        says="below",
+    ),
+    Case(
+        "enroll-unix-in-tmp",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "unix:/tmp/certwiz-est.sock"],
+        "enroll",
+        says="writable by others",
+    ),
+    Case(
+        "enroll-unix-under-tmp-missing-dir",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "unix:/tmp/certwiz-no-such/est.sock"],
+        "enroll",
+        says="writable by others",
+    ),
+    Case(
+        "enroll-unix-in-home",
+        [*RENDER, "--upstream", UPSTREAM, "--enroll", "unix:{base}/certs/est.sock"],
+        "enroll",
+        says="certwiz home",
+    ),
     Case(
         "enroll-https",
         [*RENDER, "--upstream", UPSTREAM, "--enroll", "https://127.0.0.1:1"],
