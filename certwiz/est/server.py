@@ -8,9 +8,10 @@ requests a day per device behind NGINX, so a thread pool is plenty.
 `--listen 127.0.0.1:PORT` or `[::1]:PORT` (an IP literal: no name to resolve to
 something unexpected), or `unix:/path` (the socket is made with `socket_mode`
 before anyone can connect). NGINX sends the proxy secret there, so `certwiz serve`
-also requires an address no other local user can take first (proxy.check_listener). SIGTERM and SIGINT stop it cleanly: no new
-connections, the socket file removed, exit 0. One log line per request, without
-secrets: peer, method, path, status, bytes, the name involved, seconds.
+also requires an address no other local user can take first (proxy.check_listener).
+SIGTERM and SIGINT stop it cleanly: no new connections, the socket file removed, exit 0.
+One log line per request, without secrets: peer, method, path, status, bytes, the name
+involved, seconds.
 """
 
 from __future__ import annotations
