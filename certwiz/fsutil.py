@@ -44,7 +44,7 @@ def not_plain_dir(path: Path) -> str | None:
     return None
 
 
-def require_outside(field: str, path: Path, home: Path) -> None:
+def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz home") -> None:
     """InputError if PATH (links resolved) is inside the certwiz HOME.
 
     A path certwiz or nginx writes to on the operator's word (export --out, a pid
@@ -57,7 +57,7 @@ def require_outside(field: str, path: Path, home: Path) -> None:
     except (OSError, RuntimeError):
         inside = False
     if inside:
-        raise InputError(field, f"{path} is inside the certwiz home {home}; give a path outside it")
+        raise InputError(field, f"{path} is inside {what} {home}; give a path outside it")
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> None:

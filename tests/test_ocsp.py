@@ -110,6 +110,13 @@ def test_serve_answers_from_the_index_at_once_and_stops_cleanly(home: Path, site
         assert revoked.returncode == 0, revoked.stderr
         assert query(site, cert, responder.url) == "revoked"  # the very next query
         assert query(site, site.cert_path("bob"), responder.url) == "good"
+        # a second responder for the profile, under another pid file, is refused
+        second = run_certwiz(home, "ocsp", "serve", "-p", "site", "--listen",
+                             f"127.0.0.1:{free_port()}", "--pid-file",
+                             str(home.parent / "other.pid"))  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert "an OCSP responder already runs for profile site (under another" in second.stderr
+        assert not (home.parent / "other.pid").exists()
     finally:
         code = responder.stop()
     assert code == 0
@@ -173,8 +180,9 @@ def test_binds_only_the_address_given(home: Path, site: Profile) -> None:
 
 
 def test_bad_http_requests_get_4xx_and_change_nothing(home: Path, site: Profile) -> None:
+    responder = start_responder(home, "site")  # which may issue its certificate first
     before = snapshot(site.dir)
-    responder = start_responder(home, "site")
+    before.pop("ocsp.pid")  # the running responder's; removed when it stops
     try:
         cases = [
             (b"not der", {"Content-Type": "application/ocsp-request"}, 400),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -114,6 +115,22 @@ def running_pid(pid_file: Path) -> int | None:
     return pid
 
 
+def _one_per_profile(profile: Profile) -> int:
+    """Hold PROFILE/.ocsp.lock for the responder's life (the fd returned): a second
+    responder for the profile is refused whatever --pid-file it was given."""
+    path = profile.dir / ".ocsp.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StateError(
+            f"an OCSP responder already runs for profile {profile.name} (under another "
+            "pid file); stop it first"
+        ) from None
+    return fd
+
+
 def _claim(pid_file: Path) -> None:
     pid = running_pid(pid_file)
     if pid is not None and pid != os.getpid():
@@ -148,8 +165,14 @@ def serve(
             threading.Thread(target=server.shutdown, daemon=True).start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    held = None
     try:
-        _claim(pid_file)
+        _claim(pid_file)  # first: the same pid file names the running responder's pid
+        try:
+            held = _one_per_profile(profile)
+        except StateError:
+            pid_file.unlink(missing_ok=True)  # ours: _claim just wrote it
+            raise
         try:
             if on_ready is not None:
                 on_ready(Listen(listen.host, server.server_address[1]))
@@ -160,5 +183,7 @@ def serve(
                     pid_file.unlink()
     finally:
         server.server_close()
+        if held is not None:
+            os.close(held)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

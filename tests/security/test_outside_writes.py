@@ -139,3 +139,27 @@ def test_an_entry_another_user_owns_is_refused(cli, made: Path, entry: str) -> N
     refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
     assert refused.returncode == 4, refused.stderr
     assert "owned by uid 65534" in refused.stderr or "private" in refused.stderr
+
+
+def test_the_error_log_is_never_in_the_directory_render_writes(
+    cli, made: Path, home: Path, tmp_path: Path
+) -> None:
+    """nginx would append its log to ssl.inc, an include it reads: the next `nginx -t`
+    fails, and with it every reload a new CRL needs (attack round 6, L1)."""
+    out = tmp_path / "ng"
+    result = cli(
+        "nginx", "render", "-p", "a", "--server", "web.local", "--upstream",
+        "http://127.0.0.1:9", "--out", str(out), "--error-log", str(out / "ssl.inc"),
+    )  # fmt: skip
+    one_line_exit_2(result, "error-log")
+    assert not out.exists()
+
+
+def test_a_bundle_handout_is_never_written_inside_the_home(cli, made: Path, home: Path) -> None:
+    """`client bundle --out` copies a key out: into the home (reqs/, another profile) it
+    would sit where certwiz and its operators do not look for keys (round 6, L2)."""
+    assert cli("client", "issue", "-p", "a", "-n", "bob", "-u").returncode == 0
+    before = snapshot(home)
+    result = cli("client", "bundle", "-p", "a", "-n", "bob", "--out", str(made / "reqs" / "x"))
+    one_line_exit_2(result, "out")
+    assert snapshot(home) == before
