@@ -12,7 +12,7 @@ from pathlib import Path
 from . import audit, leaf_urls, names, ocsp, openssl
 from . import openssl_args as args
 from .errors import InputError, StateError
-from .fsutil import building, make_dirs, write_atomic
+from .fsutil import building, make_dirs, unsafe_directory, write_atomic
 from .openssl import Secret
 from .passphrase import Source, resolve
 from .profile import Profile, home_dir
@@ -59,6 +59,13 @@ def check_home(profile: Profile) -> None:
         raise InputError("home", f"{str(profile.home)!r} cannot be used: {exc}") from None
     if profile.home.exists() and not profile.home.is_dir():
         raise InputError("home", f"{str(profile.home)!r} is not a directory")
+    problem = unsafe_directory(profile.home)  # before anything is written there
+    if problem:
+        raise InputError(
+            "home",
+            f"{problem}: another user could swap what certwiz builds; use a home "
+            "only root or this user may change",
+        )
 
 
 def ensure_absent(profile: Profile) -> None:

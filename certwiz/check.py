@@ -23,7 +23,7 @@ from pathlib import Path
 from . import database, der, journal, names
 from .der import DERError, pem_to_der
 from .errors import ProfileCorrupt as ProfileCorrupt
-from .fsutil import not_plain_dir, write_atomic
+from .fsutil import not_plain_dir, unsafe_directory, write_atomic
 from .profile import ROOT_DIR, Profile
 from .render import cnf_escape
 
@@ -180,19 +180,23 @@ def refuse_foreign(profile: Profile) -> None:
     directory; the other files in the subdirectories are guarded by their directory.
     """
     me = os.geteuid()
+    problem = unsafe_directory(profile.home)  # the home and every directory above it
+    if problem:
+        raise ProfileCorrupt(
+            f"{problem}; whoever can change it can swap the profile and make certwiz sign "
+            "with their CA; fix: chown root, chmod go-w (or keep the home elsewhere)"
+        )
     try:
         with os.scandir(profile.dir) as listing:
             entries = [Path(e.path) for e in listing if not e.is_symlink()]
     except FileNotFoundError:
         entries = []
-    for path in (profile.home, profile.dir, *entries, profile.ca_key):
+    for path in (profile.dir, *entries, profile.ca_key):
         try:  # the home (and so the profile) may be reached through a link: its target
-            st = os.stat(path) if path in (profile.home, profile.dir) else os.lstat(path)
+            st = os.stat(path) if path == profile.dir else os.lstat(path)
         except FileNotFoundError:
             continue
         writable = st.st_mode & 0o022
-        if path == profile.home and st.st_mode & stat.S_ISVTX:
-            writable = 0  # others may add entries but not rename or remove ours
         if st.st_uid not in (me, 0):
             problem = f"is owned by uid {st.st_uid}, not by this user ({me}) or root"
         elif writable:

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -58,6 +59,33 @@ def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz
         inside = False
     if inside:
         raise InputError(field, f"{path} is inside {what} {home}; give a path outside it")
+
+
+def unsafe_directory(path: Path) -> str | None:
+    """What lets another user change what PATH leads to, or None.
+
+    Every existing directory from / down to PATH (the path as given, and with its links
+    resolved) must be owned by root or this user and writable by nobody else, unless it
+    is sticky (like /tmp: others may add entries there, but not rename or remove ours);
+    a link on the way must be ours or root's too. Whoever can rename a directory above a
+    profile can swap the whole profile between certwiz's check and openssl's next open.
+    """
+    me = os.geteuid()
+    given = path.expanduser().absolute()
+    for chain in (given, given.resolve()):
+        for directory in (*reversed(chain.parents), chain):
+            try:
+                link = os.lstat(directory)
+                info = os.stat(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                break  # what does not exist yet is made by certwiz, at most 0755
+            owners = {link.st_uid, info.st_uid} - {0, me}
+            if owners:
+                return f"{directory} is owned by uid {owners.pop()}, not by this user or root"
+            if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                mode = stat.S_IMODE(info.st_mode)
+                return f"{directory} is writable by group or others (mode {mode:o})"
+    return None
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> None:

@@ -56,7 +56,10 @@ def explain(stderr: str) -> str:
     ]
     parts = plain[:1] + [r for r in reasons[:1] if not plain or r not in plain[0]]
     text = ": ".join(parts) or "no error message"
-    if re.search(r"bad decrypt|read (CA )?private key|unable to load.*key", stderr, re.I):
+    # a wrong passphrase surfaces as any of these (OpenSSL 3 may also say "unsupported")
+    if re.search(
+        r"bad decrypt|read (CA )?private key|unable to load.*key|could not read key", stderr, re.I
+    ):
         text += " (is the passphrase right?)"
     return text
 

@@ -31,3 +31,17 @@ def test_an_os_error_is_one_readable_line(
         command()
     assert stopped.value.exit_code == 1
     assert capsys.readouterr().err.splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "40F7:error:1C800064:Provider routines:ossl_cipher_unpadblock:bad decrypt",
+        # OpenSSL 3 decodes a wrongly decrypted key as garbage as often as not (flaky in CI)
+        "Could not read key from /x/private/ca.key: unsupported",
+    ],
+)
+def test_a_wrong_passphrase_is_hinted_whatever_openssl_says(stderr: str) -> None:
+    from certwiz import openssl
+
+    assert openssl.explain(stderr).endswith("(is the passphrase right?)")

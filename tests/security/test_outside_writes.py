@@ -163,3 +163,40 @@ def test_a_bundle_handout_is_never_written_inside_the_home(cli, made: Path, home
     result = cli("client", "bundle", "-p", "a", "-n", "bob", "--out", str(made / "reqs" / "x"))
     one_line_exit_2(result, "out")
     assert snapshot(home) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.parametrize("owned", ["home", "parent"])
+def test_ca_init_refuses_a_home_another_user_could_swap(cli, tmp_path: Path, owned: str) -> None:
+    """`ca init` built the CA in a home another user owned: they renamed the build
+    directory to one of theirs and swapped openssl.cnf, and root's openssl loaded their
+    module (attack round 7). The same with a directory above the home."""
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    home = parent / "certs"
+    home.mkdir()
+    os.chown(home if owned == "home" else parent, 65534, 65534)
+    before = snapshot(tmp_path)
+    result = cli("ca", "init", "-p", "x", "--home", str(home))
+    one_line_exit_2(result, "home")
+    assert "is owned by uid 65534" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_profile_under_a_directory_another_user_owns_is_refused(
+    cli, made: Path, home: Path
+) -> None:
+    """Whoever owns a directory above the home can rename the home and put a link to
+    their own CA in its place between certwiz's check and openssl's next open (the
+    attack won on the 4th crl gen): refused before anything, on every command."""
+    above = home.parent
+    old = above.stat()
+    os.chown(above, 65534, 65534)
+    try:
+        refused = cli("crl", "gen", "-p", "a")
+        assert refused.returncode == 4, refused.stderr
+        assert f"{above} is owned by uid 65534" in refused.stderr
+    finally:
+        os.chown(above, old.st_uid, old.st_gid)
+    assert cli("crl", "gen", "-p", "a").returncode == 0
