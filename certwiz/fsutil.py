@@ -8,7 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputError
@@ -55,10 +55,35 @@ def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz
     try:
         target = path.expanduser().absolute().resolve(strict=False)
         inside = target == home.resolve() or home.resolve() in target.parents
+        # the same directories under another name (a bind mount): compare inodes
+        inside = inside or bool(_inodes(target.parents) & _home_dirs(home))
     except (OSError, RuntimeError):
         inside = False
     if inside:
         raise InputError(field, f"{path} is inside {what} {home}; give a path outside it")
+
+
+def _inodes(paths: Iterable[Path]) -> set[tuple[int, int]]:
+    found = set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def _home_dirs(home: Path) -> set[tuple[int, int]]:
+    """The home, its profiles and their subdirectories (root/'s too): the directories a
+    path must not reach by any name. Directories only: issued/ is never listed."""
+    dirs, level = [home], [home]
+    for _ in range(3):  # HOME/P, HOME/P/private, HOME/P/root/private
+        below = []
+        for directory in level:
+            with contextlib.suppress(OSError), os.scandir(directory) as listing:
+                below += [Path(e.path) for e in listing if e.is_dir(follow_symlinks=False)]
+        dirs += below
+        level = [d for d in below if d.parent == home or d.name == "root"]
+    return _inodes(dirs)
 
 
 def unsafe_directory(path: Path) -> str | None:

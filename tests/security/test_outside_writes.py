@@ -200,3 +200,23 @@ def test_a_profile_under_a_directory_another_user_owns_is_refused(
     finally:
         os.chown(above, old.st_uid, old.st_gid)
     assert cli("crl", "gen", "-p", "a").returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount needs root")
+def test_export_out_through_a_bind_mount_of_the_profile_is_refused(
+    cli, made: Path, home: Path, tmp_path: Path
+) -> None:
+    """`private/` mounted elsewhere is the same directory under another name: `export
+    --out MOUNT/ca.key --force` replaced the CA key (attack round 7, F3)."""
+    assert cli("client", "issue", "-p", "a", "-n", "bob", "-u").returncode == 0
+    mount = tmp_path / "bm"
+    mount.mkdir()
+    subprocess.run(["mount", "--bind", str(made / "private"), str(mount)], check=True)
+    try:
+        before = snapshot(home)
+        result = cli("export", "-p", "a", "-n", "bob", "--format", "pem",
+                     "--out", str(mount / "ca.key"), "--force")  # fmt: skip
+        one_line_exit_2(result, "out")
+        assert snapshot(home) == before
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
