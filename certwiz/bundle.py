@@ -15,7 +15,14 @@ from pathlib import Path
 
 from . import check, database, der, inventory, names, openssl, openssl_args, p12
 from .errors import InputError, OpenSSLError, StateError
-from .fsutil import install, not_plain_dir, require_outside, scratch_dir, write_atomic
+from .fsutil import (
+    install,
+    not_plain_dir,
+    require_outside,
+    require_safe_target,
+    scratch_dir,
+    write_atomic,
+)
 from .openssl import Secret
 from .passphrase import Source, resolve
 from .profile import Profile
@@ -192,6 +199,7 @@ def onboarding_bundle(
     names.client_name(name)
     out = _check_out(out)
     require_outside("out", out, profile.home)  # a copy of a key: never among the profiles
+    require_safe_target("out", out)
     source = profile.p12_path(name)
     if not source.is_file():
         raise StateError(

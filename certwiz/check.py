@@ -15,7 +15,6 @@ import binascii
 import contextlib
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from pathlib import Path
 from . import database, der, journal, names
 from .der import DERError, pem_to_der
 from .errors import ProfileCorrupt as ProfileCorrupt
-from .fsutil import not_plain_dir, unsafe_directory, write_atomic
-from .profile import ROOT_DIR, Profile
+from .fsutil import not_plain_dir, write_atomic
+from .profile import ROOT_DIR, Profile, refuse_foreign
 from .render import cnf_escape
 
 SCRATCH_PREFIX = journal.SCRATCH_PREFIX
@@ -168,45 +167,6 @@ def crl_gen(profile: Profile) -> str:
     if profile.level == "root" and not profile.ca_key.exists():
         return f"{command} --root-key FILE"
     return command
-
-
-def refuse_foreign(profile: Profile) -> None:
-    """ProfileCorrupt if someone other than this user (or root) could have changed what
-    certwiz signs with: the home holding the profile, the profile directory, or any entry
-    in it (openssl.cnf, the CA certificate, the database, the CRL, `private/` and the
-    other subdirectories) and the CA key, owned by another user or writable by group or
-    others (the home may be sticky, like /tmp). openssl.cnf alone can load a module into
-    a root openssl; whoever can change these owns the CA. One listing of the profile
-    directory; the other files in the subdirectories are guarded by their directory.
-    """
-    me = os.geteuid()
-    problem = unsafe_directory(profile.home)  # the home and every directory above it
-    if problem:
-        raise ProfileCorrupt(
-            f"{problem}; whoever can change it can swap the profile and make certwiz sign "
-            "with their CA; fix: chown root, chmod go-w (or keep the home elsewhere)"
-        )
-    try:
-        with os.scandir(profile.dir) as listing:
-            entries = [Path(e.path) for e in listing if not e.is_symlink()]
-    except FileNotFoundError:
-        entries = []
-    for path in (profile.dir, *entries, profile.ca_key):
-        try:  # the home (and so the profile) may be reached through a link: its target
-            st = os.stat(path) if path == profile.dir else os.lstat(path)
-        except FileNotFoundError:
-            continue
-        writable = st.st_mode & 0o022
-        if st.st_uid not in (me, 0):
-            problem = f"is owned by uid {st.st_uid}, not by this user ({me}) or root"
-        elif writable:
-            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
-        else:
-            continue
-        raise ProfileCorrupt(
-            f"{path}: {problem}; anyone who can change it can make certwiz sign with "
-            f"their CA; fix: chown and chmod go-w {path}"
-        )
 
 
 def refuse_links(profile: Profile) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import bundle, check, der, names, p12
 from .errors import InputError
-from .fsutil import not_plain_dir, require_outside, scratch_dir, write_atomic
+from .fsutil import not_plain_dir, require_outside, require_safe_target, scratch_dir, write_atomic
 from .passphrase import Source, bundle_passphrase, resolve
 from .profile import Profile
 from .transaction import transaction
@@ -44,6 +44,7 @@ def check_out(out: Path, *, force: bool, home: Path) -> Path:
     if out.is_dir():
         raise InputError("out", f"{out} is a directory; give a file name")
     require_outside("out", out, home)
+    require_safe_target("out", out)
     if (out.exists() or out.is_symlink()) and not force:
         raise InputError("out", f"{out} exists; give --force to replace it")
     problem = not_plain_dir(out.parent)

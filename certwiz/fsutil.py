@@ -63,6 +63,23 @@ def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz
         raise InputError(field, f"{path} is inside {what} {home}; give a path outside it")
 
 
+def require_safe_target(field: str, path: Path, *, in_place: bool = False) -> None:
+    """InputError unless PATH's directory is one only root or this user can change (see
+    unsafe_directory). A path is checked once but written later by name (and nginx opens
+    its error log, as root, at every start): whoever can write its directory could point
+    it at a profile's file meanwhile. IN_PLACE (appended to, never renamed over): PATH,
+    if it exists, must also be a plain file with one name (a second hard link would make
+    a profile's file take the writes)."""
+    problem = unsafe_directory(path.parent)
+    if problem:
+        raise InputError(field, f"{problem}: another user could point {path.name} elsewhere")
+    if in_place:
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise InputError(field, f"{path} is not a plain file with one name (a link?)")
+
+
 def _inodes(paths: Iterable[Path]) -> set[tuple[int, int]]:
     found = set()
     for path in paths:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import names
-from .errors import InputError, LockTimeout, StateError
-from .fsutil import read_small_text
+from .errors import InputError, LockTimeout, ProfileCorrupt, StateError
+from .fsutil import read_small_text, unsafe_directory
 
 HOME_ENV = "CERTWIZ_HOME"
 LOCK_TIMEOUT_ENV = "CERTWIZ_LOCK_TIMEOUT"
@@ -324,6 +324,45 @@ class Profile:
                 os.close(fd)  # closing a descriptor releases its lock
 
 
+def refuse_foreign(profile: Profile) -> None:
+    """ProfileCorrupt if someone other than this user (or root) could have changed what
+    certwiz signs with: the home holding the profile, the profile directory, or any entry
+    in it (openssl.cnf, the CA certificate, the database, the CRL, `private/` and the
+    other subdirectories) and the CA key, owned by another user or writable by group or
+    others (the home may be sticky, like /tmp). openssl.cnf alone can load a module into
+    a root openssl; whoever can change these owns the CA. One listing of the profile
+    directory; the other files in the subdirectories are guarded by their directory.
+    """
+    me = os.geteuid()
+    problem = unsafe_directory(profile.home)  # the home and every directory above it
+    if problem:
+        raise ProfileCorrupt(
+            f"{problem}; whoever can change it can swap the profile and make certwiz sign "
+            "with their CA; fix: chown root, chmod go-w (or keep the home elsewhere)"
+        )
+    try:
+        with os.scandir(profile.dir) as listing:
+            entries = [Path(e.path) for e in listing if not e.is_symlink()]
+    except FileNotFoundError:
+        entries = []
+    for path in (profile.dir, *entries, profile.ca_key):
+        try:  # the home (and so the profile) may be reached through a link: its target
+            st = os.stat(path) if path == profile.dir else os.lstat(path)
+        except FileNotFoundError:
+            continue
+        writable = st.st_mode & 0o022
+        if st.st_uid not in (me, 0):
+            problem = f"is owned by uid {st.st_uid}, not by this user ({me}) or root"
+        elif writable:
+            problem = f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+        else:
+            continue
+        raise ProfileCorrupt(
+            f"{path}: {problem}; anyone who can change it can make certwiz sign with "
+            f"their CA; fix: chown and chmod go-w {path}"
+        )
+
+
 def open_profile(name: str, home: Path | str | None = None) -> Profile:
     """A profile that exists and has its CA; otherwise a StateError saying where it looked.
 
@@ -333,6 +372,7 @@ def open_profile(name: str, home: Path | str | None = None) -> Profile:
     where = resolve_home(home)
     profile = Profile(names.profile_name(name), where.path)
     if profile.has_ca():
+        refuse_foreign(profile)  # reading too: a swapped profile hands out another's root
         return profile
     if not where.path.is_dir():
         raise StateError(
@@ -349,6 +389,9 @@ def list_profiles(home: Path | str | None = None) -> list[Profile]:
     root = home_dir(home)
     if not root.is_dir():
         return []
+    problem = unsafe_directory(root)
+    if problem:
+        raise ProfileCorrupt(f"{problem}; another user could swap the profiles listed here")
     found = []
     for entry in sorted(root.iterdir()):
         if names.PROFILE_RE.fullmatch(entry.name) and entry.is_dir():

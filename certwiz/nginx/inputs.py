@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from .. import der, inventory, names
 from ..errors import InputError
-from ..fsutil import require_outside
+from ..fsutil import require_outside, require_safe_target
 from ..profile import Profile
 
 # Characters nginx or a URL would read specially; a proxy_pass target never needs them.
@@ -232,6 +232,7 @@ def check_error_log(path: Path | None, home: Path) -> Path | None:
     if not path.is_absolute():
         raise InputError("error-log", f"{str(path)!r} must be an absolute path")
     require_outside("error-log", path, home)
+    require_safe_target("error-log", path, in_place=True)
     if path.is_dir():
         raise InputError("error-log", f"{path} is a directory; give a file")
     return path

@@ -88,9 +88,7 @@ def test_a_profile_others_could_replace_is_refused(
     refused = cli("client", "issue", "-p", "a", "-n", "bot", "-u")
     assert refused.returncode == 4, refused.stderr
     assert "writable by group or others" in refused.stderr
-    after = snapshot(home)
-    assert after.pop("a/audit.log") != before.pop("a/audit.log"), "the refusal is audited"
-    assert after == before
+    assert snapshot(home) == before  # refused when the profile is opened: nothing written
     assert cli("check", "-p", "a").returncode == 4
 
 
@@ -220,3 +218,50 @@ def test_export_out_through_a_bind_mount_of_the_profile_is_refused(
         assert snapshot(home) == before
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_paths_written_later_by_name_are_in_directories_only_we_control(
+    cli, made: Path, home: Path, tmp_path: Path
+) -> None:
+    """Checked once, written later by name: another user owning the directory could swap
+    in a link to index.txt (nginx appended client noise to it as root) or race export's
+    rename onto ca.crt (attack round 8)."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    assert cli("client", "issue", "-p", "a", "-n", "bob", "-u").returncode == 0
+    before = snapshot(home)
+    render = ["nginx", "render", "-p", "a", "--server", "web.local",
+              "--upstream", "http://127.0.0.1:9", "--out", str(tmp_path / "ng")]  # fmt: skip
+    one_line_exit_2(cli(*render, "--error-log", str(theirs / "mtls.log")), "error-log")
+    twin = tmp_path / "twin.log"
+    os.link(made / "index.txt", twin)  # a second name of index.txt, in our own directory
+    one_line_exit_2(cli(*render, "--error-log", str(twin)), "error-log")
+    out = ["export", "-p", "a", "-n", "bob", "--format", "pem", "--out", str(theirs / "b.pem")]
+    one_line_exit_2(cli(*out), "out")
+    bundle = ["client", "bundle", "-p", "a", "-n", "bob", "--out", str(theirs / "bob")]
+    one_line_exit_2(cli(*bundle), "out")
+    assert snapshot(home) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.parametrize(
+    "args",
+    [["list", "-p", "a"], ["show", "-p", "a", "-n", "web.local"], ["status", "-p", "a"],
+     ["export", "-p", "a", "-n", "web.local", "--format", "chain"], ["audit", "-p", "a"],
+     ["profiles"]],
+)  # fmt: skip
+def test_reading_commands_refuse_a_home_another_user_could_swap(
+    cli, made: Path, home: Path, args: list[str]
+) -> None:
+    """export --format chain handed out a swapped-in attacker's root, and status said OK."""
+    above = home.parent
+    old = above.stat()
+    os.chown(above, 65534, 65534)
+    try:
+        refused = cli(*args)
+        assert refused.returncode == 4, (refused.stdout, refused.stderr)
+        assert f"{above} is owned by uid 65534" in refused.stderr
+    finally:
+        os.chown(above, old.st_uid, old.st_gid)
