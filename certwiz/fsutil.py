@@ -73,6 +73,10 @@ def require_safe_target(field: str, path: Path, *, in_place: bool = False) -> No
     problem = unsafe_directory(path.parent)
     if problem:
         raise InputError(field, f"{problem}: another user could point {path.name} elsewhere")
+    if in_place and path.parent.is_dir() and os.stat(path.parent).st_mode & 0o022:
+        raise InputError(  # sticky or not (/tmp): they could plant the name as a link
+            field, f"{path.parent} is writable by others: one of them could plant {path.name}"
+        )
     if in_place:
         with contextlib.suppress(FileNotFoundError):
             info = os.lstat(path)

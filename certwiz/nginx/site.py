@@ -17,7 +17,7 @@ from typing import TypedDict
 from urllib.parse import urlsplit
 
 from ..errors import InputError, StateError
-from ..fsutil import make_dirs, not_plain_dir, require_outside, write_atomic
+from ..fsutil import make_dirs, not_plain_dir, require_outside, require_safe_target, write_atomic
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
 from ..transaction import transaction
@@ -242,6 +242,8 @@ def render(
         )
     out_dir = (out if out is not None else profile.dir / "nginx").expanduser().absolute()
     check_out_dir(out_dir, profile, server, default=out is None)
+    # root's nginx loads what is written there: nobody else may be able to change it
+    require_safe_target("out", out_dir / SITE_CONF)
     if log is not None:  # nginx would append its log to a file it includes: the next -t fails
         require_outside("error-log", log, out_dir, "the directory nginx render writes,")
     site: dict[str, object] = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import database, leaf_urls, openssl
 from ..errors import InputError, StateError
-from ..fsutil import require_outside
+from ..fsutil import require_outside, require_safe_target
 from ..profile import Profile
 
 RESPONDER_NAME = "certwiz-ocsp-responder"
@@ -150,6 +150,8 @@ def check_pid_file(profile: Profile, given: Path | None) -> Path:
     path = given.expanduser().absolute()
     if path != default:
         require_outside("pid-file", path, profile.home)
+        # deleted by name at exit: its directory must be one nobody else can change
+        require_safe_target("pid-file", path, in_place=True)
     if path.is_symlink() or path.is_dir():
         raise InputError("pid-file", f"{path} is a link or a directory; give a plain file path")
     if path.exists():

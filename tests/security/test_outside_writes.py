@@ -265,3 +265,31 @@ def test_reading_commands_refuse_a_home_another_user_could_swap(
         assert f"{above} is owned by uid 65534" in refused.stderr
     finally:
         os.chown(above, old.st_uid, old.st_gid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_pid_file_error_log_and_render_out_only_where_nobody_else_writes(
+    cli, made: Path, home: Path, tmp_path: Path
+) -> None:
+    """The responder deletes its pid file by name at exit (another user swapped its
+    directory for a link and root deleted their target); nginx reopens its log as root
+    (a link planted in /tmp later); root's nginx loads what render writes (another user
+    turned verification off in their directory) (final attack round, D1-D3)."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    before = snapshot(home)
+    pid = cli("ocsp", "serve", "-p", "a", "--listen", "127.0.0.1:1",
+              "--pid-file", str(theirs / "run" / "o.pid"))  # fmt: skip
+    one_line_exit_2(pid, "pid-file")
+    render = ["nginx", "render", "-p", "a", "--server", "web.local", "--upstream",
+              "http://127.0.0.1:9"]  # fmt: skip
+    one_line_exit_2(cli(*render, "--out", str(tmp_path / "ng"), "--error-log",
+                        str(shared / "e.log")), "error-log")  # fmt: skip
+    one_line_exit_2(cli(*render, "--out", str(theirs)), "out")
+    one_line_exit_2(cli(*render, "--out", str(theirs / "deeper")), "out")
+    assert snapshot(home) == before
+    assert list(theirs.iterdir()) == []
