@@ -77,19 +77,10 @@ def _check_config_owner(path: Path, field: str) -> None:
         raise InputError(field, f"owned by uid {info.st_uid}: it must be yours or root's")
     if info.st_mode & 0o022:
         raise InputError(field, f"writable by others (mode {info.st_mode & 0o777:o}): chmod 644")
-    # Whoever can write a directory on the way can swap the file: check them all, as
-    # sshd's StrictModes does (a sticky directory, like /tmp, lets nobody rename ours).
-    for directory in path.resolve().parents:
-        info = os.stat(directory)
-        if info.st_uid not in (0, os.getuid()):
-            raise InputError(field, f"{directory} is owned by uid {info.st_uid}: anyone "
-                             "who owns it can replace the config")  # fmt: skip
-        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-            raise InputError(
-                field,
-                f"{directory} is writable by others (mode {info.st_mode & 0o777:o}): "
-                "they can replace the config",
-            )
+    # Whoever can change a directory on the way can swap the file (as sshd's StrictModes)
+    problem = unsafe_directory(path.parent)
+    if problem:
+        raise InputError(field, f"{problem}: they can replace the config")
 
 
 def read_config(path: Path) -> dict[str, str]:

@@ -205,6 +205,6 @@ def test_config_in_a_directory_others_can_write_is_refused(
         folder.chmod(0o755)
     if refused:
         line = one_error_line(result)
-        assert f"{folder} is writable by others (mode {mode & 0o777:o})" in line
+        assert f"{folder} is writable by group or others (mode {mode & 0o777:o})" in line
     else:
         assert result.returncode == 0, result.stderr
