@@ -8,7 +8,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
@@ -107,31 +108,65 @@ def _home_dirs(home: Path) -> set[tuple[int, int]]:
     return _inodes(dirs)
 
 
-def unsafe_directory(path: Path) -> str | None:
-    """What lets another user change what PATH leads to, or None.
+@dataclass(frozen=True)
+class Unsafe:
+    """A directory on the way that another user could change: owned by `uid` (the
+    directory or the link to it), else writable by group or others (`mode`)."""
 
-    Every existing directory from / down to PATH (the path as given, and with its links
-    resolved) must be owned by root or this user and writable by nobody else, unless it
-    is sticky (like /tmp: others may add entries there, but not rename or remove ours);
-    a link on the way must be ours or root's too. Whoever can rename a directory above a
-    profile can swap the whole profile between certwiz's check and openssl's next open.
+    directory: Path
+    uid: int | None
+    mode: int
+
+
+def unsafe_ancestor(
+    path: Path, *, owners: Collection[int] = (), sticky_deepest: bool = True
+) -> Unsafe | None:
+    """The first directory from / down to PATH that another user could change, or None.
+
+    Every existing directory on the way (the path as given, and with its links resolved)
+    must be owned by root, this user or one of OWNERS, and writable by nobody else unless
+    it is sticky (like /tmp: others may add entries there, but not rename or remove
+    ours); a link on the way must have such an owner too. What does not exist yet is
+    made later, by its owner. Without STICKY_DEEPEST the deepest existing directory must
+    not be writable by others even if sticky: where something is about to be created by
+    name (a socket), another user could create that name first.
     """
-    me = os.geteuid()
+    allowed = {0, os.geteuid(), *owners}
     given = path.expanduser().absolute()
     for chain in (given, given.resolve()):
+        deepest: Unsafe | None = None  # sticky but open to others: unsafe if nothing is below
         for directory in (*reversed(chain.parents), chain):
             try:
                 link = os.lstat(directory)
                 info = os.stat(directory)
             except (FileNotFoundError, NotADirectoryError):
                 break  # what does not exist yet is made by certwiz, at most 0755
-            owners = {link.st_uid, info.st_uid} - {0, me}
-            if owners:
-                return f"{directory} is owned by uid {owners.pop()}, not by this user or root"
-            if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-                mode = stat.S_IMODE(info.st_mode)
-                return f"{directory} is writable by group or others (mode {mode:o})"
+            mode = stat.S_IMODE(info.st_mode)
+            strangers = {link.st_uid, info.st_uid} - allowed
+            if strangers:
+                return Unsafe(directory, strangers.pop(), mode)
+            open_to_others = info.st_mode & 0o022
+            if open_to_others and not info.st_mode & stat.S_ISVTX:
+                return Unsafe(directory, None, mode)
+            deepest = Unsafe(directory, None, mode) if open_to_others else None
+        if deepest is not None and not sticky_deepest:
+            return deepest
     return None
+
+
+def unsafe_directory(path: Path) -> str | None:
+    """What lets another user change what PATH leads to, or None (`unsafe_ancestor`
+    with root and this user as the only owners).
+
+    Whoever can rename a directory above a profile can swap the whole profile between
+    certwiz's check and openssl's next open.
+    """
+    found = unsafe_ancestor(path)
+    if found is None:
+        return None
+    if found.uid is not None:
+        return f"{found.directory} is owned by uid {found.uid}, not by this user or root"
+    return f"{found.directory} is writable by group or others (mode {found.mode:o})"
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> None:

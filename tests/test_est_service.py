@@ -433,7 +433,11 @@ def test_the_secret_goes_only_to_a_listener_no_other_user_can_take(
     link = tmp_path / "link"
     link.symlink_to(Path("/tmp"))  # a safe name leading into /tmp
     assert "writable by others (mode 1777)" in refused(unix=link / "est.sock")
-    if os.geteuid() == 0:  # only root can give a directory away
+    if os.geteuid() == 0:  # only root can give a directory (or a link) away
+        theirs = tmp_path / "theirs"
+        theirs.symlink_to(private)  # a link on the way is as good as a directory
+        os.lchown(theirs, 65534, 65534)
+        assert "owned by uid 65534" in refused(unix=theirs / "est.sock")
         os.chown(private, 65534, 65534)
         assert "owned by uid 65534" in refused(unix=private / "est.sock")
     assert "certwiz home" in refused(unix=prof.home / "est.sock")

@@ -23,13 +23,11 @@ replace it), and outside the certwiz home.
 
 from __future__ import annotations
 
-import os
 import secrets
-import stat
 from pathlib import Path
 
 from ..errors import InputError
-from ..fsutil import write_atomic
+from ..fsutil import unsafe_ancestor, write_atomic
 from ..profile import Profile
 from ..transaction import Transaction, transaction
 
@@ -104,30 +102,25 @@ def check_listener(
 def _check_socket_dir(field: str, profile: Profile, path: Path) -> None:
     """Every existing directory above PATH is owned by root, this user or the profile's
     owner; the deepest existing one (where the socket, or its missing parents, will be
-    made) is writable by nobody else; a higher one may be, only with the sticky bit."""
+    made) is writable by nobody else; a higher one may be, only with the sticky bit
+    (`fsutil.unsafe_ancestor`, the walk every directory check uses)."""
     home = profile.home.expanduser().resolve()
     parent = path.parent.resolve()
     if parent == home or home in parent.parents:
         raise InputError(
             field, f"{path} is inside the certwiz home {home}; put it in /run/certwiz/"
         )
-    owners = {0, os.geteuid(), profile.dir.stat().st_uid}
-    chains = [path.parent, parent]
-    for chain in chains:
-        existing = [d for d in (*reversed(chain.parents), chain) if d.exists()]
-        for depth, directory in enumerate(existing):
-            info = directory.stat()
-            open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-            deepest = depth == len(existing) - 1
-            if info.st_uid not in owners:
-                problem = f"is owned by uid {info.st_uid}"
-            elif open_to_others and (deepest or not info.st_mode & stat.S_ISVTX):
-                problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):o})"
-            else:
-                continue
-            raise InputError(
-                field,
-                f"{directory} {problem}: another user could bind the socket first and receive "
-                "the proxy secret; use a directory only root or this user may write, "
-                "such as /run/certwiz/ (mode 755)",
-            )
+    owner = profile.dir.stat().st_uid
+    found = unsafe_ancestor(path.parent, owners={owner}, sticky_deepest=False)
+    if found is None:
+        return
+    if found.uid is not None:
+        problem = f"is owned by uid {found.uid}"
+    else:
+        problem = f"is writable by others (mode {found.mode:o})"
+    raise InputError(
+        field,
+        f"{found.directory} {problem}: another user could bind the socket first and receive "
+        "the proxy secret; use a directory only root or this user may write, "
+        "such as /run/certwiz/ (mode 755)",
+    )
