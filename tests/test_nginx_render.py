@@ -163,7 +163,7 @@ def test_proxy_conf_sets_every_identity_header(rcli, shared_home: Path) -> None:
     assert sets["X-Forwarded-Proto"] == "$scheme"
     assert sets["X-Forwarded-For"] == sets["X-Real-IP"] == "$remote_addr"
     assert sets["X-Client-Cert"] == "$ssl_client_escaped_cert"
-    assert sets["X-Forwarded-Host"] == "$host"
+    assert sets["X-Forwarded-Host"] == "$server_name"
     assert sets["Forwarded"] == '""'
     site_conf = directives((site / "nginx" / "mtls_proxy.conf").read_text())
     assert site_conf["underscores_in_headers"] == ["off"]

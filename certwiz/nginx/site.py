@@ -21,6 +21,7 @@ from ..fsutil import make_dirs, not_plain_dir, require_outside, require_safe_tar
 from ..profile import Profile
 from ..render import nginx_escape, render_nginx
 from ..transaction import transaction
+from .forwarding import REMOVED_HEADERS
 from .inputs import (
     check_enroll,
     check_error_log,
@@ -139,7 +140,7 @@ def _render_files(
     )
     return {
         SSL_CONF: render_nginx("ssl.conf.j2", modern=site["tls"] == "modern"),
-        PROXY_CONF: render_nginx("proxy.conf.j2", app=site["app"]),
+        PROXY_CONF: render_nginx("proxy.conf.j2", app=site["app"], removed_headers=REMOVED_HEADERS),
         SITE_CONF: text,
     }
 

@@ -19,11 +19,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from certwiz.nginx.forwarding import REMOVED_HEADERS
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from examples.python.client_identity import client_name
 from tests.conftest import invoke, load_cert
-from tests.nginx_support import curl_as, render_argv, require_curl, require_nginx
+from tests.nginx_support import curl, curl_as, render_argv, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
 
@@ -75,6 +76,36 @@ FORGED = {
     "X-Remote-User": "forged",
     "Remote-User": "forged",
 }
+# The client-certificate conventions of other TLS terminators (a backend written for
+# one of them reads it): the outside attack's list, checked whatever forwarding.py says.
+OTHER_CONVENTIONS = [
+    "Client-Cert",
+    "Client-Cert-Chain",
+    "X-Forwarded-Tls-Client-Cert",
+    "X-Forwarded-Tls-Client-Cert-Info",
+    "X-ARR-ClientCert",
+    "X-Amzn-Mtls-Clientcert",
+    "X-Amzn-Mtls-Clientcert-Leaf",
+    "X-Amzn-Mtls-Clientcert-Serial-Number",
+    "X-Amzn-Mtls-Clientcert-Issuer",
+    "X-Amzn-Mtls-Clientcert-Subject",
+    "X-Amzn-Mtls-Clientcert-Validity",
+    "Ssl-Client-Cert",
+    "Ssl-Client-Verify",
+    "Ssl-Client-S-Dn",
+    "Ssl-Client-I-Dn",
+    "X-SSL-Client-Cert",
+    "X-SSL-Client-Verify",
+    "X-SSL-Client-S-DN",
+    "X-SSL-Client-I-DN",
+    "X-SSL-Client-CN",
+    "X-SSL-Client-Serial",
+    "X-SSL-Client-Fingerprint",
+    "X-Client-Cert-Chain",
+    "X-Client-Cert-DN",
+    "X-Client-Cert-Present",
+    "X-Client-Cert-Hash",
+]
 REMOVED = [
     "forwarded",
     "x-forwarded-server",
@@ -103,6 +134,11 @@ REMOVED = [
     "x-remote-user",
     "remote-user",
 ]
+
+
+def both_spellings(names: list[str]) -> dict[str, str]:
+    """Each NAME forged, as written and with '_' for '-' (what a WSGI app reads alike)."""
+    return {n: "forged" for name in names for n in (name, name.replace("-", "_"))}
 
 
 @dataclass
@@ -230,3 +266,37 @@ def test_ollama_app_keeps_every_identity_header_overwritten(edge: Edge) -> None:
     other = edge.get(OLLAMA, "bob", "/")
     assert (other.status, other.body) == (404, "only /api/ is served here\n")
     assert len(edge.backend.requests) == before + 1
+
+
+def test_every_other_proxys_client_certificate_header_is_removed(edge: Edge) -> None:
+    """Each convention a backend may read a client certificate or identity from, in both
+    spellings, sent by a verified client: the backend sees none of them (nor its
+    WSGI/CGI name)."""
+    names = sorted(set(OTHER_CONVENTIONS) | set(REMOVED_HEADERS) | set(REMOVED))
+    r = edge.get(APP, "bob", headers=both_spellings(names))
+    assert r.status == 200, r.body
+    got = received(r.body)
+    assert_identity(got, "bob", edge, APP)
+    assert [n for n in names if n.lower() in got] == []
+    environ = wsgi_view(got)
+    assert [n for n in names if "HTTP_" + n.upper().replace("-", "_") in environ] == []
+    assert "forged" not in r.body
+
+
+def test_x_forwarded_host_is_this_server_without_sni(edge: Edge) -> None:
+    """By IP, without SNI, the default server takes any Host: X-Forwarded-Host is still
+    this server's name (README: "this connection's"), not the Host the client sent."""
+    site = edge.home / "site"
+    r = curl(
+        f"https://127.0.0.1:{edge.port}/x",
+        edge.work,
+        ca=site / "ca.crt",
+        cert=site / "issued" / "bob.crt",
+        key=site / "private" / "bob.key",
+        headers={"Host": "evil.example"},
+        extra=("--insecure",),  # the server's certificate names app.test, not the IP
+    )
+    assert r.status == 200, (r.body, r.stderr)
+    got = received(r.body)
+    assert got["x-forwarded-host"] == APP
+    assert got["x-client-verify"] == "SUCCESS"

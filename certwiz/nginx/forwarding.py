@@ -1,0 +1,139 @@
+"""The headers proxy.inc removes from every proxied request: the one list.
+
+A backend may read who the client is, or where the request came from, from any of
+the conventions other proxies and load balancers use. A client that sends one of
+them through certwiz's proxy would speak for the TLS layer, so each is set to ""
+(nginx then sends nothing). nginx cannot remove headers by prefix, so every
+spelling is listed; the underscore spellings (X_SSL_Client_Cert, which a WSGI or
+CGI app reads like X-SSL-Client-Cert) are dropped by the server block itself
+(`underscores_in_headers off`). The headers certwiz sets from the connection
+(X-Client-*, X-Forwarded-For/-Proto/-Host/-Port, X-Real-IP) are in proxy.conf.j2.
+tests/security/test_nginx_headers.py sends each of these, in both spellings,
+through a real nginx.
+"""
+
+from __future__ import annotations
+
+# The forwarding family: what a client says about where it came from.
+FORWARDING = (
+    "Forwarded",
+    "Forwarded-For",
+    "X-Forwarded",
+    "X-Forwarded-Server",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Protocol",
+    "X-Forwarded-Uri",
+    "X-Original-Forwarded-For",
+    "X-Scheme",
+    "X-Url-Scheme",
+    "Front-End-Https",
+    "X-Original-Host",
+    "X-Host",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-Client-IP",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "X-ProxyUser-Ip",
+    "X-Remote-Addr",
+    "X-Originating-IP",
+)
+
+# Who the client is, as auth gateways (oauth2-proxy, Authelia, ...) pass it.
+USER = (
+    "X-Remote-User",
+    "Remote-User",
+    "X-Auth-User",
+    "X-Authenticated-User",
+    "X-Forwarded-User",
+    "X-Forwarded-Email",
+    "X-Forwarded-Preferred-Username",
+    "X-Auth-Request-User",
+    "X-Auth-Request-Email",
+)
+
+# The client certificate, as other TLS terminators hand it to a backend.
+CLIENT_CERT = (
+    # RFC 9440
+    "Client-Cert",
+    "Client-Cert-Chain",
+    # Envoy
+    "X-Forwarded-Client-Cert",
+    # Traefik
+    "X-Forwarded-Tls-Client-Cert",
+    "X-Forwarded-Tls-Client-Cert-Info",
+    # IIS Application Request Routing, Azure App Service
+    "X-ARR-ClientCert",
+    # AWS Application Load Balancer
+    "X-Amzn-Mtls-Clientcert",
+    "X-Amzn-Mtls-Clientcert-Leaf",
+    "X-Amzn-Mtls-Clientcert-Serial-Number",
+    "X-Amzn-Mtls-Clientcert-Issuer",
+    "X-Amzn-Mtls-Clientcert-Subject",
+    "X-Amzn-Mtls-Clientcert-Validity",
+    # Cloudflare
+    "Cf-Client-Cert-Der-Base64",
+    "Cf-Client-Cert-Sha256",
+    # Apache mod_ssl's variables passed as headers (SSL_CLIENT_*)
+    "Ssl-Client-Cert",
+    "Ssl-Client-Cert-Chain",
+    "Ssl-Client-Verify",
+    "Ssl-Client-S-Dn",
+    "Ssl-Client-S-Dn-Cn",
+    "Ssl-Client-I-Dn",
+    "Ssl-Client-M-Serial",
+    "Ssl-Client-Serial",
+    # nginx and HAProxy recipes (X-SSL-*)
+    "X-SSL-Cert",
+    "X-SSL-Client-Cert",
+    "X-SSL-Client-Escaped-Cert",
+    "X-SSL-Client-Chain",
+    "X-SSL-Client-Verify",
+    "X-SSL-Client-Verified",
+    "X-SSL-Client-Used",
+    "X-SSL-Client-S-DN",
+    "X-SSL-Client-I-DN",
+    "X-SSL-Client-DN",
+    "X-SSL-Client-CN",
+    "X-SSL-Client-Subject",
+    "X-SSL-Client-Issuer",
+    "X-SSL-Client-Serial",
+    "X-SSL-Client-Fingerprint",
+    "X-SSL-Client-SHA1",
+    "X-SSL-Client-SHA256",
+    "X-SSL-Client-Not-Before",
+    "X-SSL-Client-Not-After",
+    "X-SSL-Client-NotBefore",
+    "X-SSL-Client-NotAfter",
+    "X-SSL-Subject",
+    "X-SSL-Issuer",
+    "X-SSL-Verify",
+    "X-SSL",
+    # X-Client-* names certwiz does not set (Google Cloud's mTLS headers and others):
+    # a backend written for them must not read a client's copy.
+    "X-Client-Certificate",
+    "X-Client-Cert-DN",
+    "X-Client-Cert-Chain",
+    "X-Client-Cert-Present",
+    "X-Client-Cert-Chain-Verified",
+    "X-Client-Cert-Error",
+    "X-Client-Cert-Hash",
+    "X-Client-Cert-Serial-Number",
+    "X-Client-Cert-Spiffe",
+    "X-Client-Cert-Uri-Sans",
+    "X-Client-Cert-Dnsname-Sans",
+    "X-Client-Cert-Valid-Not-Before",
+    "X-Client-Cert-Valid-Not-After",
+    "X-Client-Cert-CN",
+    "X-Client-Cert-Verify",
+    "X-Client-DN",
+    "X-Client-CN",
+    "X-Client-Subject",
+    "X-Client-Issuer",
+    "X-Client-Serial",
+    "X-Client-Verified",
+)
+
+REMOVED_HEADERS = FORWARDING + USER + CLIENT_CERT
