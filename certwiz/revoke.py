@@ -25,6 +25,8 @@ class Revoked:
     notes: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # server keys --purge leaves for NGINX
     finished: list[str] = field(default_factory=list)  # revoked by a killed run; now in the CRL
+    # revoked and on the CRL already (a rerun of a revoke killed before NGINX reloaded)
+    already_revoked: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def revoke(
             regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
             serials = [by_root.serial, *(e.serial for e in same)]
             return Revoked(serials, reason, str(profile.nginx_crl), notes=notes)
-        targets, unfinished = _targets(profile, name, wanted)
+        found = _targets(profile, name, wanted)
+        targets, unfinished = found.revoke, found.finish
         # A key compromise is the key's, not one certificate's: every name carrying it goes.
         same = inventory.same_key(profile, targets) if reason in inventory.KEY_REASONS else []
         for entry in targets + same:
@@ -138,20 +141,26 @@ def revoke(
         finished = [e.serial for e in unfinished]
         if finished:
             tx.note("finished", finished)
+        already = [e.serial for e in found.done]
+        if already:  # the CRL already lists it: nothing to revoke or publish
+            tx.note("already_revoked", already)
         if same:
             tx.note("same_key", [e.serial for e in same])
         notes = [
             f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
             for e in same
         ]
-        notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
-        regenerate_crl(profile, secret, crl_days)
-        purged, kept = _purge(profile, targets + unfinished) if purge else ([], [])
+        if already:  # the CRL lists it; upkeep renews it only if due (as any change)
+            notes += upkeep.tidy(profile, tx, secret)
+        else:
+            notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
+            regenerate_crl(profile, secret, crl_days)
+        purged, kept = _purge(profile, targets + unfinished + found.done) if purge else ([], [])
         tx.note("purged", purged)
         if kept:
             tx.note("kept", kept)
     serials = [e.serial for e in targets + same]
-    return Revoked(serials, reason, str(profile.nginx_crl), purged, notes, kept, finished)
+    return Revoked(serials, reason, str(profile.nginx_crl), purged, notes, kept, finished, already)
 
 
 def revoke_intermediate(
@@ -202,13 +211,25 @@ def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:
     return None
 
 
-def _targets(
-    profile: Profile, name: str | None, wanted: int | None
-) -> tuple[list[database.Entry], list[database.Entry]]:
+@dataclass(frozen=True)
+class _Targets:
+    """What a revoke of NAME (or SERIAL) has to do; see _targets."""
+
+    revoke: list[database.Entry]  # valid: revoke them
+    finish: list[database.Entry]  # R in index.txt, not on the CRL yet: publish it
+    done: list[database.Entry]  # the latest is R and on the CRL: only NGINX may lag
+
+
+def _targets(profile: Profile, name: str | None, wanted: int | None) -> _Targets:
     """What to revoke (the valid certificate with serial `wanted`, or every one of `name`),
-    and what to finish: those index.txt already says are revoked but the CRL does not
-    list yet (a revoke killed between `openssl ca -revoke` and its CRL). Running the
-    same revoke again finishes that job instead of refusing it."""
+    and what a killed run of the same revoke left to finish, so that running it again
+    finishes the job instead of refusing it:
+
+    - killed between `openssl ca -revoke` and its CRL: index.txt says R, the CRL does
+      not list it (`finish`: the CRL is published);
+    - killed after the CRL and before NGINX reloaded: nothing is valid, the latest
+      certificate is R and on the CRL (`done`: nothing to write; --reload reloads).
+    """
     entries = database.read(profile.index)
     if wanted is not None:
         mine = [e for e in entries if e.serial_int == wanted]
@@ -219,18 +240,22 @@ def _targets(
         targets = [e for e in mine if e.status() == "valid"]
         what = str(name)
     unfinished: list[database.Entry] = []
+    done: list[database.Entry] = []
     if any(e.flag == "R" for e in mine):
         try:
             listed = der.crl_serials(check.crl_der(profile.crl))
         except (check.ProfileCorrupt, ValueError):
             listed = set()  # a damaged CRL: the change is refused under the lock, naming it
         unfinished = [e for e in mine if e.flag == "R" and e.serial_int not in listed]
-    if not targets and not unfinished:
+        latest = mine[-1]  # index.txt order is issue order
+        if not targets and not unfinished and latest.flag == "R":
+            done = [latest]  # listed: it is R and not unfinished
+    if not targets and not unfinished and not done:
         raise StateError(
             f"{what} has no valid certificate in profile {profile.name}; "
             f"see: certwiz list -p {profile.name}"
         )
-    return targets, unfinished
+    return _Targets(targets, unfinished, done)
 
 
 def _purge(profile: Profile, revoked: list[database.Entry]) -> tuple[list[str], list[str]]:

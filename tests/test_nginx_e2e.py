@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -450,7 +451,56 @@ def test_a_revoke_killed_before_its_crl_is_finished_by_running_it_again(stack: S
     )
     assert stack.curl(p12=stack.p12("dave")).status == 400
     again = invoke(stack.home, "revoke", "-p", "site", "-n", "dave")
-    assert again.returncode == 2 and "no valid certificate" in again.stderr  # nothing left
+    assert again.returncode == 0, again.stderr  # nothing left to do, and it says so
+    assert f"dave was already revoked ({serial})" in again.stdout
+
+
+def _killed_at_reload(stack: Stack, *args: str) -> None:
+    """certwiz ARGS (with --reload) SIGKILLed where it would reload nginx: after the
+    revocation and its CRL were committed (a hang-up, a Ctrl-C, an OOM kill there)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import certwiz.nginx
+            import certwiz.nginx.control
+
+            def die(*_: object, **__: object) -> None:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            certwiz.nginx.reload = die  # type: ignore[attr-defined]
+            certwiz.nginx.control.reload = die  # type: ignore[assignment]
+            invoke(stack.home, *args)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"
+
+
+def test_a_revoke_killed_before_the_reload_is_finished_by_running_it_again(stack: Stack) -> None:
+    """Attack round on issue 13, D5: `revoke -n X --reload` killed after the CRL was
+    published and before nginx reloaded. The rerun said "no valid certificate", reloaded
+    nothing, and nginx kept admitting X. It reloads now, and says X was already revoked."""
+    stack.certwiz("client", "issue", "-p", "site", "-n", "erin", "-u")
+    assert stack.curl(p12=stack.p12("erin")).status == 200
+    revoke = ("revoke", "-p", "site", "-n", "erin", "--reload", "--nginx-cmd", stack.nginx.command)
+    _killed_at_reload(stack, *revoke)
+    number = load_cert(stack.site / "issued" / "erin.crt").serial_number
+    assert load_crl(stack.site / "crl.pem").get_revoked_certificate_by_serial_number(number)
+    assert stack.curl(p12=stack.p12("erin")).status == 200  # the hole: nginx never reloaded
+    quiet = invoke(stack.home, *revoke[:5])  # without --reload: what is left, and how
+    assert quiet.returncode == 0, quiet.stderr
+    assert "the CRL is current" in quiet.stdout
+    assert "nginx enforces it only after a reload; run:" in quiet.stdout
+    with stack.nginx.reloading():
+        r = invoke(stack.home, *revoke, "--json")
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout)
+    assert [int(s, 16) for s in done["already_revoked"]] == [number]
+    assert done["serials"] == [] and done["reloaded"] is True
+    before = stack.seen()
+    assert stack.curl(p12=stack.p12("erin")).status == 400
+    assert stack.seen() == before
+    assert stack.curl(p12=stack.p12("bob")).status == 200
 
 
 def s_client(

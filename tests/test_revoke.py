@@ -87,11 +87,30 @@ def test_revoking_a_name_without_valid_certificate_changes_nothing(cli, profile)
     issue.issue_client(profile, "bot-01")
     revoke.revoke(profile, name="bot-01")
     before = snapshot(profile.dir)
-    for args in (["-n", "bot-01"], ["-n", "never-issued"], ["--serial", "ABCDEF"]):
+    for args in (["-n", "never-issued"], ["--serial", "ABCDEF"]):
         result = cli("revoke", "-p", "my-app", *args)
         assert result.returncode == 2, args
         assert "has no valid certificate" in result.stderr
     assert snapshot(profile.dir) == before
+
+
+def test_revoking_again_what_the_crl_lists_publishes_nothing(cli, profile) -> None:
+    """A rerun of a revoke killed before NGINX reloaded (D5; the NGINX side is in
+    test_nginx_e2e.py): exit 0, "already revoked", no new CRL, and how to reload."""
+    issue.issue_client(profile, "bot-01")
+    serial = revoke.revoke(profile, name="bot-01").serials[0]
+    crl = profile.crl.read_bytes()
+    for args in (["-n", "bot-01"], ["--serial", serial]):
+        result = cli("revoke", "-p", "my-app", *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert f"was already revoked ({serial})" in result.stdout
+        assert "the CRL is current" in result.stdout
+        assert "nginx enforces it only after a reload; run: nginx -t && nginx -s reload" in (
+            result.stdout
+        )
+    assert profile.crl.read_bytes() == crl
+    records = [json.loads(x) for x in (profile.dir / "audit.log").read_text().splitlines()]
+    assert records[-1]["already_revoked"] == [serial]
 
 
 def test_crl_gen_renews_with_new_number_and_lifetime(cli, profile) -> None:
@@ -155,8 +174,9 @@ def test_a_revoke_killed_before_its_crl_is_finished_by_the_retry(cli, profile) -
     assert f"Finished the interrupted revocation of {serial}" in done.stdout
     assert "nginx enforces it only after a reload" in done.stdout
     assert crl_check(profile.ca_cert, profile.crl, profile.cert_path("bot")).returncode != 0
+    # done: it says so and publishes nothing
     by_serial = cli("revoke", "-p", "my-app", "--serial", serial)
-    assert by_serial.returncode == 2 and "no valid certificate" in by_serial.stderr
+    assert by_serial.returncode == 0 and "was already revoked" in by_serial.stdout
 
 
 def test_every_change_that_publishes_a_crl_says_nginx_needs_a_reload(cli, profile) -> None:

@@ -92,10 +92,14 @@ def revoke_cmd(
             f"Finished the interrupted revocation of {', '.join(done.finished)} "
             "(index.txt had it, the CRL did not)"
         )
+    crl = f"new CRL: {done.crl}"
+    if done.already_revoked:  # a rerun of a revoke killed before nginx reloaded
+        what.append(f"{name or serial} was already revoked ({', '.join(done.already_revoked)})")
+        crl = f"the CRL is current ({done.crl} lists it); nothing to revoke or publish"
     deploy_crl(
         as_json,
         asdict(done),
-        f"{'; '.join(what)}; new CRL: {done.crl}{purged}{notes_text(done.notes)}",
+        f"{'; '.join(what)}; {crl}{purged}{notes_text(done.notes)}",
         words,
         argv,
     )
