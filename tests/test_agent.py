@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from certwiz.api import CA
 from certwiz.errors import CertwizError, InputError
-from certwiz.est import agent
+from certwiz.est import agent, pending, transport, verify
+from certwiz.est.device import new_key_and_csr, read_bundle, spki
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
 from tests.conftest import run_certwiz
@@ -59,7 +60,7 @@ def test_a_fresh_certificate_is_not_due_and_nothing_changes(device: Path) -> Non
         password=None,
     )  # fmt: skip
     assert (done.renewed, done.reason) == (False, "not due")
-    cert = agent.read_bundle(device / "bot.p12", None).cert
+    cert = read_bundle(device / "bot.p12", None).cert
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     due = cert.not_valid_after_utc - lifetime / 3
     assert done.renew_at == f"{due:%Y-%m-%dT%H:%M:%SZ}"
@@ -67,7 +68,7 @@ def test_a_fresh_certificate_is_not_due_and_nothing_changes(device: Path) -> Non
 
 
 def test_due_means_less_than_before_of_the_lifetime_left(device: Path) -> None:
-    cert = agent.read_bundle(device / "bot.p12", None).cert
+    cert = read_bundle(device / "bot.p12", None).cert
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     when = agent.schedule(cert, agent.check_before("25%"), start)
     assert not when.due(end - timedelta(hours=6, seconds=1))
@@ -89,7 +90,7 @@ def test_a_down_server_is_exit_1_and_the_bundle_stays(device: Path) -> None:
     # CSR) stays for the next run, which sends the same key
     names = sorted(p.name for p in device.iterdir())
     assert names == [".bot.p12.pending", "bot.p12", "ca.crt", "pw.p12"]
-    agent._discard(agent.pending_dir(device / "bot.p12"))  # the module's other tests
+    pending.discard(pending.dir_of(device / "bot.p12"))  # the module's other tests
 
 
 @pytest.mark.parametrize(
@@ -155,7 +156,7 @@ def test_the_request_copies_any_subject_and_the_new_key_is_encrypted(tmp_path: P
             ),
         ]
     )
-    key, _secret, csr_der, _spki = agent._new_key_and_csr(tmp_path, "ec:P-256", subject)
+    key, _secret, csr_der, _spki = new_key_and_csr(tmp_path, "ec:P-256", subject)
     csr = x509.load_der_x509_csr(csr_der)
     assert csr.subject == subject and csr.is_signature_valid
     assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
@@ -172,9 +173,9 @@ def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
     dev.mkdir(mode=0o700)
     bundle = dev / "bot.p12"
     shutil.copy(device / "bot.p12", bundle)
-    current = agent.read_bundle(bundle, None)
-    begun = agent._begin_pending(bundle, current)
-    where = agent.pending_dir(bundle)
+    current = read_bundle(bundle, None)
+    begun = pending.begin(bundle, current)
+    where = pending.dir_of(bundle)
     assert where.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in where.iterdir()) == ["new.key", "req.csr", "state.json"]
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in where.iterdir())
@@ -186,22 +187,22 @@ def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
         with pytest.raises(CertwizError, match="cannot reach"):
             agent.renew(f"https://127.0.0.1:{closed_port()}", bundle, device / "ca.crt",
                         password=None, force=force)  # fmt: skip
-    again = agent._load_pending(bundle, current)
+    again = pending.load(bundle, current)
     assert again is not None and again.resumed
     assert (again.csr, again.spki) == (begun.csr, begun.spki)
 
     # one older than the certificate it was made for is stale: a new one is begun
     state = json.loads((where / "state.json").read_text())
     (where / "state.json").write_text(json.dumps(state | {"created": "2000-01-01T00:00:00Z"}))
-    assert agent._load_pending(bundle, current) is None and not where.exists()
-    agent._begin_pending(bundle, current)
+    assert pending.load(bundle, current) is None and not where.exists()
+    pending.begin(bundle, current)
 
     # a killed run's leftovers go; a bundle with another key (re-issued) drops it
     for leftover in (".bot.p12.pending-x1y2", ".bot.p12.work-z3"):
         (dev / leftover).mkdir(mode=0o700)
         (dev / leftover / "new.key").write_bytes(b"half")
-    other = agent.read_bundle(device / "pw.p12", Secret("s3cret-pw"))
-    assert agent._load_pending(bundle, other) is None
+    other = read_bundle(device / "pw.p12", Secret("s3cret-pw"))
+    assert pending.load(bundle, other) is None
     assert sorted(p.name for p in dev.iterdir()) == ["bot.p12"]
 
     # a symlink in its place is removed, never followed
@@ -209,7 +210,7 @@ def test_a_pending_renewal_is_kept_encrypted_until_done_and_dropped_when_stale(
     elsewhere.mkdir()
     (elsewhere / "keep").write_text("x")
     where.symlink_to(elsewhere)
-    assert agent._load_pending(bundle, current) is None
+    assert pending.load(bundle, current) is None
     assert not where.is_symlink() and (elsewhere / "keep").exists()
 
 
@@ -267,13 +268,13 @@ def two_level(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _verify(two_level: dict[str, Any], tmp_path: Path, certs: list[Any], extra: list[Any],
-            **change: Any) -> agent.Verified:  # fmt: skip
+            **change: Any) -> verify.Verified:  # fmt: skip
     leaf = two_level["leaf"]
-    given: dict[str, Any] = {"spki": agent._spki(leaf), "subject": leaf.subject,
+    given: dict[str, Any] = {"spki": spki(leaf), "subject": leaf.subject,
                              "ca": two_level["root"], "now": datetime.now(UTC),
                              "current": leaf}  # a renewal of bot  # fmt: skip
     given.update(change)
-    return agent._verify(certs, extra, given["spki"], given["subject"], given["ca"], tmp_path,
+    return verify.check(certs, extra, given["spki"], given["subject"], given["ca"], tmp_path,
                          given["now"], given["current"])  # fmt: skip
 
 
@@ -285,7 +286,7 @@ def test_the_answer_verifies_through_its_intermediate_or_cacerts(
         got = _verify(two_level, tmp_path, certs, extra)
         assert got.leaf == leaf
         assert middle in got.chain and leaf not in got.chain  # the bundle gets the chain
-    with pytest.raises(agent.AnswerRejected, match="does not verify"):  # then cacerts is asked
+    with pytest.raises(transport.AnswerRejected, match="does not verify"):  # then cacerts is asked
         _verify(two_level, tmp_path, [leaf], [])
 
 
@@ -307,7 +308,7 @@ def test_an_answer_the_device_must_not_take(
     leaf, middle = two_level["leaf"], two_level["intermediate"]
     certs, change = [leaf, middle], {}
     if case == "another key":
-        certs, change = [leaf], {"spki": agent._spki(middle)}
+        certs, change = [leaf], {"spki": spki(middle)}
     elif case == "another subject":
         change = {"subject": x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])}
     elif case == "not yet":
@@ -315,12 +316,12 @@ def test_an_answer_the_device_must_not_take(
     elif case == "expired":
         change = {"now": leaf.not_valid_after_utc}
     elif case == "a CA":
-        change = {"spki": agent._spki(middle), "subject": middle.subject}
+        change = {"spki": spki(middle), "subject": middle.subject}
     elif case.startswith("an enrollment"):  # its CA must be IN --ca: chain.pem, not the root
         change = {"current": None}
     else:
         change = {"ca": device / "ca.crt"}  # the profile "app": not this leaf's CA
-    with pytest.raises(agent.AnswerRejected, match=says):
+    with pytest.raises(transport.AnswerRejected, match=says):
         _verify(two_level, tmp_path, certs, [], **change)
 
 
