@@ -30,8 +30,8 @@ STORE = {
     "passphrase",
 }
 FACADE = {"api"}
-# Long-running front ends over the façade; the rest of est/ (tokens, wire, proxy, agent)
-# are operations that the CLI, nginx render and these services share.
+# Long-running front ends over the façade; the rest of est/ (tokens, wire, proxy, and the
+# agent with its parts) are operations that the CLI, nginx render and these services share.
 SERVICES = {"ocsp.server", "est.service", "est.server"}
 SERVICE_PACKAGES = ("serve",)
 CLI = {"entry", "__main__"}
