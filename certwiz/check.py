@@ -161,6 +161,80 @@ def _relocate_cnf(profile: Profile, done: list[str]) -> None:
     )
 
 
+# The first line of a site `nginx render` wrote, and the directive that names the CA file
+# (ca.crt or chain.pem, both directly in the profile directory it was rendered for).
+SITE_HEADER = re.compile(r"# mTLS reverse proxy for (\S+) \(certwiz profile (.+)\)\.")
+_CLIENT_CA = re.compile(r'^\s*ssl_client_certificate "([^"]*)";', re.M)
+NGINX_DIR = "nginx"  # where `nginx render` writes by default, inside the profile
+
+
+def _nginx_files(profile: Profile) -> list[Path]:
+    """The plain files of PROFILE/nginx/ (none if it is missing or a link)."""
+    out = profile.dir / NGINX_DIR
+    if not_plain_dir(out):
+        return []
+    with contextlib.suppress(OSError):
+        return sorted(p for p in out.iterdir() if p.is_file() and not p.is_symlink())
+    return []
+
+
+def misplaced_nginx(profile: Profile) -> list[tuple[Path, str]]:
+    """(site file, directory it names) for each site `nginx render` wrote into PROFILE/nginx/
+    that names another profile directory: a copy of this one (a copied or moved profile),
+    so NGINX would load the other's CA, CRL and server key. A site of another CA rendered
+    here (`--out`) is not this profile's and is left out."""
+    found = []
+    for path in _nginx_files(profile):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        header, ca_file = SITE_HEADER.match(text), _CLIENT_CA.search(text)
+        if header is None or ca_file is None:
+            continue
+        named = Path(ca_file.group(1))
+        old = named.parent
+        if old == profile.dir:
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.samefile(old, profile.dir):
+                continue
+        try:  # the old directory still there: a copy has the same CA
+            mine = named.read_bytes() == profile.chain.read_bytes()
+        except FileNotFoundError:  # moved away: rendered for the profile that lived there
+            mine = header.group(2) == old.name
+        except OSError:
+            mine = False
+        if mine:
+            found.append((path, str(old)))
+    return found
+
+
+def _relocate_nginx(profile: Profile, done: list[str]) -> None:
+    """Point the sites in PROFILE/nginx/ at where the profile is now: every quoted path
+    under the old directory, and the profile's name in the first line. Everything else
+    (server, listen, upstream, the options it was rendered with) stays as rendered."""
+    for site, old in misplaced_nginx(profile):
+        for path in _nginx_files(profile):
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            new = text.replace(f'"{old}/', f'"{profile.dir}/')
+            if path == site:
+                new = SITE_HEADER.sub(
+                    lambda m: (
+                        f"# mTLS reverse proxy for {m.group(1)} (certwiz profile {profile.name})."
+                    ),
+                    new,
+                    count=1,
+                )
+            if new != text:
+                mode = path.stat().st_mode & 0o777
+                write_atomic(path, new.encode("utf-8", "surrogateescape"), mode)
+                done.append(
+                    f"re-rendered {path} for {profile.dir}: it named {old} "
+                    "(a copied or moved profile)"
+                )
+
+
 def crl_gen(profile: Profile) -> str:
     """The command that rewrites PROFILE's CRL (root/ of a two-level profile: its parent's)."""
     command = f"certwiz crl gen -p {profile.cli_name}"
@@ -265,6 +339,12 @@ def verify_profile(
         report.problems.append(
             f"{profile.cnf}: names the directory {elsewhere}, not this profile's {profile.dir} "
             "(a copied or moved profile): openssl would work on that one's database; "
+            "the next change re-renders it"
+        )
+    for site, old in misplaced_nginx(profile):
+        report.problems.append(
+            f"{site}: names the directory {old}, not this profile's {profile.dir} "
+            "(a copied or moved profile): nginx would enforce that one's CA and CRL; "
             "the next change re-renders it"
         )
     if profile.private.stat().st_mode & 0o077:
@@ -473,6 +553,7 @@ def recover(profile: Profile) -> list[str]:
     killed = _has_scratch(profile)  # a killed run's scratch directory: see _restore_issued
     for level in levels:  # the root too: hand-run or certwiz openssl ca on it may have died
         _relocate_cnf(level, done)
+        _relocate_nginx(level, done)
         _finish_rotations(level, done)
         _remove_scratch(level, done)
     _restore_issued(profile, done, killed)

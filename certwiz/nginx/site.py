@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 from urllib.parse import urlsplit
 
+from ..check import NGINX_DIR, SITE_HEADER, misplaced_nginx
 from ..errors import InputError, StateError
 from ..fsutil import make_dirs, not_plain_dir, require_outside, require_safe_target, write_atomic
 from ..profile import Profile
@@ -78,8 +78,14 @@ def _site_owner(path: Path) -> tuple[str, str] | None:
             first = handle.readline()
     except OSError:
         return None
-    found = re.fullmatch(r"# mTLS reverse proxy for (\S+) \(certwiz profile (.+)\)\.\n?", first)
+    found = SITE_HEADER.fullmatch(first.rstrip("\n"))
     return (found.group(1), found.group(2)) if found else None
+
+
+def _is_copy(profile: Profile, site: Path) -> bool:
+    """SITE is what `nginx render` wrote for the profile this one was copied or moved from
+    (the lock's recovery re-renders it for this one before render replaces it)."""
+    return any(path == site for path, _ in misplaced_nginx(profile))
 
 
 def check_out_dir(out_dir: Path, profile: Profile, server: str, *, default: bool) -> None:
@@ -103,7 +109,11 @@ def check_out_dir(out_dir: Path, profile: Profile, server: str, *, default: bool
             f"PROFILE/nginx) and link only its {SITE_CONF} into sites-enabled",
         )
     owner = _site_owner(out_dir / SITE_CONF)
-    if owner is not None and owner != (server, profile.name):
+    if (
+        owner is not None
+        and owner != (server, profile.name)
+        and not (owner[0] == server and _is_copy(profile, out_dir / SITE_CONF))
+    ):
         raise InputError(
             "out",
             f"{out_dir} already holds the site of {owner[0]} (profile {owner[1]}); "
@@ -241,7 +251,7 @@ def render(
         raise StateError(
             f"profile {profile.name} has no CRL; run: certwiz crl gen -p {profile.name}"
         )
-    out_dir = (out if out is not None else profile.dir / "nginx").expanduser().absolute()
+    out_dir = (out if out is not None else profile.dir / NGINX_DIR).expanduser().absolute()
     check_out_dir(out_dir, profile, server, default=out is None)
     # root's nginx loads what is written there: nobody else may be able to change it
     require_safe_target("out", out_dir / SITE_CONF)
