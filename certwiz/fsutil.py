@@ -224,17 +224,24 @@ def scratch_dir(parent: Path, prefix: str = ".certwiz-") -> Iterator[Path]:
         path.rmdir()
 
 
+def read_head(path: Path, field: str, limit: int) -> bytes:
+    """PATH's first LIMIT + 1 bytes at most: one more than allowed tells the caller the
+    file is too large, and a path such as /dev/zero cannot fill the memory. A file that
+    cannot be read is an InputError on FIELD ("cannot read PATH: why")."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
+
+
 def read_small_text(path: Path, field: str, limit: int) -> str:
     """A small UTF-8 file given by the user, read at most `limit` bytes deep.
 
     Bounded: a path such as /dev/zero must not fill the memory. Every failure is an
     InputError on `field`.
     """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
+    data = read_head(path, field, limit)
     if len(data) > limit:
         raise InputError(field, f"{path} is larger than {limit} bytes")
     try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import openssl, p12
 from .. import openssl_args as args
 from ..errors import CertwizError, InputError
+from ..fsutil import read_head
 from ..openssl import Secret
 
 if TYPE_CHECKING:
@@ -43,11 +44,7 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
 
     if path.is_symlink():
         raise InputError("p12", f"{path} is a symlink: give the bundle itself (it is replaced)")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(p12.MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError("p12", f"cannot read {path}: {exc.strerror}") from None
+    data = read_head(path, "p12", p12.MAX_BYTES)
     if len(data) > p12.MAX_BYTES:
         raise InputError("p12", f"{path} is larger than {p12.MAX_BYTES} bytes: not a bundle")
     fmt = p12.format_of(path)

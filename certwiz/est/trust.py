@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import p12
 from ..errors import CertwizError, InputError
+from ..fsutil import read_head
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -65,11 +66,7 @@ def check_ca(path: Path, field: str = "ca") -> Path:
     """A CA file: PEM with at least one certificate (what TLS and `verify` trust)."""
     from .. import der
 
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(p12.MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
+    data = read_head(path, field, p12.MAX_BYTES)
     if len(data) > p12.MAX_BYTES or not der.pem_certificates(data):
         raise InputError(field, f"{path} holds no PEM certificate (give a CA's certificate)")
     return path
