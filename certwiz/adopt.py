@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import audit, check, database, names, openssl, openssl_args
+from . import audit, check, database, der, names, openssl, openssl_args
 from .ca import built, new_profile, render_cnf
 from .errors import InputError
 from .fsutil import write_atomic
@@ -174,7 +174,6 @@ def _check_ca(source: Source, passphrase: Secret | None) -> x509.Certificate:
 
 def _certificates(source: Source, ca: x509.Certificate) -> dict[int, bytes]:
     """Every certificate the source holds that the CA signed, by serial, as PEM."""
-    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
 
     found: dict[int, bytes] = {}
@@ -191,9 +190,7 @@ def _certificates(source: Source, ca: x509.Certificate) -> dict[int, bytes]:
                 continue  # not a certificate (e.g. a README): not ours to judge
             if cert.issuer != ca.subject or cert.serial_number in found:
                 continue
-            try:
-                cert.verify_directly_issued_by(ca)
-            except (InvalidSignature, ValueError, TypeError):
+            if not der.issued_by(cert, ca):
                 continue
             found[cert.serial_number] = cert.public_bytes(serialization.Encoding.PEM)
     return found

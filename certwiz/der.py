@@ -235,20 +235,14 @@ def same_public_key(cert_pem: bytes, csr_pem: bytes) -> bool:
 
 def spki(der: bytes) -> bytes:
     """The DER SubjectPublicKeyInfo of a DER certificate: its key, comparable as bytes."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    return (
-        certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    )
+    return spki_of(certificate(der))
 
 
 def csr_spki(pem: bytes) -> bytes:
     """The DER SubjectPublicKeyInfo of a PEM certification request."""
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    key = x509.load_pem_x509_csr(pem).public_key()
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return spki_of(x509.load_pem_x509_csr(pem))
 
 
 def key_matches(cert_pem: bytes, key_pem: bytes) -> bool | None:
@@ -258,13 +252,27 @@ def key_matches(cert_pem: bytes, key_pem: bytes) -> bool | None:
 
     try:
         key = load_pem_private_key(key_pem, None)
-        return spki(pem_to_der(cert_pem)) == spki_of_key(key)
+        return spki(pem_to_der(cert_pem)) == spki_of(key)
     except (ValueError, TypeError):
         return None
 
 
-def spki_of_key(key: object) -> bytes:
+def spki_of(obj: object) -> bytes:
+    """The DER SubjectPublicKeyInfo of a loaded key, certificate or request (anything with
+    `public_key()`): one key, whatever holds it, compares equal as bytes."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    public = key.public_key()  # type: ignore[attr-defined]
+    public = obj.public_key()  # type: ignore[attr-defined]
     return bytes(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """ISSUER's key signed CERT and the names chain: the one test that names can't fake.
+    False for a wrong name, a key type that cannot have signed it, or a bad signature."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import openssl
+from . import der, openssl
 from .errors import InputError, OpenSSLError
 from .openssl import Secret
 
@@ -229,22 +229,12 @@ def _describe(cert: Any) -> Certificate:
     )
 
 
-def _issued_by(cert: Any, issuer: Any) -> bool:
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):  # name, key type or signature
-        return False
-    return True
-
-
 def _leaf(certs: list[Any], key: Any) -> Any | None:
     """The certificate of the key, else the one that issued no other in the bundle."""
     if key is not None:
-        mine = _public(key)
+        mine = der.spki_of(key)
         for cert in certs:
-            if _public(cert) == mine:
+            if der.spki_of(cert) == mine:
                 return cert
     issuers = {c.issuer for c in certs if c.issuer != c.subject}
     ends = [c for c in certs if c.subject not in issuers or c.issuer == c.subject]
@@ -252,21 +242,13 @@ def _leaf(certs: list[Any], key: Any) -> Any | None:
     return (non_ca or ends or [None])[0]
 
 
-def _public(obj: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return bytes(
-        obj.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 def _missing_issuer(leaf: Any, certs: list[Any]) -> str | None:
     """The issuer the bundle lacks on the way from LEAF to a self-signed root, or None."""
     cert, seen = leaf, 0
     while cert.issuer != cert.subject and seen <= len(certs):
-        parent = next((c for c in certs if c.subject == cert.issuer and _issued_by(cert, c)), None)
+        parent = next(
+            (c for c in certs if c.subject == cert.issuer and der.issued_by(cert, c)), None
+        )
         if parent is None:
             return _name(cert.issuer)
         cert, seen = parent, seen + 1
@@ -294,7 +276,7 @@ def inspect(path: Path, password: Secret | None = None) -> Report:
     certs += [c.certificate for c in bundle.additional_certs]
     leaf = _leaf(certs, bundle.key)
     key_matches = (
-        None if bundle.key is None or leaf is None else _public(leaf) == _public(bundle.key)
+        None if bundle.key is None or leaf is None else der.spki_of(leaf) == der.spki_of(bundle.key)
     )
     missing = _missing_issuer(leaf, certs) if leaf is not None else None
     report = Report(

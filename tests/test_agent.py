@@ -19,9 +19,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from certwiz.api import CA
+from certwiz.der import spki_of as spki
 from certwiz.errors import CertwizError, InputError
 from certwiz.est import agent, pending, transport, verify
-from certwiz.est.device import new_key_and_csr, read_bundle, spki
+from certwiz.est.device import new_key_and_csr, read_bundle
 from certwiz.openssl import Secret
 from certwiz.profile import Profile
 from tests.conftest import run_certwiz

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import openssl, p12
+from .. import der, openssl, p12
 from .. import openssl_args as args
 from ..errors import CertwizError, InputError
 from ..fsutil import read_head
@@ -62,7 +62,7 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
     if loaded.key is None or loaded.cert is None:
         raise InputError("p12", f"{path} holds no key and certificate of its own")
     cert = loaded.cert.certificate
-    if spki(cert) != spki(loaded.key):
+    if der.spki_of(cert) != der.spki_of(loaded.key):
         raise InputError("p12", f"{path}: its key does not match its certificate")
     if fmt is None:
         raise InputError("p12", f"{path} is neither compat nor modern PKCS#12 (re-issue it)")
@@ -70,16 +70,6 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
     friendly = name.decode(errors="replace") if name else _cn(cert) or "certwiz"
     chain = [extra.certificate for extra in loaded.additional_certs]
     return Bundle(path, password, fmt, loaded.key, cert, friendly, chain)
-
-
-def spki(obj: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return bytes(
-        obj.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
 
 
 def _cn(cert: x509.Certificate) -> str | None:
@@ -92,8 +82,6 @@ def _cn(cert: x509.Certificate) -> str | None:
 def serial_of(cert: x509.Certificate) -> str:
     """Upper-case hex of even length, as openssl ca writes it in index.txt."""
     from cryptography.hazmat.primitives.serialization import Encoding
-
-    from .. import der
 
     return der.cert_serial(cert.public_bytes(Encoding.DER))
 
@@ -144,7 +132,7 @@ def new_key_and_csr(
         )
     from cryptography.hazmat.primitives import serialization
 
-    return key, passphrase, request.public_bytes(serialization.Encoding.DER), spki(request)
+    return key, passphrase, request.public_bytes(serialization.Encoding.DER), der.spki_of(request)
 
 
 def pem(certs: list[x509.Certificate]) -> bytes:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import names
+from .. import der, names
 from ..openssl import Secret
 from . import device, verify
 
@@ -107,12 +107,12 @@ def load(p12_path: Path, bundle: device.Bundle) -> Pending | None:
             (where / _KEY).read_bytes(), passphrase.text.encode()
         )
         request = x509.load_der_x509_csr(csr := (where / _CSR).read_bytes())
-        if device.spki(key) != device.spki(request) or request.subject != bundle.cert.subject:
+        if der.spki_of(key) != der.spki_of(request) or request.subject != bundle.cert.subject:
             raise ValueError("the key does not match its request")
     except (OSError, ValueError, KeyError, TypeError):
         discard(where)  # stale or damaged: a new renewal starts from scratch
         return None
-    return Pending(where, where / _KEY, passphrase, csr, device.spki(request), True)
+    return Pending(where, where / _KEY, passphrase, csr, der.spki_of(request), True)
 
 
 def begin(p12_path: Path, bundle: device.Bundle) -> Pending:

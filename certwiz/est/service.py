@@ -323,14 +323,11 @@ def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
     """The profile's current certificate CERT is, re-checked here (not only by NGINX):
     signed by this CA, in index.txt byte for byte, valid, and not already renewed."""
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.serialization import Encoding
 
     signer = x509.load_pem_x509_certificate(profile.signing_cert.read_bytes())
-    try:
-        cert.verify_directly_issued_by(signer)
-    except (ValueError, TypeError, InvalidSignature):
-        raise Refused(403, "client certificate not issued by this CA") from None
+    if not der.issued_by(cert, signer):
+        raise Refused(403, "client certificate not issued by this CA")
     serial = f"{cert.serial_number:X}"
     entry = next(
         (e for e in database.read(profile.index) if e.serial_int == cert.serial_number), None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import p12
+from .. import der, p12
 from ..errors import CertwizError, InputError
 from ..fsutil import read_head
 
@@ -64,8 +64,6 @@ def endpoint(url: str) -> Endpoint:
 
 def check_ca(path: Path, field: str = "ca") -> Path:
     """A CA file: PEM with at least one certificate (what TLS and `verify` trust)."""
-    from .. import der
-
     data = read_head(path, field, p12.MAX_BYTES)
     if len(data) > p12.MAX_BYTES or not der.pem_certificates(data):
         raise InputError(field, f"{path} holds no PEM certificate (give a CA's certificate)")
@@ -85,17 +83,6 @@ def ca_certs(ca: Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(ca.read_bytes())
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """ISSUER's key signed CERT (and the names chain): the one test that names can't fake."""
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def pin_server(
     where: Endpoint, ca: Path, server_ca: Path | None, current: Bundle | None = None
 ) -> Endpoint:
@@ -113,7 +100,7 @@ def pin_server(
     issuers = ca_certs(ca)
     signers = f"a certificate in {ca}"
     if current is not None:
-        mine = next((c for c in [*current.chain, *issuers] if issued_by(current.cert, c)), None)
+        mine = next((c for c in [*current.chain, *issuers] if der.issued_by(current.cert, c)), None)
         if mine is not None and mine not in issuers:
             issuers.append(mine)
             signers = (
@@ -122,14 +109,14 @@ def pin_server(
     return replace(where, issuers=tuple(issuers), signers=signers)
 
 
-def check_server(where: Endpoint, der: bytes | None) -> None:
+def check_server(where: Endpoint, server_der: bytes | None) -> None:
     """The server's certificate (DER, verified by TLS already) comes from WHERE.issuers."""
     from cryptography import x509
 
     if not where.issuers:
         return
-    cert = x509.load_der_x509_certificate(der) if der else None
-    if cert is None or not any(issued_by(cert, issuer) for issuer in where.issuers):
+    cert = x509.load_der_x509_certificate(server_der) if server_der else None
+    if cert is None or not any(der.issued_by(cert, issuer) for issuer in where.issuers):
         who = "none" if cert is None else repr(cert.issuer.rfc4514_string())
         raise CertwizError(
             f"{where.url}: the server certificate is issued by {who}, not by {where.signers}: "

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import openssl
+from .. import der, openssl
 from .. import openssl_args as args
 from ..errors import CertwizError
 from . import device, transport, trust
@@ -49,7 +49,7 @@ def check(
     certificate in CA."""
     from cryptography import x509
 
-    leaf = next((c for c in certs if device.spki(c) == key_spki), None)
+    leaf = next((c for c in certs if der.spki_of(c) == key_spki), None)
     if leaf is None:
         raise transport.AnswerRejected("the answer holds no certificate for the new key")
     if subject is not None and leaf.subject != subject:
@@ -65,10 +65,10 @@ def check(
     with contextlib.suppress(x509.ExtensionNotFound):
         if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
             raise transport.AnswerRejected("the new certificate is a CA certificate")
-    seen: set[bytes] = {device.spki(leaf) + leaf.tbs_certificate_bytes}
+    seen: set[bytes] = {der.spki_of(leaf) + leaf.tbs_certificate_bytes}
     chain = []
     for cert in [*certs, *extra, *x509.load_pem_x509_certificates(ca.read_bytes())]:
-        ident = device.spki(cert) + cert.tbs_certificate_bytes
+        ident = der.spki_of(cert) + cert.tbs_certificate_bytes
         if ident not in seen:
             seen.add(ident)
             chain.append(cert)
@@ -93,7 +93,7 @@ def _same_signer(
     certificate is in POOL; anything else under the same root is refused."""
     issuer = leaf.issuer.rfc4514_string()
     if current is None:
-        if not any(trust.issued_by(leaf, c) for c in pool):
+        if not any(der.issued_by(leaf, c) for c in pool):
             raise transport.AnswerRejected(
                 f"the new certificate is issued by {issuer!r}, not directly by a certificate "
                 f"in {ca} (another CA under the same root?)"
@@ -101,7 +101,7 @@ def _same_signer(
         return
     mine = current.issuer.rfc4514_string()
     same = leaf.issuer == current.issuer and _aki(leaf) == _aki(current)
-    if not same or not any(trust.issued_by(leaf, c) and trust.issued_by(current, c) for c in pool):
+    if not same or not any(der.issued_by(leaf, c) and der.issued_by(current, c) for c in pool):
         raise transport.AnswerRejected(
             f"the new certificate is issued by {issuer!r} (key id {_aki(leaf) or 'none'}), "
             f"not by the current certificate's CA {mine!r} (key id {_aki(current) or 'none'})"
