@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from certwiz import audit
+from certwiz.nginx import enforce
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
@@ -29,20 +30,25 @@ SERVER = "app.test"
 
 
 def test_revoke_reload_in_a_copy_enforces_the_copys_crl(tmp_path: Path) -> None:
+    """The copy's own site follows it; a site rendered elsewhere (--out) for the original,
+    which certwiz may not rewrite, makes `revoke --reload` refuse to reload (exit 1) with
+    the command that renders it for the copy, and that command works."""
     require_nginx()
     require_curl()
     home = tmp_path / "certs"
     cw = certwiz_ok(home)
     backend = EchoBackend().start()
-    port = free_port()
+    port, port2 = free_port(), free_port()
     try:
         cw("ca", "init", "-p", "app")
         cw("server", "issue", "-p", "app", "-n", SERVER)
         for name in ("bot", "other"):
             cw("client", "issue", "-p", "app", "-n", name, "-u")
-        upstream, listen = f"http://127.0.0.1:{backend.port}", f"127.0.0.1:{port}"
-        cw("nginx", "render", "-p", "app", "--server", SERVER, "--upstream", upstream,
-           "--listen", listen)  # fmt: skip
+        upstream = f"http://127.0.0.1:{backend.port}"
+        render = ("nginx", "render", "-p", "app", "--server", SERVER, "--upstream", upstream)
+        cw(*render, "--listen", f"127.0.0.1:{port}")  # into the profile: PROFILE/nginx/
+        outside = tmp_path / "sites" / "app"  # like /etc/nginx/sites-available/app
+        cw(*render, "--listen", f"127.0.0.1:{port2}", "--out", str(outside))
         staging = tmp_path / "staging"
         shutil.copytree(home, staging, symlinks=True)  # cp -a: a staging copy
         original, copy = Profile("app", home), Profile("app", staging)
@@ -66,12 +72,37 @@ def test_revoke_reload_in_a_copy_enforces_the_copys_crl(tmp_path: Path) -> None:
             refused = curl_as(copy.dir, "bot", SERVER, port, tmp_path)
             assert refused.status == 400, refused.body
             assert curl_as(copy.dir, "other", SERVER, port, tmp_path).status == 200
+
+            # + the original's site from outside the profile: it enforces the original's CRL
+            nginx.serve([site, outside / "mtls_proxy.conf"])
+            workers = nginx.workers()
+            done = invoke(staging, "revoke", "-p", "app", "-n", "other", "--reload",
+                          "--nginx-cmd", nginx.command)  # fmt: skip
+            assert done.returncode == 1, (done.stdout, done.stderr)
+            assert "nginx was NOT reloaded" in done.stdout
+            assert f"ssl_crl {original.crl} is not profile app's current CRL" in done.stderr
+            assert "re-render it: " in done.stderr, done.stderr
+            fix = done.stderr.split("re-render it: ", 1)[1].strip()
+            assert fix == (
+                f"certwiz nginx render -p app --server {SERVER} --upstream {upstream} "
+                f"--listen 127.0.0.1:{port2} --out {outside}"
+            )
+            assert nginx.workers() == workers  # nothing was reloaded
+            assert curl_as(copy.dir, "other", SERVER, port2, tmp_path).status == 200
+            rerender = invoke(staging, *fix.split()[1:])  # the command as printed
+            assert rerender.returncode == 0, rerender.stderr
+            with nginx.reloading():
+                done = invoke(staging, "crl", "gen", "-p", "app", "--reload",
+                              "--nginx-cmd", nginx.command)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            for listen in (port, port2):
+                assert curl_as(copy.dir, "other", SERVER, listen, tmp_path).status == 400
         finally:
             nginx.stop()
         assert str(original.dir) not in site.read_text()
         assert "(certwiz profile app)" in site.read_text().split("\n", 1)[0]
-        recovered = audit.read(copy)[-1]["recovered"]
-        assert any(str(site) in line for line in recovered)  # type: ignore[union-attr]
+        recovered = [line for r in audit.read(copy) for line in r.get("recovered") or []]
+        assert any(str(site) in line for line in recovered)
         assert invoke(staging, "check", "-p", "app").returncode == 0
         assert snapshot(home) == before  # the original and its CRL are untouched
     finally:
@@ -110,3 +141,34 @@ def test_another_cas_site_rendered_into_the_directory_is_left_alone(
     assert invoke(profile.home, "check", "-p", "my-app").returncode == 0
     cw("client", "issue", "-p", "my-app", "-n", "bot", "-u")
     assert (out / "mtls_proxy.conf").read_text() == text
+
+
+def test_the_refusal_names_the_render_command_with_the_sites_options(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """The command a refused reload prints renders the site as it was (--sni-only,
+    --app, --tls, --error-log, --out), and after it runs nothing is refused."""
+    cw = certwiz_ok(profile.home)
+    cw("server", "issue", "-p", "my-app", "-n", SERVER)
+    out, log = tmp_path / "sites", tmp_path / "logs" / "app.log"
+    log.parent.mkdir()
+    cw("nginx", "render", "-p", "my-app", "--server", SERVER, "--upstream",
+       "http://127.0.0.1:9", "--listen", "127.0.0.1:8443", "--sni-only", "--app", "ollama",
+       "--tls", "modern", "--error-log", str(log), "--out", str(out))  # fmt: skip
+    shutil.copytree(profile.home, tmp_path / "copy", symlinks=True)
+    copy = Profile("my-app", tmp_path / "copy")
+    cw_copy = certwiz_ok(copy.home)
+    cw_copy("crl", "gen", "-p", "my-app")  # the copy's CRL is no longer the original's
+    main = tmp_path / "nginx.conf"
+    main.write_text(f'events {{}}\nhttp {{\n    include "{out}/mtls_proxy.conf";\n}}\n')
+    dump = f"nginx: the configuration file {main} syntax is ok\n# configuration file {main}:\n"
+    (stale,) = enforce.stale_servers(copy, dump)
+    command = stale.split("re-render it: ", 1)[1]
+    assert command == (
+        f"certwiz nginx render -p my-app --server {SERVER} --upstream http://127.0.0.1:9 "
+        f"--listen 127.0.0.1:8443 --sni-only --app ollama --tls modern --error-log {log} "
+        f"--out {out}"
+    )
+    cw_copy(*command.split()[1:])
+    assert enforce.stale_servers(copy, dump) == []
+    assert enforce.stale_servers(profile, dump) != []  # now the original's is the stale one

@@ -42,8 +42,8 @@ from .helptext import CHANGES, READS, help_page
     ),
     codes=CHANGES
     | {
-        1: "openssl failed, or nginx -t or the reload failed (the revocation "
-        "stands; its error is printed)"
+        1: "openssl failed, or nginx -t or the reload failed, or a server of this CA "
+        "would check another CRL (the revocation stands; its error is printed)"
     },
 )
 @reports_errors
@@ -102,6 +102,7 @@ def revoke_cmd(
         f"{'; '.join(what)}; {crl}{purged}{notes_text(done.notes)}",
         words,
         argv,
+        lib.profile,
     )
 
 

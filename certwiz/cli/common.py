@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # a command module imports only what its own commands use
     from ..batch import BatchResult
     from ..issue import Issued
     from ..openssl import Secret
+    from ..profile import Profile
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile (CA workspace) name.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Certificate name (its CN).")]
@@ -221,10 +222,16 @@ def report_issued(as_json: bool, done: Issued) -> None:
 
 
 def deploy_crl(
-    as_json: bool, data: dict[str, Any], text: str, words: list[str], argv: list[str] | None
+    as_json: bool,
+    data: dict[str, Any],
+    text: str,
+    words: list[str],
+    argv: list[str] | None,
+    profile: Profile | None = None,
 ) -> None:
     """Print what changed; with --reload make nginx load it (a new CRL or new configs)
-    and wait until it serves, else say how."""
+    and wait until it serves, else say how. With PROFILE, a configuration in which a
+    server admits its clients against another CRL is not reloaded (nginx/enforce.py)."""
     from .. import nginx as nginx_lib
 
     hint = nginx_lib.reload_hint(words)
@@ -236,7 +243,10 @@ def deploy_crl(
         )
         return
     try:
-        done = nginx_lib.reload(argv)
+        from ..nginx import enforce
+
+        refuse = (lambda dump: enforce.stale_servers(profile, dump)) if profile else None
+        done = nginx_lib.reload(argv, refuse=refuse)
     except nginx_lib.NginxError:
         emit(
             as_json,

@@ -36,8 +36,8 @@ crl_app = typer.Typer(help="The certificate revocation list.", no_args_is_help=T
     ),
     codes=CHANGES
     | {
-        1: "openssl failed, or nginx -t or the reload failed (the CRL was made; "
-        "its error is printed)"
+        1: "openssl failed, or nginx -t or the reload failed, or a server of this CA "
+        "would check another CRL (the CRL was made; its error is printed)"
     },
 )
 @reports_errors
@@ -65,7 +65,7 @@ def crl_gen(
     argv = nginx_lib.resolve(words) if reload else None
     if root_key is not None:
         intermediate.check_root_key_file(root_key)
-    done = open_ca(ctx, profile, home, ca_passphrase_file).generate_crl(
-        days=crl_days, root_key=root_key
-    )
-    deploy_crl(as_json, asdict(done), f"New CRL: {done.crl}{notes_text(done.notes)}", words, argv)
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    done = lib.generate_crl(days=crl_days, root_key=root_key)
+    text = f"New CRL: {done.crl}{notes_text(done.notes)}"
+    deploy_crl(as_json, asdict(done), text, words, argv, lib.profile)

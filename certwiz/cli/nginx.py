@@ -155,7 +155,8 @@ def nginx_render(
     """
     words = nginx_lib.command_words(nginx_cmd)
     argv = nginx_lib.resolve(words) if reload else None
-    done = open_ca(ctx, profile, home).render_nginx(
+    lib = open_ca(ctx, profile, home)
+    done = lib.render_nginx(
         server,
         upstream,
         listen=listen,
@@ -183,4 +184,5 @@ def nginx_render(
         + f"Include {done.files['site']} inside http {{ }} of nginx.conf",
         words,
         argv,
+        lib.profile,
     )

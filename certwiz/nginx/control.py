@@ -12,7 +12,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import openssl
@@ -132,13 +132,21 @@ class Reloaded:
     note: str = ""
 
 
-def reload(argv: Sequence[str], timeout: float | None = None) -> Reloaded:
+def reload(
+    argv: Sequence[str],
+    timeout: float | None = None,
+    refuse: Callable[[str], list[str]] | None = None,
+) -> Reloaded:
     """`nginx -t`; only if it passes `nginx -s reload`; then wait until the new config
     serves: the master runs new workers and every old one stopped accepting (its
     graceful exit), at most TIMEOUT seconds, else NginxError (nginx reads the CRL at
-    load, so before that a revoked client still gets in)."""
+    load, so before that a revoked client still gets in). REFUSE: what, in the
+    `nginx -T` output, forbids the reload (NginxError naming it, nothing reloaded)."""
     limit = reload_timeout() if timeout is None else timeout
     output = test_config(argv)
+    problems = refuse(output) if refuse is not None else []
+    if problems:
+        raise NginxError("nginx NOT reloaded: " + "; ".join(problems))
     pid_file = workers.pid_path(list(argv), output)
     master = workers.master_pid(pid_file)
     old = workers.children(master) if master is not None else set()

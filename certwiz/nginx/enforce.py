@@ -1,0 +1,118 @@
+"""Does the configuration nginx is about to load enforce this profile's CRL?
+
+A server that admits the profile's clients (its `ssl_client_certificate` is the
+profile's CA file, byte for byte) but checks them against another CRL file (a
+copied or moved profile's site rendered with --out elsewhere, a hand-made config)
+would keep admitting a client certwiz just revoked. `--reload` refuses to reload such
+a configuration silently: `revoke --reload` and `crl gen --reload` exist to make a
+revocation count. A CRL file with the same bytes as the profile's (a deploy step
+copied it) is fine; a server on OCSP (`ssl_ocsp`) asks the responder instead.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from ..doctor import conf
+from ..errors import InputError
+from ..profile import Profile
+
+_MAIN = re.compile(r"^# configuration file (.+):$", re.M)
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _path(directive: conf.Directive, prefix: Path) -> Path:
+    value = Path(directive.args[0]) if directive.args else Path()
+    return value if value.is_absolute() else prefix / value
+
+
+def _arg(directive: conf.Directive | None) -> str | None:
+    return directive.args[0] if directive is not None and directive.args else None
+
+
+def _render_command(profile: Profile, server: conf.Directive, site: Path) -> str:
+    """`certwiz nginx render` for SERVER with the options it shows it was rendered with,
+    into the directory of SITE (the file it is in)."""
+    listen = server.first("listen")
+    where = {str(d.args[0]): d for d in conf.locations(server) if d.args}
+    passes = [d for d in server.walk() if d.name == "proxy_pass" and d.args]
+    words = ["certwiz", "nginx", "render", "-p", profile.cli_name]
+    words += ["--server", _arg(server.first("server_name")) or "SERVER"]
+    words += ["--upstream", passes[0].args[0] if passes else "URL"]
+    words += ["--listen", _arg(listen) or "443"]
+    if listen is not None and "default_server" not in listen.args:
+        words.append("--sni-only")
+    if "/api/" in where:
+        words += ["--app", "ollama"]
+    protocols = server.first("ssl_protocols")
+    if protocols is not None and "TLSv1.2" not in protocols.args:
+        words += ["--tls", "modern"]
+    for option, directive in (
+        ("--error-log", server.first("error_log")),
+        ("--upstream-ca", server.first("proxy_ssl_trusted_certificate")),
+        ("--enroll", _est(where)),
+    ):
+        if _arg(directive):
+            words += [option, str(_arg(directive))]
+    if _arg(server.first("ssl_ocsp")) not in (None, "off"):
+        words += ["--revocation", "both"]
+        responder = _arg(server.first("ssl_ocsp_responder"))
+        words += ["--ocsp-responder", responder] if responder else []
+    if site.parent != profile.dir / "nginx":
+        words += ["--out", str(site.parent)]
+    return shlex.join(words)
+
+
+def _est(where: dict[str, conf.Directive]) -> conf.Directive | None:
+    """The proxy_pass of the EST location (`--enroll`), if the site has one."""
+    est = where.get("/.well-known/est/")
+    return est.first("proxy_pass") if est is not None else None
+
+
+def stale_servers(profile: Profile, dump: str) -> list[str]:
+    """One line per server block in DUMP (`nginx -T` output) that admits PROFILE's clients
+    but does not enforce its current CRL; [] when every such server does."""
+    main = _MAIN.search(dump)
+    if main is None:
+        return []
+    try:
+        root = conf.load(Path(main.group(1)))
+    except InputError:
+        return []  # nginx -t passed; doctor reports what its reader cannot follow
+    prefix = Path(main.group(1)).parent
+    ca, crl = _bytes(profile.chain), _bytes(profile.nginx_crl)
+    found = []
+    for server in conf.servers(root):
+        verify = server.inherited("ssl_verify_client")
+        client_ca = server.inherited("ssl_client_certificate")
+        if verify is None or verify.args[:1] == ["off"] or client_ca is None:
+            continue
+        if _bytes(_path(client_ca, prefix)) != ca:
+            continue  # another CA's server
+        ssl_crl = server.inherited("ssl_crl")
+        ocsp = server.inherited("ssl_ocsp")
+        if ssl_crl is None:
+            if ocsp is None or ocsp.args[:1] == ["off"]:
+                found.append(
+                    f"{client_ca.file}:{client_ca.line}: this server admits the clients of "
+                    f"profile {profile.name} and checks no CRL; render it: "
+                    + _render_command(profile, server, client_ca.file)
+                )
+            continue
+        named = _path(ssl_crl, prefix)
+        if _bytes(named) != crl:
+            found.append(
+                f"{ssl_crl.file}:{ssl_crl.line}: ssl_crl {named} is not profile "
+                f"{profile.name}'s current CRL {profile.nginx_crl} (a copied or moved "
+                "profile's site?), so a revocation would not count there; re-render it: "
+                + _render_command(profile, server, ssl_crl.file)
+            )
+    return found
