@@ -27,19 +27,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
-from . import audit, batch, check, inventory, issue, nginx, revoke
+from . import audit, check, inventory, issue, nginx
 from .openssl import Secret
 from .passphrase import Source, resolve, signing_passphrase
 from .profile import Profile, open_profile
-from .revoke import CRLRenewed, Revoked
 from .transaction import Transaction, transaction
 
 if TYPE_CHECKING:  # each imported by the method that uses it: `client issue` needs none
-    from . import bundle, doctor, rollover, subordinate
+    from . import batch, bundle, doctor, rollover, subordinate
     from . import ca as ca_init
     from . import export as exporting
     from . import renew as renewing
     from . import status as status_lib
+    from .revoke import CRLRenewed, Revoked
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,8 @@ class CA:
         progress: batch.Progress | None = None,
     ) -> batch.BatchResult:
         """A fleet of client certificates in one transaction (rows from `batch.read_rows`)."""
+        from . import batch
+
         return batch.issue_batch(
             self.profile,
             rows,
@@ -266,6 +268,8 @@ class CA:
         tx: Transaction | None = None,
     ) -> Revoked:
         """Revoke NAME's valid certificates (or SERIAL's) and publish the CRL."""
+        from . import revoke
+
         return revoke.revoke(
             self.profile,
             name=name,
@@ -311,6 +315,8 @@ class CA:
         self, *, reason: str = "unspecified", root_key: Path | None = None
     ) -> Revoked:
         """The root revokes the intermediate: every leaf it signed stops verifying."""
+        from . import revoke
+
         return revoke.revoke_intermediate(
             self.profile,
             reason=reason,
@@ -432,6 +438,8 @@ class CA:
     def generate_crl(self, *, days: int | None = None, root_key: Path | None = None) -> CRLRenewed:
         """A fresh CRL; certificates whose grace ended are revoked first, and a two-level
         profile's root CRL is re-signed when the root key is at hand (or `root_key`)."""
+        from . import revoke
+
         return revoke.generate_crl(
             self.profile,
             days=days,

@@ -436,13 +436,26 @@ def _finish_rotations(profile: Profile, done: list[str]) -> None:
             done.append(f"restored {path} from {new.name} (openssl was interrupted)")
 
 
-def _remove_scratch(profile: Profile, done: list[str]) -> None:
-    """Scratch directories and temp files of a killed certwiz (they may hold keys)."""
+def _remove_scratch(profile: Profile, done: list[str]) -> set[str]:
+    """Scratch directories and temp files of a killed certwiz (they may hold keys).
+
+    Returns the names of issued/'s regular files: listed here anyway, recovery's
+    _restore_issued needs them too (one listing of a 100,000-file directory, not two).
+    """
+    issued: set[str] = set()
     for parent in (profile.dir, profile.private, profile.issued, profile.reqs):
         if not parent.is_dir():
             continue
-        with os.scandir(parent) as listing:  # names first: issued/ may hold 100,000 files
-            hidden = [Path(e.path) for e in listing if e.name.startswith(".")]
+        if parent == profile.issued:
+            hidden = []
+            with os.scandir(parent) as listing:
+                for found in listing:
+                    if found.name.startswith("."):
+                        hidden.append(Path(found.path))
+                    elif found.is_file(follow_symlinks=False):
+                        issued.add(found.name)
+        else:  # names only, a Path for the few hidden ones: private/ may hold 100,000 files
+            hidden = [parent / name for name in os.listdir(parent) if name.startswith(".")]
         for entry in hidden:
             if entry.is_symlink():
                 continue
@@ -454,6 +467,7 @@ def _remove_scratch(profile: Profile, done: list[str]) -> None:
             elif entry.name.endswith(".tmp") and entry.is_file():
                 entry.unlink()
                 done.append(f"removed stale temporary file {entry}")
+    return issued
 
 
 def _delivered_key(profile: Profile, name: str, cert_pem: bytes) -> bool:
@@ -468,14 +482,15 @@ def _delivered_key(profile: Profile, name: str, cert_pem: bytes) -> bool:
         return False
 
 
-def _restore_issued(profile: Profile, done: list[str], killed: bool) -> None:
+def _restore_issued(profile: Profile, done: list[str], killed: bool, present: set[str]) -> None:
     """A valid certificate in the database whose issued/NAME.crt was never installed.
 
     Only when its key was delivered (see _delivered_key): a certificate signed by a run
     killed before that is never paired with another key or with none; a journal says it
     is owed a withdrawal (see journal), else its name stays blocked until it is revoked.
 
-    A missing issued/NAME.crt is looked for on every change (one listing of issued/).
+    A missing issued/NAME.crt is looked for on every change (PRESENT: issued/'s files, from
+    the listing _remove_scratch made).
     One still holding an older certificate can only be left by a certwiz run killed
     between signing and installing, and such a run leaves its scratch directory
     (`killed`): only then is every issued/NAME.crt compared with newcerts/, which reads
@@ -491,7 +506,6 @@ def _restore_issued(profile: Profile, done: list[str], killed: bool) -> None:
         named = entry.common_name is not None and entry.serial_int not in withdrawn
         if named and entry.status() == "valid":
             newest[str(entry.common_name)] = entry
-    present = file_names(profile.issued)
     for name, entry in newest.items():
         if not killed and f"{name}.crt" in present:
             continue
@@ -551,12 +565,15 @@ def recover(profile: Profile) -> list[str]:
         raise ProfileCorrupt(f"{exc}; nothing was changed") from None
     done: list[str] = []
     killed = _has_scratch(profile)  # a killed run's scratch directory: see _restore_issued
+    present: set[str] = set()
     for level in levels:  # the root too: hand-run or certwiz openssl ca on it may have died
         _relocate_cnf(level, done)
         _relocate_nginx(level, done)
         _finish_rotations(level, done)
-        _remove_scratch(level, done)
-    _restore_issued(profile, done, killed)
+        listed = _remove_scratch(level, done)
+        if level is profile:
+            present = listed
+    _restore_issued(profile, done, killed, present)
     if killed:
         _repair_fullchains(profile, done)
     return done

@@ -16,11 +16,13 @@ class DatabaseError(CertwizError):
 
 
 class Entry(NamedTuple):
-    """One line of index.txt, its fields as openssl wrote them.
+    """One line of index.txt, its fields as openssl wrote them, and three made from them.
 
     The times stay text until asked for: a 100,000-line database is read by every
     command, and turning each time into a datetime took most of that read. Their
     shape is checked when the line is read; status compares the text directly.
+    The serial as a number, the CN and the sortable expiry are made once per line when
+    it is read (checks, recovery and `list` ask for them for every line, several times).
     """
 
     flag: str  # V, R or E as openssl wrote it
@@ -28,6 +30,17 @@ class Entry(NamedTuple):
     revocation: str  # "" or TIME[,reason]
     serial: str  # upper-case hex, as openssl writes it
     subject: str  # X509_NAME_oneline form: /CN=...
+    serial_int: int  # int(serial, 16)
+    common_name: str | None  # common_name(subject)
+    until: str  # _sortable(expiry): YYYYMMDDHHMMSS, compares as the time does
+
+    @classmethod
+    def of(cls, flag: str, expiry: str, revocation: str, serial: str, subject: str) -> Entry:
+        """An entry from the five fields (the derived ones computed)."""
+        return cls(
+            flag, expiry, revocation, serial, subject,
+            int(serial, 16), common_name(subject), _sortable(expiry),
+        )  # fmt: skip
 
     @property
     def not_after(self) -> datetime:
@@ -41,17 +54,9 @@ class Entry(NamedTuple):
     def reason(self) -> str | None:
         return (self.revocation.partition(",")[2] or None) if self.flag == "R" else None
 
-    @property
-    def serial_int(self) -> int:
-        return int(self.serial, 16)
-
-    @property
-    def common_name(self) -> str | None:
-        return common_name(self.subject)
-
     def expires_by(self, when: datetime) -> bool:
         """Is the not-after at or before WHEN (an aware datetime)?"""
-        return _sortable(self.expiry) <= _sortable_now(when)
+        return self.until <= _sortable_now(when)
 
     def status(self, now: datetime | None = None) -> str:
         """valid, revoked or expired (a V line past its not-after is expired)."""
@@ -60,7 +65,7 @@ class Entry(NamedTuple):
         if self.flag == "E":
             return "expired"
         until = _sortable_now(now) if now is not None else _sortable_clock()
-        return "expired" if _sortable(self.expiry) <= until else "valid"
+        return "expired" if self.until <= until else "valid"
 
     def _datetime(self, text: str) -> datetime:
         try:
@@ -132,19 +137,23 @@ _SERIAL = re.compile(r"[0-9A-F]+")
 _TIME = (
     r"(?:\d\d|\d{4})(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d|60)Z"
 )
-# A well-formed line in one C-level match; anything else goes the slow way to its message.
-_LINE = re.compile(
-    rf"(V|E)\t({_TIME})\t()\t([0-9A-F]+)\t[^\t]*\t([^\t]*)"
-    rf"|(R)\t({_TIME})\t({_TIME}(?:,[^\t]*)?)\t([0-9A-F]+)\t[^\t]*\t([^\t]*)",
-    re.ASCII,
+# Every well-formed line of a whole index.txt in one C-level pass (findall): flag (an R
+# also in group 2, which makes the revocation time required; V and E have none), expiry,
+# revocation, serial, subject. One trailing \r of a line is not part of its subject (a
+# subject ending in \r goes the slow way, like a line that does not match, which gets
+# its message there).
+_ROWS = re.compile(
+    rf"^((R)|[VE])\t({_TIME})\t((?(2){_TIME}(?:,[^\t\n]*)?|))\t([0-9A-F]+)\t[^\t\n]*\t"
+    r"([^\t\n\r]*(?:\r+[^\t\n\r]+)*)\r?$",
+    re.ASCII | re.MULTILINE,
 )
 
 
 def parse_line(line: str, where: str = "index.txt") -> Entry:
-    match = _LINE.fullmatch(line)
-    if match is not None:
-        groups = match.groups()
-        return Entry._make(groups[:5] if groups[0] else groups[5:])
+    """One line (without its newline); DatabaseError names WHERE if it does not parse."""
+    rows = _ROWS.findall(line)
+    if len(rows) == 1 and "\n" not in line:
+        return _entries(rows)[0]
     fields = line.split("\t")
     try:
         if len(fields) != 6 or fields[0] not in ("V", "R", "E"):
@@ -155,41 +164,68 @@ def parse_line(line: str, where: str = "index.txt") -> Entry:
         _check_time(expiry)
         if flag == "R":
             _check_time(revocation.partition(",")[0])
-        return Entry(flag, expiry, revocation, serial, subject)
+        return Entry.of(flag, expiry, revocation, serial, subject)
     except ValueError as exc:
         raise DatabaseError(f"{where}: cannot parse: {exc}") from None
+
+
+def _entries(rows: list[tuple[str, str, str, str, str, str]]) -> list[Entry]:
+    """Entries from _ROWS matches, the derived fields made inline (100,000 a read)."""
+    new, make, cn, dot = tuple.__new__, Entry, common_name, "\\"
+    return [
+        new(make, (
+            flag, expiry, revocation, serial, subject, int(serial, 16),
+            subject[4:]
+            if subject.startswith("/CN=") and subject.find("/", 4) < 0 and dot not in subject
+            else cn(subject),
+            expiry[:14] if len(expiry) == 15 else ("20" if expiry < "50" else "19") + expiry[:12],
+        ))
+        for flag, _r, expiry, revocation, serial, subject in rows
+    ]  # fmt: skip
 
 
 # Lines already parsed in this process, by their text: a command reads index.txt several
 # times (before the lock, under it, around each `openssl ca` run), and openssl rewrites
 # it whole for one changed line; only new lines are parsed again. Entries are immutable.
-_parsed: dict[str, Entry] = {}
-_last_read: dict[Path, tuple[str, list[Entry]]] = {}
+_parsed: dict[str, Entry | None] = {"": None, "\r": None}  # None: a blank line
+_last_read: dict[Path, tuple[bytes, list[Entry]]] = {}
 _MEMO_LIMIT = 1_000_000  # lines; a long-lived process (a service) starts over beyond it
+lines_parsed = [0]  # how many lines this process has parsed (tests/test_large_profile.py)
 
 
 def read(path: Path) -> list[Entry]:
     """Every entry of index.txt, in file order; DatabaseError names a line that does not parse."""
-    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    data = path.read_bytes()
     last = _last_read.get(path)
-    if last is not None and last[0] == text:  # unchanged since the last read: no split
+    if last is not None and last[0] == data:  # unchanged since the last read: no decoding
         return list(last[1])
-    lines = text.split("\n")
+    lines = data.decode("utf-8", errors="surrogateescape").split("\n")
     if len(_parsed) + len(lines) > _MEMO_LIMIT:
         _parsed.clear()
+        _parsed.update({"": None, "\r": None})
     memo = _parsed
-    entries = []
-    for number, line in enumerate(lines, 1):
-        entry = memo.get(line)
-        if entry is None:
-            if not line or line == "\r":
-                continue
-            entry = parse_line(line.removesuffix("\r"), f"{path}:{number}")
-            memo[line] = entry
-        entries.append(entry)
+    known: list[Entry | str | None] = list(map(memo.get, lines, lines))  # new line: itself
+    new = [line for line in known if line.__class__ is str]
+    if new:
+        _parse_new(path, lines, new, memo)
+        known = list(map(memo.get, lines))
+    entries: list[Entry] = [entry for entry in known if entry is not None]  # type: ignore[misc]
     _last_read.clear()  # one database at a time is what a command reads
-    _last_read[path] = (text, entries)
+    _last_read[path] = (data, entries)
     return list(entries)
+
+
+def _parse_new(path: Path, lines: list[str], new: list[str], memo: dict[str, Entry | None]) -> None:
+    """Parse the lines not seen before (all of them on a first read) in one regex pass."""
+    unique = list(dict.fromkeys(new))
+    rows = _ROWS.findall("\n".join(unique))
+    lines_parsed[0] += len(unique)
+    if len(rows) == len(unique):  # each match is one whole line: every line matched
+        memo.update(zip(unique, _entries(rows), strict=True))
+        return
+    for number, line in enumerate(lines, 1):  # one at a time: the first bad one by its number
+        if line not in memo:
+            memo[line] = parse_line(line.removesuffix("\r"), f"{path}:{number}")
 
 
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\([/+])")

@@ -79,7 +79,17 @@ def named(
     """Every certificate of NAME (see is_named), in index.txt order."""
     if entries is None:
         entries = database.read(profile.index)
-    return [e for e in entries if is_named(profile, e, name)]
+    folded = name.lower()  # is_named only for a CN equal to NAME but for letter case
+    return [
+        e
+        for e in entries
+        if e.common_name is not None
+        and (
+            e.common_name == name
+            or (len(e.common_name) == len(folded) and e.common_name.lower() == folded)
+        )
+        and is_named(profile, e, name)
+    ]
 
 
 def valid_named(

@@ -72,25 +72,17 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Profile:
     return generate(tmp_path_factory.mktemp("big"), "big", 300, 30, jobs=2)
 
 
-def test_issue_and_revoke_parse_each_line_once(
-    big: Profile, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_issue_and_revoke_parse_each_line_once(big: Profile) -> None:
     """Before: 7 full parses of index.txt per issue (strptime on every line each time)."""
     database._parsed.clear()
+    database._parsed.update({"": None, "\r": None})
     database._last_read.clear()
-    parsed: list[str] = []
-    real = database.parse_line
-
-    def counting(line: str, where: str = "index.txt") -> database.Entry:
-        parsed.append(line)
-        return real(line, where)
-
-    monkeypatch.setattr(database, "parse_line", counting)
+    before = database.lines_parsed[0]
     issue.issue_client(big, "one-more")
-    assert len(parsed) == 301  # every old line once, and the new one
-    parsed.clear()
+    assert database.lines_parsed[0] - before == 301  # every old line once, and the new one
+    before = database.lines_parsed[0]
     revoke.revoke(big, name="one-more")
-    assert len(parsed) == 1  # only the line openssl changed
+    assert database.lines_parsed[0] - before == 1  # only the line openssl changed
 
 
 def test_check_lists_newcerts_once_instead_of_a_stat_per_entry(
@@ -143,3 +135,90 @@ def test_json_list_is_streamed_as_json_dumps_would_print(
         monkeypatch.setattr("sys.stdout", out)
         emit_json_list(iter(data))
         assert out.getvalue() == json.dumps(data, indent=2) + "\n"
+
+
+def _fresh_read(path: Path) -> list[database.Entry]:
+    database._parsed.clear()
+    database._parsed.update({"": None, "\r": None})
+    database._last_read.clear()
+    return database.read(path)
+
+
+def _one_by_one(path: Path) -> list[database.Entry]:
+    """The reference: each line alone through parse_line, as the reader did before."""
+    lines = path.read_bytes().decode("utf-8", "surrogateescape").split("\n")
+    return [
+        database.parse_line(line.removesuffix("\r"), f"{path}:{number}")
+        for number, line in enumerate(lines, 1)
+        if line not in ("", "\r")
+    ]
+
+
+LINES = [
+    "V\t271012080636Z\t\t0A\tunknown\t/CN=bot-1",
+    "V\t20271012080636Z\t\t0B\tunknown\t/CN=bot-2\r",
+    "R\t271012080636Z\t261012080636Z,keyCompromise\t0C\tunknown\t/CN=bot-3",
+    "R\t271012080636Z\t261012080636Z\t0D\tunknown\t/O=x/CN=a\\/b/OU=y",
+    "E\t491231235959Z\t\t0E\tunknown\t/CN=\\xC3\\xA9t\\xC3\\xA9",
+    "V\t500101000000Z\t\t0F\tfile.pem\t/CN=old\r\r",  # a subject ending in \r: slow path
+    "V\t271012080636Z\tsomething\t10\tunknown\t/CN=revoked-text-on-V",  # slow path accepts
+    "",
+    "\r",
+]
+BAD = [
+    "V\t271012080636Z\t\t0a\tunknown\t/CN=lower-hex",
+    "R\t271012080636Z\t\t11\tunknown\t/CN=R-without-time",
+    "V\t271312080636Z\t\t12\tunknown\t/CN=month-13",
+    "X\t271012080636Z\t\t13\tunknown\t/CN=flag",
+    "V\t271012080636Z\t\t14\tunknown",
+    " ",
+]
+
+
+def test_one_pass_reads_as_each_line_alone_did(tmp_path: Path) -> None:
+    """The whole buffer in one regex pass gives the entries (and the first bad line's
+    message, with its number) that parsing each line alone gives, on every shape."""
+    rng = random.Random(11)
+    index = tmp_path / "index.txt"
+    for trial in range(300):
+        lines = [rng.choice(LINES) for _ in range(rng.randrange(0, 12))]
+        if trial % 3 == 0:
+            lines.insert(rng.randrange(0, len(lines) + 1), rng.choice(BAD))
+        index.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n" * (trial % 2))
+        try:
+            expected: list[database.Entry] | str = _one_by_one(index)
+        except database.DatabaseError as exc:
+            expected = str(exc)
+        try:
+            got: list[database.Entry] | str = _fresh_read(index)
+        except database.DatabaseError as exc:
+            got = str(exc)
+        assert got == expected, lines
+        if isinstance(got, list):
+            for entry in got:  # the fields made once per line are those asked for before
+                assert entry.serial_int == int(entry.serial, 16)
+                assert entry.common_name == database.common_name(entry.subject)
+                assert entry.until == database._sortable(entry.expiry)
+
+
+def test_a_changed_database_reads_as_a_fresh_one(tmp_path: Path) -> None:
+    """Lines kept from the last read plus the new ones parsed: always what a fresh
+    process reads, whatever openssl or a hand edit changed (append, flip, delete, swap)."""
+    rng = random.Random(12)
+    index = tmp_path / "index.txt"
+    lines = [f"V\t271012080636Z\t\t{n:04X}\tunknown\t/CN=n{n}" for n in range(50)]
+    for _ in range(200):
+        action = rng.randrange(4)
+        at = rng.randrange(len(lines))
+        if action == 0:
+            lines.append(f"V\t281012080636Z\t\t{len(lines) + 4096:04X}\tunknown\t/CN=new")
+        elif action == 1:
+            lines[at] = lines[at].replace("V\t", "R\t", 1).replace("\t\t", "\t261012080636Z\t", 1)
+        elif action == 2 and len(lines) > 5:
+            del lines[at]
+        else:
+            lines[at], lines[-1] = lines[-1], lines[at]
+        index.write_text("\n".join(lines) + "\n")
+        incremental = database.read(index)
+        assert incremental == _one_by_one(index)
+    assert _fresh_read(index) == incremental
