@@ -96,6 +96,13 @@ def test_list_imports_only_what_list_needs(home: Path, profile) -> None:
     assert not modules & not_needed
 
 
+def test_client_issue_imports_no_other_command(home: Path, profile) -> None:
+    """The facade imports batch, revoke and the others only in the methods that use them."""
+    modules = imported_by(home, "client", "issue", "-p", profile.name, "-n", "import-probe", "-u")
+    assert "certwiz.issue" in modules
+    assert not modules & {"certwiz.batch", "certwiz.revoke", "certwiz.cli.certs", "jinja2"}
+
+
 def test_every_registered_command_loads_and_has_help(cli) -> None:
     root = cli("--help")
     assert root.returncode == 0
