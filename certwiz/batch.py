@@ -357,7 +357,7 @@ def _issue_in(
                 row.name,
                 action,
                 entry.serial,
-                f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+                durations.stamp(entry.not_after),
                 _files(profile, row.name),
             )
         )

@@ -1,8 +1,10 @@
-"""The one duration parser: `30d`, `12h`, `90m`, `2w`, or a plain number of days.
+"""The one duration parser: `30d`, `12h`, `90m`, `2w`, or a plain number of days; and the
+one way a moment is written (`stamp`, read back by `from_stamp`).
 
 Used by every option that takes a span of time (a leaf's `-d`, `--grace`,
 `--warn`, `--expiring`), so `12h` means the same thing everywhere and a bad
-value is always exit 2 naming the field.
+value is always exit 2 naming the field. Every date certwiz prints, notes in an audit
+record or keeps in a JSON file (grace.json, est-tokens.json) is a `stamp`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ UNITS = {
     "d": timedelta(days=1),
     "w": timedelta(weeks=1),
 }
+STAMP = "%Y-%m-%dT%H:%M:%SZ"  # UTC to the second: 2026-11-29T15:28:29Z
 _DURATION = re.compile(r"([0-9]{1,8})([mhdw]?)")
 RULE = (
     "must be a duration such as 30d, 12h, 90m or 2w (a plain number means days), "
@@ -64,3 +67,13 @@ def validity_args(span: timedelta, now: datetime | None = None) -> list[str]:
 
 def left(until: datetime, now: datetime | None = None) -> timedelta:
     return until - (now or datetime.now(UTC))
+
+
+def stamp(when: datetime) -> str:
+    """WHEN (UTC) as certwiz writes a moment everywhere: 2026-11-29T15:28:29Z."""
+    return f"{when:{STAMP}}"
+
+
+def from_stamp(text: str) -> datetime:
+    """A `stamp` read back, in UTC; ValueError (or TypeError for a non-text) otherwise."""
+    return datetime.strptime(text, STAMP).replace(tzinfo=UTC)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import durations
 from .errors import ProfileCorrupt
 from .fsutil import write_atomic
 from .profile import Profile
@@ -30,7 +31,7 @@ class Pending:
     def as_json(self) -> dict[str, str]:
         return {
             "name": self.name,
-            "until": f"{self.until:%Y-%m-%dT%H:%M:%SZ}",
+            "until": durations.stamp(self.until),
             "successor": self.successor,
         }
 
@@ -48,7 +49,7 @@ def read(profile: Profile) -> dict[str, Pending]:
             serial: Pending(
                 serial,
                 str(item["name"]),
-                datetime.strptime(item["until"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+                durations.from_stamp(item["until"]),
                 str(item["successor"]),
             )
             for serial, item in raw.items()

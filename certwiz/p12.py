@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import der, openssl
+from . import der, durations, openssl
 from .errors import InputError, OpenSSLError
 from .openssl import Secret
 
@@ -223,7 +223,7 @@ def _describe(cert: Any) -> Certificate:
     return Certificate(
         _name(cert.subject),
         _name(cert.issuer),
-        f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}",
+        durations.stamp(cert.not_valid_after_utc),
         f"{cert.serial_number:X}",
         is_ca,
     )

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import crl, database, issue, names, openssl
+from . import crl, database, durations, issue, names, openssl
 from .errors import CertwizError, InputError
 from .fsutil import install
 from .openssl import Secret
@@ -426,7 +426,7 @@ def run(
         try:
             issue_probes(profile, work, probes, ca_passphrase, lock_timeout)
             report.probe_names = [probe_name(kind, stamp) for kind in probes.made]
-            report.revoked_at = f"{probes.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
+            report.revoked_at = f"{probes.revoked_at:{durations.STAMP}}"  # set by issue_probes
             if reload is not None:
                 reload()
             valid_cert, valid_key, _ = probes.made["valid"]

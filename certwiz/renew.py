@@ -169,9 +169,9 @@ def renew(
         name,
         kind,
         entry.serial,
-        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+        durations.stamp(entry.not_after),
         old.entry.serial,
-        None if until is None else f"{until:%Y-%m-%dT%H:%M:%SZ}",
+        None if until is None else durations.stamp(until),
         {k: str(v) for k, v in files.items()},
         notes,
     )
@@ -211,7 +211,7 @@ def renew_with_csr(
         done.serial,
         done.not_after,
         old.entry.serial,
-        None if until is None else f"{until.until:%Y-%m-%dT%H:%M:%SZ}",
+        None if until is None else durations.stamp(until.until),
         done.files,
         done.notes,
     )

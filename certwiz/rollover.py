@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, intermediate, names, openssl, upkeep
+from . import check, database, der, durations, intermediate, names, openssl, upkeep
 from .errors import InputError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
@@ -155,7 +155,7 @@ def renew_ca(
         profile.name,
         label,
         serial,
-        f"{not_after:%Y-%m-%dT%H:%M:%SZ}",
+        durations.stamp(not_after),
         str(archived),
         files,
         [f"rewrote {path}" for path in refreshed] + notes,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import check, database, der, durations, grace, intermediate, ocsp, upkeep
+from .durations import STAMP, stamp
 from .errors import CertwizError, ProfileCorrupt
 from .inventory import certificates
 from .profile import Profile
@@ -75,10 +76,6 @@ def authorities(profile: Profile) -> list[Authority]:
     ]
 
 
-def _iso(when: datetime) -> str:
-    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
-
-
 def _rel(profile: Profile, path: Path) -> str:
     return str(path.relative_to(profile.dir))
 
@@ -112,21 +109,21 @@ def _ca_item(profile: Profile, level: Authority, warn: timedelta, now: datetime)
             level.kind,
             name,
             serial,
-            _iso(not_after),
+            stamp(not_after),
             _days(left),
             "critical",
             message,
         )
     if left <= timedelta(0):
-        state, message = "critical", f"CA certificate expired {_iso(not_after)}"
+        state, message = "critical", f"CA certificate expired {stamp(not_after)}"
     elif left <= warn:
-        state, message = "warning", f"CA certificate expires {_iso(not_after)}"
+        state, message = "warning", f"CA certificate expires {stamp(not_after)}"
     else:
-        state, message = "ok", f"valid until {_iso(not_after)}"
+        state, message = "ok", f"valid until {stamp(not_after)}"
     if state != "ok":
         message += f"; renew it: {level.renew_ca}"
     return Item(
-        profile.name, level.kind, name, serial, _iso(not_after), _days(left), state, message
+        profile.name, level.kind, name, serial, stamp(not_after), _days(left), state, message
     )
 
 
@@ -138,7 +135,7 @@ def _revoked_by_root(profile: Profile, level: Authority) -> str | None:
     entry = intermediate.revoked_entry(profile)
     if entry is None:
         return None
-    return f"{entry.revoked_at:%Y-%m-%dT%H:%M:%SZ}, {entry.reason or 'unspecified'}"
+    return f"{entry.revoked_at:{STAMP}}, {entry.reason or 'unspecified'}"  # an R line has one
 
 
 def _missing_from_crl(profile: Profile, level: Authority) -> list[str]:
@@ -186,7 +183,7 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
             level.crl_kind,
             _rel(profile, level.crl),
             None,
-            _iso(following),
+            stamp(following),
             _days(following - now),
             "critical",
             f"revoked serial {missing[0]}{more} is not in it: NGINX still admits it; "
@@ -198,17 +195,17 @@ def _crl_item(profile: Profile, level: Authority, warn: timedelta, now: datetime
     # warns months ahead.
     if left <= timedelta(0):
         state = "critical"
-        message = f"expired {_iso(following)}: NGINX rejects every client; run: {level.renew_crl}"
+        message = f"expired {stamp(following)}: NGINX rejects every client; run: {level.renew_crl}"
     elif left <= max(warn, (following - this) / upkeep.RENEW_FRACTION):
-        state, message = "warning", f"next update due {_iso(following)}; run: {level.renew_crl}"
+        state, message = "warning", f"next update due {stamp(following)}; run: {level.renew_crl}"
     else:
-        state, message = "ok", f"next update {_iso(following)}"
+        state, message = "ok", f"next update {stamp(following)}"
     return Item(
         profile.name,
         level.crl_kind,
         _rel(profile, level.crl),
         None,
-        _iso(following),
+        stamp(following),
         _days(left),
         state,
         message,
@@ -220,7 +217,7 @@ def _leaf_items(profile: Profile, warn: timedelta, now: datetime) -> list[Item]:
     for cert in certificates(profile, now, with_root=True):
         if cert.status != "valid":
             continue  # revoked, expired and superseded certificates are history, not alarms
-        not_after = datetime.strptime(cert.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        not_after = durations.from_stamp(cert.not_after)
         left = not_after - now
         responder = cert.name == ocsp.RESPONDER_NAME
         if left > (min(warn, timedelta(days=ocsp.RENEW_BEFORE_DAYS)) if responder else warn):
@@ -259,10 +256,10 @@ def _overdue_grace(profile: Profile, now: datetime) -> list[Item]:
             "superseded",
             item.name,
             item.serial,
-            _iso(item.until),
+            stamp(item.until),
             _days(item.until - now),
             "warning",
-            f"grace ended {_iso(item.until)} but it is not revoked yet; run: "
+            f"grace ended {stamp(item.until)} but it is not revoked yet; run: "
             f"certwiz crl gen -p {profile.name}",
         )
         for item in grace.due(profile, now)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import check, crl, der, intermediate, leaf_urls, names, openssl, upkeep
+from . import check, crl, der, durations, intermediate, leaf_urls, names, openssl, upkeep
 from . import export as exporting
 from . import issue as issuing
 from . import openssl_args as args
@@ -188,7 +188,7 @@ def root_limits(profile: Profile, pathlen: int, validity: timedelta) -> datetime
     now = datetime.now(UTC)
     if end <= now:
         raise StateError(
-            f"the root of profile {profile.name} expired {end:%Y-%m-%dT%H:%M:%SZ}; "
+            f"the root of profile {profile.name} expired {durations.stamp(end)}; "
             "renew it first (certwiz ca renew)"
         )
     try:
@@ -283,7 +283,7 @@ def sign_intermediate(
         entry.serial,
         cert.subject.rfc4514_string(),
         cert.issuer.rfc4514_string(),
-        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+        durations.stamp(entry.not_after),
         pathlen,
         domains,
         str(target),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, crl, database, der, grace, intermediate, journal
+from . import check, crl, database, der, durations, grace, intermediate, journal
 from .openssl import Secret
 from .profile import Profile
 from .transaction import Transaction
@@ -84,7 +84,7 @@ def supersede_due(
             tx.note_serial(item.serial)
             notes.append(
                 f"revoked {item.serial}, the superseded certificate of {item.name} "
-                f"(its grace ended {item.until:%Y-%m-%dT%H:%M:%SZ})"
+                f"(its grace ended {durations.stamp(item.until)})"
             )
         del pending[item.serial]
         grace.write(profile, pending)

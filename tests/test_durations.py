@@ -46,6 +46,14 @@ def test_text_round_trips() -> None:
         assert durations.text(durations.parse(text, "x")) == text
 
 
+def test_stamp_round_trips_to_the_second() -> None:
+    when = datetime(2026, 11, 29, 15, 28, 29, tzinfo=UTC)
+    assert durations.stamp(when) == "2026-11-29T15:28:29Z"
+    assert durations.from_stamp("2026-11-29T15:28:29Z") == when
+    with pytest.raises(ValueError):
+        durations.from_stamp("2026-11-29 15:28:29")
+
+
 def test_whole_days_keep_classic_days_argument() -> None:
     assert durations.validity_args(timedelta(days=365)) == ["-days", "365"]
     now = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import names, p12
+from .. import durations, names, p12
 from ..errors import CertwizError, InputError
 from ..fsutil import install, scratch_dir
 from ..passphrase import Source, bundle_passphrase, resolve
@@ -186,8 +186,8 @@ def renew(
         reason,
         device.serial_of(got.leaf),
         bundle.serial,
-        device.stamp(got.leaf.not_valid_after_utc),
-        device.stamp(when.renew_at),
+        durations.stamp(got.leaf.not_valid_after_utc),
+        durations.stamp(when.renew_at),
         kept.resumed,
     )
 
@@ -205,7 +205,7 @@ def _not_due(
     bundle: device.Bundle, when: Schedule, reason: str, previous: str | None = None
 ) -> Renewal:
     return Renewal(False, str(bundle.path), reason, bundle.serial, previous,
-                   device.stamp(when.not_after), device.stamp(when.renew_at))  # fmt: skip
+                   durations.stamp(when.not_after), durations.stamp(when.renew_at))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -281,4 +281,4 @@ def enroll(
                 os.fsync(handle.fileno())
             os.link(new, out)  # never replaces a file that appeared meanwhile
     return Enrollment(str(out), name, device.serial_of(got.leaf),
-                      device.stamp(got.leaf.not_valid_after_utc))  # fmt: skip
+                      durations.stamp(got.leaf.not_valid_after_utc))  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,10 +83,6 @@ def serial_of(cert: x509.Certificate) -> str:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return der.cert_serial(cert.public_bytes(Encoding.DER))
-
-
-def stamp(when: datetime) -> str:
-    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def write_private(path: Path, data: bytes) -> None:

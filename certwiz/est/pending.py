@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import der, names
+from .. import der, durations, names
 from ..openssl import Secret
 from . import device, verify
 
@@ -131,7 +131,7 @@ def begin(p12_path: Path, bundle: device.Bundle) -> Pending:
         (build / "req.cnf").unlink()
         (build / "req.csr").unlink()
         device.write_private(build / _CSR, csr)
-        state = {"for_serial": bundle.serial, "created": device.stamp(datetime.now(UTC))}
+        state = {"for_serial": bundle.serial, "created": durations.stamp(datetime.now(UTC))}
         device.write_private(build / _STATE, json.dumps(state).encode())
         for child in build.iterdir():
             with open(child, "rb") as handle:

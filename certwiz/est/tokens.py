@@ -57,7 +57,7 @@ class Invite:
         return {
             "name": self.name,
             "days": self.days,
-            "expires": f"{self.expires:%Y-%m-%dT%H:%M:%SZ}",
+            "expires": durations.stamp(self.expires),
             "used": self.used,
         }
 
@@ -82,10 +82,6 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _stamp(when: datetime) -> str:
-    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
-
-
 def read(profile: Profile) -> dict[str, Invite]:
     """The stored invites by hash; ProfileCorrupt naming the file if it is damaged."""
     path = path_of(profile)
@@ -96,7 +92,7 @@ def read(profile: Profile) -> dict[str, Invite]:
                 key,
                 str(item["name"]),
                 str(item["days"]),
-                datetime.strptime(item["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+                durations.from_stamp(item["expires"]),
                 None if item["used"] is None else str(item["used"]),
             )
             for key, item in raw.items()
@@ -149,11 +145,13 @@ def invite(
         item = Invite(digest(token), name, durations.text(validity), now + span)
         invites[item.digest] = item
         write(profile, invites, now)
-        tx.note("expires", _stamp(item.expires))
+        tx.note("expires", durations.stamp(item.expires))
         tx.note("days", item.days)
         if earlier:
             tx.note("replaced", len(earlier))
-    return Invited(token, name, profile.name, item.days, _stamp(item.expires), len(earlier))
+    return Invited(
+        token, name, profile.name, item.days, durations.stamp(item.expires), len(earlier)
+    )
 
 
 def find(profile: Profile, name: str, token: str, now: datetime | None = None) -> Invite:
@@ -173,7 +171,7 @@ def find(profile: Profile, name: str, token: str, now: datetime | None = None) -
             if item.used is not None:
                 raise StateError(f"token: already used ({item.used})")
             if item.expires <= now:
-                raise StateError(f"token: expired {_stamp(item.expires)}")
+                raise StateError(f"token: expired {durations.stamp(item.expires)}")
             return item
     raise StateError("token: unknown or expired token")
 
@@ -186,6 +184,8 @@ def spend(tx: Transaction, item: Invite) -> None:
     """
     now = datetime.now(UTC).replace(microsecond=0)
     invites = read(tx.profile)
-    invites[item.digest] = Invite(item.digest, item.name, item.days, item.expires, _stamp(now))
+    invites[item.digest] = Invite(
+        item.digest, item.name, item.days, item.expires, durations.stamp(now)
+    )
     write(tx.profile, invites, now)
-    tx.note("invite_expires", _stamp(item.expires))
+    tx.note("invite_expires", durations.stamp(item.expires))

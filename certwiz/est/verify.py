@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import der, openssl
+from .. import der, durations, openssl
 from .. import openssl_args as args
 from ..errors import CertwizError
 from . import device, transport, trust
@@ -59,8 +59,8 @@ def check(
         )
     if leaf.not_valid_before_utc > now + SKEW or leaf.not_valid_after_utc <= now:
         raise transport.AnswerRejected(
-            f"the new certificate is valid from {device.stamp(leaf.not_valid_before_utc)} to "
-            f"{device.stamp(leaf.not_valid_after_utc)}, not now ({device.stamp(now)})"
+            f"the new certificate is valid from {durations.stamp(leaf.not_valid_before_utc)} to "
+            f"{durations.stamp(leaf.not_valid_after_utc)}, not now ({durations.stamp(now)})"
         )
     with contextlib.suppress(x509.ExtensionNotFound):
         if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
