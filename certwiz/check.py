@@ -39,10 +39,23 @@ class Report:
     problems: list[str] = field(default_factory=list)
     missing_from_crl: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)  # killed runs' journals (journal.py)
+    # the same at the root of a two-level profile: only a change that signs its CRL fixes it
+    root_missing_from_crl: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.missing_from_crl and not self.unfinished
+        return (
+            not self.problems
+            and not self.missing_from_crl
+            and not self.unfinished
+            and not self.root_missing_from_crl
+        )
+
+    def root_messages(self, profile: Profile) -> list[str]:
+        return [
+            f"revoked serial {s} is not in {profile.root.crl}; run: {crl_gen(profile.root)}"
+            for s in self.root_missing_from_crl
+        ]
 
     def messages(self, profile: Profile) -> list[str]:
         """Every finding as one line a user can act on."""
@@ -52,6 +65,7 @@ class Report:
                 f"revoked serial {s} is not in {profile.crl}; run: {crl_gen(profile)}"
                 for s in self.missing_from_crl
             ]
+            + self.root_messages(profile)
             + self.unfinished
         )
 
@@ -396,10 +410,7 @@ def _verify_root(profile: Profile, report: Report, check_crl: bool) -> None:
     root = profile.root
     found = verify_profile(root, check_crl=check_crl, key_offline=True)
     report.problems += found.problems
-    report.problems += [
-        f"revoked serial {s} is not in {root.crl}; run: {crl_gen(root)}"
-        for s in found.missing_from_crl
-    ]
+    report.root_missing_from_crl += found.missing_from_crl
 
 
 def file_names(directory: Path) -> set[str]:
@@ -411,17 +422,23 @@ def file_names(directory: Path) -> set[str]:
         return set()
 
 
-def require_consistent(profile: Profile, *, check_crl: bool = True) -> Report:
-    """verify_profile, raising ProfileCorrupt when a hard problem was found."""
+def require_consistent(
+    profile: Profile, *, check_crl: bool = True, root_crl_follows: bool = False
+) -> Report:
+    """verify_profile, raising ProfileCorrupt when a hard problem was found.
+
+    A revocation the root's CRL lacks (a root revoke killed before its CRL) is one,
+    unless ROOT_CRL_FOLLOWS: the change publishes the root's CRL (revoke of what the
+    root signed: its rerun finishes the job)."""
     try:
         report = verify_profile(profile, check_crl=check_crl)
     except ProfileCorrupt as exc:
         raise ProfileCorrupt(f"{exc}; nothing was changed") from None
-    if report.problems:
-        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+    problems = report.problems + ([] if root_crl_follows else report.root_messages(profile))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ProfileCorrupt(
-            f"{report.problems[0]}{more}; nothing was changed; "
-            f"see: certwiz check -p {profile.cli_name}"
+            f"{problems[0]}{more}; nothing was changed; see: certwiz check -p {profile.cli_name}"
         )
     return report
 

@@ -100,43 +100,30 @@ def revoke(
     by_root = None
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         by_root = root_target(profile, wanted)
-        if by_root is None:
-            _targets(profile, name, wanted)  # before the lock too: a refusal leaves no trace
+        # before the lock too: a refusal leaves no trace
+        _targets(profile.root if by_root else profile, name, wanted)
     keyfile = None
     if by_root is not None or root_key is not None:
         keyfile = intermediate.root_keyfile(profile, root_key, "revoking what the root signed")
     secret = signing_passphrase(profile, ca_passphrase)
-    with joined(profile, tx, "revoke", [name] if name else [], timeout=timeout) as tx:
+    # the root's CRL is published: its rerun finishes a root revoke killed before it
+    follows = by_root is not None
+    with joined(
+        profile, tx, "revoke", [name] if name else [], timeout=timeout, root_crl_follows=follows
+    ) as tx:
         by_root = root_target(profile, wanted)
+        level = profile.root if by_root is not None else profile
         if by_root is not None:
             keyfile = keyfile or intermediate.root_keyfile(profile, root_key, "revoking it")
-            # the same rule as a leaf's: a compromised key takes every certificate of it
-            # (the profile's own intermediate renewed by ca renew, a re-signed subordinate)
-            same = (
-                inventory.same_key(profile.root, [by_root])
-                if reason in inventory.KEY_REASONS
-                else []
-            )
-            for entry in [by_root, *same]:
-                revoke_entry(profile.root, entry, reason, secret, keyfile)
-                tx.note_serial(entry.serial)
             tx.note("level", "root")
-            if same:
-                tx.note("same_key", [e.serial for e in same])
-            notes = [
-                f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
-                for e in same
-            ]
-            notes += upkeep.tidy(profile, tx, secret)
-            regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
-            serials = [by_root.serial, *(e.serial for e in same)]
-            return Revoked(serials, reason, str(profile.nginx_crl), notes=notes)
-        found = _targets(profile, name, wanted)
+        found = _targets(level, name, wanted)
         targets, unfinished = found.revoke, found.finish
-        # A key compromise is the key's, not one certificate's: every name carrying it goes.
-        same = inventory.same_key(profile, targets) if reason in inventory.KEY_REASONS else []
+        # A key compromise is the key's, not one certificate's: every name carrying it goes
+        # (at the root: the profile's own intermediate renewed by ca renew, a re-signed
+        # subordinate).
+        same = inventory.same_key(level, targets) if reason in inventory.KEY_REASONS else []
         for entry in targets + same:
-            revoke_entry(profile, entry, reason, secret)
+            revoke_entry(level, entry, reason, secret, keyfile if by_root else None)
             tx.note_serial(entry.serial)
         finished = [e.serial for e in unfinished]
         if finished:
@@ -150,6 +137,15 @@ def revoke(
             f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
             for e in same
         ]
+        if by_root is not None:
+            notes += upkeep.tidy(profile, tx, secret)
+            if not already:
+                regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
+            serials = [e.serial for e in targets + same]
+            crl = str(profile.nginx_crl)
+            return Revoked(
+                serials, reason, crl, notes=notes, finished=finished, already_revoked=already
+            )
         if already:  # the CRL lists it; upkeep renews it only if due (as any change)
             notes += upkeep.tidy(profile, tx, secret)
         else:
@@ -199,14 +195,16 @@ def revoke_intermediate(
 
 
 def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:
-    """The valid entry with serial WANTED that only the root of a two-level profile holds
-    (an intermediate it signed for another system, or the profile's own)."""
+    """The entry with serial WANTED that only the root of a two-level profile holds (an
+    intermediate it signed for another system, or the profile's own), valid or not: a
+    revoke of it killed before the root's CRL or before the reload is finished at the
+    root like a leaf's (`_targets`)."""
     if wanted is None or not profile.two_level:
         return None
     if any(e.serial_int == wanted for e in database.read(profile.index)):
         return None
     for entry in database.read(profile.root.index):
-        if entry.serial_int == wanted and entry.flag == "V":
+        if entry.serial_int == wanted:
             return entry
     return None
 
@@ -252,8 +250,8 @@ def _targets(profile: Profile, name: str | None, wanted: int | None) -> _Targets
             done = [latest]  # listed: it is R and not unfinished
     if not targets and not unfinished and not done:
         raise StateError(
-            f"{what} has no valid certificate in profile {profile.name}; "
-            f"see: certwiz list -p {profile.name}"
+            f"{what} has no valid certificate in profile {profile.cli_name}; "
+            f"see: certwiz list -p {profile.cli_name}"
         )
     return _Targets(targets, unfinished, done)
 

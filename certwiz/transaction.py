@@ -146,12 +146,14 @@ def transaction(
     *,
     timeout: float | None = None,
     check_crl: bool = True,
+    root_crl_follows: bool = False,
 ) -> Iterator[Transaction]:
     """Lock PROFILE (waiting up to `timeout` s), recover, verify, run the body, log it.
 
     The body runs only on a consistent profile. Its result, or its failure, is
     appended to audit.log as one record before the lock is released.
-    `check_crl=False` is for `crl gen`, which repairs a missing or damaged CRL.
+    `check_crl=False` is for `crl gen`, which repairs a missing or damaged CRL;
+    `root_crl_follows` for a change that publishes the root's (check.require_consistent).
     """
     with profile.lock(timeout):
         audit.require_room(audit.path_of(profile))  # no change that cannot be recorded
@@ -161,7 +163,9 @@ def transaction(
         failure: BaseException | None = None
         try:
             tx.recovered = check.recover(profile)
-            report = check.require_consistent(profile, check_crl=check_crl)
+            report = check.require_consistent(
+                profile, check_crl=check_crl, root_crl_follows=root_crl_follows
+            )
             tx.owed = journal.pending(profile)
             if report.missing_from_crl:
                 tx.crl_missing = list(report.missing_from_crl)
@@ -187,6 +191,7 @@ def joined(
     *,
     timeout: float | None = None,
     check_crl: bool = True,
+    root_crl_follows: bool = False,
 ) -> Iterator[Transaction]:
     """A transaction of its own for one operation, or an operation inside TX (a batch).
 
@@ -194,7 +199,14 @@ def joined(
     mixed, under one lock and one audit record.
     """
     if tx is None:
-        with transaction(profile, command, names, timeout=timeout, check_crl=check_crl) as fresh:
+        with transaction(
+            profile,
+            command,
+            names,
+            timeout=timeout,
+            check_crl=check_crl,
+            root_crl_follows=root_crl_follows,
+        ) as fresh:
             yield fresh
         return
     if tx.profile.dir != profile.dir:

@@ -343,3 +343,38 @@ def test_signed_but_not_written_is_revoked(
     assert crl.get_revoked_certificate_by_serial_number(lost.serial_int) is not None
     record = json.loads(one.dir.joinpath("audit.log").read_text().splitlines()[-1])
     assert record["command"] == "ca sign-intermediate" and record["result"] == "error"
+
+
+def test_a_root_revoke_killed_before_its_crl_or_reload_is_finished_by_the_rerun(
+    two: Profile, work: Path
+) -> None:
+    """Issue 13 item 2 and D5 at the root of a two-level profile: `revoke --serial S` of an
+    intermediate the root signed, killed after the root's `openssl ca -revoke` (the state
+    it leaves is made by hand) and before its CRL: the rerun said "no valid certificate"
+    (exit 2) and published nothing. Now it publishes the root CRL (crl-chain.pem for
+    NGINX); run again (as after a kill before the reload) it says it was already revoked."""
+    _, csr = make_csr(work, "vault", "killed-root-revoke")
+    out = work / "killed-root-revoke.crt"
+    argv = ["ca", "sign-intermediate", "-p", "two", "--csr", str(csr), "--out", str(out)]
+    assert cli(two.home, *argv).returncode == 0
+    number = load_cert(out).serial_number
+    openssl("ca", "-config", str(two.root.cnf), "-revoke", str(out))  # then the kill
+    (entry,) = [e for e in database.read(two.root.index) if e.serial_int == number]
+    assert load_crl(two.root.crl).get_revoked_certificate_by_serial_number(number) is None
+    owed = f"revoked serial {entry.serial} is not in {two.root.crl}; run: certwiz crl gen -p two"
+    checked = cli(two.home, "check", "-p", "two")
+    assert checked.returncode == 4 and owed in checked.stdout + checked.stderr
+    other = cli(two.home, "client", "issue", "-p", "two", "-n", "meanwhile", "-u")
+    assert other.returncode == 4 and owed in other.stderr  # only a root CRL fixes it
+    done = cli(two.home, "revoke", "-p", "two", "--serial", entry.serial, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["finished"] == [entry.serial]
+    assert load_crl(two.root.crl).get_revoked_certificate_by_serial_number(number) is not None
+    assert two.root.crl.read_bytes() in two.nginx_crl.read_bytes()
+    crl = two.nginx_crl.read_bytes()
+    again = cli(two.home, "revoke", "-p", "two", "--serial", entry.serial, "--json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert (result["already_revoked"], result["serials"]) == ([entry.serial], [])
+    assert result["reload_command"] and two.nginx_crl.read_bytes() == crl
+    assert cli(two.home, "check", "-p", "two").returncode == 0
