@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from .errors import InputError
+from .errors import InputError, ProfileCorrupt
+
+T = TypeVar("T")
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -34,6 +38,28 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_records(path: Path, what: str, record: Callable[[str, Any], T]) -> dict[str, T]:
+    """A profile's JSON list of records (KEY -> object), each made by RECORD(KEY, object);
+    {} when there is none. ProfileCorrupt naming the file ("not a certwiz WHAT") when it is
+    not JSON, not an object, or RECORD finds a field missing or of the wrong kind."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {key: record(key, item) for key, item in raw.items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProfileCorrupt(f"{path}: not a certwiz {what} ({exc})") from None
+
+
+def write_records(path: Path, records: Mapping[str, object], mode: int) -> None:
+    """Replace PATH with RECORDS (under the profile lock) as `read_records` reads them,
+    sorted for a stable diff; no records removes the file."""
+    if not records:
+        path.unlink(missing_ok=True)
+        return
+    write_atomic(path, json.dumps(dict(records), indent=1, sort_keys=True) + "\n", mode)
 
 
 def not_plain_dir(path: Path) -> str | None:

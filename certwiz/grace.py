@@ -8,14 +8,13 @@ the old certificate stays a `V` line until `openssl ca -revoke` marks it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import durations
-from .errors import ProfileCorrupt
-from .fsutil import write_atomic
+from .fsutil import read_records, write_records
 from .profile import Profile
 
 GRACE_FILE = "grace.json"
@@ -40,34 +39,21 @@ def path_of(profile: Profile) -> Path:
     return profile.dir / GRACE_FILE
 
 
+def _pending(serial: str, item: Any) -> Pending:
+    return Pending(
+        serial, str(item["name"]), durations.from_stamp(item["until"]), str(item["successor"])
+    )
+
+
 def read(profile: Profile) -> dict[str, Pending]:
     """The pending supersessions by serial; ProfileCorrupt naming the file if it is damaged."""
-    path = path_of(profile)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            serial: Pending(
-                serial,
-                str(item["name"]),
-                durations.from_stamp(item["until"]),
-                str(item["successor"]),
-            )
-            for serial, item in raw.items()
-        }
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ProfileCorrupt(f"{path}: not a certwiz grace list ({exc})") from None
+    return read_records(path_of(profile), "grace list", _pending)
 
 
 def write(profile: Profile, pending: dict[str, Pending]) -> None:
     """Replace grace.json (under the lock); an empty list removes the file."""
-    path = path_of(profile)
-    if not pending:
-        path.unlink(missing_ok=True)
-        return
-    data = {serial: item.as_json() for serial, item in sorted(pending.items())}
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o644)
+    data = {serial: item.as_json() for serial, item in pending.items()}
+    write_records(path_of(profile), data, 0o644)
 
 
 def due(profile: Profile, now: datetime | None = None) -> list[Pending]:

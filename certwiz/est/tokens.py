@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from .. import durations, names
-from ..check import ProfileCorrupt
 from ..errors import InputError, StateError
-from ..fsutil import write_atomic
+from ..fsutil import read_records, write_records
 from ..issue import DEFAULT_LEAF_DAYS, check_no_valid
 from ..profile import Profile
 from ..transaction import Transaction, transaction
@@ -82,36 +81,25 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def _invite(key: str, item: Any) -> Invite:
+    return Invite(
+        key,
+        str(item["name"]),
+        str(item["days"]),
+        durations.from_stamp(item["expires"]),
+        None if item["used"] is None else str(item["used"]),
+    )
+
+
 def read(profile: Profile) -> dict[str, Invite]:
     """The stored invites by hash; ProfileCorrupt naming the file if it is damaged."""
-    path = path_of(profile)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            key: Invite(
-                key,
-                str(item["name"]),
-                str(item["days"]),
-                durations.from_stamp(item["expires"]),
-                None if item["used"] is None else str(item["used"]),
-            )
-            for key, item in raw.items()
-        }
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ProfileCorrupt(f"{path}: not a certwiz token list ({exc})") from None
+    return read_records(path_of(profile), "token list", _invite)
 
 
 def write(profile: Profile, invites: dict[str, Invite], now: datetime) -> None:
     """Replace the list (under the lock), dropping expired invites; empty removes the file."""
-    path = path_of(profile)
-    live = {k: v for k, v in invites.items() if v.expires > now}
-    if not live:
-        path.unlink(missing_ok=True)
-        return
-    data = {key: item.as_json() for key, item in sorted(live.items())}
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
+    live = {key: item.as_json() for key, item in invites.items() if item.expires > now}
+    write_records(path_of(profile), live, 0o600)
 
 
 def check_ttl(ttl: str | timedelta) -> timedelta:
