@@ -31,7 +31,7 @@ from . import check, crl, database, der, durations, inventory, names, openssl, u
 from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import InputError, StateError
-from .fsutil import install_many, scratch_dir
+from .fsutil import install_many, read_bounded, scratch_dir
 from .issue import DEFAULT_LEAF_DAYS, ca_end_cap, leaf_extfile
 from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
@@ -100,13 +100,7 @@ def read_rows(
 
     `days`, `unencrypted` (-u) and `p12_format` are the defaults of empty cells.
     """
-    try:
-        with open(path, "rb") as handle:  # bounded: /dev/zero must not fill the memory
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError("from", f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_BYTES:
-        raise InputError("from", f"{path} is larger than {MAX_BYTES} bytes")
+    data = read_bounded(path, "from", MAX_BYTES)  # /dev/zero must not fill the memory
     return parse_rows(data, str(path), days=days, unencrypted=unencrypted, p12_format=p12_format)
 
 

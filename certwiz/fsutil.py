@@ -261,15 +261,22 @@ def read_head(path: Path, field: str, limit: int) -> bytes:
         raise InputError(field, f"cannot read {path}: {exc.strerror}") from None
 
 
+def read_bounded(path: Path, field: str, limit: int, hint: str = "") -> bytes:
+    """PATH's bytes, at most LIMIT of them (`read_head`); a larger file is an InputError on
+    FIELD: "PATH is larger than LIMIT bytes", then HINT (e.g. ": not a client bundle")."""
+    data = read_head(path, field, limit)
+    if len(data) > limit:
+        raise InputError(field, f"{path} is larger than {limit} bytes{hint}")
+    return data
+
+
 def read_small_text(path: Path, field: str, limit: int) -> str:
     """A small UTF-8 file given by the user, read at most `limit` bytes deep.
 
     Bounded: a path such as /dev/zero must not fill the memory. Every failure is an
     InputError on `field`.
     """
-    data = read_head(path, field, limit)
-    if len(data) > limit:
-        raise InputError(field, f"{path} is larger than {limit} bytes")
+    data = read_bounded(path, field, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

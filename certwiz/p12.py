@@ -23,6 +23,7 @@ from typing import Any
 
 from . import der, durations, openssl
 from .errors import InputError, OpenSSLError
+from .fsutil import read_bounded
 from .openssl import Secret
 
 # compat: 3DES + SHA-1 MAC, read by macOS, Windows, Android, old Java, and by OpenSSL 3
@@ -259,13 +260,7 @@ def inspect(path: Path, password: Secret | None = None) -> Report:
     """What is inside a bundle and which clients take it; `password` None = the empty one."""
     from cryptography.hazmat.primitives.serialization import pkcs12
 
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise InputError("file", f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_BYTES:
-        raise InputError("file", f"{path} is larger than {MAX_BYTES} bytes: not a client bundle")
+    data = read_bounded(path, "file", MAX_BYTES, ": not a client bundle")
     secret = password if password is not None else Secret("")
     layout, legacy = _read_info(path, secret)
     try:

@@ -195,6 +195,9 @@ def test_inspect_bad_input_is_one_line_and_exit_2(cli, profile, tmp_path: Path, 
     junk.write_text("not a bundle\n")
     one_line_error(cli("p12", "inspect", str(junk)), 2, "file:", "not a PKCS#12")
     one_line_error(cli("p12", "inspect", str(tmp_path / "missing.p12")), 2, "file: cannot read")
+    one_line_error(
+        cli("p12", "inspect", "/dev/zero"), 2, "file: /dev/zero is larger than", "a client bundle"
+    )
 
 
 # ---- client rebundle -------------------------------------------------------------------

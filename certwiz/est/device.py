@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import der, openssl, p12
 from .. import openssl_args as args
 from ..errors import CertwizError, InputError
-from ..fsutil import read_head
+from ..fsutil import read_bounded
 from ..openssl import Secret
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ def read_bundle(path: Path, password: Secret | None) -> Bundle:
 
     if path.is_symlink():
         raise InputError("p12", f"{path} is a symlink: give the bundle itself (it is replaced)")
-    data = read_head(path, "p12", p12.MAX_BYTES)
-    if len(data) > p12.MAX_BYTES:
-        raise InputError("p12", f"{path} is larger than {p12.MAX_BYTES} bytes: not a bundle")
+    data = read_bounded(path, "p12", p12.MAX_BYTES, ": not a bundle")
     fmt = p12.format_of(path)
     try:
         loaded = pkcs12.load_pkcs12(data, password.text.encode() if password else None)
