@@ -84,6 +84,11 @@ def _sortable(text: str) -> str:
 _sortable_seen: dict[datetime, str] = {}
 
 
+def sortable(when: datetime) -> str:
+    """WHEN (an aware datetime) as YYYYMMDDHHMMSS: compares with Entry.until as the times do."""
+    return _sortable_now(when)
+
+
 def _sortable_now(when: datetime) -> str:
     """_sortable for a datetime, remembered: every entry is compared with the same few."""
     text = _sortable_seen.get(when)

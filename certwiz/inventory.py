@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import database, der, durations, grace, names
 from .errors import InputError, StateError
+from .fsutil import read_file
 from .profile import Profile
 
 STATUSES = ("valid", "revoked", "expired", "superseded-pending")
@@ -43,8 +44,7 @@ def _kind(profile: Profile, serial: str, newcerts: str | None = None) -> str:
     """The kind of newcerts/SERIAL.pem; `newcerts`, its directory as text, saves building a
     Path per certificate when thousands are listed."""
     try:
-        with open(f"{newcerts or profile.newcerts}/{serial}.pem", "rb") as handle:
-            return der.kind_of(handle.read())
+        return der.kind_of(read_file(f"{newcerts or profile.newcerts}/{serial}.pem"))
     except OSError:
         return "unknown"
 
@@ -252,7 +252,12 @@ def certificates(
     newcerts = str(profile.newcerts)
     if with_root:
         levels += [(profile.root, e) for e in root_signed(profile)]
+    # --expiring keeps valid certificates only: V and not_after in (now, horizon], compared
+    # as text first (most of 100,000 entries fail here), then as status says.
+    window = (database.sortable(now), database.sortable(horizon)) if horizon else None
     for level, entry in levels:
+        if window is not None and not (entry.flag == "V" and window[0] < entry.until <= window[1]):
+            continue
         status = _status(entry, pending, now)
         if where.status is not None and status != where.status:
             continue

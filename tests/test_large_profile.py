@@ -222,3 +222,20 @@ def test_a_changed_database_reads_as_a_fresh_one(tmp_path: Path) -> None:
         incremental = database.read(index)
         assert incremental == _one_by_one(index)
     assert _fresh_read(index) == incremental
+
+
+def test_json_list_of_any_strings_prints_as_json_dumps_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path for flat string items (a `list` item) and the fallback for the rest."""
+    texts = ["plain", 'quote " and \\ back', "tab\t nl\n cr\r", "é ✓ 😀", "\udcff", "\x00\x1f", ""]
+    items: list[dict[str, object]] = [{"name": t, "reason": None, t or "k": "v"} for t in texts] + [
+        {},
+        {"n": 1, "f": 1.5, "b": True},
+        {"nested": {"a": [1, None]}},
+        {"x": None},
+    ]
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    emit_json_list(iter(items))
+    assert out.getvalue() == json.dumps(items, indent=2) + "\n"

@@ -15,6 +15,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
+from json.encoder import encode_basestring_ascii as _quote  # json.dumps' own
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -170,10 +171,25 @@ def emit_json_list(items: Iterable[dict[str, Any]]) -> None:
     first = True
     for item in items:
         out.write("[\n  " if first else ",\n  ")
-        out.write(json.dumps(item, indent=2).replace("\n", "\n  "))  # strings hold no newline
+        out.write(_flat_json(item) or json.dumps(item, indent=2).replace("\n", "\n  "))
         first = False
     out.write("[]\n" if first else "\n]\n")
     out.flush()
+
+
+def _flat_json(item: dict[str, Any]) -> str | None:
+    """json.dumps(ITEM, indent=2), indented one level more, for a dict whose values are
+    strings or None (a `list` item), with the C string encoder json.dumps uses: its
+    indenting encoder is pure Python, a third of `list --json`'s time at 7,000 items.
+    None for any other dict (the caller then asks json.dumps)."""
+    if not item:
+        return None
+    parts = []
+    for key, value in item.items():
+        if key.__class__ is not str or (value is not None and value.__class__ is not str):
+            return None
+        parts.append(f"{_quote(key)}: {'null' if value is None else _quote(value)}")
+    return "{\n    " + ",\n    ".join(parts) + "\n  }"
 
 
 def open_ca(
