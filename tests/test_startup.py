@@ -96,6 +96,17 @@ def test_list_imports_only_what_list_needs(home: Path, profile) -> None:
     assert not modules & not_needed
 
 
+def test_list_reads_kinds_without_cryptography(home: Path, profile) -> None:
+    """der's shortcut reads the kind of what certwiz issued (tests/test_der_shapes.py)."""
+    from certwiz import issue
+
+    issue.issue_client(profile, "bot")
+    issue.issue_server(profile, "www.example", sans=["10.0.0.1"])
+    modules = imported_by(home, "list", "-p", profile.name, "--json")
+    assert "certwiz.der" in modules
+    assert not {m for m in modules if m.startswith("cryptography")}
+
+
 def test_client_issue_imports_no_other_command(home: Path, profile) -> None:
     """The facade imports batch, revoke and the others only in the methods that use them."""
     modules = imported_by(home, "client", "issue", "-p", profile.name, "-n", "import-probe", "-u")

@@ -1,0 +1,114 @@
+"""der's shortcut reader (_Shape) answers as cryptography does, or leaves it to cryptography.
+
+`list` takes every certificate's kind, and `client issue` its validity and "a plain
+client", from a small DER reader that knows the shapes openssl writes for certwiz. Here
+every answer it gives is compared with cryptography's on real certificates of every
+kind, and on thousands of damaged copies: it must agree, or decline (None).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from certwiz import ca, der, issue
+from certwiz.profile import Profile
+from tests.conftest import hand_sign
+
+EXTENSIONS = {  # hand-signed shapes: name -> openssl.cnf extension lines
+    "both": "extendedKeyUsage = serverAuth, clientAuth",
+    "critical_eku": "extendedKeyUsage = critical, clientAuth",
+    "no_eku": "basicConstraints = CA:FALSE",
+    "code": "extendedKeyUsage = codeSigning",
+    "crldp": "extendedKeyUsage = clientAuth\ncrlDistributionPoints = URI:http://x/crl.pem",
+    "email_san": "extendedKeyUsage = clientAuth\nsubjectAltName = email:a@b.c",
+    "ca_pathlen": "basicConstraints = critical, CA:TRUE, pathlen:0\nkeyUsage = keyCertSign",
+    "aki_issuer": "authorityKeyIdentifier = keyid:always, issuer:always",
+    "ku_many": "keyUsage = digitalSignature, keyEncipherment, dataEncipherment",
+}
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    home = tmp_path_factory.mktemp("shapes")
+    profile: Profile = ca.init("shapes", home)
+    issue.issue_client(profile, "client")
+    issue.issue_server(profile, "server.example", sans=["10.0.0.5", "::1", "alt.example"])
+    found = {
+        "ca": profile.ca_cert.read_bytes(),
+        "client": profile.cert_path("client").read_bytes(),
+        "server": profile.cert_path("server.example").read_bytes(),
+    }
+    for name, lines in EXTENSIONS.items():
+        ext = home / f"{name}.cnf"
+        ext.write_text(f"[x]\n{lines}\n")
+        crt = hand_sign(profile.cnf, home / "hand", name, "-extfile", str(ext), "-extensions", "x")
+        found[name] = crt.read_bytes()
+    return found
+
+
+def _reference(data: bytes) -> tuple[str, tuple[object, object] | None]:
+    """cryptography's kind and validity (None when it cannot read the certificate)."""
+    kind = der._kind_of(data)
+    try:
+        cert = x509.load_der_x509_certificate(data)
+        return kind, (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except ValueError:
+        return kind, None
+
+
+def _agrees(data: bytes) -> bool:
+    """The shortcut declines, or says what cryptography says."""
+    shape = der._shape(data)
+    if shape is None:
+        return True
+    kind, validity = _reference(data)
+    fast = "ca" if shape.is_ca() else None
+    if fast is None:
+        usages = shape.usages()
+        fast = (
+            "other"
+            if usages is None
+            else der._kind_text(der._SERVER_AUTH in usages, der._CLIENT_AUTH in usages)
+        )
+    return fast == kind and shape.validity == validity
+
+
+def test_the_shortcut_knows_what_certwiz_issues(certs: dict[str, bytes]) -> None:
+    for name in ("ca", "client", "server", "both", "critical_eku", "no_eku", "ca_pathlen"):
+        assert der._shape(der.pem_to_der(certs[name])) is not None, name
+
+
+def test_every_answer_is_cryptographys(certs: dict[str, bytes]) -> None:
+    for name, pem in certs.items():
+        data = der.pem_to_der(pem)
+        assert _agrees(data), name
+        assert der.kind_of(pem) == der._kind_of(data), name
+
+
+def test_damaged_copies_are_declined_or_read_alike(certs: dict[str, bytes]) -> None:
+    """Single bytes changed anywhere, and the certificate cut short: never another answer."""
+    rng = random.Random(7)
+    declined = 0
+    for name, pem in certs.items():
+        data = der.pem_to_der(pem)
+        for _ in range(400):
+            copy = bytearray(data)
+            at = rng.randrange(len(copy))
+            copy[at] = rng.choice([copy[at] ^ (1 << rng.randrange(8)), rng.randrange(256)])
+            assert _agrees(bytes(copy)), (name, at, copy[at])
+            declined += der._shape(bytes(copy)) is None
+        for size in range(0, len(data), 7):
+            assert der._shape(data[:size]) is None
+    assert declined  # the damage was seen, not only agreed with
+
+
+def test_plain_client_and_validity_answer_alike(certs: dict[str, bytes], tmp_path: Path) -> None:
+    for name, pem in certs.items():
+        data = der.pem_to_der(pem)
+        cert = x509.load_der_x509_certificate(data)
+        assert der.cert_validity(data) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
+        assert (der.plain_client_problem(pem) is None) == (name == "client"), name
