@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +296,24 @@ def read_small_text(path: Path, field: str, limit: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(field, f"{path} is not UTF-8 text") from None
+
+
+def flock_by(fd: int, deadline: float) -> bool:
+    """Take FD's exclusive flock, waiting until DEADLINE (a `time.monotonic()`); False if
+    another holder kept it that long. It polls (5 ms, doubling to 100 ms): a blocking
+    flock cannot give up at a deadline. The lock lasts until FD is closed."""
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _unheld(path: Path) -> bool:

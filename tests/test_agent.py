@@ -6,10 +6,13 @@ test_est_e2e.py; here only what needs no server (one CA for the module, in proce
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from certwiz import fsutil
 from certwiz.api import CA
 from certwiz.der import spki_of as spki
 from certwiz.errors import CertwizError, InputError
@@ -92,6 +96,29 @@ def test_a_down_server_is_exit_1_and_the_bundle_stays(device: Path) -> None:
     names = sorted(p.name for p in device.iterdir())
     assert names == [".bot.p12.pending", "bot.p12", "ca.crt", "pw.p12"]
     pending.discard(pending.dir_of(device / "bot.p12"))  # the module's other tests
+
+
+def test_one_agent_at_a_time_per_bundle_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundle lock is a flock on the directory (fsutil.flock_by, as the profile lock's
+    loop): while one agent holds it another is refused after LOCK_WAIT; released, taken."""
+    p12, other = tmp_path / "bot.p12", os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with agent._bundle_lock(p12):
+            assert not fsutil.flock_by(other, time.monotonic())
+        monkeypatch.setattr(agent, "LOCK_WAIT", 0)
+        fcntl.flock(other, fcntl.LOCK_EX)  # another agent
+        held = re.escape(f"another agent holds {tmp_path} (waited 0s)")
+        with pytest.raises(CertwizError, match=held), agent._bundle_lock(p12):
+            pass
+        fcntl.flock(other, fcntl.LOCK_UN)
+        with agent._bundle_lock(p12):
+            assert not fsutil.flock_by(other, time.monotonic())
+        assert fsutil.flock_by(other, time.monotonic())  # released with its descriptor
+    finally:
+        os.close(other)
+    assert sorted(tmp_path.iterdir()) == []  # no lock file left
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -34,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from .. import durations, names, p12
 from ..errors import CertwizError, InputError
-from ..fsutil import install, scratch_dir
+from ..fsutil import flock_by, install, scratch_dir
 from ..passphrase import Source, bundle_passphrase, resolve
 from . import device, pending, transport, trust, verify
 
@@ -108,17 +106,8 @@ def _bundle_lock(path: Path) -> Iterator[None]:
     """
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                raise CertwizError(f"another agent holds {path.parent} (waited {LOCK_WAIT:g}s)")
-            time.sleep(0.05)
+        if not flock_by(fd, time.monotonic() + LOCK_WAIT):
+            raise CertwizError(f"another agent holds {path.parent} (waited {LOCK_WAIT:g}s)")
         yield
     finally:
         os.close(fd)
