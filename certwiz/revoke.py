@@ -181,17 +181,33 @@ def revoke_intermediate(
         raise StateError(f"profile {profile.name} has no intermediate (ca init --intermediate)")
     keyfile = intermediate.root_keyfile(profile, root_key, "revoking the intermediate")
     secret = signing_passphrase(profile, ca_passphrase)  # a provider: after every check
-    with transaction(profile, "ca revoke-intermediate", timeout=timeout) as tx:
+    # root_crl_follows: a run killed before the root's CRL is finished by its rerun
+    with transaction(
+        profile, "ca revoke-intermediate", timeout=timeout, root_crl_follows=True
+    ) as tx:
         serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
+        # the current one: to revoke, or revoked by a killed run (before the root's CRL,
+        # or after it and before NGINX reloaded): the same rule as revoke's
+        found = _targets(profile.root, None, int(serial, 16))
         valid = [e for e in intermediate.key_certificates(profile) if e.flag == "V"]
         valid.sort(key=lambda e: e.serial != serial)  # the current one first
-        if not any(e.serial == serial for e in valid):
-            raise StateError(f"the intermediate {serial} is not valid in {profile.root.index}")
-        for entry in valid:
+        for entry in valid:  # a killed run may have left earlier ones of the key valid
             revoke_entry(profile.root, entry, reason, secret, keyfile)
             tx.note_serial(entry.serial)
-        regenerate_crl(profile.root, secret, None, keyfile)
-    return Revoked([e.serial for e in valid], reason, str(profile.nginx_crl))
+        finished = [e.serial for e in found.finish]
+        already = [e.serial for e in found.done] if not valid else []
+        if finished:
+            tx.note("finished", finished)
+        if already:
+            tx.note("already_revoked", already)
+            if intermediate.crl_chain_stale(profile.dir):  # killed between the two files
+                intermediate.write_crl_chain(profile.dir)
+        else:
+            regenerate_crl(profile.root, secret, None, keyfile)
+    crl = str(profile.nginx_crl)
+    return Revoked(
+        [e.serial for e in valid], reason, crl, finished=finished, already_revoked=already
+    )
 
 
 def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:

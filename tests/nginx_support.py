@@ -137,3 +137,29 @@ def curl_as(
         key=profile / "private" / f"{client}.key",
         **kw,
     )
+
+
+def killed_at_reload(home: Path, *args: str) -> None:
+    """certwiz ARGS (with --reload) in HOME, SIGKILLed where it would reload nginx: after
+    its change (a revocation and its CRL) was committed (a hang-up, a Ctrl-C, an OOM kill
+    there). A forked child runs the CLI in process with nginx's reload replaced."""
+    import signal
+
+    from tests.conftest import invoke
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import certwiz.nginx
+            import certwiz.nginx.control
+
+            def die(*_: object, **__: object) -> None:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            certwiz.nginx.reload = die  # type: ignore[attr-defined]
+            certwiz.nginx.control.reload = die  # type: ignore[assignment]
+            invoke(home, *args)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"

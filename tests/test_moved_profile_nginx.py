@@ -172,3 +172,21 @@ def test_the_refusal_names_the_render_command_with_the_sites_options(
     cw_copy(*command.split()[1:])
     assert enforce.stale_servers(copy, dump) == []
     assert enforce.stale_servers(profile, dump) != []  # now the original's is the stale one
+
+
+def test_a_moved_profile_renamed_has_its_site_follow(profile: Profile, tmp_path: Path) -> None:
+    """`mv HOME/my-app OTHER/renamed`: the old directory is gone, the site's first line names
+    the profile that lived there, so it is this one's; the next change rewrites it."""
+    cw = certwiz_ok(profile.home)
+    cw("server", "issue", "-p", "my-app", "-n", SERVER)
+    cw("nginx", "render", "-p", "my-app", "--server", SERVER, "--upstream", "http://127.0.0.1:9")
+    (tmp_path / "other").mkdir(mode=0o700)
+    shutil.move(profile.dir, tmp_path / "other" / "renamed")
+    moved = Profile("renamed", tmp_path / "other")
+    site = moved.dir / "nginx" / "mtls_proxy.conf"
+    assert invoke(moved.home, "check", "-p", "renamed").returncode == 4
+    certwiz_ok(moved.home)("client", "issue", "-p", "renamed", "-n", "bot", "-u")
+    text = site.read_text()
+    assert f"{profile.dir}/" not in text and f'ssl_crl "{moved.crl}";' in text
+    assert text.startswith(f"# mTLS reverse proxy for {SERVER} (certwiz profile renamed).")
+    assert invoke(moved.home, "check", "-p", "renamed").returncode == 0

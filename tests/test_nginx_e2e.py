@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
 from tests.conftest import REPO, invoke, load_cert, load_crl, openssl
-from tests.nginx_support import CurlResult, curl, require_curl, require_nginx
+from tests.nginx_support import CurlResult, curl, killed_at_reload, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
 
@@ -455,27 +454,6 @@ def test_a_revoke_killed_before_its_crl_is_finished_by_running_it_again(stack: S
     assert f"dave was already revoked ({serial})" in again.stdout
 
 
-def _killed_at_reload(stack: Stack, *args: str) -> None:
-    """certwiz ARGS (with --reload) SIGKILLed where it would reload nginx: after the
-    revocation and its CRL were committed (a hang-up, a Ctrl-C, an OOM kill there)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            import certwiz.nginx
-            import certwiz.nginx.control
-
-            def die(*_: object, **__: object) -> None:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-            certwiz.nginx.reload = die  # type: ignore[attr-defined]
-            certwiz.nginx.control.reload = die  # type: ignore[assignment]
-            invoke(stack.home, *args)
-        finally:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status), "the kill did not land"
-
-
 def test_a_revoke_killed_before_the_reload_is_finished_by_running_it_again(stack: Stack) -> None:
     """Attack round on issue 13, D5: `revoke -n X --reload` killed after the CRL was
     published and before nginx reloaded. The rerun said "no valid certificate", reloaded
@@ -483,7 +461,7 @@ def test_a_revoke_killed_before_the_reload_is_finished_by_running_it_again(stack
     stack.certwiz("client", "issue", "-p", "site", "-n", "erin", "-u")
     assert stack.curl(p12=stack.p12("erin")).status == 200
     revoke = ("revoke", "-p", "site", "-n", "erin", "--reload", "--nginx-cmd", stack.nginx.command)
-    _killed_at_reload(stack, *revoke)
+    killed_at_reload(stack.home, *revoke)
     number = load_cert(stack.site / "issued" / "erin.crt").serial_number
     assert load_crl(stack.site / "crl.pem").get_revoked_certificate_by_serial_number(number)
     assert stack.curl(p12=stack.p12("erin")).status == 200  # the hole: nginx never reloaded

@@ -90,6 +90,33 @@ def test_revoke_intermediate_revokes_every_certificate_of_its_key(cli, home: Pat
     assert verify(fleet, fleet.cert_path("bot")) != 0
 
 
+def test_revoke_intermediate_killed_midway_is_finished_by_its_rerun(cli, home: Path) -> None:
+    """Killed after the root's `openssl ca -revoke` of the current intermediate (made by
+    hand: what a SIGKILL there leaves), before the earlier certificate of its key and the
+    root's CRL: every change was refused (exit 4, "crl gen"), the rerun too, and crl gen
+    left the earlier certificate valid. The rerun revokes it and publishes the root CRL."""
+    fleet = intermediate.init("fk", home)
+    issue.issue_client(fleet, "bot")
+    old_chain = home / "fk-old-chain.pem"
+    old_chain.write_bytes(fleet.chain.read_bytes())
+    rollover.renew_ca(fleet)
+    openssl("ca", "-config", str(fleet.root.cnf), "-revoke", str(fleet.intermediate_cert),
+            "-crl_reason", "keyCompromise")  # fmt: skip
+    assert verify(fleet, fleet.cert_path("bot"), old_chain) == 0  # the hole
+    result = cli("ca", "revoke-intermediate", "-p", "fk", "--reason", "keyCompromise", "--json")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    current = load_cert(fleet.intermediate_cert).serial_number
+    assert [int(s, 16) for s in done["finished"]] == [current]
+    assert len(done["serials"]) == 1 and int(done["serials"][0], 16) != current
+    assert "nginx -s reload" in done["reload_command"] and done["reloaded"] is False
+    assert [e.flag for e in database.read(fleet.root.index)] == ["R", "R"]
+    assert verify(fleet, fleet.cert_path("bot"), old_chain) != 0
+    assert verify(fleet, fleet.cert_path("bot")) != 0
+    again = cli("ca", "revoke-intermediate", "-p", "fk")
+    assert again.returncode == 0 and "already; the CRLs are current" in again.stdout
+
+
 @pytest.mark.parametrize("which", ["old", "current"])
 def test_revoke_serial_for_a_key_compromise_takes_every_certificate_of_the_key(
     cli, home: Path, which: str

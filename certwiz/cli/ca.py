@@ -20,10 +20,13 @@ from .common import (
     HomeOpt,
     JsonOpt,
     KeyTypeOpt,
+    NginxCmdOpt,
     ProfileOpt,
+    ReloadOpt,
     RootKeyOpt,
     ca_passphrase_source,
     command_lock_timeout,
+    deploy_crl,
     emit,
     files_text,
     notes_text,
@@ -185,36 +188,54 @@ def ca_init(
         "certwiz ca revoke-intermediate -p fleet --root-key /media/usb/root.key",
     ),
     (
-        "The intermediate's key leaked",
-        "certwiz ca revoke-intermediate -p fleet --reason keyCompromise",
+        "The intermediate's key leaked: revoke it and make nginx enforce it now",
+        "certwiz ca revoke-intermediate -p fleet --reason keyCompromise --reload",
     ),
+    codes=CHANGES
+    | {
+        1: "openssl failed, or nginx -t or the reload failed, or a server of this CA "
+        "would check another CRL (the revocation stands; its error is printed)"
+    },
 )
 @reports_errors
 def ca_revoke_intermediate(
     ctx: typer.Context,
     profile: ProfileOpt,
     reason: Annotated[str, typer.Option("--reason", help=", ".join(names.REASONS))] = "unspecified",
+    reload: ReloadOpt = False,
+    nginx_cmd: NginxCmdOpt = None,
     root_key: RootKeyOpt = None,
     ca_passphrase_file: CAPassOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The root revokes the intermediate: from the next nginx reload every client is refused."""
-    done = open_ca(ctx, profile, home, ca_passphrase_file).revoke_intermediate(
-        reason=reason, root_key=root_key
-    )
-    emit(
-        as_json,
-        asdict(done),
-        f"Revoked the intermediate {done.serials[0]} ({done.reason})"
-        + (
+    """The root revokes the intermediate: from the next nginx reload every client is refused.
+
+    Run again after it was interrupted, it finishes the job (publishes the root's CRL,
+    reloads with --reload).
+    """
+    from .. import nginx as nginx_lib
+
+    words = nginx_lib.command_words(nginx_cmd)
+    argv = nginx_lib.resolve(words) if reload else None
+    lib = open_ca(ctx, profile, home, ca_passphrase_file)
+    done = lib.revoke_intermediate(reason=reason, root_key=root_key)
+    if done.serials:
+        text = f"Revoked the intermediate {done.serials[0]} ({done.reason})" + (
             f" and the {len(done.serials) - 1} earlier certificate(s) of its key"
             if len(done.serials) > 1
             else ""
         )
-        + f"; new CRLs: {done.crl}\n"
-        "Every certificate it signed is now refused; reload nginx to enforce it.",
-    )
+    else:
+        text = f"The intermediate {', '.join(done.already_revoked + done.finished)} was revoked"
+    if done.finished:
+        text += f"; finished the interrupted revocation of {', '.join(done.finished)}"
+    if done.already_revoked:
+        text += f" already; the CRLs are current ({done.crl} lists it)"
+    else:
+        text += f"; new CRLs: {done.crl}"
+    text += "\nEvery certificate it signed is refused once nginx has the new CRL."
+    deploy_crl(as_json, asdict(done), text, words, argv, lib.profile)
 
 
 @ca_app.command("sign-intermediate")
