@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import InputError, ProfileCorrupt
+from .errors import CertwizError, InputError, ProfileCorrupt
 
 T = TypeVar("T")
 
@@ -182,14 +182,14 @@ def unsafe_ancestor(
     return None
 
 
-def unsafe_directory(path: Path) -> str | None:
+def unsafe_directory(path: Path, *, sticky_deepest: bool = True) -> str | None:
     """What lets another user change what PATH leads to, or None (`unsafe_ancestor`
     with root and this user as the only owners).
 
     Whoever can rename a directory above a profile can swap the whole profile between
     certwiz's check and openssl's next open.
     """
-    found = unsafe_ancestor(path)
+    found = unsafe_ancestor(path, sticky_deepest=sticky_deepest)
     if found is None:
         return None
     if found.uid is not None:
@@ -247,9 +247,54 @@ def scratch_dir(parent: Path, prefix: str = ".certwiz-") -> Iterator[Path]:
     try:
         yield path
     finally:
-        for child in path.iterdir():
-            child.unlink()
-        path.rmdir()
+        remove_tree(path)
+
+
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: Path) -> None:
+    """Remove PATH: a directory with everything in it, or a link or file in its place
+    (the name itself, never what a link points to); gone already is fine.
+
+    Every removal is relative to an open directory (unlinkat, rmdir with dir_fd): a
+    directory is opened O_NOFOLLOW and emptied through that descriptor, so one swapped
+    for a link meanwhile (an attack on the agent's scratch directories, which root
+    removed by path: the link's target lost its files) only loses what it held itself.
+    A directory another user owns is not ours to empty and is refused.
+    """
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _remove_at(parent, path.name, path)
+    finally:
+        os.close(parent)
+
+
+def _remove_at(dir_fd: int, name: str, shown: Path, tries: int = 3) -> None:
+    try:
+        fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)  # a link or a file: its own name only
+        return
+    try:
+        owner = os.fstat(fd).st_uid
+        if owner not in (0, os.geteuid()):
+            raise CertwizError(f"{shown} is owned by uid {owner}, not by this user: not removed")
+        for entry in os.listdir(fd):
+            _remove_at(fd, entry, shown / entry)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except NotADirectoryError:  # renamed away and a link put in its place: that goes too
+        if not tries:
+            raise
+        _remove_at(dir_fd, name, shown, tries - 1)
 
 
 def read_file(path: str | Path) -> bytes:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from .. import durations, names, p12
 from ..errors import CertwizError, InputError
-from ..fsutil import flock_by, install, scratch_dir
+from ..fsutil import flock_by, install, scratch_dir, unsafe_directory
 from ..passphrase import Source, bundle_passphrase, resolve
 from . import device, pending, transport, trust, verify
 
@@ -57,6 +57,27 @@ def check_before(value: float | str) -> float:
     if not 0 < fraction <= 1:
         raise InputError("before", rule)
     return float(fraction)
+
+
+def require_own_directory(field: str, path: Path) -> None:
+    """InputError unless PATH's directory, and every one above it, is one only root or
+    this user can change (the deepest not even with the sticky bit, as in /tmp).
+
+    The agent creates and removes entries there (the pending renewal, scratch
+    directories) and replaces the bundle by rename. Run by root on a bundle in a
+    directory the bot's user can write, that user could plant the names it removes and
+    swap them for links: root deleted files in a directory only root could write
+    (attack round 10, F2). The removals are made through directory descriptors too
+    (`fsutil.remove_tree`), but what another user can plant is not ours to touch.
+    """
+    problem = unsafe_directory(path.parent, sticky_deepest=False)
+    if problem:
+        raise InputError(
+            field,
+            f"{problem}: another user could make the agent delete or replace files there; "
+            "keep the bundle in a directory only root or this user can change "
+            "(/etc/certwiz-agent/NAME/, 0700), or run the agent as that directory's user",
+        )
 
 
 # ---- when ------------------------------------------------------------------------------
@@ -130,6 +151,7 @@ def renew(
     was checked."""
     where = trust.endpoint(url)
     before = check_before(before)
+    require_own_directory("p12", p12_path)
     trusted = trust.server_trust(ca, server_ca)
     where = replace(where, trust=trusted)
     bundle = device.read_bundle(p12_path, resolve(password))
@@ -246,6 +268,7 @@ def enroll(
         raise InputError("out", f"{out} exists: give --force to replace it")
     if not out.parent.is_dir():
         raise InputError("out", f"{out.parent} is not a directory")
+    require_own_directory("out", out)
     secret = bundle_passphrase(password, unencrypted=unencrypted)  # asked only now
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     from . import wire

@@ -9,13 +9,13 @@ and a run after a crash (killed, power lost, the answer lost on the way) sends t
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import der, durations, names
+from ..fsutil import remove_tree
 from ..openssl import Secret
 from . import device, verify
 
@@ -66,14 +66,9 @@ def _passphrase(bundle: device.Bundle) -> Secret:
 
 def discard(path: Path) -> None:
     """Remove a pending directory (its files, then itself); gone already is fine. A
-    symlink (or a file) in its place is removed itself, never followed."""
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_symlink() or not path.is_dir():
-            path.unlink()
-            return
-        for child in path.iterdir():
-            child.unlink()
-        path.rmdir()
+    symlink (or a file) in its place is removed itself, never followed, and nothing is
+    removed by a path a swap could redirect (`fsutil.remove_tree`)."""
+    remove_tree(path)
 
 
 def load(p12_path: Path, bundle: device.Bundle) -> Pending | None:
