@@ -12,7 +12,14 @@ from . import pki
 from .conf import Directive, locations
 from .facts import Level, ProfileFacts, crl_age_findings
 from .findings import Finding, make
-from .view import PASSES, ServerView, first_arg, is_guarded, passes_in, where_of
+from .view import (
+    ServerView,
+    enclosing_location,
+    first_arg,
+    is_guarded,
+    passes_in,
+    where_of,
+)
 
 # The EST locations that admit a request without a client certificate (`nginx render
 # --enroll`): the CA chain, and a first enrollment the service authenticates with a
@@ -22,8 +29,8 @@ EST_OPEN = frozenset({"/.well-known/est/cacerts", "/.well-known/est/simpleenroll
 
 
 def _est_open(passing: Directive) -> bool:
-    """Does PASSING sit directly in `location = /.well-known/est/{cacerts,simpleenroll}`?"""
-    block = passing.parent
+    """Does PASSING sit in `location = /.well-known/est/{cacerts,simpleenroll}`?"""
+    block = enclosing_location(passing)
     return (
         block is not None
         and block.name == "location"
@@ -80,7 +87,7 @@ def bypass_findings(view: ServerView) -> list[Finding]:
             if not codes & {"495", "496"}:
                 continue
             handler = named.get(target)
-            if handler is not None and any(d.name in PASSES for d in handler.walk()):
+            if handler is not None and passes_in(handler):
                 out.append(
                     make(
                         "error-page-passes",

@@ -8,9 +8,9 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from .conf import Directive, locations
+from .conf import Directive
 from .findings import Finding, make
-from .view import ServerView, first_arg, passes_in
+from .view import ServerView, first_arg, passes_in, within
 
 _IDENTITY_VALUE = re.compile(r"\$\{?ssl_client_")
 
@@ -22,10 +22,9 @@ def _header_name(directive: Directive) -> str:
 def header_findings(view: ServerView, upstreams: dict[str, Directive]) -> list[Finding]:
     server = view.block
     identity: set[str] = set()
-    for directive in [server, *locations(server)]:
-        for header in directive.children("proxy_set_header"):
-            if len(header.args) >= 2 and _IDENTITY_VALUE.search(header.args[1]):
-                identity.add(_header_name(header))
+    for header in within(server, "proxy_set_header"):
+        if len(header.args) >= 2 and _IDENTITY_VALUE.search(header.args[1]):
+            identity.add(_header_name(header))
     out: list[Finding] = []
     for passing in passes_in(server):
         if passing.name != "proxy_pass":

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography import x509
 
 from . import pki
-from .conf import Directive, locations
+from .conf import Directive
 from .facts import ProfileFacts
 from .findings import Finding, make
 
@@ -75,12 +75,25 @@ def is_related(view: ServerView, facts: ProfileFacts) -> bool:
     return view.leaf is not None and any(pki.signed_by(view.leaf, ca) for ca in facts.cas)
 
 
-def passes_in(server: Directive) -> list[Directive]:
-    """Every directive that hands a request to an upstream, in any location."""
-    out = [d for d in server.block or [] if d.name in PASSES]
-    for location in locations(server):
-        out += [d for d in location.block or [] if d.name in PASSES]
-    return out
+def within(block: Directive, *names: str) -> list[Directive]:
+    """Every NAMES directive in BLOCK at any depth: nginx runs the ones inside an `if`,
+    a `limit_except` or a nested location as it runs the ones written at the top."""
+    return [d for d in block.walk() if d.name in names]
+
+
+def passes_in(block: Directive) -> list[Directive]:
+    """Every directive that hands a request to an upstream, anywhere in BLOCK."""
+    return within(block, *PASSES)
+
+
+def enclosing_location(directive: Directive) -> Directive | None:
+    """The innermost location around DIRECTIVE (past `if` and `limit_except`)."""
+    block = directive.parent
+    while block is not None and block.name != "location":
+        if block.name == "server":
+            return None
+        block = block.parent
+    return block
 
 
 def ends_rewrites(item: Directive) -> bool:
