@@ -182,6 +182,15 @@ _CLIENT_CA = re.compile(r'^\s*ssl_client_certificate "([^"]*)";', re.M)
 NGINX_DIR = "nginx"  # where `nginx render` writes by default, inside the profile
 
 
+def ca_keys(path: Path) -> tuple[bytes, ...] | None:
+    """The public keys (DER SPKI) of the certificates in PATH, in order: a CA file as nginx
+    reads it. A renewed CA (`ca renew`: same key) has the same; None if unreadable."""
+    try:
+        return tuple(der.spki(cert) for cert in der.pem_certificates(path.read_bytes()))
+    except (OSError, ValueError, DERError):
+        return None
+
+
 def _nginx_files(profile: Profile) -> list[Path]:
     """The plain files of PROFILE/nginx/ (none if it is missing or a link)."""
     out = profile.dir / NGINX_DIR
@@ -213,12 +222,11 @@ def misplaced_nginx(profile: Profile) -> list[tuple[Path, str]]:
         with contextlib.suppress(OSError):
             if os.path.samefile(old, profile.dir):
                 continue
-        try:  # the old directory still there: a copy has the same CA
-            mine = named.read_bytes() == profile.chain.read_bytes()
-        except FileNotFoundError:  # moved away: rendered for the profile that lived there
+        if named.exists():  # the old directory still there: a copy has the same CA keys
+            keys = ca_keys(named)
+            mine = keys is not None and keys == ca_keys(profile.chain)
+        else:  # moved away: rendered for the profile that lived there
             mine = header.group(2) == old.name
-        except OSError:
-            mine = False
         if mine:
             found.append((path, str(old)))
     return found

@@ -190,3 +190,30 @@ def test_a_moved_profile_renamed_has_its_site_follow(profile: Profile, tmp_path:
     assert f"{profile.dir}/" not in text and f'ssl_crl "{moved.crl}";' in text
     assert text.startswith(f"# mTLS reverse proxy for {SERVER} (certwiz profile renamed).")
     assert invoke(moved.home, "check", "-p", "renamed").returncode == 0
+
+
+def test_a_copy_whose_original_renewed_its_ca_still_has_its_site_follow(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """`ca renew` in the original after the copy (same key, a new certificate): the copy's
+    site names a CA file that is no longer byte for byte its own, but admits the same
+    clients; it is still the copy's to re-render, and --reload's check still sees it."""
+    cw = certwiz_ok(profile.home)
+    cw("server", "issue", "-p", "my-app", "-n", SERVER)
+    out = tmp_path / "sites"
+    render = ("nginx", "render", "-p", "my-app", "--server", SERVER,
+              "--upstream", "http://127.0.0.1:9")  # fmt: skip
+    cw(*render)
+    cw(*render, "--out", str(out))
+    shutil.copytree(profile.home, tmp_path / "copy", symlinks=True)
+    copy = Profile("my-app", tmp_path / "copy")
+    cw("ca", "renew", "-p", "my-app")
+    assert profile.ca_cert.read_bytes() != copy.ca_cert.read_bytes()
+    main = tmp_path / "nginx.conf"
+    main.write_text(f'events {{}}\nhttp {{\n    include "{out}/mtls_proxy.conf";\n}}\n')
+    dump = f"# configuration file {main}:\n"
+    certwiz_ok(copy.home)("crl", "gen", "-p", "my-app")  # the copy's own CRL from now on
+    site = (copy.dir / "nginx" / "mtls_proxy.conf").read_text()
+    assert f"{profile.dir}/" not in site and f'ssl_crl "{copy.crl}";' in site
+    (stale,) = enforce.stale_servers(copy, dump)  # the original's --out site
+    assert f"ssl_crl {profile.crl} is not profile my-app's current CRL" in stale

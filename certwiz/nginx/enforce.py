@@ -1,20 +1,23 @@
 """Does the configuration nginx is about to load enforce this profile's CRL?
 
-A server that admits the profile's clients (its `ssl_client_certificate` is the
-profile's CA file, byte for byte) but checks them against another CRL file (a
-copied or moved profile's site rendered with --out elsewhere, a hand-made config)
-would keep admitting a client certwiz just revoked. `--reload` refuses to reload such
-a configuration silently: `revoke --reload` and `crl gen --reload` exist to make a
-revocation count. A CRL file with the same bytes as the profile's (a deploy step
-copied it) is fine; a server on OCSP (`ssl_ocsp`) asks the responder instead.
+A server that admits the profile's clients (its `ssl_client_certificate` holds the
+profile's signing CA: the same key, a renewed certificate too) but checks them against
+a CRL file without the profile's current CRL (a copied or moved profile's site rendered
+with --out elsewhere, a stale copy, a hand-made config) would keep admitting a client
+certwiz just revoked. `--reload` refuses to reload such a configuration silently:
+`revoke --reload` and `crl gen --reload` exist to make a revocation count. A CRL file
+that holds the profile's current CRL (a deploy step copied it, or bundled several) is
+fine; a server on OCSP alone (`ssl_ocsp`, no `ssl_crl`) asks the responder instead.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 from pathlib import Path
 
+from .. import check
 from ..doctor import conf
 from ..errors import InputError
 from ..profile import Profile
@@ -22,11 +25,16 @@ from ..profile import Profile
 _MAIN = re.compile(r"^# configuration file (.+):$", re.M)
 
 
-def _bytes(path: Path) -> bytes | None:
+_CRL = re.compile(rb"-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----", re.S)
+
+
+def _crls(path: Path) -> set[bytes]:
+    """The DER of every CRL in a PEM file (nginx's ssl_crl may hold several)."""
     try:
-        return path.read_bytes()
-    except OSError:
-        return None
+        blocks = _CRL.findall(path.read_bytes())
+        return {base64.b64decode(b"".join(block.split())) for block in blocks}
+    except (OSError, ValueError):
+        return set()
 
 
 def _path(directive: conf.Directive, prefix: Path) -> Path:
@@ -88,15 +96,18 @@ def stale_servers(profile: Profile, dump: str) -> list[str]:
     except InputError:
         return []  # nginx -t passed; doctor reports what its reader cannot follow
     prefix = Path(main.group(1)).parent
-    ca, crl = _bytes(profile.chain), _bytes(profile.nginx_crl)
+    ours = check.ca_keys(profile.chain)  # the signing CA's key first
+    crl = _crls(profile.nginx_crl)
+    if not ours or not crl:
+        return []  # the profile's own files are checked under its lock
     found = []
     for server in conf.servers(root):
         verify = server.inherited("ssl_verify_client")
         client_ca = server.inherited("ssl_client_certificate")
         if verify is None or verify.args[:1] == ["off"] or client_ca is None:
             continue
-        if _bytes(_path(client_ca, prefix)) != ca:
-            continue  # another CA's server
+        if ours[0] not in (check.ca_keys(_path(client_ca, prefix)) or ()):
+            continue  # a server that does not admit this profile's clients
         ssl_crl = server.inherited("ssl_crl")
         ocsp = server.inherited("ssl_ocsp")
         if ssl_crl is None:
@@ -108,7 +119,7 @@ def stale_servers(profile: Profile, dump: str) -> list[str]:
                 )
             continue
         named = _path(ssl_crl, prefix)
-        if _bytes(named) != crl:
+        if not crl <= _crls(named):  # a file holding this CRL (and others) is fine
             found.append(
                 f"{ssl_crl.file}:{ssl_crl.line}: ssl_crl {named} is not profile "
                 f"{profile.name}'s current CRL {profile.nginx_crl} (a copied or moved "
