@@ -449,6 +449,78 @@ def test_a_guard_that_admits_every_name_is_flagged(lab: Lab) -> None:
     assert "shared-listen-unguarded" in ids(doctor.diagnose(lab.site, conf).findings)
 
 
+# (this server's listen, the other profile's server's listen, one socket for nginx?)
+SPELLINGS = [
+    ("18443 ssl", '"0.0.0.0:18443"', True),
+    ("*:18443 ssl", "18443", True),
+    ('"18443"', "0.0.0.0:18443 ssl", True),  # no ssl here: the other listen's makes it TLS
+    ("[::]:18443 ssl", "[0::0]:18443", True),
+    ("127.0.0.1:18443 ssl", "127.000.000.001:18443", True),
+    ("127.0.0.1:18443 ssl", "0x7f.1:18443", True),
+    ("127.0.0.1:18443 ssl", "18443", False),  # nginx sends 127.0.0.1's connections here only
+    ("127.0.0.1:18443 ssl", "0177.0.0.1:18443", False),  # decimal for nginx: 177.0.0.1
+    ("[::]:18443 ssl", "18443", False),
+]
+
+
+@pytest.mark.parametrize(("mine", "theirs", "same"), SPELLINGS)
+def test_a_socket_is_one_however_its_listen_is_spelled(
+    lab: Lab, mine: str, theirs: str, same: bool
+) -> None:
+    """Attack round 10, F3: doctor grouped listens by their text (`18443` and
+    `"0.0.0.0:18443"` are one socket) and skipped a listen without ssl on a TLS socket.
+    nginx itself says which spellings are one socket: two default servers on it are
+    "a duplicate default server"."""
+    from certwiz.doctor.listen import address_key
+    from examples.local_nginx import free_port
+
+    port = str(free_port())
+    mine, theirs = mine.replace("18443", port), theirs.replace("18443", port)
+    name = f"spelled-{mine}-{theirs}".replace('"', "q").replace(" ", "_")
+    both_default = good_conf(
+        lab,
+        listen=f"listen {mine} default_server;",
+        more_servers=other_server(lab, listen=f"{theirs} default_server"),
+    )
+    checked = nginx_t(lab.conf(both_default, name + "-defaults"))  # refused before any bind
+    assert ("a duplicate default server" in checked.stderr) is same, checked.stderr
+    keys = {address_key(listen.split()[0].strip('"')) for listen in (mine, theirs)}
+    assert (len(keys) == 1) is same
+    text = good_conf(
+        lab,
+        listen=f"listen {mine};",
+        more_servers=other_server(lab, listen=f"{theirs} default_server"),
+    )
+    conf = lab.conf(text, name)
+    if all(key.startswith("127.") for key in keys):  # nginx -t binds: loopback only here
+        assert nginx_t(conf).returncode == 0
+    found = ids(doctor.diagnose(lab.site, conf).findings)
+    assert found == ({"shared-listen-unguarded"} if same else set())
+
+
+@pytest.mark.parametrize(("mine", "theirs", "flagged"), [
+    ("127.0.0.1:18443 ssl", "127.1:18443", False),  # the first server is the default
+    ("127.0.0.1:18443 ssl", "127.1:18443 default", True),  # `default`: the old spelling
+    ("127.0.0.1:18443 ssl default", "127.1:18443", False),
+])  # fmt: skip
+def test_a_guard_admitting_no_sni_is_sound_on_the_socket_default_only(
+    lab: Lab, mine: str, theirs: str, flagged: bool
+) -> None:
+    """Without SNI the socket's default server makes the handshake: the one written
+    `default_server` (or `default`) on any spelling of it, else the first server."""
+    guard = 'if ($ssl_server_name !~* "^(myserver[.]local)?$") { return 421; }'
+    text = good_conf(
+        lab,
+        listen=f"listen {mine};",
+        server_extra=guard,
+        more_servers=other_server(lab, listen=theirs),
+    )
+    conf = lab.conf(text, f"default-{mine}-{theirs}".replace(" ", "_"))
+    assert nginx_t(conf).returncode == 0
+    found = ids(doctor.diagnose(lab.site, conf).findings)
+    assert found == ({"shared-listen-unguarded"} if flagged else set())
+
+
 def test_key_mismatch_is_caught_before_nginx_refuses_to_load(lab: Lab) -> None:
     """nginx -t refuses it too; doctor names the file and line and the fix."""
     change = {"key": f"ssl_certificate_key {lab.site.key_path('second.local')};"}

@@ -64,21 +64,9 @@ def verify_findings(view: ServerView) -> list[Finding]:
 
 
 def bypass_findings(view: ServerView) -> list[Finding]:
-    """Ways around the client certificate check: a plain listen, an error page that proxies."""
+    """Ways around the client certificate check: an error page that proxies."""
     server = view.block
     out = []
-    old_ssl_on = first_arg(server.inherited("ssl"), "off") == "on"  # `ssl on;` covers every listen
-    if not old_ssl_on:
-        for listen in server.children("listen"):
-            if "ssl" not in listen.args[1:] and "quic" not in listen.args[1:]:
-                out.append(
-                    make(
-                        "listen-without-ssl",
-                        listen.where,
-                        f"listen {first_arg(listen)} has no ssl: requests on it bring no client "
-                        "certificate and still reach this server's locations",
-                    )
-                )
     named = {first_arg(loc): loc for loc in locations(server) if first_arg(loc).startswith("@")}
     for block in [server, *locations(server)]:
         for page in block.children("error_page"):

@@ -19,7 +19,7 @@ from .conf import Directive, servers
 from .facts import ProfileFacts
 from .findings import Finding, make
 from .headers import header_findings
-from .listen import shared_listen_findings
+from .listen import addresses, plain_listen_findings, shared_listen_findings
 from .tls import server_cert_findings, tls_findings
 from .view import first_arg, is_related, view_of
 
@@ -31,6 +31,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
     }
     views = [view_of(server, unreadable) for server in servers(root)]
     related = [v for v in views if is_related(v, facts)]
+    sockets = addresses(views)
     out: list[Finding] = []
     if not related:
         out.append(
@@ -43,6 +44,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
         )
     for view in related:
         out += verify_findings(view)
+        out += plain_listen_findings(view, sockets)
         out += bypass_findings(view)
         if view.mode != "off":
             out += trust_findings(view, facts)
@@ -51,7 +53,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
         out += server_cert_findings(view, facts, unreadable)
         out += header_findings(view, upstreams)
         out += tls_findings(view)
-    out += shared_listen_findings(views, related)
+    out += shared_listen_findings(sockets, related)
     seen: set[tuple[str, str, int, str]] = set()
     unique = []
     for finding in out + unreadable:

@@ -166,3 +166,19 @@ def test_a_pass_at_any_depth_is_checked(edge: Edge) -> None:
     assert ids(edge.found("deep")) == sorted(
         [("verify-optional-unchecked", line) for line in passes] + [("header-forgeable", passes[1])]
     )
+
+
+def test_one_socket_however_spelled_and_ssl_on_any_listen_of_it(edge: Edge) -> None:
+    """F3: the other profile's client, by IP (no SNI), names this server in Host: the
+    other server (default) made the handshake with its CA and this server answers."""
+    port = edge.ports["spelled"]
+    other = edge.other.dir
+    r = curl(f"https://127.0.0.1:{port}/x", edge.work, ca=edge.other.ca_cert,
+             cert=other / "issued" / "eve.crt", key=other / "private" / "eve.key",
+             headers={"Host": APP}, extra=("--insecure",))  # fmt: skip
+    assert r.status == 200, (r.body, r.stderr)
+    assert reached_app(r.body)["x-client-verify"] == "SUCCESS"  # eve, verified by OTHER's CA
+    listen = edge.line("spelled", f"listen 127.0.0.1:{port};")
+    found = edge.found("spelled")
+    assert ids(found) == [("shared-listen-unguarded", listen)]  # not listen-without-ssl
+    assert f"listen on 127.0.0.1:{port}" in found[0].message
