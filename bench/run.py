@@ -228,8 +228,27 @@ def one_client(b: Bench, rsa: bool) -> None:
             ("raw openssl (req, ca, pkcs12)", None, raw_work),
             ("easy-rsa build-client-full+export-p12", None, easyrsa_work),
             *baseline_of("certwiz client issue -u", certwiz_work),
+            *floors(),
         ],
     )
+
+
+def floors(index: Path | None = None) -> list[Contender]:
+    """What any certwiz command pays before its own work, measured in the same run: Python
+    with Typer imported, and (given INDEX) with certwiz's one read of that index.txt.
+    A target whose budget is below a floor cannot be met by a Typer command."""
+
+    def python(code: str) -> Callable[[Runner, int], None]:
+        return lambda r, _i: r.run([sys.executable, "-c", code])
+
+    rows: list[Contender] = [("floor: python -c 'import typer'", None, python("import typer"))]
+    if index is not None:
+        code = (
+            "import typer, pathlib; from certwiz import database; "
+            f"database.read(pathlib.Path({str(index)!r}))"
+        )
+        rows.append(("floor: import typer + read index.txt once", None, python(code)))
+    return rows
 
 
 def revoke(b: Bench) -> None:
@@ -393,7 +412,7 @@ def large(b: Bench, size: int, runs: int) -> None:
     listing = cw("list", "-p", "big", "--expiring", "30d", "--json")
     b.case(
         f"{size} entries: list --expiring 30d --json",
-        with_baseline([], "certwiz list --expiring 30d --json", listing),
+        with_baseline([], "certwiz list --expiring 30d --json", listing) + floors(profile.index),
         runs=runs,
     )
     b.case(
@@ -415,7 +434,8 @@ def large(b: Bench, size: int, runs: int) -> None:
             [("raw openssl (req, ca, pkcs12)", None, raw_issue)],
             "certwiz client issue -u",
             certwiz_issue,
-        ),
+        )
+        + floors(profile.index),
         runs=runs,
     )
 
@@ -435,7 +455,8 @@ def large(b: Bench, size: int, runs: int) -> None:
             [("raw openssl (ca -revoke, ca -gencrl)", None, raw_revoke)],
             "certwiz revoke",
             certwiz_revoke,
-        ),
+        )
+        + floors(profile.index),
         runs=runs,
     )
     shutil.rmtree(home)

@@ -56,7 +56,7 @@ def _reference(data: bytes) -> tuple[str, tuple[object, object] | None]:
     try:
         cert = x509.load_der_x509_certificate(data)
         return kind, (cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return kind, None
 
 
@@ -112,3 +112,86 @@ def test_plain_client_and_validity_answer_alike(certs: dict[str, bytes], tmp_pat
         cert = x509.load_der_x509_certificate(data)
         assert der.cert_validity(data) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
         assert (der.plain_client_problem(pem) is None) == (name == "client"), name
+
+
+@pytest.fixture(scope="module")
+def crls(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, bytes, bytes]]:
+    """(CRL DER, its signer's PEM, another CA's PEM): EC and RSA CAs, empty and not."""
+    from certwiz import check, revoke
+
+    home = tmp_path_factory.mktemp("crls")
+    found = []
+    ec_profile: Profile = ca.init("ec", home)
+    rsa_profile: Profile = ca.init("rsa", home, ca.CAOptions(key_type="rsa:2048"))
+    for profile, other in ((ec_profile, rsa_profile), (rsa_profile, ec_profile)):
+        found.append((check.crl_der(profile.crl), profile.ca_cert.read_bytes(), b""))
+        for n, reason in enumerate(("keyCompromise", "unspecified", "superseded")):
+            issue.issue_client(profile, f"c{n}")
+            revoke.revoke(profile, name=f"c{n}", reason=reason)
+        other_pem = other.ca_cert.read_bytes()
+        found.append((check.crl_der(profile.crl), profile.ca_cert.read_bytes(), other_pem))
+    return found
+
+
+def _crl_reference(data: bytes, signer_pem: bytes) -> tuple[object, str | None]:
+    """cryptography's serials ("error" if it cannot read the CRL) and signature verdict."""
+    try:
+        crl = x509.load_der_x509_crl(data)
+        serials: object = ({e.serial_number for e in crl}, crl.last_update_utc, crl.next_update_utc)
+    except (ValueError, x509.InvalidVersion):
+        return "error", "error"
+    try:
+        signer = x509.load_pem_x509_certificate(signer_pem)
+        if crl.issuer != signer.subject:
+            return serials, "issued by another name"
+        valid = crl.is_signature_valid(signer.public_key())  # type: ignore[arg-type]
+        return serials, None if valid else "bad signature"
+    except (ValueError, TypeError):
+        return serials, "error"
+
+
+def _crl_agrees(data: bytes, signer_pem: bytes) -> bool:
+    serials, verdict = _crl_reference(data, signer_pem)
+    try:
+        got: object = (der.crl_serials(data), *der.crl_times(data))
+    except ValueError:
+        got = "error"
+    problem = der.crl_signature_problem(data, signer_pem)
+    if verdict in (None, "bad signature", "issued by another name"):
+        same_verdict = problem == verdict
+    else:
+        same_verdict = problem is not None
+    return got == serials and same_verdict
+
+
+def test_crls_read_alike(crls: list[tuple[bytes, bytes, bytes]]) -> None:
+    for data, signer, other in crls:
+        assert der._crl_shape(data) is not None  # openssl's CRLs take the shortcut
+        assert _crl_agrees(data, signer)
+        assert der.crl_signature_problem(data, signer) is None
+        if other:
+            assert _crl_agrees(data, other)
+            assert der.crl_signature_problem(data, other) is not None
+
+
+def test_damaged_crls_are_declined_or_read_alike(crls: list[tuple[bytes, bytes, bytes]]) -> None:
+    rng = random.Random(8)
+    for data, signer, _ in crls:
+        for _ in range(300):
+            copy = bytearray(data)
+            at = rng.randrange(len(copy))
+            copy[at] = rng.choice([copy[at] ^ (1 << rng.randrange(8)), rng.randrange(256)])
+            assert _crl_agrees(bytes(copy), signer), (at, copy[at])
+        for size in range(0, len(data), 11):
+            assert _crl_agrees(data[:size], signer)
+
+
+def test_a_crl_of_another_version_is_corrupt_not_a_crash(
+    crls: list[tuple[bytes, bytes, bytes]],
+) -> None:
+    """cryptography's InvalidVersion is no ValueError: it escaped as a traceback before."""
+    data = bytearray(crls[1][0])
+    at = data.index(b"\x02\x01\x01")  # tbsCertList's version, v2
+    data[at + 2] = 0
+    with pytest.raises(der.DERError):
+        der.crl_serials(bytes(data))

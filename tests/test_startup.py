@@ -112,6 +112,9 @@ def test_client_issue_imports_no_other_command(home: Path, profile) -> None:
     modules = imported_by(home, "client", "issue", "-p", profile.name, "-n", "import-probe", "-u")
     assert "certwiz.issue" in modules
     assert not modules & {"certwiz.batch", "certwiz.revoke", "certwiz.cli.certs", "jinja2"}
+    # der's shortcut reads validity, extensions and the CRL (tests/test_der_shapes.py);
+    # the CRL's signature is checked with cryptography's EC/RSA primitives only
+    assert "cryptography.x509" not in modules
 
 
 def test_every_registered_command_loads_and_has_help(cli) -> None:
