@@ -24,7 +24,7 @@ from .der import DERError, pem_to_der
 from .errors import ProfileCorrupt as ProfileCorrupt
 from .fsutil import not_plain_dir, write_atomic
 from .profile import ROOT_DIR, Profile, refuse_foreign
-from .render import cnf_escape
+from .render import UnsafeValue, cnf_escape, nginx_escape
 
 SCRATCH_PREFIX = journal.SCRATCH_PREFIX
 # openssl ca rewrites these as NAME.new, then renames NAME -> NAME.old, NAME.new -> NAME.
@@ -41,6 +41,9 @@ class Report:
     unfinished: list[str] = field(default_factory=list)  # killed runs' journals (journal.py)
     # the same at the root of a two-level profile: only a change that signs its CRL fixes it
     root_missing_from_crl: list[str] = field(default_factory=list)
+    # PROFILE/nginx sites that name another directory and cannot be rewritten for this
+    # one: reported, not a reason to refuse a change (--reload's check guards NGINX)
+    stale_sites: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -49,6 +52,7 @@ class Report:
             and not self.missing_from_crl
             and not self.unfinished
             and not self.root_missing_from_crl
+            and not self.stale_sites
         )
 
     def root_messages(self, profile: Profile) -> list[str]:
@@ -67,6 +71,7 @@ class Report:
             ]
             + self.root_messages(profile)
             + self.unfinished
+            + self.stale_sites
         )
 
 
@@ -232,10 +237,21 @@ def misplaced_nginx(profile: Profile) -> list[tuple[Path, str]]:
     return found
 
 
+def _nginx_unsafe(path: Path) -> str | None:
+    """Why PATH cannot go into an nginx config (`nginx render` refuses it too), or None."""
+    try:
+        nginx_escape(path)
+    except UnsafeValue as exc:
+        return exc.rule
+    return None
+
+
 def _relocate_nginx(profile: Profile, done: list[str]) -> None:
     """Point the sites in PROFILE/nginx/ at where the profile is now: every quoted path
     under the old directory, and the profile's name in the first line. Everything else
     (server, listen, upstream, the options it was rendered with) stays as rendered."""
+    if _nginx_unsafe(profile.dir):  # left naming the old directory; check says why
+        return
     for site, old in misplaced_nginx(profile):
         for path in _nginx_files(profile):
             text = path.read_text(encoding="utf-8", errors="surrogateescape")
@@ -363,12 +379,19 @@ def verify_profile(
             "(a copied or moved profile): openssl would work on that one's database; "
             "the next change re-renders it"
         )
+    unsafe = _nginx_unsafe(profile.dir)
     for site, old in misplaced_nginx(profile):
-        report.problems.append(
+        line = (
             f"{site}: names the directory {old}, not this profile's {profile.dir} "
             "(a copied or moved profile): nginx would enforce that one's CA and CRL; "
-            "the next change re-renders it"
         )
+        if unsafe:
+            report.stale_sites.append(
+                f"{line}it cannot name this directory ({unsafe}): move the profile to a "
+                "path without that character, or delete the site"
+            )
+        else:
+            report.problems.append(f"{line}the next change re-renders it")
     if profile.private.stat().st_mode & 0o077:
         raise ProfileCorrupt(f"{profile.private}: readable by others; chmod 700 it")
     try:

@@ -217,3 +217,24 @@ def test_a_copy_whose_original_renewed_its_ca_still_has_its_site_follow(
     assert f"{profile.dir}/" not in site and f'ssl_crl "{copy.crl}";' in site
     (stale,) = enforce.stale_servers(copy, dump)  # the original's --out site
     assert f"ssl_crl {profile.crl} is not profile my-app's current CRL" in stale
+
+
+def test_a_copy_where_nginx_cannot_name_its_paths_is_not_rewritten(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """A copy in `re$tored` (openssl.cnf escapes it): an nginx path with `$` is a variable
+    (`unknown "tored" variable`, nginx -t fails), so the site is left as it was, and
+    `check` says why and what to do instead of "the next change re-renders it"."""
+    cw = certwiz_ok(profile.home)
+    cw("server", "issue", "-p", "my-app", "-n", SERVER)
+    cw("nginx", "render", "-p", "my-app", "--server", SERVER, "--upstream", "http://127.0.0.1:9")
+    shutil.copytree(profile.home, tmp_path / "re$tored", symlinks=True)
+    copy = Profile("my-app", tmp_path / "re$tored")
+    site = copy.dir / "nginx" / "mtls_proxy.conf"
+    text = site.read_text()
+    certwiz_ok(copy.home)("client", "issue", "-p", "my-app", "-n", "bot", "-u")
+    assert site.read_text() == text
+    found = invoke(copy.home, "check", "-p", "my-app")
+    assert found.returncode == 4
+    assert "cannot name this directory" in found.stdout + found.stderr
+    assert "'$'" in found.stdout + found.stderr
