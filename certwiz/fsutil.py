@@ -197,6 +197,53 @@ def unsafe_directory(path: Path, *, sticky_deepest: bool = True) -> str | None:
     return f"{found.directory} is writable by group or others (mode {found.mode:o})"
 
 
+_OWN_DESCRIPTORS = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/")
+
+
+def unsafe_file(path: Path, *, secret: bool = False) -> str | None:
+    """What lets another user choose what file PATH says (or, SECRET, read it), or None.
+
+    The file, and a link to it, are owned by root or this user and writable by nobody
+    else (SECRET: not readable by others either; a group may read it, on purpose), and
+    every directory on the way to it, as given and with links resolved, is one only root
+    or this user can change (`unsafe_directory`; sticky ones like /tmp are fine: nobody
+    else can replace a file of ours there). This process's own descriptors (/dev/stdin,
+    /dev/fd/N: a pipe or a redirection from the shell) are what its caller gave it. A
+    file that cannot be read is left to the reader, which says why.
+    """
+    given = path.expanduser().absolute()
+    if str(given).startswith(_OWN_DESCRIPTORS):
+        return None
+    try:
+        link, info = os.lstat(given), os.stat(given)
+    except OSError:
+        return None
+    for directory in (given.parent, given.resolve().parent):
+        problem = unsafe_directory(directory)
+        if problem:
+            return problem
+    strangers = {link.st_uid, info.st_uid} - {0, os.geteuid()}
+    if strangers:
+        return f"{given} is owned by uid {strangers.pop()}, not by this user or root"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        return f"{given} is writable by group or others (mode {mode:o})"
+    if secret and mode & 0o004:
+        return f"{given} is readable by others (mode {mode:o})"
+    return None
+
+
+def require_safe_source(field: str, path: Path, *, secret: bool = False) -> None:
+    """InputError when another user could choose what PATH says, or (SECRET) read it
+    (`unsafe_file`): a passphrase or token file another user wrote is a passphrase they
+    chose; a file root's nginx re-reads at every reload (--upstream-ca) must stay what
+    the operator checked."""
+    problem = unsafe_file(path, secret=secret)
+    if problem:
+        who = "could choose or read it" if secret else "could change what it says"
+        raise InputError(field, f"{problem}: another user {who}; use a file only you can write")
+
+
 def make_dirs(path: Path, mode: int = 0o755) -> None:
     """mkdir -p giving every directory it creates at most MODE (less if the umask says so).
 

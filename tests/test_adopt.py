@@ -226,12 +226,14 @@ def test_encrypted_key_needs_its_passphrase(tmp_path: Path) -> None:
     assert not (home / "enc").exists()
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-pass\n")
+    wrong.chmod(0o600)  # a secret file: only ours
     bad = invoke(home, "ca", "adopt", "-p", "enc", "--from", str(source),
                       "--ca-passphrase-file", str(wrong))  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not (home / "enc").exists()
     good = tmp_path / "good"
     good.write_text("s3cret-pass\n")
+    good.chmod(0o600)  # a secret file: only ours
     done = invoke(home, "ca", "adopt", "-p", "enc", "--from", str(source),
                        "--ca-passphrase-file", str(good))  # fmt: skip
     assert done.returncode == 0, done.stderr

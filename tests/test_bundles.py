@@ -32,6 +32,7 @@ PASSWORD = "bundle-secret-4711"
 def pw_file(tmp_path: Path) -> Path:
     path = tmp_path / "p12.pass"
     path.write_text(PASSWORD + "\n")
+    path.chmod(0o600)  # a secret file: only ours
     path.chmod(0o600)
     return path
 
@@ -186,6 +187,7 @@ def test_inspect_bad_input_is_one_line_and_exit_2(cli, profile, tmp_path: Path, 
     one_line_error(cli("p12", "inspect", p12), 2, "password:", "--p12-passphrase-file")
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)  # a secret file: only ours
     result = cli("p12", "inspect", p12, "--p12-passphrase-file", str(wrong))
     one_line_error(result, 2, "password: wrong password")
     assert "not-the-password" not in result.stdout + result.stderr
@@ -247,6 +249,7 @@ def test_rebundle_refusals_leave_the_profile_as_it_was(
     ok(cli("revoke", "-p", "my-app", "-n", "gone"))
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)  # a secret file: only ours
     before = snapshot(profile.dir)
     rebundle = ("client", "rebundle", "-p", "my-app")
     one_line_error(cli(*rebundle, "-n", "alice"), 2, "p12-passphrase-file:")
@@ -335,6 +338,7 @@ def test_inspect_opens_a_foreign_bundle_with_a_short_password(cli, profile, tmp_
           "-macalg", "sha1", "-passout", "pass:abc")(profile, "bot", out)  # fmt: skip
     short = tmp_path / "short.pass"
     short.write_text("abc\n")
+    short.chmod(0o600)  # a secret file: only ours
     code, report = inspect(cli, out, "--p12-passphrase-file", str(short))
     assert code == 0 and report["password"] == "given", report["problems"]
 

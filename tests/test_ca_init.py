@@ -118,6 +118,7 @@ def test_second_init_refuses_and_changes_nothing(cli, profile) -> None:
 def test_encrypted_ca_key_from_passphrase_file(cli, home: Path, tmp_path: Path) -> None:
     secret = tmp_path / "ca.pass"
     secret.write_text("correct horse battery\n")
+    secret.chmod(0o600)  # a secret file: only ours
     result = cli("ca", "init", "-p", "locked", "--ca-passphrase-file", str(secret))
     assert result.returncode == 0, result.stderr
     assert "unencrypted" not in result.stderr

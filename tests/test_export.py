@@ -23,6 +23,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     home = base / "certs"
     pw = base / "pw"
     pw.write_text("old-password\n")
+    pw.chmod(0o600)  # a secret file: only ours
     csr = base / "device.csr"
     csr.write_bytes(make_csr("device"))
     for args in (
@@ -45,6 +46,7 @@ def certwiz(state: dict[str, Path], *args: str):
 def secret(state: dict[str, Path], name: str, text: str) -> str:
     path = state["base"] / name
     path.write_text(text + "\n")
+    path.chmod(0o600)  # a secret file: only ours
     return str(path)
 
 

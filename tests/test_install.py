@@ -296,12 +296,14 @@ def test_systemd_service_renews_the_crl_of_an_encrypted_ca(
     # A wrong passphrase fails the unit (and so starts its OnFailure= alert).
     secret = installed.root / "etc/credstore/certwiz-my-app.ca-passphrase"
     secret.write_text("not the passphrase\n")
+    secret.chmod(0o600)  # a secret file: only ours
     try:
         failed = subprocess.run(
             argv, env=env, cwd="/", capture_output=True, text=True, stdin=subprocess.DEVNULL
         )
     finally:
         secret.write_text(PASSPHRASE + "\n")
+        secret.chmod(0o600)  # a secret file: only ours
     assert failed.returncode != 0
     assert failed.stderr.startswith("certwiz: error: ")
     assert crl_number(lifecycle) == before + 1
@@ -353,12 +355,14 @@ def test_cron_line_renews_quietly_and_alerts_on_failure(
     assert not (tmp_path / "logged").exists()
     secret = installed.root / "etc/credstore/certwiz-my-app.ca-passphrase"
     secret.write_text("not the passphrase\n")
+    secret.chmod(0o600)  # a secret file: only ours
     try:
         failed = subprocess.run(
             [cron_env["SHELL"], "-c", line], env=env, cwd="/", capture_output=True, text=True
         )
     finally:
         secret.write_text(PASSPHRASE + "\n")
+        secret.chmod(0o600)  # a secret file: only ours
     assert failed.stderr.startswith("certwiz: error: ")  # what cron mails to MAILTO
     assert "crit" in (tmp_path / "logged").read_text()
     assert crl_number(lifecycle) == before + 1

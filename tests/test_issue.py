@@ -160,6 +160,7 @@ def _p12_info(path: Path, password: str) -> str:
 def test_password_bundle_formats(cli, profile, tmp_path: Path, fmt: str, expect: str) -> None:
     password_file = tmp_path / "p12.pass"
     password_file.write_text("bundle-secret\n")
+    password_file.chmod(0o600)  # a secret file: only ours
     result = cli(
         "client",
         "issue",
@@ -252,7 +253,9 @@ def test_non_ascii_and_rdn_lookalike_client_name(profile) -> None:
 
 def test_encrypted_ca_signs_only_with_its_passphrase(cli, home: Path, tmp_path: Path) -> None:
     (tmp_path / "right").write_text("the-ca-passphrase\n")
+    (tmp_path / "right").chmod(0o600)  # a secret file: only ours
     (tmp_path / "wrong").write_text("not-the-passphrase\n")
+    (tmp_path / "wrong").chmod(0o600)  # a secret file: only ours
     assert (
         cli(
             "ca", "init", "-p", "locked", "--ca-passphrase-file", str(tmp_path / "right")

@@ -50,6 +50,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Profile, Path, dict
     home = base / "certs"
     profile = ca.init("fleet", home)
     (base / "pw").write_text(PASSWORD + "\n")
+    (base / "pw").chmod(0o600)  # a secret file: only ours
     csv_file = fleet_csv(base / "fleet.csv", FLEET)
     records = len(audit.read(profile))
     result = run_certwiz(home, "client", "issue-batch", "-p", "fleet", "--from", str(csv_file),

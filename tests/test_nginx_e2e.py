@@ -87,6 +87,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = root / "certs"
     pw = root / "p12pass"
     pw.write_text(PASSWORD + "\n")
+    pw.chmod(0o600)  # a secret file: only ours
     pw.chmod(0o600)
 
     def cw(*args: str) -> None:

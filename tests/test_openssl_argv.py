@@ -156,7 +156,9 @@ def test_no_secret_in_any_real_childs_argv_or_environment(home: Path, tmp_path: 
     environment holds one; each -pass/-passin/-passout is an fd:N."""
     ca_file, p12_file = tmp_path / "ca.pass", tmp_path / "p12.pass"
     ca_file.write_text(CA_SECRET + "\n")
+    ca_file.chmod(0o600)  # a secret file: only ours
     p12_file.write_text(P12_SECRET + "\n")
+    p12_file.chmod(0o600)  # a secret file: only ours
     ca, p12 = ["--ca-passphrase-file", str(ca_file)], ["--p12-passphrase-file", str(p12_file)]
     from_env = {"CERTWIZ_CA_PASSPHRASE": CA_SECRET, "CERTWIZ_P12_PASSPHRASE": P12_SECRET,
                 "CERTWIZ_KEY_PASSPHRASE": P12_SECRET}  # fmt: skip

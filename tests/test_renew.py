@@ -47,6 +47,7 @@ def end_grace(profile: Profile) -> None:
 def test_client_renew_supersedes_at_once_and_keeps_format(cli, profile: Profile, tmp_path) -> None:
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
+    pw.chmod(0o600)  # a secret file: only ours
     old = issue.issue_client(profile, "bot-01", key_type="ec:P-384", p12_format="modern",
                              passphrase=Secret(PASSWORD))  # fmt: skip
     old_cert = load_cert(profile.cert_path("bot-01"))

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import CertwizError, InputError, RefusedByServer
-from ..fsutil import read_small_text
+from ..fsutil import read_small_text, require_safe_source
 from ..openssl import Secret
 from ..passphrase import P12_ENV
 from .common import JsonOpt, P12FormatOpt, P12PassOpt, bundle_password, emit, reports_errors
@@ -154,6 +154,7 @@ def agent_renew(
 def token_of(token: str | None, token_file: Path | None) -> str:
     """The enrollment token: --token-file, else --token, else env CERTWIZ_EST_TOKEN."""
     if token_file is not None:
+        require_safe_source("token-file", token_file, secret=True)  # another could spend it
         lines = read_small_text(token_file, "token-file", 4096).splitlines()
         if not lines:
             raise InputError("token-file", f"{token_file} is empty: the token is its first line")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..fsutil import read_small_text
+from ..fsutil import read_small_text, require_safe_source
 from ..openssl import Secret
 from ..passphrase import MIN_LENGTH, check_text
 
@@ -20,6 +20,7 @@ PROMPT_TRIES = 3  # like ssh-keygen
 
 
 def _from_file(path: Path, field: str) -> str:
+    require_safe_source(field, path, secret=True)  # nobody else chose or can read it
     text = read_small_text(path, field, MAX_FILE_BYTES)
     lines = text.splitlines()
     if not lines or not lines[0]:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from .. import der, inventory, names
 from ..errors import InputError
-from ..fsutil import require_outside, require_safe_target
+from ..fsutil import require_outside, require_safe_source, require_safe_target
 from ..profile import Profile
 
 # Characters nginx or a URL would read specially; a proxy_pass target never needs them.
@@ -209,6 +209,7 @@ def check_upstream_ca(upstream: str, upstream_ca: Path | None) -> Path | None:
             )
         return SYSTEM_CA_BUNDLE
     path = upstream_ca.expanduser().absolute()
+    require_safe_source("upstream-ca", path)  # nginx, as root, reads it at every reload
     try:
         der.pem_to_der(path.read_bytes())
     except OSError as exc:

@@ -27,8 +27,10 @@ def records(profile_dir: Path) -> list[dict[str, object]]:
 def test_every_change_and_failure_is_recorded(cli, home: Path, tmp_path: Path) -> None:
     passfile = tmp_path / "ca.pass"
     passfile.write_text(SECRET + "\n")
+    passfile.chmod(0o600)  # a secret file: only ours
     wrong = tmp_path / "wrong.pass"
     wrong.write_text("not-the-passphrase\n")
+    wrong.chmod(0o600)  # a secret file: only ours
     ca_file = ["--ca-passphrase-file", str(passfile)]
     steps = [
         ["ca", "init", "-p", "log", *ca_file],

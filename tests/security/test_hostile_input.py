@@ -663,9 +663,13 @@ def base(victim: Profile) -> Path:
     revoked server certificate (gone.example.com) next to the victim's valid ones."""
     root = victim.home.parent
     (root / "short.pass").write_text("abc\n")
+    (root / "short.pass").chmod(0o600)  # a secret file: only ours
     (root / "empty.pass").write_text("")
+    (root / "empty.pass").chmod(0o600)  # a secret file: only ours
     (root / "bin.pass").write_bytes(b"\xff\xfe\xfd\xfc\n")
+    (root / "bin.pass").chmod(0o600)  # a secret file: only ours
     (root / "nul.pass").write_bytes(b"pass\x00word\n")
+    (root / "nul.pass").chmod(0o600)  # a secret file: only ours
     header = b"name,days,unencrypted,p12_format\n"
     (root / "fleet.csv").write_bytes(header + b"bot-1,,,\n")
     (root / "nul.csv").write_bytes(header + b"bot-1,,,\nbo\x00t,,,\n")

@@ -81,7 +81,9 @@ class ProcSampler(threading.Thread):
 def secret_files(tmp_path: Path) -> dict[str, Path]:
     files = {"ca": tmp_path / "ca.pass", "p12": tmp_path / "p12.pass"}
     files["ca"].write_text(CA_SECRET + "\n")
+    files["ca"].chmod(0o600)  # a secret file: only ours
     files["p12"].write_text(P12_SECRET + "\n")
+    files["p12"].chmod(0o600)  # a secret file: only ours
     return files
 
 

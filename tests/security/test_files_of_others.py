@@ -1,0 +1,153 @@
+"""Files certwiz reads on the operator's word are refused when another user could have
+chosen what they say (attack round 10): a CA passphrase file owned by nobody, 0666, in a
+0777 directory was used without a word (F13: that user chose, or can read, the CA
+passphrase), and `nginx render --upstream-ca` in nobody's directory was accepted though
+root's nginx re-reads it at every reload (F12: that user swaps the CA and impersonates
+the upstream)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import snapshot
+
+NOBODY = 65534
+PASSPHRASE = "correct horse battery\n"
+UPSTREAM = "https://localhost:8443"
+
+
+def as_root() -> None:
+    if os.geteuid() != 0:  # CI runs as root: there this never skips
+        pytest.skip("giving a file away needs root")
+
+
+def made(where: Path, mode: int = 0o600, text: str = PASSPHRASE) -> Path:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(text)
+    where.chmod(mode)
+    return where
+
+
+def refused(result, field: str, says: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {field}: "), lines
+    assert says in lines[0], lines[0]
+
+
+def unsafe_files(tmp_path: Path) -> list[tuple[Path, str]]:
+    """A file of each kind that must be refused, and what the refusal says."""
+    cases = [
+        (made(tmp_path / "ours" / "0666", 0o666), "writable by group or others (mode 666)"),
+        (made(tmp_path / "ours" / "0620", 0o620), "writable by group or others (mode 620)"),
+        (made(tmp_path / "ours" / "0644", 0o644), "readable by others (mode 644)"),
+    ]
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    cases.append((made(tmp_path / "open" / "pass"), f"{tmp_path / 'open'} is writable"))
+    if os.geteuid() == 0:
+        # the attack's: nobody's file, 0666, in a 0777 directory; and each part alone
+        theirs = made(tmp_path / "open" / "theirs", 0o666)
+        os.chown(theirs, NOBODY, NOBODY)
+        cases.append((theirs, "writable"))
+        file = made(tmp_path / "ours" / "nobodys", 0o600)
+        os.chown(file, NOBODY, NOBODY)
+        cases.append((file, f"owned by uid {NOBODY}"))
+        (tmp_path / "nobody").mkdir(mode=0o700)
+        os.chown(tmp_path / "nobody", NOBODY, NOBODY)
+        cases.append((made(tmp_path / "nobody" / "pass"), f"owned by uid {NOBODY}"))
+        link = tmp_path / "ours" / "link"
+        link.symlink_to(made(tmp_path / "ours" / "good"))
+        os.lchown(link, NOBODY, NOBODY)
+        cases.append((link, f"owned by uid {NOBODY}"))
+    return cases
+
+
+def test_a_ca_passphrase_file_another_user_could_choose_or_read_is_refused(
+    cli: Callable[..., object], home: Path, tmp_path: Path
+) -> None:
+    """ca init (the attack) and a command signing with an encrypted CA: exit 2, one line
+    naming the field, nothing created or changed."""
+    for path, says in unsafe_files(tmp_path):
+        refused(cli("ca", "init", "-p", "a", "--ca-passphrase-file", str(path)),
+                "ca-passphrase-file", says)  # fmt: skip
+        assert not home.exists() or not (home / "a").exists()
+    good = made(tmp_path / "ours" / "ca-pass", 0o640)  # a group may read it, on purpose
+    assert cli("ca", "init", "-p", "a", "--ca-passphrase-file", str(good)).returncode == 0
+    before = snapshot(home)
+    for path, says in unsafe_files(tmp_path / "again"):
+        path.write_text(PASSPHRASE)  # the right passphrase, from the wrong file
+        refused(cli("client", "issue", "-p", "a", "-n", "bot", "-u",
+                    "--ca-passphrase-file", str(path)), "ca-passphrase-file", says)  # fmt: skip
+    assert snapshot(home) == before
+
+
+def test_bundle_passwords_and_tokens_follow_the_same_rule(
+    cli: Callable[..., object], home: Path, tmp_path: Path
+) -> None:
+    """The decision for bundle passwords (SECURITY.md 7): the same rule, readable by others
+    included (the password of a bundle that travels, in a file every local user reads,
+    gives its key to whoever gets the bundle); the agent's one-time token too (another
+    user could enroll with it first)."""
+    assert cli("ca", "init", "-p", "a").returncode == 0
+    before = snapshot(home)
+    for path, says in unsafe_files(tmp_path):
+        refused(cli("client", "issue", "-p", "a", "-n", "bot",
+                    "--p12-passphrase-file", str(path)), "p12-passphrase-file", says)  # fmt: skip
+        refused(cli("agent", "enroll", "--url", "https://127.0.0.1:1", "-n", "bot",
+                    "--token-file", str(path), "--ca", str(home / "a" / "ca.crt"), "-u",
+                    "--out", str(tmp_path / "bot.p12")), "token-file", says)  # fmt: skip
+    assert snapshot(home) == before
+    assert not (tmp_path / "bot.p12").exists()
+
+
+def test_a_passphrase_from_a_pipe_still_works(
+    cli_process: Callable[..., object], home: Path
+) -> None:
+    """/dev/stdin (and /dev/fd/N) are this process's own descriptors: a pipe from the
+    shell is the caller's, whoever owns the pipe's inode."""
+    result = cli_process("ca", "init", "-p", "a", "--ca-passphrase-file", "/dev/stdin",
+                         stdin=PASSPHRASE)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert b"ENCRYPTED" in (home / "a" / "private" / "ca.key").read_bytes()
+    result = cli_process("client", "issue", "-p", "a", "-n", "bot", "-u",
+                         "--ca-passphrase-file", "/dev/stdin", stdin=PASSPHRASE)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_upstream_ca_another_user_could_change_is_refused(
+    cli: Callable[..., object], home: Path, tmp_path: Path
+) -> None:
+    """nginx render --upstream-ca: the same rule but for reading (a CA certificate is
+    public: readable by others is fine), exit 2 and nothing written (F12)."""
+    assert cli("ca", "init", "-p", "a").returncode == 0
+    assert cli("server", "issue", "-p", "a", "-n", "web.local").returncode == 0
+    pem = (home / "a" / "ca.crt").read_text()
+    render = ["nginx", "render", "-p", "a", "--server", "web.local", "--upstream", UPSTREAM,
+              "--out", str(tmp_path / "site")]  # fmt: skip
+    before = snapshot(home)
+    for path, says in unsafe_files(tmp_path):
+        if "readable" in says:
+            continue
+        path.write_text(pem)
+        refused(cli(*render, "--upstream-ca", str(path)), "upstream-ca", says)
+        assert snapshot(home) == before and not (tmp_path / "site").exists()
+    good = made(tmp_path / "ours" / "upstream-ca.pem", 0o644, pem)
+    assert cli(*render, "--upstream-ca", str(good)).returncode == 0
+    assert str(good) in (tmp_path / "site" / "mtls_proxy.conf").read_text()
+
+
+def test_the_attacks_file_is_refused_as_root(cli: Callable[..., object], tmp_path: Path) -> None:
+    """Exactly the report's: F mode 0666 owned by nobody in a 0777 directory."""
+    as_root()
+    open_dir = tmp_path / "shared"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    passfile = made(open_dir / "F", 0o666)
+    os.chown(passfile, NOBODY, NOBODY)
+    refused(cli("ca", "init", "-p", "t", "--ca-passphrase-file", str(passfile)),
+            "ca-passphrase-file", "is writable by group or others (mode 777)")  # fmt: skip
