@@ -235,6 +235,18 @@ def other_server(lab: Lab, listen: str = "127.0.0.1:18443", guard: str = "") -> 
     }}"""
 
 
+VERIFY_CHECK = 'if ($ssl_client_verify != "SUCCESS") { return 403; }'
+
+
+# A named location that proxies with the identity headers (so only the error page is wrong).
+def app_named(guard: str = "") -> str:
+    return (
+        f"location @app {{ {guard} proxy_set_header X-Client-Verify $ssl_client_verify; "
+        "proxy_set_header X-Client-Cert-Subject $ssl_client_s_dn; "
+        "proxy_pass http://127.0.0.1:18080; }"
+    )
+
+
 # case -> (lines to replace, the ids doctor must report: exactly these)
 GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
     "verify-off": (lambda lab: {"verify": "ssl_verify_client off;"}, {"verify-client-off"}),
@@ -347,6 +359,25 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         {"error-page-passes", "header-forgeable"},
     ),
     "shared-listen": (lambda lab: {"more_servers": other_server(lab)}, {"shared-listen-unguarded"}),
+    # attack round 10, F4: what a guard returns, and what nginx refuses before the check
+    "error-page-for-the-guards-421": (
+        lambda lab: {
+            "server_extra": 'if ($ssl_server_name !~* "^myserver[.]local$") { return 421; } '
+            f"error_page 421 = @app; {app_named()}"
+        },
+        {"error-page-passes"},
+    ),
+    "error-page-uri-to-the-app": (
+        lambda lab: {"server_extra": "error_page 495 496 /certificate-help;"},
+        {"error-page-passes"},
+    ),
+    "error-page-uri-to-a-regex": (
+        lambda lab: {
+            "server_extra": "error_page 497 /help.php; "
+            "location ~ [.]php$ { fastcgi_pass 127.0.0.1:9000; }"
+        },
+        {"error-page-passes"},
+    ),
 }
 
 
@@ -376,6 +407,28 @@ def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
     conf = lab.conf(
         good_conf(lab, verify="ssl_verify_client optional;", server_extra=guard), "guarded"
     )
+    assert nginx_t(conf).returncode == 0
+    assert doctor.diagnose(lab.site, conf).findings == []
+
+
+@pytest.mark.parametrize(
+    ("label", "extra"),
+    [
+        ("static-page", 'error_page 496 /help.html; location = /help.html { return 200 "x"; }'),
+        ("prefix-before-regex", "error_page 497 /x/y.php; location ^~ /x/ { return 404; } "
+         "location ~ [.]php$ { fastcgi_pass 127.0.0.1:9000; }"),
+        ("not-a-refusal", f"error_page 404 = @app; {app_named()}"),
+        ("own-guard", "error_page 403 = @app; " + app_named(VERIFY_CHECK)),
+    ],
+)  # fmt: skip
+def test_error_pages_that_reach_no_unguarded_proxy_are_clean(
+    lab: Lab, label: str, extra: str
+) -> None:
+    """The error page's target as nginx routes it: an exact location that answers itself,
+    a `^~` prefix that wins over a regex, a status no check returns, a named location
+    that checks the certificate itself."""
+    over = {"server_extra": f"{VERIFY_CHECK} {extra}", "verify": "ssl_verify_client optional;"}
+    conf = lab.conf(good_conf(lab, **over), f"clean-page-{label}")
     assert nginx_t(conf).returncode == 0
     assert doctor.diagnose(lab.site, conf).findings == []
 

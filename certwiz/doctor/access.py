@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from . import pki
-from .conf import Directive, locations
+from .conf import Directive
 from .facts import Level, ProfileFacts, crl_age_findings
 from .findings import Finding, make
 from .view import (
@@ -18,7 +18,9 @@ from .view import (
     first_arg,
     is_guarded,
     passes_in,
+    route,
     where_of,
+    within,
 )
 
 # The EST locations that admit a request without a client certificate (`nginx render
@@ -63,27 +65,55 @@ def verify_findings(view: ServerView) -> list[Finding]:
     return []
 
 
+# Statuses nginx answers before, or instead of, the client certificate check: a
+# malformed request line or header (400, 414, 494: read before the check), SNI and Host
+# naming different servers (421), a bad or no certificate (495, 496), plain http on the
+# TLS port (497). An error page for one of them, or for what a certificate guard
+# returns, that leads to a location that proxies hands that request to the application.
+REFUSED = frozenset({"400", "414", "421", "494", "495", "496", "497"})
+
+
+def refusals(server: Directive) -> set[str]:
+    """REFUSED and the status every `if` on a `$ssl_...` variable returns."""
+    codes = set(REFUSED)
+    for check in within(server, "if"):
+        if "$ssl_" in " ".join(check.args):
+            codes |= {first_arg(r) for r in check.children("return") if first_arg(r).isdigit()}
+    return codes
+
+
+def _reached_passes(server: Directive, target: str) -> list[Directive]:
+    """The passes an error page's TARGET runs unguarded: a named location runs only its
+    own rewrite directives (its server's guard is skipped); a URI is routed again, past
+    the server's guards, to the location nginx picks."""
+    if target.startswith("@"):
+        named = [d for d in within(server, "location") if d.args[:1] == [target]]
+        return [p for n in named for p in passes_in(n) if not is_guarded(p, top=n)]
+    if target.startswith("/") and "$" not in target:
+        location = route(server, target.split("?", 1)[0])
+        if location is not None:
+            return [p for p in passes_in(location) if not is_guarded(p)]
+    return []
+
+
 def bypass_findings(view: ServerView) -> list[Finding]:
     """Ways around the client certificate check: an error page that proxies."""
     server = view.block
+    codes = refusals(server)
+    pages = {id(p): p for p in [*server.inherited_all("error_page"), *within(server, "error_page")]}
     out = []
-    named = {first_arg(loc): loc for loc in locations(server) if first_arg(loc).startswith("@")}
-    for block in [server, *locations(server)]:
-        for page in block.children("error_page"):
-            codes = {a for a in page.args if a.isdigit()}
-            target = page.args[-1] if page.args else ""
-            if not codes & {"495", "496"}:
-                continue
-            handler = named.get(target)
-            if handler is not None and passes_in(handler):
-                out.append(
-                    make(
-                        "error-page-passes",
-                        page.where,
-                        f"error_page {' '.join(page.args)} sends a request whose client "
-                        f"certificate failed to {target}, which proxies it",
-                    )
+    for page in pages.values():
+        refused = sorted(codes & {a for a in page.args if a.isdigit()})
+        target = page.args[-1] if page.args else ""
+        if refused and _reached_passes(server, target):
+            out.append(
+                make(
+                    "error-page-passes",
+                    page.where,
+                    f"error_page {' '.join(page.args)} sends a request this server refused "
+                    f"({', '.join(refused)}) to {target}, which proxies it",
                 )
+            )
     return out
 
 

@@ -33,9 +33,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     ),
     "error-page-passes": (
         ERROR,
-        "a request whose client certificate was refused (495/496) is handed to the "
-        "application anyway",
-        "answer 495/496 with `return 400` (as the rendered config does), never a proxy",
+        "a request nginx or a certificate guard refused (a bad or missing client "
+        "certificate, plain http on the TLS port, a malformed request read before the "
+        "check) is handed to the application anyway",
+        "answer those statuses (400, 414, 421, 494-497 and what the guards return) with "
+        "`return` in a location of their own, as the rendered config does, never one "
+        "that proxies",
     ),
     "revocation-off": (
         ERROR,

@@ -121,15 +121,78 @@ def reached_ifs(block: Directive) -> list[Directive]:
     return out
 
 
-def is_guarded(directive: Directive) -> bool:
-    """Is a `$ssl_client_verify != SUCCESS` check that returns in force before DIRECTIVE?"""
+def is_guarded(directive: Directive, top: Directive | None = None) -> bool:
+    """Is a `$ssl_client_verify != SUCCESS` check that returns in force before DIRECTIVE?
+
+    TOP stops the look-up there: a named location entered from `error_page` runs its
+    own rewrite directives only, not its server's.
+    """
     block = directive.parent
     while block is not None and block.name != "http":
         for item in reached_ifs(block):
             condition = " ".join(item.args)
             if VERIFY_GUARD.search(condition) and item.first("return") is not None:
                 return True
-        if block.name == "server":
+        if block.name == "server" or block is top:
             break
         block = block.parent
     return False
+
+
+_MODIFIERS = ("=", "^~", "~*", "~")
+
+
+def location_match(location: Directive) -> tuple[str, str]:
+    """(modifier, pattern) of a location, also when written together (`location =/x`)."""
+    args = location.args
+    if len(args) >= 2:
+        return args[0], args[1]
+    text = args[0] if args else ""
+    for modifier in _MODIFIERS:
+        if text.startswith(modifier) and len(text) > len(modifier):
+            return modifier, text[len(modifier) :]
+    return "", text
+
+
+def route(block: Directive, uri: str) -> Directive | None:
+    """The location nginx picks for URI among BLOCK's (ngx_http_core_find_location): an
+    exact `=` match; else the longest prefix, whose nested locations are searched the
+    same way; then, unless that prefix is `^~`, the first regex that matches, in order."""
+    return _route(block, uri)[0]
+
+
+def _route(block: Directive, uri: str) -> tuple[Directive | None, bool]:
+    """(location, settled): settled when an exact or a regex match decided."""
+    prefix: Directive | None = None
+    regexes: list[tuple[Directive, str, int]] = []
+    for location in block.children("location"):
+        if location.block is None:
+            continue
+        modifier, pattern = location_match(location)
+        if modifier == "=":
+            if uri == pattern:
+                return location, True
+        elif modifier in ("~", "~*"):
+            regexes.append((location, pattern, re.I if modifier == "~*" else 0))
+        elif (
+            not pattern.startswith("@")
+            and uri.startswith(pattern)
+            and (prefix is None or len(pattern) > len(location_match(prefix)[1]))
+        ):
+            prefix = location
+    found: Directive | None = None
+    if prefix is not None:
+        found, settled = _route(prefix, uri)
+        if settled:
+            return found, True
+        found = found or prefix
+        if location_match(prefix)[0] == "^~":
+            return found, False
+    for location, pattern, flags in regexes:
+        try:
+            matched = re.search(pattern, uri, flags)
+        except re.error:  # PCRE syntax Python does not read: not decided here
+            continue
+        if matched:
+            return _route(location, uri)[0] or location, True
+    return found, False

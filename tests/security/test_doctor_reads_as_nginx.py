@@ -21,6 +21,8 @@ own site file that doctor reads alone:
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,3 +184,45 @@ def test_one_socket_however_spelled_and_ssl_on_any_listen_of_it(edge: Edge) -> N
     found = edge.found("spelled")
     assert ids(found) == [("shared-listen-unguarded", listen)]  # not listen-without-ssl
     assert f"listen on 127.0.0.1:{port}" in found[0].message
+
+
+def raw(port: int, request: bytes, tls: bool = True) -> bytes:
+    """REQUEST as sent, over TLS without a client certificate (or plain), the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        conn: socket.socket = plain
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            conn = context.wrap_socket(plain, server_hostname=APP)
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_an_error_page_for_what_a_guard_returns_is_a_bypass(edge: Edge) -> None:
+    """F4: the guard refuses with 403, error_page 403 = @app proxies it anyway."""
+    status, body = get(edge, "guard-page", "/secret")
+    assert status == 200, body
+    assert json.loads(body)["path"] == "/secret"
+    assert reached_app(body)["x-client-verify"] == "NONE"
+    assert ids(edge.found("guard-page")) == [
+        ("error-page-passes", edge.line("guard-page", "error_page 403"))
+    ]
+
+
+def test_an_error_page_for_what_nginx_refuses_first_is_a_bypass(edge: Edge) -> None:
+    """F4: `ssl_verify_client on`, yet a malformed header (400, read before the
+    certificate check) and plain http on the TLS port (497) reach @app, no certificate."""
+    port = edge.ports["early-page"]
+    bad = b"GET /secret HTTP/1.1\r\nHost: app.test\r\nBad Header\r\nConnection: close\r\n\r\n"
+    plain = b"GET /secret HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+    for answer in (raw(port, bad), raw(port, plain, tls=False)):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert json.loads(body)["path"] == "/secret"
+    assert get(edge, "early-page", "/secret")[0] == 400  # a well-formed request is refused
+    assert ids(edge.found("early-page")) == [
+        ("error-page-passes", edge.line("early-page", "error_page 400 497"))
+    ]
