@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import database, der, journal, names
+from . import database, der, derived, journal, names
 from .der import DERError, pem_to_der
 from .errors import ProfileCorrupt as ProfileCorrupt
 from .fsutil import not_plain_dir, write_atomic
@@ -417,6 +417,12 @@ def verify_profile(
             raise ProfileCorrupt(f"{exc}; repair it: {crl_gen(profile)}") from None
         _crl_signed_by(profile, profile.intermediate_cert if profile.two_level else profile.ca_cert)
     _cross_check(profile, entries, next_serial, revoked_in_crl, report)
+    report.problems += [
+        f"{item.path}: is not {item.built_from} (a run killed before rebuilding it, or a source "
+        f"written by hand): "
+        f"{item.reader}; the next change rebuilds it; run: {crl_gen(profile)}"
+        for item in derived.behind(profile)
+    ]
     report.unfinished = [_unfinished(profile, owed) for owed in journal.pending(profile)]
     if profile.two_level:
         _verify_root(profile, report, check_crl)
@@ -624,6 +630,8 @@ def recover(profile: Profile) -> list[str]:
     _restore_issued(profile, done, killed, present)
     if killed:
         _repair_fullchains(profile, done)
+    for item in derived.rebuild(profile, present):  # after every step that writes a source
+        done.append(f"rebuilt {item.path} from {item.built_from} (a killed run left it behind)")
     return done
 
 

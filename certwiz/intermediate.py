@@ -11,12 +11,22 @@ works unchanged. `ca.crt` stays the root, the file clients and servers trust;
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from pathlib import Path
 
-from . import audit, database, der, inventory, leaf_urls, names, ocsp, openssl, openssl_args
+from . import (
+    audit,
+    database,
+    der,
+    derived,
+    inventory,
+    leaf_urls,
+    names,
+    ocsp,
+    openssl,
+    openssl_args,
+)
 from .ca import (
     CAOptions,
     built,
@@ -166,33 +176,14 @@ def crl_chain_dir(profile: Profile) -> Path | None:
     return profile.home if level == "root" else None
 
 
-def _crl_chain_bytes(directory: Path) -> bytes:
-    return (directory / "crl.pem").read_bytes() + (directory / ROOT_DIR / "crl.pem").read_bytes()
-
-
-def crl_chain_stale(directory: Path) -> bool:
-    """crl-chain.pem no longer holds the current CRLs (one was made by hand)."""
-    try:
-        return (directory / "crl-chain.pem").read_bytes() != _crl_chain_bytes(directory)
-    except FileNotFoundError:
-        return True
-
-
 def write_crl_chain(directory: Path) -> None:
     """crl-chain.pem = the intermediate's CRL + the root's (NGINX checks every CA's CRL).
 
     Replaced by rename; keeps the mode and group an operator gave it (e.g. for nginx).
+    A run killed before it is caught up by recovery (derived).
     """
-    target = directory / "crl-chain.pem"
-    try:
-        old = target.stat()
-        mode, gid = stat.S_IMODE(old.st_mode), old.st_gid
-    except FileNotFoundError:
-        mode, gid = 0o644, -1
-    write_atomic(target, _crl_chain_bytes(directory), mode)
-    if gid not in (-1, target.stat().st_gid):
-        with contextlib.suppress(PermissionError):
-            os.chown(target, -1, gid)
+    data = (directory / "crl.pem").read_bytes() + (directory / ROOT_DIR / "crl.pem").read_bytes()
+    derived.replace(directory / "crl-chain.pem", data)
 
 
 def key_certificates(profile: Profile) -> list[database.Entry]:

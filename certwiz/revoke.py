@@ -80,8 +80,13 @@ def revoke(
     root_key: Path | None = None,
     timeout: float | None = None,
     tx: Transaction | None = None,
+    command: str = "revoke",
 ) -> Revoked:
     """Revoke every valid certificate of NAME (or the one with SERIAL), then renew the CRL.
+
+    A SERIAL of a CA certificate takes every valid CA certificate of its key with it
+    (the ones `ca renew` replaced: the rule of revoke_intermediate, which is this on the
+    profile's own intermediate).
 
     With `purge`, the revoked name's private key and PKCS#12 bundle are deleted
     once it has no valid certificate left: a revoked key lying around is a risk.
@@ -109,7 +114,7 @@ def revoke(
     # the root's CRL is published: its rerun finishes a root revoke killed before it
     follows = by_root is not None
     with joined(
-        profile, tx, "revoke", [name] if name else [], timeout=timeout, root_crl_follows=follows
+        profile, tx, command, [name] if name else [], timeout=timeout, root_crl_follows=follows
     ) as tx:
         by_root = root_target(profile, wanted)
         level = profile.root if by_root is not None else profile
@@ -118,18 +123,27 @@ def revoke(
             tx.note("level", "root")
         found = _targets(level, name, wanted)
         targets, unfinished = found.revoke, found.finish
+        mine = targets + unfinished + found.done  # a rerun: what the killed run had taken
         # A key compromise is the key's, not one certificate's: every name carrying it goes
         # (at the root: the profile's own intermediate renewed by ca renew, a re-signed
         # subordinate).
-        same = inventory.same_key(level, targets) if reason in inventory.KEY_REASONS else []
+        same = inventory.same_key(level, mine) if reason in inventory.KEY_REASONS else []
+        # A CA certificate's: every valid certificate of that CA key goes with it, whatever
+        # the reason (revoke-intermediate's rule): a bundle carries the one it was issued
+        # with, and a chain through an older one would still verify.
+        if wanted is not None:
+            held = {e.serial_int for e in targets + same}
+            same += [e for e in _same_ca_key(level, mine) if e.serial_int not in held]
         for entry in targets + same:
             revoke_entry(level, entry, reason, secret, keyfile if by_root else None)
             tx.note_serial(entry.serial)
+        publish = bool(targets or same or unfinished)
         finished = [e.serial for e in unfinished]
         if finished:
             tx.note("finished", finished)
-        already = [e.serial for e in found.done]
-        if already:  # the CRL already lists it: nothing to revoke or publish
+        # the CRL already lists it: nothing to revoke or publish
+        already = [] if publish else [e.serial for e in found.done]
+        if already:
             tx.note("already_revoked", already)
         if same:
             tx.note("same_key", [e.serial for e in same])
@@ -137,21 +151,23 @@ def revoke(
             f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
             for e in same
         ]
+        if already:  # what recovery caught up (crl-chain.pem left behind by the killed run)
+            notes += tx.recovered
         if by_root is not None:
             notes += upkeep.tidy(profile, tx, secret)
-            if not already:
+            if publish:
                 regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
             serials = [e.serial for e in targets + same]
             crl = str(profile.nginx_crl)
             return Revoked(
                 serials, reason, crl, notes=notes, finished=finished, already_revoked=already
             )
-        if already:  # the CRL lists it; upkeep renews it only if due (as any change)
-            notes += upkeep.tidy(profile, tx, secret)
-        else:
+        if publish:
             notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
             regenerate_crl(profile, secret, crl_days)
-        purged, kept = _purge(profile, targets + unfinished + found.done) if purge else ([], [])
+        else:  # the CRL lists it; upkeep renews it only if due (as any change)
+            notes += upkeep.tidy(profile, tx, secret)
+        purged, kept = _purge(profile, mine) if purge else ([], [])
         tx.note("purged", purged)
         if kept:
             tx.note("kept", kept)
@@ -179,34 +195,21 @@ def revoke_intermediate(
     names.reason(reason)
     if not profile.two_level:
         raise StateError(f"profile {profile.name} has no intermediate (ca init --intermediate)")
-    keyfile = intermediate.root_keyfile(profile, root_key, "revoking the intermediate")
-    secret = signing_passphrase(profile, ca_passphrase)  # a provider: after every check
-    # root_crl_follows: a run killed before the root's CRL is finished by its rerun
-    with transaction(
-        profile, "ca revoke-intermediate", timeout=timeout, root_crl_follows=True
-    ) as tx:
+    intermediate.root_keyfile(profile, root_key, "revoking the intermediate")  # says which
+    try:
         serial = der.cert_serial(der.pem_to_der(profile.intermediate_cert.read_bytes()))
-        # the current one: to revoke, or revoked by a killed run (before the root's CRL,
-        # or after it and before NGINX reloaded): the same rule as revoke's
-        found = _targets(profile.root, None, int(serial, 16))
-        valid = [e for e in intermediate.key_certificates(profile) if e.flag == "V"]
-        valid.sort(key=lambda e: e.serial != serial)  # the current one first
-        for entry in valid:  # a killed run may have left earlier ones of the key valid
-            revoke_entry(profile.root, entry, reason, secret, keyfile)
-            tx.note_serial(entry.serial)
-        finished = [e.serial for e in found.finish]
-        already = [e.serial for e in found.done] if not valid else []
-        if finished:
-            tx.note("finished", finished)
-        if already:
-            tx.note("already_revoked", already)
-            if intermediate.crl_chain_stale(profile.dir):  # killed between the two files
-                intermediate.write_crl_chain(profile.dir)
-        else:
-            regenerate_crl(profile.root, secret, None, keyfile)
-    crl = str(profile.nginx_crl)
-    return Revoked(
-        [e.serial for e in valid], reason, crl, finished=finished, already_revoked=already
+    except (OSError, ValueError) as exc:
+        raise check.ProfileCorrupt(f"{profile.intermediate_cert}: {exc}") from None
+    # revoke --serial of it, so a rerun finishes what a killed run left (_targets)
+    return revoke(
+        profile,
+        serial=serial,
+        reason=reason,
+        ca_passphrase=ca_passphrase,
+        root_key=root_key,
+        timeout=timeout,
+        tx=tx,
+        command="ca revoke-intermediate",
     )
 
 
@@ -223,6 +226,22 @@ def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:
         if entry.serial_int == wanted:
             return entry
     return None
+
+
+def _same_ca_key(level: Profile, mine: list[database.Entry]) -> list[database.Entry]:
+    """The valid CA certificates at LEVEL with the key of a CA certificate in MINE (the
+    ones `ca renew` replaced, a re-signed subordinate): revoked with it."""
+    cas = [e for e in mine if _is_ca(level, e)]
+    if not cas:
+        return []
+    return [e for e in inventory.same_key(level, cas) if _is_ca(level, e)]
+
+
+def _is_ca(level: Profile, entry: database.Entry) -> bool:
+    try:
+        return der.kind_of(level.newcert_path(entry.serial).read_bytes()) == "ca"
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

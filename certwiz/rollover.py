@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, intermediate, names, openssl, upkeep
+from . import check, database, der, derived, durations, intermediate, names, openssl, upkeep
 from .errors import InputError
 from .fsutil import install, not_plain_dir, scratch_dir, write_atomic
 from .openssl import Secret
@@ -78,19 +78,6 @@ def _archive(profile: Profile, cert: Path, label: str) -> Path:
     return target
 
 
-def _refresh_fullchains(profile: Profile) -> list[str]:
-    """Rewrite every issued/NAME.fullchain.pem as its leaf + the current chain."""
-    end = b"-----END CERTIFICATE-----\n"
-    done = []
-    for path in sorted(profile.issued.glob("*.fullchain.pem")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        leaf = path.read_bytes().split(end, 1)[0] + end
-        write_atomic(path, leaf + profile.chain.read_bytes(), 0o644)
-        done.append(str(path))
-    return done
-
-
 def renew_ca(
     profile: Profile,
     *,
@@ -139,12 +126,11 @@ def renew_ca(
         check.require_whole(new)
         archived = _archive(profile, old, label)
         install(new, old, 0o644)
-        if root:
-            write_atomic(profile.ca_cert, old.read_bytes(), 0o644)
-        if profile.two_level:
-            intermediate.write_chain(profile)
+        # ca.crt (after --root), chain.pem and every fullchain follow the certificate; a
+        # kill before they do is caught up by the next change's recovery (derived)
+        rebuilt = derived.rebuild(profile)
         files = {"certificate": str(old), "chain": str(profile.chain)}
-        refreshed = _refresh_fullchains(profile)
+        refreshed = [str(d.path) for d in rebuilt if d.path.name.endswith(derived.FULLCHAIN)]
         serial = der.cert_serial(der.pem_to_der(old.read_bytes()))
         _, not_after = der.cert_validity(der.pem_to_der(old.read_bytes()))
         tx.note_serial(serial)

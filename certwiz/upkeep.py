@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, crl, database, der, durations, grace, intermediate, journal
+from . import check, crl, database, der, durations, grace, journal
 from .openssl import Secret
 from .profile import Profile
 from .transaction import Transaction
@@ -183,9 +183,6 @@ def tidy(
     elif not crl_follows:
         notes += renew_crl_if_due(profile, tx, ca_passphrase, now)
     notes += renew_root_crl_if_due(profile, tx, ca_passphrase, now)
-    if profile.two_level and intermediate.crl_chain_stale(profile.dir):
-        intermediate.write_crl_chain(profile.dir)  # a CRL made by hand with openssl ca
-        notes.append(f"rebuilt {profile.nginx_crl} from the current CRLs")
     return notes
 
 

@@ -242,3 +242,36 @@ def crl_check(ca_cert: Path, crl: Path, cert: Path) -> subprocess.CompletedProce
     """`openssl verify -crl_check`: the independent verdict on revocation."""
     return openssl("verify", "-crl_check", "-CAfile", str(ca_cert), "-CRLfile", str(crl),
                    str(cert), check=False)  # fmt: skip
+
+
+def killed_at(
+    where: str, action: Callable[[], object], *, after: bool = False, nth: int = 0
+) -> None:
+    """ACTION in a forked child, SIGKILLed at WHERE ("module.function"): when it calls that
+    function for the NTH time (from 0), or, AFTER, once that call returned. The state a
+    kill (an OOM kill, a hang-up, a Ctrl-C) at that exact step leaves, deterministically."""
+    import importlib
+
+    module_name, attr = where.rsplit(".", 1)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            module = importlib.import_module(module_name)
+            real = getattr(module, attr)
+            calls = [0]
+
+            def die(*args: object, **kwargs: object) -> object:
+                if calls[0] < nth:
+                    calls[0] += 1
+                    return real(*args, **kwargs)
+                if after:
+                    real(*args, **kwargs)
+                os.kill(os.getpid(), signal.SIGKILL)
+                return None
+
+            setattr(module, attr, die)
+            action()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "no kill landed"

@@ -27,7 +27,7 @@ from certwiz import ca, doctor, issue, revoke
 from certwiz import nginx as nginx_lib
 from certwiz.errors import InputError
 from certwiz.profile import Profile
-from tests.conftest import invoke, openssl, snapshot
+from tests.conftest import invoke, killed_at, openssl, snapshot
 from tests.nginx_support import require_nginx
 
 SERVER = "myserver.local"
@@ -719,6 +719,37 @@ def test_two_level_profile_rendered_is_clean_and_a_missing_root_crl_is_caught(la
     with pytest.raises(InputError, match=r"revocation: .*use --revocation both"):
         nginx_lib.render(profile, "layered.local", "http://127.0.0.1:18080", out=out,
                          revocation="ocsp", ocsp_responder="http://127.0.0.1:9/")  # fmt: skip
+
+
+def test_a_stale_crl_chain_is_fixed_by_crl_gen_not_by_pointing_at_crl_pem(lab: Lab) -> None:
+    """Attack round 10, F18: for the profile's own crl-chain.pem left behind by a revoke
+    killed before rebuilding it, the fix said "point ssl_crl at the profile's crl.pem",
+    which drops the root's CRL (nginx then refuses every client). The file is the right
+    one: certwiz crl gen rebuilds it. A stale copy elsewhere is pointed at crl-chain.pem."""
+    from certwiz import intermediate
+
+    profile = intermediate.init("behind", lab.home)
+    issue.issue_server(profile, "behind.local")
+    issue.issue_client(profile, "dave")
+    out = lab.work / "behind"
+    nginx_lib.render(profile, "behind.local", "http://127.0.0.1:18080",
+                     listen="127.0.0.1:18446", out=out)  # fmt: skip
+    prefix = lab.work / "behind-run"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_lib.render_standalone(prefix, out / nginx_lib.SITE_CONF))
+    copy = lab.work / "behind-crl-copy.pem"
+    copy.write_bytes(profile.nginx_crl.read_bytes())
+    killed_at("certwiz.intermediate.write_crl_chain", lambda: revoke.revoke(profile, name="dave"))
+    found = doctor.diagnose(profile, conf).findings
+    assert ids(found) == {"crl-not-current"}
+    assert found[0].fix.startswith("certwiz crl gen -p behind ")
+    assert "crl.pem" not in found[0].fix.replace("crl-chain.pem", "")
+    site = out / nginx_lib.SITE_CONF
+    site.write_text(site.read_text().replace(str(profile.nginx_crl), str(copy)))
+    found = doctor.diagnose(profile, conf).findings
+    assert ids(found) == {"crl-not-current"}
+    assert found[0].fix.startswith(f"point ssl_crl at {profile.nginx_crl} ")
 
 
 def test_rendered_ocsp_config_is_clean(lab: Lab) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
-from tests.conftest import invoke, load_cert
+from tests.conftest import invoke, killed_at, load_cert
 from tests.nginx_support import CurlResult, curl, killed_at_reload, require_curl, require_nginx
 
 pytestmark = pytest.mark.nginx
@@ -100,6 +100,27 @@ def test_rendered_config_trusts_the_chain_and_both_crls(stack: Stack) -> None:
     assert re.search(r"ssl_verify_depth 2;", text)
     assert f'ssl_client_certificate "{stack.fleet / "chain.pem"}";' in text
     assert f'ssl_crl "{stack.fleet / "crl-chain.pem"}";' in text
+
+
+def test_a_revoke_killed_before_crl_chain_is_enforced_by_its_rerun(stack: Stack) -> None:
+    """Attack round 10, F1: `revoke --reload` killed after crl.pem and before crl-chain.pem
+    (the file nginx reads): a reload by hand left the client admitted and check said
+    consistent. check says which file is behind; the rerun rebuilds it and reloads."""
+    stack.certwiz("client", "issue", "-p", "fleet", "-n", "v1", "-u")
+    assert stack.curl(p12=stack.p12("v1")).status == 200
+    revoke = ("revoke", "-p", "fleet", "-n", "v1", "--reload", "--nginx-cmd", stack.nginx.command)
+    killed_at("certwiz.intermediate.write_crl_chain", lambda: invoke(stack.home, *revoke))
+    stack.nginx.reload()  # by hand: nginx reads crl-chain.pem, which lacks v1
+    assert stack.curl(p12=stack.p12("v1")).status == 200  # the hole
+    found = invoke(stack.home, "check", "-p", "fleet")
+    assert found.returncode == 4 and f"{stack.fleet / 'crl-chain.pem'}: is not" in found.stdout
+    with stack.nginx.reloading():
+        rerun = invoke(stack.home, *revoke)
+    assert rerun.returncode == 0, rerun.stderr
+    seen = len(stack.backend.requests)
+    assert stack.curl(p12=stack.p12("v1")).status == 400
+    assert len(stack.backend.requests) == seen
+    assert stack.curl(p12=stack.p12("good")).status == 200
 
 
 def test_good_client_200_revoked_400_then_intermediate_revoked_everyone_400(stack: Stack) -> None:

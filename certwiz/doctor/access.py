@@ -4,10 +4,12 @@ revocation (CRL/OCSP) and verify depth of one server, against the profile.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from cryptography import x509
 
+from ..profile import Profile
 from . import pki
 from .conf import Directive
 from .facts import Level, ProfileFacts, crl_age_findings
@@ -217,8 +219,21 @@ def _currency(
             crl_at.where,
             f"{path} is not the current CRL of {pki.subject_text(level.ca)} in profile "
             f"{facts.profile.name} ({'; '.join(problems)})",
+            _current_crl_fix(path, facts.profile),
         )
     ]
+
+
+def _current_crl_fix(path: Path, profile: Profile) -> str:
+    """The profile's own CRL file left behind (crl-chain.pem after a killed run): certwiz
+    rebuilds it; another file: point nginx at the profile's (a two-level profile's holds
+    both CRLs: its crl.pem alone would make nginx refuse every client)."""
+    wanted = profile.nginx_crl
+    reload = "then nginx -t && nginx -s reload"
+    with contextlib.suppress(OSError):
+        if path.samefile(wanted):
+            return f"certwiz crl gen -p {profile.cli_name} (it rebuilds {wanted}), {reload}"
+    return f"point ssl_crl at {wanted} (or copy it there), {reload}"
 
 
 def depth_findings(view: ServerView, facts: ProfileFacts) -> list[Finding]:

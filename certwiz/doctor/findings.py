@@ -60,8 +60,8 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     "crl-not-current": (
         ERROR,
         "the CRL nginx reads lacks revocations the profile made: those clients still get in",
-        "point ssl_crl at the profile's crl.pem (or copy it there), then nginx -t && "
-        "nginx -s reload",
+        "point ssl_crl at the profile's CRL file (crl-chain.pem in a two-level profile, else "
+        "crl.pem), then nginx -t && nginx -s reload",
     ),
     "crl-expired": (
         ERROR,
