@@ -5,7 +5,9 @@
 # is one name, and a `$` is neither a make nor a shell reference. How: each variable given
 # from outside (command line, environment) becomes a simple variable holding its raw text
 # ($(value ...)), and recipes put it on a command line only through $(call arg,...),
-# which single-quotes it.
+# which single-quotes it. The certificate variables (PROFILE, NAME, DAYS, UNENCRYPTED) are
+# taken from the command line only: one left in the environment (WSL sets NAME for every
+# shell) would revoke or issue the wrong name, so a target that uses it stops instead.
 SHELL := /bin/bash
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
@@ -15,16 +17,27 @@ NAME ?=
 DAYS ?= 365
 UNENCRYPTED ?=
 CERTWIZ_HOME ?= $(CURDIR)/certs
+FROM_ENV := $(foreach v,PROFILE NAME DAYS UNENCRYPTED,$(if $(filter environment%,$(origin $(v))),$(v)))
 $(foreach v,PYTHON VENV PROFILE NAME DAYS UNENCRYPTED CERTWIZ_HOME,\
   $(if $(filter command% environment%,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
 export CERTWIZ_HOME
 
 # $(call arg,TEXT): TEXT as one shell word (single quotes; a ' inside becomes '\'').
 arg = '$(subst ','\'',$(1))'
+# $(call cli_only,VAR): nothing, or make stops when VAR came from the environment.
+cli_only = $(if $(filter $(1),$(FROM_ENV)),$(error $(1) is set in the environment, not on \
+  the command line: give it as make $@ $(1)=..., or unset $(1)))
+# $(call given,VAR): VAR's value (from the command line) as one shell word.
+given = $(call cli_only,$(1))$(call arg,$($(1)))
+# -u for UNENCRYPTED=1, yes or true; nothing for 0, no, false or empty; anything else stops.
+unencrypted = $(call cli_only,UNENCRYPTED)$(if \
+  $(filter-out 0 1 yes no true false,$(UNENCRYPTED))$(word 2,$(UNENCRYPTED)),\
+  $(error UNENCRYPTED must be 1, yes or true (a bundle with the empty password) or 0, no, \
+  false or empty, not '$(UNENCRYPTED)'),$(if $(filter 1 yes true,$(UNENCRYPTED)),-u))
 BIN := $(VENV)/bin
 CERTWIZ := $(call arg,$(BIN)/certwiz)
-CERTWIZ_ARGS = -p $(call arg,$(PROFILE))
-NAME_ARGS = -n $(call arg,$(NAME))
+CERTWIZ_ARGS = -p $(call given,PROFILE)
+NAME_ARGS = -n $(call given,NAME)
 
 .PHONY: help venv demo test lint bench ca server client revoke crl list clean
 
@@ -63,10 +76,10 @@ ca: venv
 	$(CERTWIZ) ca init $(CERTWIZ_ARGS)
 
 server: venv
-	$(CERTWIZ) server issue $(CERTWIZ_ARGS) $(NAME_ARGS) -d $(call arg,$(DAYS))
+	$(CERTWIZ) server issue $(CERTWIZ_ARGS) $(NAME_ARGS) -d $(call given,DAYS)
 
 client: venv
-	$(CERTWIZ) client issue $(CERTWIZ_ARGS) $(NAME_ARGS) -d $(call arg,$(DAYS)) $(if $(UNENCRYPTED),-u)
+	$(CERTWIZ) client issue $(CERTWIZ_ARGS) $(NAME_ARGS) -d $(call given,DAYS) $(unencrypted)
 
 revoke: venv
 	$(CERTWIZ) revoke $(CERTWIZ_ARGS) $(NAME_ARGS)

@@ -33,14 +33,14 @@ def make(tmp_path: Path):  # type: ignore[no-untyped-def]
     home = tmp_path / "home $HOME 'q'"
     env = clean_env(drop=("MAKE",))
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         argv = ["make", "-f", str(REPO / "Makefile"), *args, f"VENV={venv}"]
         return subprocess.run(  # in tmp_path: a command that ran would leave files there
             [*argv, f"CERTWIZ_HOME={home}"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            env=env,
+            env=env | (environ or {}),
             timeout=120,
         )
 
@@ -95,3 +95,61 @@ def test_days_and_profile_are_one_argument_too(make, tmp_path: Path) -> None:  #
     assert done.returncode == 2 and "days:" in done.stderr
     assert not marker.exists()
     assert not (make.home / "q" / "issued" / "a.example.crt").exists()
+
+
+def _bundle_password_is_empty(home: Path, profile: str, name: str) -> bool:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    data = (home / profile / "private" / f"{name}.p12").read_bytes()
+    try:
+        pkcs12.load_pkcs12(data, b"")
+    except ValueError:
+        return False
+    return True
+
+
+def test_unencrypted_means_yes_only_when_it_says_so(make) -> None:  # type: ignore[no-untyped-def]
+    """UNENCRYPTED=0 (or no, false) added -u: `$(if $(UNENCRYPTED),-u)` took any text as
+    yes (attack round 10, F14). Now 1/yes/true give -u, 0/no/false/empty do not (and
+    without a password certwiz then stops naming -u), anything else stops make."""
+    assert make("ca", "PROFILE=p").returncode == 0
+    for i, value in enumerate(["1", "yes", "true"]):
+        done = make("client", "PROFILE=p", f"NAME=u{i}", f"UNENCRYPTED={value}")
+        assert done.returncode == 0, (value, done.stderr)
+        assert _bundle_password_is_empty(make.home, "p", f"u{i}")
+    for i, value in enumerate(["0", "no", "false", ""]):
+        done = make("client", "PROFILE=p", f"NAME=e{i}", f"UNENCRYPTED={value}")
+        assert done.returncode != 0 and "-u" in done.stderr, (value, done.stderr)
+        assert not (make.home / "p" / "private" / f"e{i}.p12").exists()
+    for value in ["maybe", "YES", "1 1", "-u", "0 -u"]:
+        done = make("client", "PROFILE=p", "NAME=bad", f"UNENCRYPTED={value}")
+        assert done.returncode == 2, (value, done.stderr)
+        assert "UNENCRYPTED must be 1, yes or true" in done.stderr
+        assert f"not '{value}'" in done.stderr
+    assert _names(make.home, "p") == ["u0", "u1", "u2"]
+
+
+def test_certificate_variables_come_from_the_command_line_only(make) -> None:  # type: ignore[no-untyped-def]
+    """`NAME=myhost make revoke PROFILE=p` revoked myhost (WSL sets NAME for every shell):
+    a target stops when PROFILE, NAME, DAYS or UNENCRYPTED come from the environment, and
+    a target that does not use them (list) still runs; given on the command line, the
+    command line wins as before."""
+    assert make("ca", "PROFILE=p").returncode == 0
+    assert make("client", "PROFILE=p", "NAME=myhost", "UNENCRYPTED=1").returncode == 0
+    refused = [
+        (("revoke", "PROFILE=p"), {"NAME": "myhost"}),
+        (("list",), {"PROFILE": "p"}),
+        (("server", "PROFILE=p", "NAME=a.example"), {"DAYS": "30"}),
+        (("client", "PROFILE=p", "NAME=other"), {"UNENCRYPTED": "1"}),
+    ]
+    for args, environ in refused:
+        done = make(*args, environ=environ)
+        (var,) = environ
+        assert done.returncode == 2, (args, done.stderr)
+        assert f"{var} is set in the environment, not on the command line" in done.stderr
+    entries = database.read(Profile("p", make.home).index)
+    assert [(e.common_name, e.flag) for e in entries] == [("myhost", "V")]
+    assert make("list", "PROFILE=p", environ={"NAME": "myhost"}).returncode == 0
+    done = make("revoke", "PROFILE=p", "NAME=myhost", environ={"NAME": "other"})
+    assert done.returncode == 0, done.stderr
+    assert [e.flag for e in database.read(Profile("p", make.home).index)] == ["R"]
