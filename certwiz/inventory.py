@@ -57,20 +57,34 @@ def serves_tls(profile: Profile, entry: database.Entry) -> bool:
         return False
 
 
+def is_ca(profile: Profile, entry: database.Entry) -> bool:
+    """Is this a CA certificate (one `ca sign-intermediate` signed: kind ca)?"""
+    return _kind(profile, entry.serial) == "ca"
+
+
+def same_name(a: str, b: str, fold: bool) -> bool:
+    """Are A and B one name? Exactly equal; or, with FOLD (a DNS name or a CA's name is
+    on one side), equal but for the letter case of ASCII text (RFC 4343)."""
+    return a == b or (fold and a.isascii() and b.isascii() and a.lower() == b.lower())
+
+
 def is_named(profile: Profile, entry: database.Entry, name: str) -> bool:
     """Is `entry` a certificate of NAME? THE definition, for every command.
 
     Its name is the CN of its subject (the last one, whatever other RDNs the subject
     holds, whatever string type: UTF8String, PrintableString, BMPString...). A
     certificate that can serve TLS is named by a DNS name, so there letter case does
-    not count (RFC 4343); client names are free text and compared exactly.
+    not count (RFC 4343); client names are free text and compared exactly, so a client
+    NAME never names a server spelled in another case (issue refuses such pairs:
+    `clashes`). A CA certificate (a subordinate CA the root signed) is nobody's NAME:
+    it is revoked by serial, never by `revoke -n` offboarding a client of its CN.
     """
     cn = entry.common_name
     if cn is None:
         return False
     if cn == name:
-        return True
-    return cn.isascii() and cn.lower() == name.lower() and serves_tls(profile, entry)
+        return not is_ca(profile, entry)
+    return same_name(cn, name, True) and serves_tls(profile, entry)
 
 
 def named(
@@ -97,6 +111,53 @@ def valid_named(
 ) -> list[database.Entry]:
     """The still valid certificates of NAME (not revoked, not expired)."""
     return [e for e in named(profile, name, entries) if e.status() == "valid"]
+
+
+@dataclass(frozen=True, slots=True)
+class Clash:
+    """A valid certificate whose name a new one would share (see clashes)."""
+
+    level: Profile  # the profile, or root/ of a two-level profile
+    entry: database.Entry
+    ca: bool  # a CA certificate (a subordinate CA the root signed)
+
+
+def clashes(
+    profile: Profile, name: str, *, fold: bool, entries: list[database.Entry] | None = None
+) -> list[Clash]:
+    """The valid certificates a new certificate named NAME would share its name with: the
+    profile's leaves, and the CAs its root signed (`ca sign-intermediate`; in index.txt of
+    a one-level profile, root/index.txt of a two-level one), same-named leaves first.
+
+    FOLD: the new one is a server (a DNS name) or a CA, so letter case does not count; it
+    does not either against an existing server or CA. So the rule is symmetric: client
+    `Web.Test` and server `web.test` refuse each other in either order, and a client
+    and a subordinate CA never share a name, whichever came first. Two clients `Bob`
+    and `bob` stay two names.
+    """
+    if entries is None:
+        entries = database.read(profile.index)
+    levels = [(profile, entries)]
+    if profile.two_level:
+        levels.append((profile.root, database.read(profile.root.index)))
+    folded = name.lower()
+    found = []
+    for level, listed in levels:
+        for entry in listed:
+            cn = entry.common_name
+            if cn is None or (cn != name and (len(cn) != len(folded) or cn.lower() != folded)):
+                continue
+            if entry.status() != "valid":
+                continue
+            if level != profile and entry not in root_signed(profile):
+                continue  # the profile's own intermediate: not a name a leaf could take
+            ca = is_ca(level, entry)
+            if cn == name or (
+                same_name(cn, name, True) and (fold or ca or serves_tls(level, entry))
+            ):
+                found.append(Clash(level, entry, ca))
+    found.sort(key=lambda c: (c.ca, c.entry.common_name != name))
+    return found
 
 
 # Revocation reasons that condemn the key itself, not only one certificate of it.

@@ -100,19 +100,35 @@ def server_sans(name: str, extra: Sequence[str]) -> list[names.San]:
     return entries
 
 
-def check_no_valid(profile: Profile, name: str, hosts: Sequence[str] = ()) -> None:
+def check_no_valid(
+    profile: Profile, name: str, hosts: Sequence[str] = (), *, kind: str = "client"
+) -> None:
     """Refuse a second valid certificate for a name (revoke it, or let it expire, first),
     and one for a host (a DNS name or IP of its SAN) another valid certificate serves.
 
-    `hosts` is empty when the caller allows shared hosts (--allow-shared-san).
+    The name is taken by every valid certificate `inventory.clashes` finds: one of the
+    same name, a server (or, for a new server, a client) spelled in another letter
+    case, a subordinate CA of that name. `hosts` is empty when the caller allows shared
+    hosts (--allow-shared-san). KIND: of the new certificate.
     """
     entries = database.read(profile.index)
-    valid = inventory.valid_named(profile, name, entries)
-    if valid:
-        entry = valid[0]
+    for clash in inventory.clashes(profile, name, fold=kind == "server", entries=entries)[:1]:
+        entry, cn = clash.entry, clash.entry.common_name
+        when = f"serial {entry.serial}, expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}"
+        if clash.ca:
+            raise StateError(
+                f"{name} is the name of the subordinate CA {cn} ({when}) the root signed "
+                "(ca sign-intermediate); a certificate named like a CA would be told apart "
+                "from it only by serial: choose another name"
+            )
+        if cn != name:
+            raise StateError(
+                f"{name} differs only in letter case from {cn} ({when}), and DNS names "
+                "ignore it: one would be taken for the other; choose another name, or revoke that "
+                f"one first: certwiz revoke -p {profile.name} --serial {entry.serial}"
+            )
         raise StateError(
-            f"{name} already has a valid certificate (serial {entry.serial}, "
-            f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); "
+            f"{name} already has a valid certificate ({when}); "
             f"revoke it first: certwiz revoke -p {profile.name} -n {name}"
         )
     for entry, host in inventory.covering(profile, list(hosts), entries)[:1]:
@@ -534,7 +550,7 @@ def issue_in(
     `hosts`: refuse them if another valid certificate serves one (see check_no_valid).
     """
     profile = tx.profile
-    check_no_valid(profile, name, hosts)
+    check_no_valid(profile, name, hosts, kind=kind)
     crl_before = crl.crl_version(profile)
     with journal.workspace(profile) as work:
         entry, files = make_certificate(
@@ -574,7 +590,7 @@ def sign_csr_in(
     """
     profile = tx.profile
     if superseding is None:
-        check_no_valid(profile, name, hosts)
+        check_no_valid(profile, name, hosts, kind=kind)
     crl_before = crl.crl_version(profile)
     remove = [] if superseding is None else [profile.key_path(name), profile.p12_path(name)]
     with journal.workspace(profile) as work:
@@ -617,11 +633,13 @@ def _joined(
     validity: timedelta,
     hosts: Sequence[str] = (),
 ) -> Iterator[Transaction]:
-    """A new transaction for one operation, or an operation inside the given one."""
+    """A new transaction for one operation (COMMAND: "KIND verb"), or an operation inside
+    the given one."""
     ca_end_cap(profile, validity)  # an expired CA is refused before the lock
     if tx is None:
+        kind = command.split()[0]
         with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
-            check_no_valid(profile, name, hosts)  # before the lock too: a refusal leaves no trace
+            check_no_valid(profile, name, hosts, kind=kind)  # before the lock: leaves no trace
     with joined(profile, tx, command, [name], timeout=timeout) as inside:
         yield inside
 

@@ -272,6 +272,7 @@ def _targets(profile: Profile, name: str | None, wanted: int | None) -> _Targets
         mine = inventory.named(profile, str(name), entries)
         targets = [e for e in mine if e.status() == "valid"]
         what = str(name)
+        _refuse_mixed(profile, str(name), targets)
     unfinished: list[database.Entry] = []
     done: list[database.Entry] = []
     if any(e.flag == "R" for e in mine):
@@ -284,11 +285,48 @@ def _targets(profile: Profile, name: str | None, wanted: int | None) -> _Targets
         if not targets and not unfinished and latest.flag == "R":
             done = [latest]  # listed: it is R and not unfinished
     if not targets and not unfinished and not done:
+        if name is not None:
+            _refuse_ca(profile, name)
         raise StateError(
             f"{what} has no valid certificate in profile {profile.cli_name}; "
             f"see: certwiz list -p {profile.cli_name}"
         )
     return _Targets(targets, unfinished, done)
+
+
+def _refuse_mixed(profile: Profile, name: str, targets: list[database.Entry]) -> None:
+    """A client and a server whose names differ only in letter case (issued before issue
+    refused such pairs) are both NAME's only by accident: revoking one by name must never
+    take the other; refuse, naming each serial."""
+    if len({e.common_name for e in targets}) < 2:
+        return
+    if all(inventory.serves_tls(profile, e) for e in targets):
+        return  # one DNS name spelled twice: every one of them is NAME's
+    found = ", ".join(f"{e.common_name} (serial {e.serial})" for e in targets)
+    raise StateError(
+        f"{name} names a client and a server spelled in another letter case: {found}; "
+        f"revoke the one you mean by serial: certwiz revoke -p {profile.cli_name} --serial SERIAL"
+    )
+
+
+def _refuse_ca(profile: Profile, name: str) -> None:
+    """`revoke -n` takes leaves only: a CA of that name (a subordinate CA the root signed,
+    the profile's own intermediate) is refused with the command that revokes it."""
+    p = profile.cli_name
+    for clash in inventory.clashes(profile, name, fold=True):
+        if clash.ca:
+            raise StateError(
+                f"{name} is a CA certificate (serial {clash.entry.serial}), not a leaf; "
+                f"revoke -n never takes a CA; revoke it with: certwiz revoke -p {p} "
+                f"--serial {clash.entry.serial}"
+            )
+    if profile.two_level:
+        own = intermediate.key_certificates(profile)
+        if any(e.common_name == name and e.flag == "V" for e in own):
+            raise StateError(
+                f"{name} is profile {p}'s own intermediate CA, not a leaf; "
+                f"revoke it with: certwiz ca revoke-intermediate -p {p}"
+            )
 
 
 def _purge(profile: Profile, revoked: list[database.Entry]) -> tuple[list[str], list[str]]:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import check, crl, der, durations, intermediate, leaf_urls, names, openssl, upkeep
+from . import check, crl, der, durations, intermediate, inventory, leaf_urls, names, openssl, upkeep
 from . import export as exporting
 from . import issue as issuing
 from . import openssl_args as args
@@ -176,6 +176,20 @@ def check_subject(profile: Profile, rdns: list[tuple[str, str]]) -> None:
             )
 
 
+def check_leaf_names(profile: Profile, cn: str) -> None:
+    """Refuse a CN that names a valid leaf of the profile (a client `carol`, a server
+    `web.test` in any letter case): `revoke -n carol` offboarding the client must never
+    be read as the subordinate CA, nor the CA's name as the client's (inventory.clashes)."""
+    for clash in inventory.clashes(profile, cn, fold=True):
+        if not clash.ca:
+            entry = clash.entry
+            raise InputError(
+                "csr",
+                f"the CN {cn!r} is the name of the valid certificate {entry.common_name} "
+                f"(serial {entry.serial}); give the new intermediate its own name (--cn NAME)",
+            )
+
+
 def root_limits(profile: Profile, pathlen: int, validity: timedelta) -> datetime | None:
     """The end to cap the validity at (the root's notAfter), if it must be capped.
 
@@ -250,16 +264,18 @@ def sign_intermediate(
     request = issuing.load_csr(csr)
     rdns = subject_rdns(request.pem, common_name)
     check_subject(profile, rdns)
+    cn = next(value for kind, value in rdns if kind == "CN")
+    check_leaf_names(profile, cn)
     check_key(profile, request.pem)  # before the lock: a refusal leaves no trace
     end = root_limits(profile, pathlen, validity)
     keyfile = intermediate.root_keyfile(profile, root_key, "signing an intermediate")
     secret = signing_passphrase(profile, ca_passphrase)
     root = root_of(profile)
-    cn = next(value for kind, value in rdns if kind == "CN")
     with transaction(profile, COMMAND, [cn], timeout=timeout) as tx, scratch_dir(root.dir) as work:
         if tx.crl_missing and not profile.two_level:  # a revoke killed before its CRL
             crl.regenerate_crl(profile, secret, None)
             tx.crl_missing.clear()
+        check_leaf_names(profile, cn)
         check_key(profile, request.pem)
         serial = _sign(
             tx, root, work, request.pem, rdns, (validity, end), pathlen, domains, keyfile, secret
