@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
@@ -164,19 +165,30 @@ def clashes(
 KEY_REASONS = ("keyCompromise", "CACompromise")
 
 
-def compromised(
-    profile: Profile, spki: bytes, entries: list[database.Entry] | None = None
-) -> database.Entry | None:
-    """A certificate of key SPKI (DER SubjectPublicKeyInfo) revoked for a key compromise
-    (KEY_REASONS): that key must never be certified again, whatever name a request gives."""
-    if entries is None:
-        entries = database.read(profile.index)
-    for entry in entries:
-        if entry.flag != "R" or entry.reason not in KEY_REASONS:
-            continue
-        if _spki(profile, entry) == spki:
-            return entry
-    return None
+def key_levels(profile: Profile) -> list[Profile]:
+    """The databases a key compromise concerns: the profile's, and root/'s of a two-level
+    profile, since one key may be certified on both (a leaf by the intermediate, a
+    subordinate CA by the root)."""
+    return [profile, profile.root] if profile.two_level else [profile]
+
+
+def compromised(profile: Profile, request_spki: Callable[[], bytes]) -> database.Entry | None:
+    """A certificate of the request's key (REQUEST_SPKI gives its DER SubjectPublicKeyInfo)
+    revoked for a key compromise (KEY_REASONS) on any level of PROFILE (key_levels): that
+    key must never be certified again, whatever name or level a request asks for.
+
+    REQUEST_SPKI is called only when a certificate was revoked so: most profiles have
+    none, and the request's key is then not even parsed."""
+    revoked = [
+        (level, entry)
+        for level in key_levels(profile)
+        for entry in database.read(level.index)
+        if entry.flag == "R" and entry.reason in KEY_REASONS
+    ]
+    if not revoked:
+        return None
+    spki = request_spki()
+    return next((entry for level, entry in revoked if _spki(level, entry) == spki), None)
 
 
 def _spki(profile: Profile, entry: database.Entry) -> bytes | None:
@@ -187,20 +199,22 @@ def _spki(profile: Profile, entry: database.Entry) -> bytes | None:
 
 
 def same_key(
-    profile: Profile, targets: list[database.Entry], entries: list[database.Entry] | None = None
-) -> list[database.Entry]:
-    """The other valid certificates that carry the key of one of TARGETS (one key
-    certified under several names): a key compromise concerns them all."""
-    keys = {_spki(profile, e) for e in targets} - {None}
+    profile: Profile, level: Profile, targets: list[database.Entry]
+) -> list[tuple[Profile, database.Entry]]:
+    """The other valid certificates, on every level of PROFILE (key_levels), that carry
+    the key of one of TARGETS (entries of LEVEL): one key certified under several names,
+    or by both levels; a key compromise concerns them all."""
+    keys = {_spki(level, e) for e in targets} - {None}
     if not keys:
         return []
-    if entries is None:
-        entries = database.read(profile.index)
     serials = {e.serial_int for e in targets}
     return [
-        e
-        for e in entries
-        if e.serial_int not in serials and e.status() == "valid" and _spki(profile, e) in keys
+        (other, e)
+        for other in key_levels(profile)
+        for e in database.read(other.index)
+        if not (other.dir == level.dir and e.serial_int in serials)
+        and e.status() == "valid"
+        and _spki(other, e) in keys
     ]
 
 

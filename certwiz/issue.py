@@ -141,13 +141,10 @@ def check_no_valid(
 
 
 def check_key_unrevoked(profile: Profile, csr_pem: bytes) -> None:
-    """Refuse a request for a key a certificate of PROFILE (a CA level) was revoked for
-    (keyCompromise, CACompromise): signing it would certify a stolen key again under a
-    new name."""
-    entries = database.read(profile.index)
-    if not any(e.flag == "R" and e.reason in inventory.KEY_REASONS for e in entries):
-        return  # no compromised key to compare with: the request's key is not even parsed
-    entry = inventory.compromised(profile, der.csr_spki(csr_pem), entries)
+    """Refuse a request for a key a certificate of PROFILE was revoked for (keyCompromise,
+    CACompromise) on either level of a two-level profile: signing it would certify a
+    stolen key again under a new name."""
+    entry = inventory.compromised(profile, lambda: der.csr_spki(csr_pem))
     if entry is not None:
         raise StateError(
             f"the request's key is the key of {entry.common_name or entry.subject} (serial "

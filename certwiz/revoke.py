@@ -103,16 +103,21 @@ def revoke(
     if name is not None:
         names.client_name(name)
     by_root = None
+    crossing = False  # a key compromise reaching what the root signed
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         by_root = root_target(profile, wanted)
         # before the lock too: a refusal leaves no trace
-        _targets(profile.root if by_root else profile, name, wanted)
+        level = profile.root if by_root else profile
+        found = _targets(level, name, wanted)
+        if reason in inventory.KEY_REASONS:
+            same = inventory.same_key(profile, level, found.revoke)
+            crossing = any(other != profile for other, _ in same)
     keyfile = None
-    if by_root is not None or root_key is not None:
+    if by_root is not None or root_key is not None or crossing:
         keyfile = intermediate.root_keyfile(profile, root_key, "revoking what the root signed")
     secret = signing_passphrase(profile, ca_passphrase)
     # the root's CRL is published: its rerun finishes a root revoke killed before it
-    follows = by_root is not None
+    follows = by_root is not None or crossing
     with joined(
         profile, tx, command, [name] if name else [], timeout=timeout, root_crl_follows=follows
     ) as tx:
@@ -126,18 +131,28 @@ def revoke(
         mine = targets + unfinished + found.done  # a rerun: what the killed run had taken
         # A key compromise is the key's, not one certificate's: every name carrying it goes
         # (at the root: the profile's own intermediate renewed by ca renew, a re-signed
-        # subordinate).
-        same = inventory.same_key(level, mine) if reason in inventory.KEY_REASONS else []
+        # subordinate), on both levels of a two-level profile (a leaf and a subordinate
+        # CA certified for one key).
+        key_reason = reason in inventory.KEY_REASONS
+        same = inventory.same_key(profile, level, mine) if key_reason else []
         # A CA certificate's: every valid certificate of that CA key goes with it, whatever
         # the reason (revoke-intermediate's rule): a bundle carries the one it was issued
         # with, and a chain through an older one would still verify.
         if wanted is not None:
-            held = {e.serial_int for e in targets + same}
-            same += [e for e in _same_ca_key(level, mine) if e.serial_int not in held]
-        for entry in targets + same:
+            held = {e.serial_int for e in targets} | {e.serial_int for o, e in same if o == level}
+            same += [(level, e) for e in _same_ca_key(level, mine) if e.serial_int not in held]
+        if any(other != profile for other, _ in same):
+            keyfile = keyfile or intermediate.root_keyfile(profile, root_key, "revoking it")
+        for entry in targets:
             revoke_entry(level, entry, reason, secret, keyfile if by_root else None)
             tx.note_serial(entry.serial)
+        for other, entry in same:
+            revoke_entry(other, entry, reason, secret, keyfile if other != profile else None)
+            tx.note_serial(entry.serial)
         publish = bool(targets or same or unfinished)
+        # the CRLs of the levels that revoked something (a key compromise may reach both)
+        root_publish = publish and (by_root is not None or any(o != profile for o, _ in same))
+        leaf_publish = publish and (by_root is None or any(o == profile for o, _ in same))
         finished = [e.serial for e in unfinished]
         if finished:
             tx.note("finished", finished)
@@ -146,23 +161,30 @@ def revoke(
         if already:
             tx.note("already_revoked", already)
         if same:
-            tx.note("same_key", [e.serial for e in same])
+            tx.note("same_key", [e.serial for _, e in same])
         notes = [
-            f"also revoked {e.serial} ({e.common_name or e.subject}): it carries the same key"
-            for e in same
+            f"also revoked {e.serial} ({e.common_name or e.subject}"
+            f"{', signed by the root' if other != profile else ''}): it carries the same key"
+            for other, e in same
         ]
         if already:  # what recovery caught up (crl-chain.pem left behind by the killed run)
             notes += tx.recovered
+        serials = [e.serial for e in targets] + [e.serial for _, e in same]
         if by_root is not None:
-            notes += upkeep.tidy(profile, tx, secret)
-            if publish:
+            if leaf_publish:  # a leaf of the compromised key
+                notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
+                regenerate_crl(profile, secret, crl_days)
+            else:
+                notes += upkeep.tidy(profile, tx, secret)
+            if root_publish:
                 regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
-            serials = [e.serial for e in targets + same]
             crl = str(profile.nginx_crl)
             return Revoked(
                 serials, reason, crl, notes=notes, finished=finished, already_revoked=already
             )
-        if publish:
+        if root_publish:  # a subordinate CA of the compromised key
+            regenerate_crl(profile.root, secret, None, keyfile)  # and crl-chain.pem
+        if leaf_publish:
             notes += upkeep.tidy(profile, tx, secret, crl_follows=True)
             regenerate_crl(profile, secret, crl_days)
         else:  # the CRL lists it; upkeep renews it only if due (as any change)
@@ -171,7 +193,6 @@ def revoke(
         tx.note("purged", purged)
         if kept:
             tx.note("kept", kept)
-    serials = [e.serial for e in targets + same]
     return Revoked(serials, reason, str(profile.nginx_crl), purged, notes, kept, finished, already)
 
 
@@ -231,17 +252,10 @@ def root_target(profile: Profile, wanted: int | None) -> database.Entry | None:
 def _same_ca_key(level: Profile, mine: list[database.Entry]) -> list[database.Entry]:
     """The valid CA certificates at LEVEL with the key of a CA certificate in MINE (the
     ones `ca renew` replaced, a re-signed subordinate): revoked with it."""
-    cas = [e for e in mine if _is_ca(level, e)]
+    cas = [e for e in mine if inventory.is_ca(level, e)]
     if not cas:
         return []
-    return [e for e in inventory.same_key(level, cas) if _is_ca(level, e)]
-
-
-def _is_ca(level: Profile, entry: database.Entry) -> bool:
-    try:
-        return der.kind_of(level.newcert_path(entry.serial).read_bytes()) == "ca"
-    except (OSError, ValueError):
-        return False
+    return [e for _, e in inventory.same_key(level, level, cas) if inventory.is_ca(level, e)]
 
 
 @dataclass(frozen=True)

@@ -222,8 +222,7 @@ def check_key(profile: Profile, csr_pem: bytes) -> None:
     """Refuse a request for a key either level revoked for a key compromise, or for the
     profile's own intermediate key (certified only by `ca renew`, under its own name):
     either would give a second, unrevoked CA certificate to a key the root governs."""
-    for level in dict.fromkeys([root_of(profile), profile]):
-        issuing.check_key_unrevoked(level, csr_pem)
+    issuing.check_key_unrevoked(profile, csr_pem)  # both levels (inventory.key_levels)
     if profile.two_level:
         try:
             own = der.spki(der.pem_to_der(profile.intermediate_cert.read_bytes()))

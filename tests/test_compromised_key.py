@@ -90,3 +90,45 @@ def test_a_key_compromise_revokes_every_certificate_of_the_key(
     assert len(done.serials) == 2 and any("same key" in note for note in done.notes)
     verdict = crl_check(profile.ca_cert, profile.crl, profile.cert_path("api.example.com"))
     assert verdict.returncode != 0
+
+
+def test_a_key_compromise_crosses_the_levels_of_a_two_level_profile(
+    home: Path, tmp_path: Path
+) -> None:
+    """Attack round 10, F6: one key certified by the root (a subordinate CA, `ca
+    sign-intermediate`) and by the intermediate (a leaf): revoking either for
+    keyCompromise left the other valid, and a new leaf for the key was signed. Both
+    databases (root/index.txt and index.txt) are one key's history now."""
+    from certwiz import intermediate, subordinate
+    from tests.conftest import openssl
+
+    fleet = intermediate.init("fleet", home)
+
+    def verify(cert: Path) -> int:  # root -> (intermediate ->) cert, every CRL checked
+        chain = ("-untrusted", str(fleet.intermediate_cert)) if cert.name == "leaf.pem" else ()
+        crls = ("-CRLfile", str(fleet.nginx_crl))
+        return openssl("verify", "-crl_check_all", "-CAfile", str(fleet.ca_cert), *chain, *crls,
+                       str(cert), check=False).returncode  # fmt: skip
+
+    for first in ("sub-ca", "leaf"):
+        stolen = ec.generate_private_key(ec.SECP256R1())
+        sub = subordinate.sign_intermediate(
+            fleet, request(stolen, f"Vault {first}"), tmp_path / f"{first}-ca.pem"
+        )
+        leaf = issue.sign_csr(fleet, request(stolen, f"bot-{first}"), None, "client")
+        (tmp_path / "leaf.pem").write_bytes(fleet.cert_path(f"bot-{first}").read_bytes())
+        assert verify(tmp_path / f"{first}-ca.pem") == 0 and verify(tmp_path / "leaf.pem") == 0
+        if first == "sub-ca":
+            done = revoke.revoke(fleet, serial=sub.serial, reason="keyCompromise")
+        else:
+            done = revoke.revoke(fleet, name=f"bot-{first}", reason="keyCompromise")
+        assert sorted(done.serials) == sorted([sub.serial, leaf.serial])
+        assert verify(tmp_path / f"{first}-ca.pem") != 0, first
+        assert verify(tmp_path / "leaf.pem") != 0, first
+        before = snapshot(fleet.dir)
+        for kind, cn in (("client", f"bot2-{first}"), ("server", f"{first}.example.com")):
+            with pytest.raises(StateError, match="keyCompromise"):
+                issue.sign_csr(fleet, request(stolen, cn), None, kind)
+        with pytest.raises(StateError, match="keyCompromise"):
+            subordinate.sign_intermediate(fleet, request(stolen, "Again"), tmp_path / "x.pem")
+        assert snapshot(fleet.dir) == before
