@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, database, der, intermediate, issue, revoke, rollover
+from certwiz import ca, database, der, intermediate, issue, revoke, rollover, subordinate
 from certwiz.profile import Profile
 from tests.conftest import invoke, killed_at, openssl
 
@@ -194,3 +194,28 @@ def test_a_purge_killed_after_the_crl_is_finished_by_the_rerun(home: Path) -> No
         str(profile.key_path("pg")),
         str(profile.p12_path("pg")),
     ]
+
+
+def test_a_root_revoke_killed_before_crl_chain_is_caught_up_by_any_change(home: Path) -> None:
+    """F1, `revoke --serial` of a CA the root signed (ca sign-intermediate): killed after
+    the root's CRL, before crl-chain.pem. Not only its rerun: any change (here a client
+    issue) rebuilds the file NGINX reads first, and says so in its audit record."""
+    profile = intermediate.init("sub", home)
+    work = home.parent / "sub-csr"
+    work.mkdir()
+    key, csr, out = work / "k.pem", work / "sub.csr", work / "sub.crt"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", "/CN=Sub CA", "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    subordinate.sign_intermediate(profile, csr, out)
+    serial = der.cert_serial(der.pem_to_der(out.read_bytes()))
+    killed_at(
+        "certwiz.intermediate.write_crl_chain",
+        lambda: revoke.revoke(profile, serial=serial),
+    )
+    anchor = ["-CAfile", str(profile.ca_cert), "-CRLfile", str(profile.nginx_crl)]
+    assert openssl("verify", "-crl_check", *anchor, str(out), check=False).returncode == 0
+    assert f"{profile.nginx_crl}: is not" in check(home, "sub").stdout
+    assert invoke(home, "client", "issue", "-p", "sub", "-n", "c1", "-u").returncode == 0
+    assert openssl("verify", "-crl_check", *anchor, str(out), check=False).returncode != 0
+    assert any(f"rebuilt {profile.nginx_crl}" in str(x) for x in last_record(profile)["recovered"])  # type: ignore[attr-defined]
+    assert check(home, "sub").returncode == 0
