@@ -9,7 +9,8 @@ CGI app reads like X-SSL-Client-Cert) are dropped by the server block itself
 (`underscores_in_headers off`). The headers certwiz sets from the connection
 (X-Client-*, X-Forwarded-For/-Proto/-Host/-Port, X-Real-IP) are in proxy.conf.j2.
 tests/security/test_nginx_headers.py sends each of these, in both spellings,
-through a real nginx.
+through a real nginx. A deny-list cannot know every name: the README's rule for the
+app is to trust only the headers certwiz sets, never another of these families.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ USER = (
     "X-Forwarded-Preferred-Username",
     "X-Auth-Request-User",
     "X-Auth-Request-Email",
+    "X-Auth-Request-Preferred-Username",
+    "X-Auth-Request-Groups",
+    "X-Forwarded-Groups",
+    # Authelia, Authentik
+    "Remote-Email",
+    "Remote-Groups",
+    "Remote-Name",
+    # Grafana's auth proxy and the plain spellings apps read
+    "X-WEBAUTH-USER",
+    "X-Auth-Email",
+    "X-Email",
+    "X-User",
+    "X-Username",
+    "X-User-Email",
+    # Google IAP, Cloudflare Access, AWS ALB (OIDC), Azure App Service authentication
+    "X-Goog-Authenticated-User-Email",
+    "X-Goog-Authenticated-User-Id",
+    "Cf-Access-Authenticated-User-Email",
+    "X-Amzn-Oidc-Identity",
+    "X-Amzn-Oidc-Data",
+    "X-MS-CLIENT-PRINCIPAL",
+    "X-MS-CLIENT-PRINCIPAL-NAME",
+    "X-MS-CLIENT-PRINCIPAL-ID",
 )
 
 # The client certificate, as other TLS terminators hand it to a backend.
@@ -85,6 +109,9 @@ CLIENT_CERT = (
     "Ssl-Client-I-Dn",
     "Ssl-Client-M-Serial",
     "Ssl-Client-Serial",
+    # Kubernetes ingress-nginx (auth-tls-pass-certificate-to-upstream)
+    "Ssl-Client-Subject-Dn",
+    "Ssl-Client-Issuer-Dn",
     # nginx and HAProxy recipes (X-SSL-*)
     "X-SSL-Cert",
     "X-SSL-Client-Cert",
@@ -96,6 +123,9 @@ CLIENT_CERT = (
     "X-SSL-Client-S-DN",
     "X-SSL-Client-I-DN",
     "X-SSL-Client-DN",
+    "X-SSL-Client-Subject-DN",
+    "X-SSL-Client-Subject-CN",
+    "X-SSL-Client-Issuer-DN",
     "X-SSL-Client-CN",
     "X-SSL-Client-Subject",
     "X-SSL-Client-Issuer",
@@ -127,6 +157,8 @@ CLIENT_CERT = (
     "X-Client-Cert-Valid-Not-Before",
     "X-Client-Cert-Valid-Not-After",
     "X-Client-Cert-CN",
+    "X-Client-Cert-Subject-CN",
+    "X-Original-Client-Cert",
     "X-Client-Cert-Verify",
     "X-Client-DN",
     "X-Client-CN",
