@@ -367,6 +367,15 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         },
         {"error-page-passes"},
     ),
+    "error-page-of-a-location-guard": (
+        lambda lab: {
+            "verify": "ssl_verify_client optional;",
+            "server_extra": "location /admin/ { "
+            'if ($ssl_client_verify != "SUCCESS") { return 403; } '
+            f"error_page 403 = @app; return 404; }} {app_named()}",
+        },
+        {"error-page-passes", "verify-optional-unchecked"},  # location / has no guard
+    ),
     "error-page-uri-to-the-app": (
         lambda lab: {"server_extra": "error_page 495 496 /certificate-help;"},
         {"error-page-passes"},
@@ -418,6 +427,9 @@ def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
         ("prefix-before-regex", "error_page 497 /x/y.php; location ^~ /x/ { return 404; } "
          "location ~ [.]php$ { fastcgi_pass 127.0.0.1:9000; }"),
         ("not-a-refusal", f"error_page 404 = @app; {app_named()}"),
+        # nginx answers its own refusals with the server's pages, before any location
+        ("a-location-page", "location /static/ { error_page 400 495 496 = @app; return 404; } "
+         + app_named()),
         ("own-guard", "error_page 403 = @app; " + app_named(VERIFY_CHECK)),
     ],
 )  # fmt: skip

@@ -75,13 +75,23 @@ def verify_findings(view: ServerView) -> list[Finding]:
 REFUSED = frozenset({"400", "414", "421", "494", "495", "496", "497"})
 
 
-def refusals(server: Directive) -> set[str]:
-    """REFUSED and the status every `if` on a `$ssl_...` variable returns."""
-    codes = set(REFUSED)
+def refused_pages(server: Directive) -> list[tuple[Directive, set[str]]]:
+    """Each error page in force where SERVER refuses a request, with the statuses it
+    refuses there: nginx's own (REFUSED, answered with the server's pages: no location
+    is chosen yet) and what an `if` on a `$ssl_...` variable returns (the pages in force
+    in that `if`)."""
+    found: dict[int, tuple[Directive, set[str]]] = {}
+
+    def add(pages: list[Directive], codes: set[str]) -> None:
+        for page in pages:
+            found.setdefault(id(page), (page, set()))[1].update(codes)
+
+    add(server.inherited_all("error_page"), set(REFUSED))
     for check in within(server, "if"):
         if "$ssl_" in " ".join(check.args):
-            codes |= {first_arg(r) for r in check.children("return") if first_arg(r).isdigit()}
-    return codes
+            codes = {first_arg(r) for r in check.children("return") if first_arg(r).isdigit()}
+            add(check.inherited_all("error_page"), codes)
+    return list(found.values())
 
 
 def _reached_passes(server: Directive, target: str) -> list[Directive]:
@@ -101,10 +111,8 @@ def _reached_passes(server: Directive, target: str) -> list[Directive]:
 def bypass_findings(view: ServerView) -> list[Finding]:
     """Ways around the client certificate check: an error page that proxies."""
     server = view.block
-    codes = refusals(server)
-    pages = {id(p): p for p in [*server.inherited_all("error_page"), *within(server, "error_page")]}
     out = []
-    for page in pages.values():
+    for page, codes in refused_pages(server):
         refused = sorted(codes & {a for a in page.args if a.isdigit()})
         target = page.args[-1] if page.args else ""
         if refused and _reached_passes(server, target):
