@@ -147,8 +147,8 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         ERROR,
         "servers sharing a listen address verify a client without SNI with the default "
         "server's CA: a client of one profile reaches another profile's application by Host",
-        "re-render every server with `certwiz nginx render` (it adds the $ssl_server_name handshake guard), "
-        "or give each profile its own listen address",
+        "re-render every server with `certwiz nginx render` (it adds the $ssl_server_name "
+        "handshake guard), or give each profile its own listen address",
     ),
     "no-server-for-profile": (
         WARNING,
