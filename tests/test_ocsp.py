@@ -51,21 +51,20 @@ class Responder:
         return self.proc.wait(20)
 
 
-def start_responder(home: Path, profile: str, port: int | None = None) -> Responder:
+def start_responder(
+    home: Path, profile: str, port: int | None = None, settings: dict[str, float] | None = None
+) -> Responder:
+    """`certwiz ocsp serve` as a process; SETTINGS replace constants of ocsp/server.py
+    first (a short read timeout: the test need not wait the real one)."""
     port = port or free_port()
     env = clean_env(home)
+    start = ["-m", "certwiz"]
+    if settings:
+        start = ["-c", "import sys, certwiz.ocsp.server as s\n"
+                 + "".join(f"s.{k} = {v!r}\n" for k, v in settings.items())
+                 + "from certwiz.entry import main\nsys.argv[0] = 'certwiz'\nmain()\n"]  # fmt: skip
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "certwiz",
-            "ocsp",
-            "serve",
-            "-p",
-            profile,
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
+        [sys.executable, *start, "ocsp", "serve", "-p", profile, "--listen", f"127.0.0.1:{port}"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -200,6 +199,48 @@ def test_bad_http_requests_get_4xx_and_change_nothing(home: Path, site: Profile)
         responder.stop()
     after = snapshot(site.dir)
     assert after == before
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("Threads:", 1)[1].split()[0])
+
+
+def _closed_by_the_server(sock: socket.socket) -> bool:
+    """Whether the server closed SOCK (EOF or reset) within a generous bound."""
+    sock.settimeout(60)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_cannot_exhaust_the_responder(home: Path, site: Profile) -> None:
+    """Attack round 10, F16: idle local connections each held a thread, forever (~130
+    connections, ~136 threads), so any local user could exhaust the responder NGINX needs
+    for every handshake. Now: 150 idle connections (20 of them halfway through a request)
+    cost no thread each, a real query is answered while they are open (the oldest are
+    closed for new ones beyond the limit), and the rest are closed after the read timeout."""
+    from certwiz.ocsp import MAX_PARALLEL
+
+    responder = start_responder(home, "site", settings={"READ_TIMEOUT": 3.0,
+                                                        "MAX_CONNECTIONS": 100})  # fmt: skip
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(150):
+            idle.append(socket.create_connection(("127.0.0.1", responder.port), 10))
+        for sock in idle[-20:]:  # a slow client: half a request, then nothing
+            sock.sendall(b"POST / HTTP/1.0\r\nContent-Length: 100\r\n")
+        assert query(site, site.cert_path("bob"), responder.url) == "good"
+        assert _threads(responder.proc.pid) <= MAX_PARALLEL + 4  # not one per connection
+        assert all(_closed_by_the_server(sock) for sock in idle)
+        assert query(site, site.cert_path("bob"), responder.url) == "good"
+    finally:
+        for sock in idle:
+            sock.close()
+        assert responder.stop() == 0
 
 
 def test_second_responder_is_refused(home: Path, site: Profile) -> None:

@@ -1,20 +1,33 @@
 """The responder's HTTP side: bound only to the address given, one `openssl ocsp`
-per request (through certwiz.openssl), a pid file, and a clean stop on SIGTERM."""
+per request (through certwiz.openssl), a pid file, and a clean stop on SIGTERM.
+
+Connections are read by one asyncio loop, not by a thread each: an idle or slow
+connection costs a socket and no thread, and is closed when its whole request has not
+arrived within READ_TIMEOUT. At most MAX_CONNECTIONS are open at once; a new one closes
+the oldest still being read. A request read whole goes to a pool of MAX_PARALLEL threads
+(one `openssl ocsp` each). Before (attack round 10, F16) every connection had a thread
+and no timeout: idle local connections piled up threads forever, and the responder,
+which NGINX needs for every handshake (it fails closed), could be exhausted by any
+local user.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import fcntl
+import io
 import os
 import signal
-import socket
 import sys
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from ..errors import CertwizError, InputError, StateError
@@ -30,12 +43,37 @@ from . import (
     default_pid_file,
 )
 
+READ_TIMEOUT = 10.0  # seconds for a whole request (NGINX and openssl send theirs at once)
+MAX_CONNECTIONS = 256  # open at once; a new one closes the oldest still being read
+MAX_HEAD = 128 * 1024  # request line and headers (a GET carries the request in its path)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    profile: Profile
+    next_update_minutes: int
+
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    """http.server's parsing and replies, on a request already read whole (RAW) and
+    into a buffer (`output`): the socket is the event loop's, never a thread's."""
+
+    server: Any  # the _Settings (BaseHTTPRequestHandler's name for it)
     protocol_version = "HTTP/1.0"
     server_version = "certwiz-ocsp"
     sys_version = ""
+
+    def __init__(self, raw: bytes, peer: tuple[str, int], settings: _Settings) -> None:
+        self.raw = raw
+        self.output = b""
+        super().__init__(None, peer, settings)  # type: ignore[arg-type]
+
+    def setup(self) -> None:
+        self.rfile = io.BytesIO(self.raw)
+        self.wfile = self._out = io.BytesIO()
+
+    def finish(self) -> None:
+        self.output = self._out.getvalue()
 
     def do_POST(self) -> None:
         try:
@@ -61,9 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(request)
 
     def _respond(self, request: bytes) -> None:
+        settings: _Settings = self.server
         try:
-            with self.server.slots:
-                body = answer(self.server.profile, request, self.server.next_update_minutes)
+            body = answer(settings.profile, request, settings.next_update_minutes)
         except InputError as exc:
             self._fail(400, exc.rule)
             return
@@ -90,16 +128,82 @@ class _Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"certwiz ocsp: {self.address_string()} {format % args}\n")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def _content_length(head: bytes) -> int:
+    """The Content-Length of a request head, 0 when there is none or it is not a number
+    (the handler then answers 411)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip()) if value.strip().isdigit() else 0
+    return 0
 
-    def __init__(self, listen: Listen, profile: Profile, next_update_minutes: int) -> None:
-        self.address_family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-        self.profile = profile
-        self.next_update_minutes = next_update_minutes
-        self.slots = threading.BoundedSemaphore(MAX_PARALLEL)
-        super().__init__((listen.host, listen.port), _Handler)
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    """A request's head and (when it is small enough to answer) its body; what arrived
+    before the client closed its side is answered too."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+    length = _content_length(head)
+    if not 0 < length <= MAX_REQUEST:
+        return head  # the handler refuses it without the body (411, 413)
+    try:
+        return head + await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        return head + exc.partial
+
+
+class _Responder:
+    """The event loop's side: connections in, whole requests to the pool, replies out."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(MAX_PARALLEL, thread_name_prefix="certwiz-ocsp")
+        self.open: dict[asyncio.StreamWriter, bool] = {}  # oldest first; True: being read
+
+    def _make_room(self) -> bool:
+        """Close the oldest connection still being read when MAX_CONNECTIONS are open;
+        False when every open one is already answered (the new one is then closed)."""
+        if len(self.open) < MAX_CONNECTIONS:
+            return True
+        for writer, reading in self.open.items():
+            if reading:
+                writer.transport.abort()
+                del self.open[writer]
+                return True
+        return False
+
+    def _answer(self, raw: bytes, peer: tuple[str, int]) -> bytes:
+        return _Handler(raw, peer, self.settings).output
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._make_room():
+            writer.transport.abort()
+            return
+        self.open[writer] = True
+        sent = False
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                raw = await _read_request(reader)
+            if writer not in self.open:  # closed for a newer connection meanwhile
+                return
+            self.open[writer] = False
+            peer = writer.get_extra_info("peername") or ("unix", 0)
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(self.pool, self._answer, raw, peer[:2])
+            writer.write(reply)
+            async with asyncio.timeout(READ_TIMEOUT):
+                await writer.drain()
+            sent = True
+        except (TimeoutError, OSError, asyncio.LimitOverrunError, ValueError):
+            pass  # too slow, too large a head, or gone: closed without an answer
+        finally:
+            self.open.pop(writer, None)
+            if sent:
+                writer.close()  # after the reply
+            else:
+                writer.transport.abort()  # nothing waits to be sent to a client not reading
 
 
 # ---- pid file and the foreground loop -------------------------------------------------
@@ -153,37 +257,50 @@ def serve(
     """Answer OCSP requests on LISTEN until SIGTERM or SIGINT; then remove the pid file."""
     check_ready(profile)
     pid_file = pid_file or default_pid_file(profile)
+    responder = _Responder(_Settings(profile, next_update_minutes))
     try:
-        server = _Server(listen, profile, next_update_minutes)
+        asyncio.run(_serve(responder, listen, pid_file, on_ready))
+    finally:
+        responder.pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _serve(
+    responder: _Responder,
+    listen: Listen,
+    pid_file: Path,
+    on_ready: Callable[[Listen], None] | None,
+) -> None:
+    try:
+        server = await asyncio.start_server(
+            responder.connection, listen.host, listen.port, reuse_address=True, limit=MAX_HEAD
+        )
     except OSError as exc:
         raise CertwizError(f"cannot listen on {listen}: {exc.strerror}") from None
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     held = None
     try:
         _claim(pid_file)  # first: the same pid file names the running responder's pid
         try:
-            held = _one_per_profile(profile)
+            held = _one_per_profile(responder.settings.profile)
         except StateError:
             pid_file.unlink(missing_ok=True)  # ours: _claim just wrote it
             raise
         try:
             if on_ready is not None:
-                on_ready(Listen(listen.host, server.server_address[1]))
-            server.serve_forever(poll_interval=0.2)
+                on_ready(Listen(listen.host, server.sockets[0].getsockname()[1]))
+            await stopping.wait()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 if running_pid(pid_file) in (os.getpid(), None):
                     pid_file.unlink()
     finally:
-        server.server_close()
+        server.close()
+        for writer in list(responder.open):
+            writer.transport.abort()
         if held is not None:
             os.close(held)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
