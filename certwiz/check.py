@@ -162,6 +162,71 @@ def misplaced_cnf(profile: Profile) -> str | None:
     return found[1]
 
 
+def _names_dir(profile: Profile, directory: Path) -> bool:
+    """Does PROFILE's openssl.cnf name DIRECTORY (PROFILE is a copy of what lives there)?"""
+    old = misplaced_cnf(profile)
+    if old is None:
+        return False
+    if old == str(directory):
+        return True
+    with contextlib.suppress(OSError):
+        return os.path.samefile(old, directory)
+    return False
+
+
+def _ca_key_set(profile: Profile) -> set[bytes]:
+    """The keys of PROFILE's CA certificates: ca.crt, and intermediate.crt if it has one."""
+    found: set[bytes] = set()
+    for path in (profile.ca_cert, profile.intermediate_cert):
+        with contextlib.suppress(OSError, ValueError):
+            found.update(der.key_of_cert(cert) for cert in der.pem_certificates(path.read_bytes()))
+    return found
+
+
+def live_copy(profile: Profile) -> str | None:
+    """Why PROFILE must not change: another profile of its home holds its CA (a key of
+    ca.crt or intermediate.crt), so the two would sign the same serials with one key and
+    revoke into two CRLs (a `cp -a HOME/p HOME/p-backup`, attack round 10, F10). The
+    original (the one the other's openssl.cnf names: that one is the copy) is not
+    refused; when neither names the other, both are. None when no other profile does.
+    A copy whose original is gone (mv, a restored backup) is not one: recovery points
+    it at where it is now."""
+    if profile.level == "root":
+        return None
+    mine: set[bytes] | None = None
+    try:
+        with os.scandir(profile.home) as listing:
+            others = sorted(e.name for e in listing if e.name != profile.name and e.is_dir())
+    except OSError:
+        return None
+    for name in others:
+        other = Profile(name, profile.home)
+        if not names.PROFILE_RE.fullmatch(name) or not other.ca_cert.is_file():
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.samefile(other.dir, profile.dir):
+                continue  # the same directory by another name
+        if mine is None:
+            mine = _ca_key_set(profile)
+        if not mine or not mine & _ca_key_set(other):
+            continue
+        if _names_dir(other, profile.dir):
+            continue  # the other is the copy: this is the original
+        shared = "both would sign the same serials with one key and revoke into different CRLs"
+        if _names_dir(profile, other.dir):
+            return (
+                f"{profile.dir} is a copy of profile {other.name} ({other.dir}): {shared}; "
+                f"if it is a backup, keep it outside the certwiz home (mv {profile.dir} "
+                f"BACKUPDIR); to work on this copy instead, move {other.dir} out of the home first"
+            )
+        return (
+            f"{profile.dir} and profile {other.name} ({other.dir}) hold the same CA key: "
+            f"{shared}; keep one of them: move the other (a backup) out of the certwiz home "
+            f"{profile.home}"
+        )
+    return None
+
+
 def _relocate_cnf(profile: Profile, done: list[str]) -> None:
     """Point openssl.cnf at where the profile is now: its `dir =` line, and the paths in
     its comments. Every other line (an operator's edits too) stays as it is."""
@@ -374,7 +439,10 @@ def verify_profile(
     """
     report = Report()
     _require_files(profile, key_offline)
-    elsewhere = misplaced_cnf(profile)
+    copy = live_copy(profile)
+    if copy is not None:  # changes are refused: nothing is re-rendered
+        report.problems.append(f"{copy}; every change is refused")
+    elsewhere = None if copy else misplaced_cnf(profile)
     if elsewhere is not None:
         report.problems.append(
             f"{profile.cnf}: names the directory {elsewhere}, not this profile's {profile.dir} "
@@ -382,7 +450,7 @@ def verify_profile(
             "the next change re-renders it"
         )
     unsafe = _nginx_unsafe(profile.dir)
-    for site, old in misplaced_nginx(profile):
+    for site, old in [] if copy else misplaced_nginx(profile):
         line = (
             f"{site}: names the directory {old}, not this profile's {profile.dir} "
             "(a copied or moved profile): nginx would enforce that one's CA and CRL; "
@@ -621,6 +689,9 @@ def recover(profile: Profile) -> list[str]:
             refuse_links(level)
     except ProfileCorrupt as exc:
         raise ProfileCorrupt(f"{exc}; nothing was changed") from None
+    copy = live_copy(profile)  # before relocating: that would make a copy a second CA
+    if copy is not None:
+        raise ProfileCorrupt(f"{copy}; nothing was changed")
     done: list[str] = []
     killed = _has_scratch(profile)  # a killed run's scratch directory: see _restore_issued
     present: set[str] = set()

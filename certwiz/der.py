@@ -668,6 +668,21 @@ def same_public_key(cert_pem: bytes, csr_pem: bytes) -> bool:
         return False
 
 
+def key_of_cert(der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo element of a DER certificate, as its bytes stand, read
+    without cryptography (what compares the CAs of a home's profiles on every change);
+    cryptography's `spki` for a certificate of another shape. Compare these only with
+    each other."""
+    try:
+        _, _, tbs = _signed(der)
+        index = 6 if tbs and tbs[0][0] == 0xA0 else 5  # after [0] version, if present
+        if len(tbs) > index and tbs[index][0] == 0x30:
+            return der[tbs[index - 1][2] : tbs[index][2]]
+    except _Unusual:
+        pass
+    return spki(der)
+
+
 def spki(der: bytes) -> bytes:
     """The DER SubjectPublicKeyInfo of a DER certificate: its key, comparable as bytes."""
     return spki_of(certificate(der))

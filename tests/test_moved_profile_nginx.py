@@ -112,13 +112,15 @@ def test_revoke_reload_in_a_copy_enforces_the_copys_crl(tmp_path: Path) -> None:
 def test_a_profile_copied_under_another_name_renders_its_own_name(
     profile: Profile, tmp_path: Path
 ) -> None:
-    """`cp -a HOME/my-app HOME/my-app2`: the site's first line names my-app2, so the
-    copy's own `nginx render` is not refused as another profile's site."""
+    """`cp -a HOME/my-app HOME/my-app2`, the original then set aside out of the home (two
+    live copies in one home are refused, F10): the site's first line names my-app2, so
+    the copy's own `nginx render` is not refused as another profile's site."""
     cw = certwiz_ok(profile.home)
     cw("server", "issue", "-p", "my-app", "-n", SERVER)
     argv = ("nginx", "render", "--server", SERVER, "--upstream", "http://127.0.0.1:9")
     cw(argv[0], argv[1], "-p", "my-app", *argv[2:])
     shutil.copytree(profile.dir, profile.home / "my-app2", symlinks=True)
+    shutil.move(profile.dir, tmp_path / "my-app")
     copy = Profile("my-app2", profile.home)
     cw(argv[0], argv[1], "-p", "my-app2", *argv[2:])
     text = (copy.dir / "nginx" / "mtls_proxy.conf").read_text()

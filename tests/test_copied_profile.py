@@ -1,0 +1,91 @@
+"""A profile copied beside its original is not a second live CA (attack round 10, F10).
+
+`cp -a HOME/g HOME/g-backup`: item 4 of issue 13 made the copy work on its own database,
+so the copy became a second CA with the same key and the same serial state: `b` in g and
+`evil` in g-backup got the SAME serial, revoking evil in the copy never reached g's CRL,
+and revoking b in g revoked evil too. Now a change in the copy is refused (exit 4) while
+the original it names is in the same home (check reports it), the original works, and a
+copy becomes the profile once the original is gone (a restored backup; mv).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from certwiz import ca, check, database, rollover
+from certwiz.profile import Profile
+from tests.conftest import invoke, snapshot
+
+
+def _copy(profile: Profile, name: str) -> Profile:
+    shutil.copytree(profile.dir, profile.home / name, symlinks=True)  # cp -a
+    return Profile(name, profile.home)
+
+
+def test_a_copy_beside_its_original_changes_nothing(home: Path) -> None:
+    g = ca.init("g", home)
+    assert invoke(home, "client", "issue", "-p", "g", "-n", "b", "-u").returncode == 0
+    backup = _copy(g, "g-backup")
+    before = snapshot(backup.dir)
+    before.pop("audit.log")  # a refused change is recorded there, as every failure
+    for argv in (("client", "issue", "-p", "g-backup", "-n", "evil", "-u"),
+                 ("revoke", "-p", "g-backup", "-n", "b"),
+                 ("crl", "gen", "-p", "g-backup")):  # fmt: skip
+        done = invoke(home, *argv)
+        assert done.returncode == 4, (argv, done.stdout, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert f"{backup.dir} is a copy of profile g ({g.dir})" in done.stderr
+        assert "outside the certwiz home" in done.stderr and "nothing was changed" in done.stderr
+    after = snapshot(backup.dir)
+    after.pop("audit.log")
+    assert after == before  # its openssl.cnf still names the original
+    found = invoke(home, "check", "-p", "g-backup", "--json")
+    assert found.returncode == 4
+    assert f"is a copy of profile g ({g.dir})" in json.dumps(json.loads(found.stdout))
+    # the original is not refused: it goes on signing its own serials
+    assert invoke(home, "client", "issue", "-p", "g", "-n", "b2", "-u").returncode == 0
+    assert invoke(home, "check", "-p", "g").returncode == 0
+    serials = [e.serial for e in database.read(g.index)]
+    assert len(set(serials)) == len(serials) == 2
+    assert [e.serial for e in database.read(backup.index)] == serials[:1]  # evil never signed
+
+
+def test_the_copy_becomes_the_profile_once_the_original_is_gone(home: Path, tmp_path: Path) -> None:
+    """Restore from a backup (the original moved away, or lost) and `mv` keep working."""
+    g = ca.init("g", home)
+    backup = _copy(g, "g-backup")
+    shutil.move(g.dir, tmp_path / "g-broken")  # the original leaves the home
+    done = invoke(home, "client", "issue", "-p", "g-backup", "-n", "c", "-u")
+    assert done.returncode == 0, done.stderr
+    assert check.misplaced_cnf(backup) is None  # recovery pointed it at itself
+    shutil.move(backup.dir, home / "g")  # renamed back: a move, nothing left behind
+    assert invoke(home, "client", "issue", "-p", "g", "-n", "d", "-u").returncode == 0
+    assert invoke(home, "check", "-p", "g").returncode == 0
+
+
+def test_two_profiles_of_one_ca_key_neither_naming_the_other_are_both_refused(
+    home: Path, tmp_path: Path
+) -> None:
+    """A copy an older certwiz already pointed at itself, and the original renewed since
+    (`ca renew`: same key, another certificate): which is the copy is not known, so both
+    are refused, each naming the other."""
+    g = ca.init("g", home)
+    g2 = _copy(g, "g2")
+    text = g2.cnf.read_text().replace(f"dir = {g.dir}\n", f"dir = {g2.dir}\n")
+    g2.cnf.write_text(text)  # what item 4's recovery did to such a copy
+    shutil.move(g2.dir, tmp_path / "g2")
+    rollover.renew_ca(g)  # while the copy was away
+    shutil.move(tmp_path / "g2", g2.dir)
+    assert g.ca_cert.read_bytes() != g2.ca_cert.read_bytes()
+    for mine, other in ((g, g2), (g2, g)):
+        done = invoke(home, "client", "issue", "-p", mine.name, "-n", "x", "-u")
+        assert done.returncode == 4, done.stderr
+        assert f"{mine.dir} and profile {other.name} ({other.dir}) hold the same CA key" in (
+            done.stderr
+        )
+        assert invoke(home, "check", "-p", mine.name).returncode == 4
+    # another CA in the same home is no copy
+    assert invoke(home, "ca", "init", "-p", "h").returncode == 0
+    assert invoke(home, "client", "issue", "-p", "h", "-n", "x", "-u").returncode == 0
