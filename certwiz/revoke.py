@@ -132,9 +132,11 @@ def revoke(
         # A key compromise is the key's, not one certificate's: every name carrying it goes
         # (at the root: the profile's own intermediate renewed by ca renew, a re-signed
         # subordinate), on both levels of a two-level profile (a leaf and a subordinate
-        # CA certified for one key).
-        key_reason = reason in inventory.KEY_REASONS
-        same = inventory.same_key(profile, level, mine) if key_reason else []
+        # CA certified for one key); also when a killed run of it had not reached them yet
+        # (index.txt says the key was compromised, whatever --reason the rerun gives).
+        recorded = [str(e.reason) for e in mine if e.reason in inventory.KEY_REASONS]
+        compromise = reason if reason in inventory.KEY_REASONS else next(iter(recorded), None)
+        same = inventory.same_key(profile, level, mine) if compromise else []
         # A CA certificate's: every valid certificate of that CA key goes with it, whatever
         # the reason (revoke-intermediate's rule): a bundle carries the one it was issued
         # with, and a chain through an older one would still verify.
@@ -147,7 +149,8 @@ def revoke(
             revoke_entry(level, entry, reason, secret, keyfile if by_root else None)
             tx.note_serial(entry.serial)
         for other, entry in same:
-            revoke_entry(other, entry, reason, secret, keyfile if other != profile else None)
+            why = compromise or reason
+            revoke_entry(other, entry, why, secret, keyfile if other != profile else None)
             tx.note_serial(entry.serial)
         publish = bool(targets or same or unfinished)
         # the CRLs of the levels that revoked something (a key compromise may reach both)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certwiz import database, issue, revoke
 from certwiz.errors import StateError
 from certwiz.profile import Profile
-from tests.conftest import snapshot
+from tests.conftest import load_crl, snapshot
 
 
 def request(key: ec.EllipticCurvePrivateKey, cn: str) -> bytes:
@@ -132,3 +132,47 @@ def test_a_key_compromise_crosses_the_levels_of_a_two_level_profile(
         with pytest.raises(StateError, match="keyCompromise"):
             subordinate.sign_intermediate(fleet, request(stolen, "Again"), tmp_path / "x.pem")
         assert snapshot(fleet.dir) == before
+
+
+def _killed_after_first_revocation(profile: Profile, **options: object) -> None:
+    """revoke.revoke(PROFILE, **OPTIONS) SIGKILLed once its first `openssl ca -revoke` is
+    done: before the other certificates of the key and before the CRL."""
+    import os
+    import signal
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            real = revoke.revoke_entry
+
+            def once(*args: object, **kwargs: object) -> None:
+                real(*args, **kwargs)  # type: ignore[arg-type]
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            revoke.revoke_entry = once  # type: ignore[assignment]
+            revoke.revoke(profile, **options)  # type: ignore[arg-type]
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), "the kill did not land"
+
+
+@pytest.mark.parametrize("rerun_reason", ["keyCompromise", "unspecified"])
+def test_an_interrupted_key_compromise_revoke_takes_the_keys_other_certificates(
+    cli, profile: Profile, rerun_reason: str
+) -> None:
+    """Item 2's class: `revoke -n dev-1 --reason keyCompromise` killed after dev-1's own
+    revocation, before the other certificate of its key: the rerun finished dev-1's CRL
+    but left www.example.com (same key) valid. index.txt says the key is compromised, so
+    the rerun (with or without --reason) revokes what else carries it."""
+    stolen = ec.generate_private_key(ec.SECP256R1())
+    issue.sign_csr(profile, request(stolen, "dev-1"), None, "client")
+    issue.sign_csr(profile, request(stolen, "www.example.com"), None, "server")
+    _killed_after_first_revocation(profile, name="dev-1", reason="keyCompromise")
+    assert [e.flag for e in database.read(profile.index)] == ["R", "V"]
+    done = cli("revoke", "-p", "my-app", "-n", "dev-1", "--reason", rerun_reason)
+    assert done.returncode == 0, done.stderr
+    entries = database.read(profile.index)
+    assert [(e.flag, e.reason) for e in entries] == [("R", "keyCompromise")] * 2
+    listed = {r.serial_number for r in load_crl(profile.crl)}
+    assert listed == {e.serial_int for e in entries}
