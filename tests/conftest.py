@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -275,3 +276,30 @@ def killed_at(
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "no kill landed"
+
+
+def certwiz_argv(module: str = "", settings: Mapping[str, float] | None = None) -> list[str]:
+    """python's arguments that run certwiz as `python -m certwiz` does, after replacing
+    constants of MODULE (e.g. a service's timeout: a test need not wait the real one)."""
+    if not settings:
+        return ["-m", "certwiz"]
+    lines = [f"import sys, {module} as m"] + [f"m.{k} = {v!r}" for k, v in settings.items()]
+    lines += ["from certwiz.entry import main", "sys.argv[0] = 'certwiz'", "main()"]
+    return ["-c", "\n".join(lines)]
+
+
+def thread_count(pid: int) -> int:
+    """How many threads process PID has now (/proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("Threads:", 1)[1].split()[0])
+
+
+def closed_by_peer(sock: socket.socket, bound: float = 60) -> bool:
+    """Whether the other end closed SOCK (EOF or reset) within BOUND seconds."""
+    sock.settimeout(bound)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False

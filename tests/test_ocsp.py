@@ -29,7 +29,18 @@ from certwiz.ocsp import responder as ocsp_responder
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, alive, free_port, wait_for
-from tests.conftest import Result, clean_env, invoke, load_cert, openssl, run_certwiz, snapshot
+from tests.conftest import (
+    Result,
+    certwiz_argv,
+    clean_env,
+    closed_by_peer,
+    invoke,
+    load_cert,
+    openssl,
+    run_certwiz,
+    snapshot,
+    thread_count,
+)
 from tests.nginx_support import curl, require_curl, require_nginx
 
 SERVER = "myserver.local"
@@ -58,11 +69,7 @@ def start_responder(
     first (a short read timeout: the test need not wait the real one)."""
     port = port or free_port()
     env = clean_env(home)
-    start = ["-m", "certwiz"]
-    if settings:
-        start = ["-c", "import sys, certwiz.ocsp.server as s\n"
-                 + "".join(f"s.{k} = {v!r}\n" for k, v in settings.items())
-                 + "from certwiz.entry import main\nsys.argv[0] = 'certwiz'\nmain()\n"]  # fmt: skip
+    start = certwiz_argv("certwiz.ocsp.server", settings)
     proc = subprocess.Popen(
         [sys.executable, *start, "ocsp", "serve", "-p", profile, "--listen", f"127.0.0.1:{port}"],
         stdin=subprocess.DEVNULL,
@@ -201,22 +208,6 @@ def test_bad_http_requests_get_4xx_and_change_nothing(home: Path, site: Profile)
     assert after == before
 
 
-def _threads(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("Threads:", 1)[1].split()[0])
-
-
-def _closed_by_the_server(sock: socket.socket) -> bool:
-    """Whether the server closed SOCK (EOF or reset) within a generous bound."""
-    sock.settimeout(60)
-    try:
-        return sock.recv(1024) == b""
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-
-
 def test_idle_connections_cannot_exhaust_the_responder(home: Path, site: Profile) -> None:
     """Attack round 10, F16: idle local connections each held a thread, forever (~130
     connections, ~136 threads), so any local user could exhaust the responder NGINX needs
@@ -234,8 +225,8 @@ def test_idle_connections_cannot_exhaust_the_responder(home: Path, site: Profile
         for sock in idle[-20:]:  # a slow client: half a request, then nothing
             sock.sendall(b"POST / HTTP/1.0\r\nContent-Length: 100\r\n")
         assert query(site, site.cert_path("bob"), responder.url) == "good"
-        assert _threads(responder.proc.pid) <= MAX_PARALLEL + 4  # not one per connection
-        assert all(_closed_by_the_server(sock) for sock in idle)
+        assert thread_count(responder.proc.pid) <= MAX_PARALLEL + 4  # not one per connection
+        assert all(closed_by_peer(sock) for sock in idle)
         assert query(site, site.cert_path("bob"), responder.url) == "good"
     finally:
         for sock in idle:

@@ -33,6 +33,15 @@ from . import service, wire
 
 LOG = logging.getLogger("certwiz.est")
 
+# Idle connections (attack round 10, F16, checked for this service too): waitress reads
+# every connection in one loop, so an idle one holds no thread; it is closed once it has
+# been silent CHANNEL_TIMEOUT seconds (checked every CLEANUP_INTERVAL); beyond
+# CONNECTION_LIMIT open at once waitress stops accepting until some close. Set here, not
+# left to waitress's defaults (120 s, every 30 s, 100).
+CHANNEL_TIMEOUT = 60
+CLEANUP_INTERVAL = 10
+CONNECTION_LIMIT = 256
+
 
 @dataclass(frozen=True)
 class Listen:
@@ -174,7 +183,9 @@ def run(
         "max_request_body_size": 8 * wire.MAX_REQUEST_BYTES,
         "ident": "certwiz-est",
         "expose_tracebacks": False,
-        "channel_timeout": 60,
+        "channel_timeout": CHANNEL_TIMEOUT,
+        "cleanup_interval": CLEANUP_INTERVAL,
+        "connection_limit": CONNECTION_LIMIT,
     }
     if listen.unix is not None:
         options.update(unix_socket=str(listen.unix), unix_socket_perms=f"{socket_mode:o}")
