@@ -240,3 +240,15 @@ def test_a_copy_where_nginx_cannot_name_its_paths_is_not_rewritten(
     assert found.returncode == 4
     assert "cannot name this directory" in found.stdout + found.stderr
     assert "'$'" in found.stdout + found.stderr
+
+
+def test_the_reload_check_never_breaks_a_reload_it_cannot_read(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """A configuration its reader cannot follow (a link loop; nginx in a container whose
+    paths are not this host's): no finding, and no traceback after the revocation."""
+    loop = tmp_path / "loop.conf"
+    loop.symlink_to(loop)
+    assert enforce.stale_servers(profile, f"# configuration file {loop}:\n") == []
+    gone = tmp_path / "elsewhere" / "nginx.conf"
+    assert enforce.stale_servers(profile, f"# configuration file {gone}:\n") == []

@@ -93,8 +93,10 @@ def stale_servers(profile: Profile, dump: str) -> list[str]:
         return []
     try:
         root = conf.load(Path(main.group(1)))
-    except InputError:
-        return []  # nginx -t passed; doctor reports what its reader cannot follow
+    except (InputError, OSError, ValueError):
+        # nginx -t passed; doctor reports what its reader cannot follow (or nginx runs
+        # elsewhere, --nginx-cmd 'docker exec ...', and its paths are not this host's)
+        return []
     prefix = Path(main.group(1)).parent
     ours = check.ca_keys(profile.chain)  # the signing CA's key first
     crl = _crls(profile.nginx_crl)
