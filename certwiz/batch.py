@@ -32,7 +32,7 @@ from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import InputError, StateError
 from .fsutil import install_many, read_bounded, scratch_dir
-from .issue import DEFAULT_LEAF_DAYS, ca_end_cap, leaf_extfile
+from .issue import DEFAULT_LEAF_DAYS, ca_end_cap, leaf_extfile, other_kind
 from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
 from .profile import Profile
@@ -209,24 +209,11 @@ def _row(
 # ---- what the profile already holds ------------------------------------------------
 
 
-def _valid_of(profile: Profile, rows: Sequence[Row]) -> dict[str, database.Entry]:
-    """The newest valid certificate of each row's name (one pass over index.txt).
-
-    Names compare as `inventory.is_named` does; only a certificate whose CN differs
-    from a row's name in letter case alone has its file read.
-    """
-    wanted = {row.name for row in rows}
-    lower = {name.lower(): name for name in wanted if name.isascii()}
-    found: dict[str, database.Entry] = {}
-    for entry in database.read(profile.index):
-        cn = entry.common_name
-        if cn is None or entry.status() != "valid":
-            continue
-        if cn in wanted:
-            found[cn] = entry
-        elif cn.isascii() and cn.lower() in lower and inventory.serves_tls(profile, entry):
-            found[lower[cn.lower()]] = entry
-    return found
+def _valid_of(profile: Profile, rows: Sequence[Row]) -> dict[str, inventory.Clash]:
+    """What takes each row's name (`inventory.clashes`, one pass over each database): its
+    newest valid certificate, or a server or subordinate CA the name would be mistaken for."""
+    found = inventory.clashes_of(profile, [row.name for row in rows], fold=False)
+    return {name: clashing[0] for name, clashing in found.items()}
 
 
 def _key_delivered(profile: Profile, name: str, entry: database.Entry) -> bool:
@@ -253,10 +240,15 @@ def plan(profile: Profile, rows: Sequence[Row]) -> tuple[list[Row], dict[str, Ro
     todo: list[Row] = []
     done: dict[str, Row] = {}
     for row in rows:
-        entry = valid.get(row.name)
-        if entry is None:
+        clash = valid.get(row.name)
+        if clash is None:
             todo.append(row)
-        elif _key_delivered(profile, row.name, entry):
+            continue
+        problem = other_kind(profile, row.name, clash)
+        if problem:
+            raise StateError(f"{_where(row.source, row.line, 'name')}: {problem}")
+        entry = clash.entry
+        if _key_delivered(profile, row.name, entry):
             done[row.name] = row
         else:
             raise StateError(
@@ -334,7 +326,8 @@ def _issue_in(
             _keys_and_requests(profile, work, todo, key_type, secret, report, workers)
             signed = _sign(tx, work, todo, key_type, ca_secret, report)
         bundles = [r for r in rows if r.name in signed or not profile.p12_path(r.name).exists()]
-        certs = {**_valid_of(profile, list(done.values())), **signed}
+        held = _valid_of(profile, list(done.values()))
+        certs = {**{name: clash.entry for name, clash in held.items()}, **signed}
         _bundles(profile, work, bundles, certs, secret, report, workers)
     notes = upkeep.tidy(profile, tx, ca_secret) if todo else []
     bundled = {r.name for r in bundles}

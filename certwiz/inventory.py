@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
@@ -136,28 +136,45 @@ def clashes(
     and a subordinate CA never share a name, whichever came first. Two clients `Bob`
     and `bob` stay two names.
     """
+    return clashes_of(profile, [name], fold=fold, entries=entries).get(name, [])
+
+
+def clashes_of(
+    profile: Profile,
+    wanted: Iterable[str],
+    *,
+    fold: bool,
+    entries: list[database.Entry] | None = None,
+) -> dict[str, list[Clash]]:
+    """`clashes` of each name of WANTED (a batch's rows), in one pass over each database;
+    only a certificate whose CN is a wanted name but for letter case has its file read."""
+    wanted = set(wanted)
+    lower: dict[str, list[str]] = {}
+    for name in wanted:
+        lower.setdefault(name.lower(), []).append(name)
     if entries is None:
         entries = database.read(profile.index)
     levels = [(profile, entries)]
     if profile.two_level:
         levels.append((profile.root, database.read(profile.root.index)))
-    folded = name.lower()
-    found = []
+    found: dict[str, list[Clash]] = {}
     for level, listed in levels:
         for entry in listed:
             cn = entry.common_name
-            if cn is None or (cn != name and (len(cn) != len(folded) or cn.lower() != folded)):
+            if cn is None or (cn not in wanted and cn.lower() not in lower):
                 continue
             if entry.status() != "valid":
                 continue
             if level != profile and entry not in root_signed(profile):
                 continue  # the profile's own intermediate: not a name a leaf could take
             ca = is_ca(level, entry)
-            if cn == name or (
-                same_name(cn, name, True) and (fold or ca or serves_tls(level, entry))
-            ):
-                found.append(Clash(level, entry, ca))
-    found.sort(key=lambda c: (c.ca, c.entry.common_name != name))
+            for name in {cn} & wanted | set(lower.get(cn.lower(), [])):
+                if cn == name or (
+                    same_name(cn, name, True) and (fold or ca or serves_tls(level, entry))
+                ):
+                    found.setdefault(name, []).append(Clash(level, entry, ca))
+    for name, clashing in found.items():
+        clashing.sort(key=lambda c: (c.ca, c.entry.common_name != name))
     return found
 
 

@@ -113,22 +113,13 @@ def check_no_valid(
     """
     entries = database.read(profile.index)
     for clash in inventory.clashes(profile, name, fold=kind == "server", entries=entries)[:1]:
-        entry, cn = clash.entry, clash.entry.common_name
-        when = f"serial {entry.serial}, expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}"
-        if clash.ca:
-            raise StateError(
-                f"{name} is the name of the subordinate CA {cn} ({when}) the root signed "
-                "(ca sign-intermediate); a certificate named like a CA would be told apart "
-                "from it only by serial: choose another name"
-            )
-        if cn != name:
-            raise StateError(
-                f"{name} differs only in letter case from {cn} ({when}), and DNS names "
-                "ignore it: one would be taken for the other; choose another name, or revoke that "
-                f"one first: certwiz revoke -p {profile.name} --serial {entry.serial}"
-            )
+        problem = other_kind(profile, name, clash)
+        if problem:
+            raise StateError(problem)
+        entry = clash.entry
         raise StateError(
-            f"{name} already has a valid certificate ({when}); "
+            f"{name} already has a valid certificate (serial {entry.serial}, expires "
+            f"{entry.not_after:%Y-%m-%d %H:%M:%SZ}); "
             f"revoke it first: certwiz revoke -p {profile.name} -n {name}"
         )
     for entry, host in inventory.covering(profile, list(hosts), entries)[:1]:
@@ -138,6 +129,27 @@ def check_no_valid(
             f"expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}); revoke it first "
             f"(certwiz revoke -p {profile.name} -n {other}) or give --allow-shared-san"
         )
+
+
+def other_kind(profile: Profile, name: str, clash: inventory.Clash) -> str | None:
+    """Why NAME cannot be a new certificate's when CLASH (inventory.clashes) is not one of
+    NAME's own (a subordinate CA of that name, a server or client spelled in another
+    letter case), with advice by serial only; None when it is NAME's (revoke -n NAME)."""
+    entry, cn = clash.entry, clash.entry.common_name
+    when = f"serial {entry.serial}, expires {entry.not_after:%Y-%m-%d %H:%M:%SZ}"
+    if clash.ca:
+        return (
+            f"{name} is the name of the subordinate CA {cn} ({when}) the root signed "
+            "(ca sign-intermediate); a certificate named like a CA would be told apart "
+            "from it only by serial: choose another name"
+        )
+    if cn != name:
+        return (
+            f"{name} differs only in letter case from {cn} ({when}), and DNS names "
+            "ignore it: one would be taken for the other; choose another name, or revoke that "
+            f"one first: certwiz revoke -p {profile.name} --serial {entry.serial}"
+        )
+    return None
 
 
 def check_key_unrevoked(profile: Profile, csr_pem: bytes) -> None:

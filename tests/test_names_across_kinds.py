@@ -172,3 +172,25 @@ def test_a_two_level_profile_names_its_cas_by_serial(tmp_path: Path) -> None:
     verdict = openssl("verify", "-crl_check", "-CAfile", str(fleet.ca_cert), "-CRLfile",
                       str(fleet.root.crl), str(tmp_path / "v.crt"), check=False)  # fmt: skip
     assert verdict.returncode == 0, verdict.stderr
+
+
+def test_a_batch_row_follows_the_same_rule(one: Profile, tmp_path: Path) -> None:
+    """`client issue-batch` takes names by the same rule: a row named like a server in
+    another letter case or like a subordinate CA is refused with its line, by serial."""
+    assert run(one, "server", "issue", "-p", "one", "-n", "batch.test")[0] == 0
+    server = serial_of(one, "batch.test")
+    csr = tmp_path / "b.csr"
+    csr.write_bytes(request(ec.generate_private_key(ec.SECP256R1()), "Batch Int"))
+    signed = run(one, "ca", "sign-intermediate", "-p", "one", "--csr", str(csr),
+                 "--out", str(tmp_path / "b.crt"), "--json")  # fmt: skip
+    assert signed[0] == 0, signed[2]
+    sub = json.loads(signed[1])["serial"]
+    for row, says in (("Batch.Test", f"from batch.test (serial {server}"),
+                      ("batch int", f"subordinate CA Batch Int (serial {sub}")):  # fmt: skip
+        fleet = tmp_path / "fleet.csv"
+        fleet.write_text(f"name\nbot-x\n{row}\n")
+        before = snapshot(one.dir)
+        code, _, err = run(one, "client", "issue-batch", "-p", "one", "--from", str(fleet), "-u")
+        assert code == 2 and f"{fleet}:3" in err and says in err, err
+        assert "-n " not in err  # no advice to revoke by name
+        assert snapshot(one.dir) == before
