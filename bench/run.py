@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import certwiz
 from bench.gen_profile import generate
 from bench.harness import Contender, Result, Runner, alternate, machine
-from certwiz import ca
+from certwiz import ca, database
 from certwiz.profile import Profile
 
 EASYRSA = os.environ.get("EASYRSA", "/usr/share/easy-rsa/easyrsa")
@@ -397,10 +397,8 @@ def large(b: Bench, size: int, runs: int) -> None:
     b.notes[f"generate {size}"] = f"bench/gen_profile.py wrote {size} entries in {made:.1f} s"
     del runner
     out = home / "raw-out"
-    valid = [
-        line.split("\t")[5][4:]
-        for line in profile.index.read_text().splitlines()
-        if line.startswith("V")
+    valid = [  # revoke's victims: V lines past their not-after are expired, not revocable
+        str(e.common_name) for e in database.read(profile.index) if e.status() == "valid"
     ]
 
     def cw(*args: str | Path) -> Callable[[Runner, int, bool], None]:

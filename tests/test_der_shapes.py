@@ -18,6 +18,9 @@ from certwiz import ca, der, issue
 from certwiz.profile import Profile
 from tests.conftest import hand_sign
 
+# damaged copies include zero serials, which cryptography loads with a deprecation warning
+pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number")
+
 EXTENSIONS = {  # hand-signed shapes: name -> openssl.cnf extension lines
     "both": "extendedKeyUsage = serverAuth, clientAuth",
     "critical_eku": "extendedKeyUsage = critical, clientAuth",
@@ -195,3 +198,32 @@ def test_a_crl_of_another_version_is_corrupt_not_a_crash(
     data[at + 2] = 0
     with pytest.raises(der.DERError):
         der.crl_serials(bytes(data))
+
+
+def test_keys_compare_as_cryptography_writes_them(certs: dict[str, bytes]) -> None:
+    """key_of takes an EC key's bytes as they are: exactly cryptography's SubjectPublicKeyInfo,
+    and None where cryptography cannot read the key, on damaged copies too."""
+    rng = random.Random(9)
+    for name, pem in certs.items():
+        data = der.pem_to_der(pem)
+        assert der.key_of(data) == der.spki(data), name
+        for _ in range(300):
+            copy = bytearray(data)
+            at = rng.randrange(len(copy))
+            copy[at] = rng.randrange(256)
+            assert _outcome(der.key_of, bytes(copy)) == _outcome(_spki_or_none, bytes(copy))
+
+
+def _spki_or_none(data: bytes) -> bytes | None:
+    try:
+        return der.spki(data)
+    except (ValueError, TypeError):
+        return None
+
+
+def _outcome(function: object, data: bytes) -> object:
+    """What FUNCTION(DATA) returns, or the type of what it raises."""
+    try:
+        return function(data)  # type: ignore[operator]
+    except Exception as exc:
+        return type(exc)
