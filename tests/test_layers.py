@@ -25,6 +25,7 @@ STORE = {
     "audit",
     "check",
     "journal",
+    "derived",
     "transaction",
     "grace",
     "passphrase",
