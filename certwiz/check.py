@@ -213,6 +213,11 @@ def live_copy(profile: Profile) -> str | None:
         if _names_dir(other, profile.dir):
             continue  # the other is the copy: this is the original
         shared = "both would sign the same serials with one key and revoke into different CRLs"
+        if profile.name.startswith("."):  # `ca adopt` building it (HOME/.NAME.init-*)
+            return (
+                f"profile {other.name} ({other.dir}) already holds this CA (its key): "
+                f"{shared}; use profile {other.name}"
+            )
         if _names_dir(profile, other.dir):
             return (
                 f"{profile.dir} is a copy of profile {other.name} ({other.dir}): {shared}; "
@@ -441,7 +446,7 @@ def verify_profile(
     _require_files(profile, key_offline)
     copy = live_copy(profile)
     if copy is not None:  # changes are refused: nothing is re-rendered
-        report.problems.append(f"{copy}; every change is refused")
+        report.problems.append(copy)
     elsewhere = None if copy else misplaced_cnf(profile)
     if elsewhere is not None:
         report.problems.append(

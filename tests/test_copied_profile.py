@@ -63,6 +63,12 @@ def test_the_copy_becomes_the_profile_once_the_original_is_gone(home: Path, tmp_
     shutil.move(backup.dir, home / "g")  # renamed back: a move, nothing left behind
     assert invoke(home, "client", "issue", "-p", "g", "-n", "d", "-u").returncode == 0
     assert invoke(home, "check", "-p", "g").returncode == 0
+    # ca adopt of a CA a profile of the home already holds would make the same twin
+    before = snapshot(home)
+    done = invoke(home, "ca", "adopt", "-p", "g4", "--from", str(home / "g"))
+    assert done.returncode == 2, done.stderr
+    assert f"profile g ({home / 'g'}) already holds this CA" in done.stderr
+    assert snapshot(home) == before
 
 
 def test_two_profiles_of_one_ca_key_neither_naming_the_other_are_both_refused(
