@@ -103,6 +103,7 @@ def revoke(
     if name is not None:
         names.client_name(name)
     by_root = None
+    purpose = "revoking what the root signed"
     crossing = False  # a key compromise reaching what the root signed
     with contextlib.suppress(database.DatabaseError, OSError):  # reported under the lock
         by_root = root_target(profile, wanted)
@@ -110,11 +111,20 @@ def revoke(
         level = profile.root if by_root else profile
         found = _targets(level, name, wanted)
         if reason in inventory.KEY_REASONS:
-            same = inventory.same_key(profile, level, found.revoke)
-            crossing = any(other != profile for other, _ in same)
+            up = [
+                e
+                for other, e in inventory.same_key(profile, level, found.revoke)
+                if other != profile
+            ]
+            crossing = bool(up)
+            if up and by_root is None:
+                purpose = (
+                    f"revoking {up[0].serial} ({up[0].common_name or up[0].subject}), which the "
+                    "root signed for the same key,"
+                )
     keyfile = None
     if by_root is not None or root_key is not None or crossing:
-        keyfile = intermediate.root_keyfile(profile, root_key, "revoking what the root signed")
+        keyfile = intermediate.root_keyfile(profile, root_key, purpose)
     secret = signing_passphrase(profile, ca_passphrase)
     # the root's CRL is published: its rerun finishes a root revoke killed before it
     follows = by_root is not None or crossing

@@ -176,3 +176,28 @@ def test_an_interrupted_key_compromise_revoke_takes_the_keys_other_certificates(
     assert [(e.flag, e.reason) for e in entries] == [("R", "keyCompromise")] * 2
     listed = {r.serial_number for r in load_crl(profile.crl)}
     assert listed == {e.serial_int for e in entries}
+
+
+def test_a_key_compromise_reaching_an_offline_root_asks_for_its_key(
+    home: Path, tmp_path: Path
+) -> None:
+    """The root key exported (offline): revoking the leaf for keyCompromise would leave the
+    subordinate CA of the same key valid, so it is refused (nothing written) naming that
+    certificate and --root-key; given the key, both go."""
+    from certwiz import intermediate, subordinate
+
+    fleet = intermediate.init("fleet", home)
+    offline = intermediate.export_root_key(fleet, tmp_path / "root.key")
+    stolen = ec.generate_private_key(ec.SECP256R1())
+    sub = subordinate.sign_intermediate(
+        fleet, request(stolen, "Vault Off"), tmp_path / "sub.pem", root_key=offline
+    )
+    leaf = issue.sign_csr(fleet, request(stolen, "bot-off"), None, "client")
+    before = snapshot(fleet.dir)
+    with pytest.raises(StateError, match=f"revoking {sub.serial} \\(Vault Off\\).*--root-key"):
+        revoke.revoke(fleet, name="bot-off", reason="keyCompromise")
+    assert snapshot(fleet.dir) == before
+    done = revoke.revoke(fleet, name="bot-off", reason="keyCompromise", root_key=offline)
+    assert sorted(done.serials) == sorted([leaf.serial, sub.serial])
+    flags = {e.serial: e.flag for lv in (fleet, fleet.root) for e in database.read(lv.index)}
+    assert flags[leaf.serial] == flags[sub.serial] == "R"
