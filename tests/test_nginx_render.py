@@ -159,7 +159,7 @@ def test_proxy_conf_sets_every_identity_header(rcli, shared_home: Path) -> None:
     assert sets["X-Client-Cert-Serial"] == "$ssl_client_serial"
     assert sets["X-Client-Cert-Fingerprint"] == "$ssl_client_fingerprint"
     assert sets["X-Client-Cert-Not-After"] == "$ssl_client_v_end"
-    assert sets["Host"] == "$host"
+    assert sets["Host"] == "$server_name"
     assert sets["X-Forwarded-Proto"] == "$scheme"
     assert sets["X-Forwarded-For"] == sets["X-Real-IP"] == "$remote_addr"
     assert sets["X-Client-Cert"] == "$ssl_client_escaped_cert"

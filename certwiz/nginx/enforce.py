@@ -23,8 +23,6 @@ from ..errors import InputError
 from ..profile import Profile
 
 _MAIN = re.compile(r"^# configuration file (.+):$", re.M)
-
-
 _CRL = re.compile(rb"-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----", re.S)
 
 

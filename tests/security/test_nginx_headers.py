@@ -326,5 +326,5 @@ def test_x_forwarded_host_is_this_server_without_sni(edge: Edge) -> None:
     )
     assert r.status == 200, (r.body, r.stderr)
     got = received(r.body)
-    assert got["x-forwarded-host"] == APP
+    assert got["x-forwarded-host"] == got["host"] == APP
     assert got["x-client-verify"] == "SUCCESS"
