@@ -494,10 +494,7 @@ def verify_profile(
     _cross_check(profile, entries, next_serial, revoked_in_crl, report)
     if copies:
         report.problems += [
-            f"{item.path}: is not {item.built_from} (a run killed before rebuilding it, or "
-            f"a source written by hand): {item.reader}; the next change rebuilds it; "
-            f"run: {crl_gen(profile)}"
-            for item in derived.behind(profile)
+            f"{item.problem}; run: {crl_gen(profile)}" for item in derived.behind(profile)
         ]
     report.unfinished = [_unfinished(profile, owed) for owed in journal.pending(profile)]
     if profile.two_level:

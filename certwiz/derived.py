@@ -13,7 +13,10 @@ had replaced). Nothing else records that step as owed: `check` compares every co
 with its sources (exit 4, naming the repair), and recovery rebuilds them under the
 lock before any change, so every later command, a rerun included, repairs them.
 A copy whose source is not a whole PEM file is left as it is: `check` reports the
-source, and a damaged CRL never reaches NGINX's file.
+source, and a damaged CRL never reaches NGINX's file. `status` reports a copy behind
+like `check` (`behind`). A command that hands a copy out without a change (`export
+--format chain`, the EST service's /cacerts) takes no lock and runs no recovery: it
+hands out what the sources say (`handed_out`), never the copy a killed run left.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import der
+from .errors import ProfileCorrupt
 from .fsutil import write_atomic
 from .profile import ROOT_DIR, Profile
 
@@ -51,6 +55,14 @@ class Derived:
     @property
     def built_from(self) -> str:
         return " + ".join(str(s) for s in self.sources)
+
+    @property
+    def problem(self) -> str:
+        """What `check` and `status` say about this copy when it is behind."""
+        return (
+            f"{self.path}: is not {self.built_from} (a run killed before rebuilding it, or "
+            f"a source written by hand): {self.reader}; the next change rebuilds it"
+        )
 
 
 def _whole(data: bytes, label: bytes) -> bool:
@@ -160,6 +172,23 @@ def behind(profile: Profile, fullchains: Iterable[str] | None = None) -> list[De
             pass
         stale.append(item)
     return stale
+
+
+def handed_out(profile: Profile, path: Path) -> bytes:
+    """What PROFILE's PATH (ca.crt, chain.pem or crl-chain.pem) must hold by its sources,
+    for a command that hands it out without a change (no lock, no recovery): a copy a
+    killed run left behind never leaves the profile. A file that is no copy (ca.crt or
+    crl.pem of a single-level profile) is its own source. Sources that are not whole
+    PEM files: ProfileCorrupt (exit 4), as `check` reports them."""
+    if not profile.two_level or path not in (profile.ca_cert, profile.chain, profile.nginx_crl):
+        return path.read_bytes()
+    for item in expected(profile, fullchains=()):
+        if item.path == path:
+            return item.data
+    raise ProfileCorrupt(
+        f"{path}: cannot be built, its sources are not whole PEM files; "
+        f"see: certwiz check -p {profile.cli_name}"
+    )
 
 
 def replace(path: Path, data: bytes) -> None:

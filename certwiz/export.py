@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bundle, check, der, names, p12
+from . import bundle, check, der, derived, names, p12
 from .errors import InputError
 from .fsutil import not_plain_dir, require_outside, require_safe_target, scratch_dir, write_atomic
 from .passphrase import Source, bundle_passphrase, resolve
@@ -80,7 +80,7 @@ def render(
         if fmt == "der":
             return der.pem_to_der(pem), entry.serial
         if fmt == "chain":
-            return pem + profile.chain.read_bytes(), entry.serial
+            return pem + derived.handed_out(profile, profile.chain), entry.serial  # no lock
         return pem, entry.serial
     p12.check_format(p12_format)
     key = bundle.key_of(profile, name)

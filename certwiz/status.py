@@ -1,7 +1,8 @@
 """`certwiz status`: what a monitor must know about a profile, with Nagios exit codes.
 
-Each CA certificate, each CRL (its nextUpdate) and every valid certificate
-expiring within the warning window becomes an item with a state: ok (0),
+Each CA certificate, each CRL (its nextUpdate), every copy behind the files it is
+built from (derived: crl-chain.pem without the newest revocation) and every valid
+certificate expiring within the warning window becomes an item with a state: ok (0),
 warning (1) or critical (2). The worst state is the exit code, so a cron line
 or a systemd timer can alert on anything but 0. Read-only: it takes no lock.
 """
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import check, database, der, durations, grace, intermediate, ocsp, upkeep
+from . import check, database, der, derived, durations, grace, intermediate, ocsp, upkeep
 from .durations import STAMP, stamp
 from .errors import CertwizError, ProfileCorrupt
 from .inventory import certificates
@@ -25,8 +26,9 @@ STATES = ("ok", "warning", "critical")  # index = Nagios exit code
 @dataclass(frozen=True)
 class Item:
     profile: str
-    # ca, root-ca, intermediate-ca, crl, root-crl, server, client, profile, and signed-ca:
-    # an intermediate the root signed for another system (ca sign-intermediate)
+    # ca, root-ca, intermediate-ca, crl, root-crl, server, client, profile, signed-ca:
+    # an intermediate the root signed for another system (ca sign-intermediate), and
+    # copy: a file built from others (crl-chain.pem, chain.pem, ...) behind them (derived)
     kind: str
     name: str
     serial: str | None
@@ -266,6 +268,24 @@ def _overdue_grace(profile: Profile, now: datetime) -> list[Item]:
     ]
 
 
+def _copies_behind(profile: Profile) -> list[Item]:
+    """A copy a killed run left behind its sources (derived's rule, as `check` reports
+    it): critical, as NGINX or new bundles read it until the next change rebuilds it."""
+    return [
+        Item(
+            profile.name,
+            "copy",
+            _rel(profile, item.path),
+            None,
+            None,
+            None,
+            "critical",
+            f"{item.problem}; run: {check.crl_gen(profile)}",
+        )
+        for item in derived.behind(profile)
+    ]
+
+
 def of_profile(profile: Profile, warn: timedelta, now: datetime | None = None) -> list[Item]:
     now = now or datetime.now(UTC)
     items: list[Item] = []
@@ -273,6 +293,7 @@ def of_profile(profile: Profile, warn: timedelta, now: datetime | None = None) -
         items.append(_ca_item(profile, level, warn, now))
         items.append(_crl_item(profile, level, warn, now))
     try:
+        items += _copies_behind(profile)
         items += _leaf_items(profile, warn, now)
         items += _overdue_grace(profile, now)
     except (OSError, database.DatabaseError, CertwizError) as exc:

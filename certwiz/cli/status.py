@@ -41,8 +41,10 @@ def status_cmd(
     """What a monitor must know, worst first; exit 0 fine, 1 warning, 2 critical (Nagios).
 
     Critical: an expired CA certificate, a CRL past its nextUpdate or unreadable
-    (NGINX then rejects every client). Warning: a CA certificate, CRL or valid
-    certificate expiring within --warn, a CRL past its one-third mark.
+    (NGINX then rejects every client), a copy behind its sources (a killed run left
+    crl-chain.pem, chain.pem or a fullchain behind; crl gen rebuilds it). Warning: a
+    CA certificate, CRL or valid certificate expiring within --warn, a CRL past its
+    one-third mark.
     """
     status_lib.check_warn(warn)
     profiles = [open_profile(profile, home)] if profile is not None else list_profiles(home)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .. import audit, database, der, durations, grace, issue, names
+from .. import audit, database, der, derived, durations, grace, issue, names
 from .. import renew as renewing
 from ..errors import CertwizError, InputError, LockTimeout, StateError
 from ..openssl import Secret
@@ -281,10 +281,12 @@ def _body(environ: Environ) -> bytes:
 
 
 def cacerts(profile: Profile) -> bytes:
-    """The chain above a leaf (signing CA, and its root in a two-level profile)."""
+    """The chain above a leaf (signing CA, and its root in a two-level profile), as its
+    sources say: no lock, so not a chain.pem a killed `ca renew` left behind (derived)."""
     from cryptography import x509
 
-    return wire.encode_certs(x509.load_pem_x509_certificates(profile.chain.read_bytes()))
+    chain = derived.handed_out(profile, profile.chain)
+    return wire.encode_certs(x509.load_pem_x509_certificates(chain))
 
 
 def _csr(body: bytes) -> tuple[issue.Csr, x509.CertificateSigningRequest]:
