@@ -201,7 +201,7 @@ def live_copy(profile: Profile) -> str | None:
         return None
     for name in others:
         other = Profile(name, profile.home)
-        if not names.PROFILE_RE.fullmatch(name) or not other.ca_cert.is_file():
+        if not names.PROFILE_RE.fullmatch(name) or not other.has_ca():  # as `profiles`
             continue
         with contextlib.suppress(OSError):
             if os.path.samefile(other.dir, profile.dir):

@@ -381,7 +381,10 @@ def certificates(
 def show(profile: Profile, name: str) -> dict[str, object]:
     """The newest certificate of NAME (a valid one first), with its files and fingerprint."""
     names.client_name(name, internal_ok=True)  # it names files: no path may leave the profile
-    serials = {e.serial for e in named(profile, name)}
+    found = named(profile, name)
+    if len({e.common_name for e in found}) > 1 and not all(serves_tls(profile, e) for e in found):
+        found = [e for e in found if e.common_name == name]  # a client never shows a server
+    serials = {e.serial for e in found}
     mine = [c for c in certificates(profile) if c.serial in serials]
     if not mine:
         raise StateError(

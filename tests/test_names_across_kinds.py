@@ -86,6 +86,9 @@ def test_revoking_a_client_never_takes_a_server_spelled_otherwise(
     assert snapshot(one.dir) == before
     shown = json.loads(run(one, "show", "-p", "one", "-n", "mail.test", "--json")[1])
     assert int(str(shown["serial"]), 16) == load_cert(server).serial_number
+    shown = json.loads(run(one, "show", "-p", "one", "-n", "Mail.Test", "--json")[1])
+    assert int(str(shown["serial"]), 16) == load_cert(client).serial_number  # never the server
+    assert shown["history"] == []
     assert run(one, "revoke", "-p", "one", "-n", "MAIL.test")[0] == 0
     assert crl_check(one.ca_cert, one.crl, server).returncode != 0
     assert crl_check(one.ca_cert, one.crl, client).returncode == 0  # the client still verifies
