@@ -36,7 +36,7 @@ from .ca import (
     self_signed_ca,
     skeleton,
 )
-from .errors import InputError, StateError
+from .errors import InputError, ProfileCorrupt, StateError
 from .fsutil import write_atomic
 from .openssl import Secret
 from .passphrase import Source, resolve
@@ -85,8 +85,7 @@ def check_lifetimes(days: int, root_days: int) -> None:
 def write_chain(profile: Profile, directory: Path | None = None) -> None:
     """chain.pem = intermediate + root: what leaf bundles and NGINX's trust carry."""
     where = directory or profile.dir
-    data = (where / "intermediate.crt").read_bytes() + (where / "ca.crt").read_bytes()
-    write_atomic(where / "chain.pem", data, 0o644)
+    write_atomic(where / "chain.pem", _whole_copy(derived.chain_bytes(where), where), 0o644)
 
 
 def init(
@@ -182,8 +181,17 @@ def write_crl_chain(directory: Path) -> None:
     Replaced by rename; keeps the mode and group an operator gave it (e.g. for nginx).
     A run killed before it is caught up by recovery (derived).
     """
-    data = (directory / "crl.pem").read_bytes() + (directory / ROOT_DIR / "crl.pem").read_bytes()
-    derived.replace(directory / "crl-chain.pem", data)
+    derived.replace(
+        directory / "crl-chain.pem", _whole_copy(derived.crl_chain_bytes(directory), directory)
+    )
+
+
+def _whole_copy(data: bytes | None, directory: Path) -> bytes:
+    """DATA, the copy derived.py built from its sources; None: a source is not a whole PEM
+    file (openssl just wrote them, so the profile is damaged): never publish half of it."""
+    if data is None:
+        raise ProfileCorrupt(f"{directory}: a source of a copy is not a whole PEM file")
+    return data
 
 
 def key_certificates(profile: Profile) -> list[database.Entry]:
