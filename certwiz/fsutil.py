@@ -7,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -197,7 +198,17 @@ def unsafe_directory(path: Path, *, sticky_deepest: bool = True) -> str | None:
     return f"{found.directory} is writable by group or others (mode {found.mode:o})"
 
 
-_OWN_DESCRIPTORS = ("/dev/stdin", "/dev/fd/", "/proc/self/fd/")
+_OWN_DESCRIPTOR = re.compile(r"/dev/stdin|/dev/fd/[0-9]+|/proc/self/fd/[0-9]+")
+
+
+def own_descriptor(path: Path) -> bool:
+    """Is PATH exactly one of this process's own descriptors: /dev/stdin, /dev/fd/N or
+    /proc/self/fd/N (a pipe, `<(...)` or a redirection from the caller's shell)?
+
+    Only these spellings: /dev/fd/../../../tmp/x is a file like any other by another
+    name (attack round 11, F5: a prefix test let it skip every check).
+    """
+    return _OWN_DESCRIPTOR.fullmatch(str(path.expanduser().absolute())) is not None
 
 
 def unsafe_file(path: Path, *, secret: bool = False) -> str | None:
@@ -207,12 +218,12 @@ def unsafe_file(path: Path, *, secret: bool = False) -> str | None:
     else (SECRET: not readable by others either; a group may read it, on purpose), and
     every directory on the way to it, as given and with links resolved, is one only root
     or this user can change (`unsafe_directory`; sticky ones like /tmp are fine: nobody
-    else can replace a file of ours there). This process's own descriptors (/dev/stdin,
-    /dev/fd/N: a pipe or a redirection from the shell) are what its caller gave it. A
-    file that cannot be read is left to the reader, which says why.
+    else can replace a file of ours there). This process's own descriptors
+    (`own_descriptor`) are what its caller gave it. A file that cannot be read is left
+    to the reader, which says why.
     """
     given = path.expanduser().absolute()
-    if str(given).startswith(_OWN_DESCRIPTORS):
+    if own_descriptor(given):
         return None
     try:
         link, info = os.lstat(given), os.stat(given)
@@ -233,11 +244,20 @@ def unsafe_file(path: Path, *, secret: bool = False) -> str | None:
     return None
 
 
-def require_safe_source(field: str, path: Path, *, secret: bool = False) -> None:
+def require_safe_source(
+    field: str, path: Path, *, secret: bool = False, reread: bool = False
+) -> None:
     """InputError when another user could choose what PATH says, or (SECRET) read it
     (`unsafe_file`): a passphrase or token file another user wrote is a passphrase they
     chose; a file root's nginx re-reads at every reload (--upstream-ca) must stay what
-    the operator checked."""
+    the operator checked. REREAD (another process opens PATH by name later): one of this
+    process's descriptors is refused, since there it names whatever that process has
+    open under that number."""
+    if reread and own_descriptor(path):
+        raise InputError(
+            field,
+            f"{path} is a descriptor of certwiz itself, not a file nginx can open: give its path",
+        )
     problem = unsafe_file(path, secret=secret)
     if problem:
         who = "could choose or read it" if secret else "could change what it says"

@@ -209,7 +209,7 @@ def check_upstream_ca(upstream: str, upstream_ca: Path | None) -> Path | None:
             )
         return SYSTEM_CA_BUNDLE
     path = upstream_ca.expanduser().absolute()
-    require_safe_source("upstream-ca", path)  # nginx, as root, reads it at every reload
+    require_safe_source("upstream-ca", path, reread=True)  # nginx, as root, at every reload
     try:
         der.pem_to_der(path.read_bytes())
     except OSError as exc:

@@ -3,7 +3,8 @@ chosen what they say (attack round 10): a CA passphrase file owned by nobody, 06
 0777 directory was used without a word (F13: that user chose, or can read, the CA
 passphrase), and `nginx render --upstream-ca` in nobody's directory was accepted though
 root's nginx re-reads it at every reload (F12: that user swaps the CA and impersonates
-the upstream)."""
+the upstream). Round 11 (F5): a path that only began like a descriptor,
+/proc/self/fd/../../../DIR/pass or /dev/fd/../../../DIR/pass, skipped every check."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def refused(result, field: str, says: str) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"certwiz: error: {field}: "), lines
     assert says in lines[0], lines[0]
+
+
+def spellings(path: Path) -> list[str]:
+    """PATH as given, and by way of this process's descriptor directories (/proc/self/fd
+    and /dev/fd are three levels below /): the same file, which must be checked the same."""
+    return [str(path), f"/proc/self/fd/../../..{path}", f"/dev/fd/../../..{path}"]
 
 
 def unsafe_files(tmp_path: Path) -> list[tuple[Path, str]]:
@@ -73,16 +80,18 @@ def test_a_ca_passphrase_file_another_user_could_choose_or_read_is_refused(
     """ca init (the attack) and a command signing with an encrypted CA: exit 2, one line
     naming the field, nothing created or changed."""
     for path, says in unsafe_files(tmp_path):
-        refused(cli("ca", "init", "-p", "a", "--ca-passphrase-file", str(path)),
-                "ca-passphrase-file", says)  # fmt: skip
+        for spelled in spellings(path):
+            refused(cli("ca", "init", "-p", "a", "--ca-passphrase-file", spelled),
+                    "ca-passphrase-file", says)  # fmt: skip
         assert not home.exists() or not (home / "a").exists()
     good = made(tmp_path / "ours" / "ca-pass", 0o640)  # a group may read it, on purpose
     assert cli("ca", "init", "-p", "a", "--ca-passphrase-file", str(good)).returncode == 0
     before = snapshot(home)
     for path, says in unsafe_files(tmp_path / "again"):
         path.write_text(PASSPHRASE)  # the right passphrase, from the wrong file
-        refused(cli("client", "issue", "-p", "a", "-n", "bot", "-u",
-                    "--ca-passphrase-file", str(path)), "ca-passphrase-file", says)  # fmt: skip
+        for spelled in spellings(path):
+            refused(cli("client", "issue", "-p", "a", "-n", "bot", "-u",
+                        "--ca-passphrase-file", spelled), "ca-passphrase-file", says)  # fmt: skip
     assert snapshot(home) == before
 
 
@@ -96,11 +105,12 @@ def test_bundle_passwords_and_tokens_follow_the_same_rule(
     assert cli("ca", "init", "-p", "a").returncode == 0
     before = snapshot(home)
     for path, says in unsafe_files(tmp_path):
-        refused(cli("client", "issue", "-p", "a", "-n", "bot",
-                    "--p12-passphrase-file", str(path)), "p12-passphrase-file", says)  # fmt: skip
-        refused(cli("agent", "enroll", "--url", "https://127.0.0.1:1", "-n", "bot",
-                    "--token-file", str(path), "--ca", str(home / "a" / "ca.crt"), "-u",
-                    "--out", str(tmp_path / "bot.p12")), "token-file", says)  # fmt: skip
+        for spelled in spellings(path):
+            refused(cli("client", "issue", "-p", "a", "-n", "bot",
+                        "--p12-passphrase-file", spelled), "p12-passphrase-file", says)  # fmt: skip
+            refused(cli("agent", "enroll", "--url", "https://127.0.0.1:1", "-n", "bot",
+                        "--token-file", spelled, "--ca", str(home / "a" / "ca.crt"), "-u",
+                        "--out", str(tmp_path / "bot.p12")), "token-file", says)  # fmt: skip
     assert snapshot(home) == before
     assert not (tmp_path / "bot.p12").exists()
 
@@ -108,8 +118,8 @@ def test_bundle_passwords_and_tokens_follow_the_same_rule(
 def test_a_passphrase_from_a_pipe_still_works(
     cli_process: Callable[..., object], home: Path
 ) -> None:
-    """/dev/stdin (and /dev/fd/N) are this process's own descriptors: a pipe from the
-    shell is the caller's, whoever owns the pipe's inode."""
+    """/dev/stdin, /dev/fd/N and /proc/self/fd/N are this process's own descriptors: a
+    pipe from the shell is the caller's, whoever owns the pipe's inode."""
     result = cli_process("ca", "init", "-p", "a", "--ca-passphrase-file", "/dev/stdin",
                          stdin=PASSPHRASE)  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -117,6 +127,10 @@ def test_a_passphrase_from_a_pipe_still_works(
     result = cli_process("client", "issue", "-p", "a", "-n", "bot", "-u",
                          "--ca-passphrase-file", "/dev/stdin", stdin=PASSPHRASE)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    for spelled in ("/dev/fd/0", "/proc/self/fd/0"):
+        result = cli_process("crl", "gen", "-p", "a", "--ca-passphrase-file", spelled,
+                             stdin=PASSPHRASE)  # fmt: skip
+        assert result.returncode == 0, (spelled, result.stderr)
 
 
 def test_an_upstream_ca_another_user_could_change_is_refused(
@@ -134,7 +148,14 @@ def test_an_upstream_ca_another_user_could_change_is_refused(
         if "readable" in says:
             continue
         path.write_text(pem)
-        refused(cli(*render, "--upstream-ca", str(path)), "upstream-ca", says)
+        for spelled in spellings(path):
+            refused(cli(*render, "--upstream-ca", spelled), "upstream-ca", says)
+        assert snapshot(home) == before and not (tmp_path / "site").exists()
+    # nginx opens the file by name at every reload, in its own process: there a
+    # descriptor path names whatever nginx has open under that number
+    for spelled in ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"):
+        done = cli(*render, "--upstream-ca", spelled, stdin=pem)
+        refused(done, "upstream-ca", f"{spelled} is a descriptor of certwiz itself")
         assert snapshot(home) == before and not (tmp_path / "site").exists()
     good = made(tmp_path / "ours" / "upstream-ca.pem", 0o644, pem)
     assert cli(*render, "--upstream-ca", str(good)).returncode == 0
