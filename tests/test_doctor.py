@@ -247,6 +247,20 @@ def app_named(guard: str = "") -> str:
     )
 
 
+# The identity headers of good_conf, as a FastCGI app receives them (proxy_set_header
+# does not reach fastcgi_pass).
+FASTCGI_IDENTITY = (
+    "fastcgi_param HTTP_X_CLIENT_VERIFY $ssl_client_verify; "
+    "fastcgi_param HTTP_X_CLIENT_CERT_SUBJECT $ssl_client_s_dn;"
+)
+
+
+def other_pass(passing: str, own: str = "") -> Callable[[Lab], dict[str, str]]:
+    """A second location that hands requests to PASSING with OWN directives (attack
+    round 11, F1: proxy_set_header applies to proxy_pass only)."""
+    return lambda lab: {"server_extra": f"location /api/ {{ {own} {passing}; }}"}
+
+
 # case -> (lines to replace, the ids doctor must report: exactly these)
 GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
     "verify-off": (lambda lab: {"verify": "ssl_verify_client off;"}, {"verify-client-off"}),
@@ -312,6 +326,40 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
             "server_extra": "location /api { proxy_set_header Host $host; "
             "proxy_pass http://127.0.0.1:18080; }"
         },
+        {"header-forgeable"},
+    ),
+    "scgi-pass-without-scgi-param": (
+        other_pass("scgi_pass 127.0.0.1:9001", "include /etc/nginx/scgi_params;"),
+        {"header-forgeable"},
+    ),
+    "uwsgi-pass-without-uwsgi-param": (
+        other_pass("uwsgi_pass 127.0.0.1:9001", "include /etc/nginx/uwsgi_params;"),
+        {"header-forgeable"},
+    ),
+    "fastcgi-pass-without-fastcgi-param": (
+        other_pass("fastcgi_pass 127.0.0.1:9001", "include /etc/nginx/fastcgi_params;"),
+        {"header-forgeable"},
+    ),
+    "fastcgi-param-of-one-header-only": (
+        other_pass("fastcgi_pass 127.0.0.1:9001", FASTCGI_IDENTITY.split(";")[0] + ";"),
+        {"header-forgeable"},
+    ),
+    "fastcgi-param-with-a-dash": (  # HTTP_X-CLIENT-VERIFY replaces no client header
+        other_pass(
+            "fastcgi_pass 127.0.0.1:9001",
+            FASTCGI_IDENTITY.replace("HTTP_X_CLIENT_VERIFY", "HTTP_X-CLIENT-VERIFY"),
+        ),
+        {"header-forgeable"},
+    ),
+    "fastcgi-param-from-the-client": (
+        other_pass(
+            "fastcgi_pass 127.0.0.1:9001",
+            FASTCGI_IDENTITY.replace("$ssl_client_verify", "$http_x_client_verify"),
+        ),
+        {"header-forgeable"},
+    ),
+    "grpc-pass-without-grpc-set-header": (
+        other_pass("grpc_pass grpc://127.0.0.1:9001"),
         {"header-forgeable"},
     ),
     "underscores": (
@@ -383,7 +431,7 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
     "error-page-uri-to-a-regex": (
         lambda lab: {
             "server_extra": "error_page 497 /help.php; "
-            "location ~ [.]php$ { fastcgi_pass 127.0.0.1:9000; }"
+            f"location ~ [.]php$ {{ {FASTCGI_IDENTITY} fastcgi_pass 127.0.0.1:9000; }}"
         },
         {"error-page-passes"},
     ),
@@ -411,6 +459,30 @@ def test_good_hand_written_config_is_clean(lab: Lab) -> None:
     assert found == [], [f.text() for f in found]
 
 
+@pytest.mark.parametrize(
+    ("passing", "own"),
+    [
+        ("fastcgi_pass 127.0.0.1:9001", "include /etc/nginx/fastcgi_params; " + FASTCGI_IDENTITY),
+        ("scgi_pass 127.0.0.1:9001", FASTCGI_IDENTITY.replace("fastcgi_", "scgi_")),
+        ("uwsgi_pass 127.0.0.1:9001", FASTCGI_IDENTITY.replace("fastcgi_", "uwsgi_")
+         .replace("$ssl_client_s_dn", '""')),  # cleared is as good as set
+        ("uwsgi_pass 127.0.0.1:9001", "uwsgi_pass_request_headers off;"),
+        ("grpc_pass grpc://127.0.0.1:9001", "grpc_set_header X-Client-Verify $ssl_client_verify; "
+         "grpc_set_header X-Client-Cert-Subject $ssl_client_s_dn;"),
+        ("memcached_pass 127.0.0.1:9001", "set $memcached_key $uri;"),  # sends no header
+    ],
+)  # fmt: skip
+def test_a_pass_that_sets_the_identity_with_its_own_directive_is_clean(
+    lab: Lab, passing: str, own: str
+) -> None:
+    conf = lab.conf(
+        good_conf(lab, **other_pass(passing, own)(lab)), f"own-{passing.split()[0]}-{len(own)}"
+    )
+    assert nginx_t(conf).returncode == 0, nginx_t(conf).stderr
+    found = doctor.diagnose(lab.site, conf).findings
+    assert found == [], [f.text() for f in found]
+
+
 def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
     guard = 'if ($ssl_client_verify != "SUCCESS") { return 403; }'
     conf = lab.conf(
@@ -425,7 +497,7 @@ def test_optional_with_a_verify_check_is_clean(lab: Lab) -> None:
     [
         ("static-page", 'error_page 496 /help.html; location = /help.html { return 200 "x"; }'),
         ("prefix-before-regex", "error_page 497 /x/y.php; location ^~ /x/ { return 404; } "
-         "location ~ [.]php$ { fastcgi_pass 127.0.0.1:9000; }"),
+         f"location ~ [.]php$ {{ {FASTCGI_IDENTITY} fastcgi_pass 127.0.0.1:9000; }}"),
         ("not-a-refusal", f"error_page 404 = @app; {app_named()}"),
         # nginx answers its own refusals with the server's pages, before any location
         ("a-location-page", "location /static/ { error_page 400 495 496 = @app; return 404; } "
