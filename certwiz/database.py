@@ -193,10 +193,21 @@ def _entries(rows: list[tuple[str, str, str, str, str, str]]) -> list[Entry]:
 # Lines already parsed in this process, by their text: a command reads index.txt several
 # times (before the lock, under it, around each `openssl ca` run), and openssl rewrites
 # it whole for one changed line; only new lines are parsed again. Entries are immutable.
-_parsed: dict[str, Entry | None] = {"": None, "\r": None}  # None: a blank line
-_last_read: dict[Path, tuple[bytes, list[Entry]]] = {}
+# The memo is filled from the last read only when a changed file is read again: a command
+# that reads once (list, check) does not pay for 100,000 dictionary entries.
+_BLANK = ("", "\r")
+_parsed: dict[str, Entry] = {}
+_last_read: dict[Path, tuple[bytes, list[str], list[Entry]]] = {}  # its non-blank lines too
+_memo_holds: list[object] = [None]  # the _last_read value whose lines _parsed holds
 _MEMO_LIMIT = 1_000_000  # lines; a long-lived process (a service) starts over beyond it
 lines_parsed = [0]  # how many lines this process has parsed (tests/test_large_profile.py)
+
+
+def forget() -> None:
+    """Start over as a fresh process would: no last read, an empty memo (tests)."""
+    _parsed.clear()
+    _last_read.clear()
+    _memo_holds[0] = None
 
 
 def read(path: Path) -> list[Entry]:
@@ -204,40 +215,55 @@ def read(path: Path) -> list[Entry]:
     data = path.read_bytes()
     last = _last_read.get(path)
     if last is not None and last[0] == data:  # unchanged since the last read: no decoding
-        return list(last[1])
+        return list(last[2])
     lines = data.decode("utf-8", errors="surrogateescape").split("\n")
-    if len(_parsed) + len(lines) > _MEMO_LIMIT:
-        _parsed.clear()
-        _parsed.update({"": None, "\r": None})
-    memo = _parsed
-    known: list[Entry | str | None] = list(map(memo.get, lines, lines))  # new line: itself
-    new = [line for line in known if line.__class__ is str]
-    if new:
-        collecting = gc.isenabled()
-        gc.disable()  # 100,000 new tuples would run the cyclic GC over all of them ~3 times:
-        try:  # a third of the parse's time, and they hold no cycles
-            _parse_new(path, lines, new, memo)
-            known = list(map(memo.get, lines))
-        finally:
-            if collecting:
-                gc.enable()
-    entries: list[Entry] = [entry for entry in known if entry is not None]  # type: ignore[misc]
+    body = [line for line in lines if line not in _BLANK]
+    collecting = gc.isenabled()
+    gc.disable()  # 100,000 new tuples would run the cyclic GC over all of them ~3 times:
+    try:  # a third of the parse's time, and they hold no cycles
+        if last is None:
+            entries = _parse(path, lines, body)
+        else:
+            entries = _parse_changed(path, lines, body, last)
+    finally:
+        if collecting:
+            gc.enable()
     _last_read.clear()  # one database at a time is what a command reads
-    _last_read[path] = (data, entries)
+    _last_read[path] = (data, body, entries)
+    if last is not None:
+        _memo_holds[0] = _last_read[path]  # _parse_changed put its new lines in the memo
     return list(entries)
 
 
-def _parse_new(path: Path, lines: list[str], new: list[str], memo: dict[str, Entry | None]) -> None:
-    """Parse the lines not seen before (all of them on a first read) in one regex pass."""
-    unique = list(dict.fromkeys(new))
-    rows = _ROWS.findall("\n".join(unique))
-    lines_parsed[0] += len(unique)
-    if len(rows) == len(unique):  # each match is one whole line: every line matched
-        memo.update(zip(unique, _entries(rows), strict=True))
-        return
-    for number, line in enumerate(lines, 1):  # one at a time: the first bad one by its number
-        if line not in memo:
-            memo[line] = parse_line(line.removesuffix("\r"), f"{path}:{number}")
+def _parse(path: Path, lines: list[str], wanted: list[str]) -> list[Entry]:
+    """The entries of WANTED (non-blank lines of LINES), in one regex pass. If one does not
+    match, they are parsed one at a time in file order: the first bad one raises, naming
+    its line number."""
+    rows = _ROWS.findall("\n".join(wanted))
+    lines_parsed[0] += len(wanted)
+    if len(rows) == len(wanted):  # each match is one whole line: every line matched
+        return _entries(rows)
+    todo, done = set(wanted), {}
+    for number, line in enumerate(lines, 1):
+        if line in todo and line not in done:
+            done[line] = parse_line(line.removesuffix("\r"), f"{path}:{number}")
+    return [done[line] for line in wanted]
+
+
+def _parse_changed(
+    path: Path, lines: list[str], body: list[str], last: tuple[bytes, list[str], list[Entry]]
+) -> list[Entry]:
+    """A changed file: the lines it shares with the last read from the memo, the rest parsed."""
+    memo = _parsed
+    if len(memo) + len(body) > _MEMO_LIMIT:
+        memo.clear()
+        _memo_holds[0] = None
+    if _memo_holds[0] is not last:
+        memo.update(zip(last[1], last[2], strict=True))
+    new = list(dict.fromkeys(line for line in body if line not in memo))
+    if new:
+        memo.update(zip(new, _parse(path, lines, new), strict=True))
+    return [memo[line] for line in body]
 
 
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})|\\([/+])")

@@ -74,9 +74,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Profile:
 
 def test_issue_and_revoke_parse_each_line_once(big: Profile) -> None:
     """Before: 7 full parses of index.txt per issue (strptime on every line each time)."""
-    database._parsed.clear()
-    database._parsed.update({"": None, "\r": None})
-    database._last_read.clear()
+    database.forget()
     before = database.lines_parsed[0]
     issue.issue_client(big, "one-more")
     assert database.lines_parsed[0] - before == 301  # every old line once, and the new one
@@ -138,9 +136,7 @@ def test_json_list_is_streamed_as_json_dumps_would_print(
 
 
 def _fresh_read(path: Path) -> list[database.Entry]:
-    database._parsed.clear()
-    database._parsed.update({"": None, "\r": None})
-    database._last_read.clear()
+    database.forget()
     return database.read(path)
 
 
@@ -222,6 +218,12 @@ def test_a_changed_database_reads_as_a_fresh_one(tmp_path: Path) -> None:
         incremental = database.read(index)
         assert incremental == _one_by_one(index)
     assert _fresh_read(index) == incremental
+    database.read(index)
+    for bad in BAD:  # a bad line in a changed file is named by its number, as on a first read
+        at = rng.randrange(len(lines))
+        index.write_text("\n".join([*lines[:at], bad, *lines[at:]]) + "\n")
+        with pytest.raises(database.DatabaseError, match=rf"{index}:{at + 1}: cannot parse"):
+            database.read(index)
 
 
 def test_json_list_of_any_strings_prints_as_json_dumps_would(
