@@ -8,8 +8,14 @@
 # which single-quotes it. The certificate variables (PROFILE, NAME, DAYS, UNENCRYPTED) are
 # taken from the command line only: one left in the environment (WSL sets NAME for every
 # shell) would revoke or issue the wrong name, so a target that uses it stops instead.
+# What a recipe runs (PYTHON, and VENV's bin/) or passes on word by word (BENCH_ARGS) is
+# taken from the command line only too: an environment value is ignored and the default
+# holds, since whatever set it (a wrapper, a CI job, `sudo -E`) would choose what runs.
+# `clean` removes $(ROOT)/.venv, never another VENV, and never CERTWIZ_HOME.
 SHELL := /bin/bash
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+$(foreach v,PYTHON VENV BENCH_ARGS,\
+  $(if $(filter environment%,$(origin $(v))),$(eval override undefine $(v))))
 PYTHON ?= python3
 VENV ?= $(ROOT)/.venv
 PROFILE ?= demo
@@ -18,7 +24,7 @@ DAYS ?= 365
 UNENCRYPTED ?=
 CERTWIZ_HOME ?= $(CURDIR)/certs
 FROM_ENV := $(foreach v,PROFILE NAME DAYS UNENCRYPTED,$(if $(filter environment%,$(origin $(v))),$(v)))
-$(foreach v,PYTHON VENV PROFILE NAME DAYS UNENCRYPTED CERTWIZ_HOME,\
+$(foreach v,PYTHON VENV BENCH_ARGS PROFILE NAME DAYS UNENCRYPTED CERTWIZ_HOME,\
   $(if $(filter command% environment%,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
 export CERTWIZ_HOME
 
@@ -65,7 +71,7 @@ test: venv lint
 bench: venv
 	@command -v /usr/share/easy-rsa/easyrsa >/dev/null || $(if $(filter 0,$(shell id -u)),,sudo) \
 		apt-get install -y -qq easy-rsa
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	cd $(call arg,$(ROOT)) && $(call arg,$(BIN)/python) bench/run.py $(foreach w,$(BENCH_ARGS),$(call arg,$(w)))
 
 lint: venv
 	cd $(call arg,$(ROOT)) && $(call arg,$(BIN)/ruff) check .
@@ -91,4 +97,4 @@ list: venv
 	$(CERTWIZ) list $(CERTWIZ_ARGS)
 
 clean:
-	cd $(call arg,$(ROOT)) && rm -rf $(call arg,$(VENV)) build dist *.egg-info .pytest_cache .ruff_cache
+	cd $(call arg,$(ROOT)) && rm -rf .venv build dist *.egg-info .pytest_cache .ruff_cache

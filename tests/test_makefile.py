@@ -153,3 +153,80 @@ def test_certificate_variables_come_from_the_command_line_only(make) -> None:  #
     done = make("revoke", "PROFILE=p", "NAME=myhost", environ={"NAME": "other"})
     assert done.returncode == 0, done.stderr
     assert [e.flag for e in database.read(Profile("p", make.home).index)] == ["R"]
+
+
+@pytest.fixture
+def tree(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A copy of the repository's Makefile in a tree of its own (ROOT is where the Makefile
+    is: `clean` there must not remove this checkout's .venv), with a stand-in venv whose
+    python writes its arguments to ROOT/args, and `make ...` run there by the real make."""
+    root = tmp_path / "tree"
+    (root / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(REPO / "Makefile", root / "Makefile")
+    for name in ("pyproject.toml", "constraints.txt"):
+        (root / name).touch()
+    (root / ".venv" / "bin" / ".installed").touch()  # newer: `make venv` has nothing to do
+    python = root / ".venv" / "bin" / "python"
+    python.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{root}/args'\n")
+    python.chmod(0o755)
+
+    def run(*args: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "-f", str(root / "Makefile"), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=clean_env(drop=("MAKE",)) | environ,
+            timeout=120,
+        )
+
+    run.root = root  # type: ignore[attr-defined]
+    return run
+
+
+def _stand_in(path: Path, marker: Path) -> str:
+    """An executable at PATH that only leaves MARKER (and fails): did make run it?"""
+    path.write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 1\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_clean_removes_the_trees_venv_and_nothing_named_elsewhere(tree, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`VENV=/tmp/victim make clean` rm -rf'd /tmp/victim (attack round 11, F6): VENV from
+    the environment is ignored, and clean removes ROOT/.venv only, whatever VENV says on
+    the command line; CERTWIZ_HOME (legitimate in the environment, for certwiz) neither."""
+    kept = [tmp_path / "victim", tmp_path / "other venv", tmp_path / "home"]
+    for directory in kept:
+        (directory / "bin").mkdir(parents=True)
+        (directory / "bin" / "keep").touch()
+    environ = {"VENV": str(kept[0]), "CERTWIZ_HOME": str(kept[2])}
+    done = tree("clean", environ=environ)
+    assert done.returncode == 0, done.stderr
+    assert not (tree.root / ".venv").exists()
+    (tree.root / ".venv").mkdir()
+    done = tree("clean", f"VENV={kept[1]}", f"CERTWIZ_HOME={kept[2]}", environ=environ)
+    assert done.returncode == 0, done.stderr
+    assert not (tree.root / ".venv").exists()
+    assert all((directory / "bin" / "keep").exists() for directory in kept)
+
+
+def test_what_a_recipe_runs_comes_from_the_command_line_only(tree, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PYTHON and VENV (whose bin/ make runs) and BENCH_ARGS (passed on word by word, each
+    word one argument) from the environment are ignored; on the command line they count."""
+    marker, venv = tmp_path / "ran", tmp_path / "their venv"
+    python = _stand_in(tmp_path / "their python", marker)
+    environ = {"PYTHON": python, "VENV": str(venv), "BENCH_ARGS": "--runs 1;touch ran"}
+    done = tree("venv", environ=environ)
+    assert done.returncode == 0, done.stderr  # the tree's venv is up to date: nothing ran
+    done = tree("bench", environ=environ)
+    assert done.returncode == 0, done.stderr
+    assert (tree.root / "args").read_text().splitlines() == ["bench/run.py"]
+    assert not marker.exists() and not venv.exists()
+
+    hostile = "--runs 7 $(PYTHON) --x;touch ran 'q'"
+    done = tree("bench", f"BENCH_ARGS={hostile}", environ=environ)
+    assert done.returncode == 0, done.stderr
+    assert (tree.root / "args").read_text().splitlines() == ["bench/run.py", *hostile.split()]
+    assert not marker.exists()
+    done = tree("venv", f"VENV={venv}", f"PYTHON={python}", environ={})
+    assert done.returncode != 0 and marker.exists()  # given on the command line: it ran
