@@ -232,6 +232,15 @@ def live_copy(profile: Profile) -> str | None:
     return None
 
 
+def refuse_live_copy(profile: Profile) -> None:
+    """ProfileCorrupt (exit 4) when `live_copy` has a reason: every change (recovery runs
+    first) and every long-running reader (`ocsp serve`, `certwiz serve`: a responder on a
+    copy answered "good" for what the original revoked, attack round 11, F4) refuse it."""
+    copy = live_copy(profile)
+    if copy is not None:
+        raise ProfileCorrupt(f"{copy}; nothing was changed")
+
+
 def _relocate_cnf(profile: Profile, done: list[str]) -> None:
     """Point openssl.cnf at where the profile is now: its `dir =` line, and the paths in
     its comments. Every other line (an operator's edits too) stays as it is."""
@@ -691,9 +700,7 @@ def recover(profile: Profile) -> list[str]:
             refuse_links(level)
     except ProfileCorrupt as exc:
         raise ProfileCorrupt(f"{exc}; nothing was changed") from None
-    copy = live_copy(profile)  # before relocating: that would make a copy a second CA
-    if copy is not None:
-        raise ProfileCorrupt(f"{copy}; nothing was changed")
+    refuse_live_copy(profile)  # before relocating: that would make a copy a second CA
     done: list[str] = []
     killed = _has_scratch(profile)  # a killed run's scratch directory: see _restore_issued
     present: set[str] = set()

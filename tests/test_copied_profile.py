@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from certwiz import ca, check, database, rollover
+from certwiz.ocsp import responder as ocsp_responder
 from certwiz.profile import Profile
-from tests.conftest import invoke, snapshot
+from examples.local_nginx import free_port
+from tests.conftest import clean_env, invoke, snapshot
 
 
 def _copy(profile: Profile, name: str) -> Profile:
@@ -95,3 +101,40 @@ def test_two_profiles_of_one_ca_key_neither_naming_the_other_are_both_refused(
     # another CA in the same home is no copy
     assert invoke(home, "ca", "init", "-p", "h").returncode == 0
     assert invoke(home, "client", "issue", "-p", "h", "-n", "x", "-u").returncode == 0
+
+
+def _serve(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """A long-running reader as a process: refused at once, or killed (by pid) when it
+    serves instead (a failure)."""
+    proc = subprocess.Popen([sys.executable, "-m", "certwiz", *argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(home))  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{argv} served from a copy: {out} {err}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def test_long_running_readers_refuse_a_copy_as_changes_do(home: Path) -> None:
+    """`ocsp serve` and the EST service on `cp -a g g-bk2` (attack round 11, F4): the
+    responder answered "good" from the copy's index for what the original revoked."""
+    g = ca.init("g", home)
+    assert invoke(home, "client", "issue", "-p", "g", "-n", "b", "-u").returncode == 0
+    ocsp_responder.ensure_responder(g, None)  # what `ocsp serve -p g` issues at start
+    backup = _copy(g, "g-bk2")
+    assert invoke(home, "revoke", "-p", "g", "-n", "b").returncode == 0
+    change = invoke(home, "crl", "gen", "-p", "g-bk2")
+    assert change.returncode == 4, change.stderr
+    port = str(free_port())
+    for argv in (("ocsp", "serve", "-p", "g-bk2", "--listen", f"127.0.0.1:{port}"),
+                 ("serve", "-p", "g-bk2", "--listen", f"127.0.0.1:{port}")):  # fmt: skip
+        before = snapshot(backup.dir)
+        done = _serve(home, *argv)
+        assert done.returncode == 4, (argv, done.stdout, done.stderr)
+        assert done.stderr == change.stderr, argv  # the same line as a change's
+        assert f"{backup.dir} is a copy of profile g ({g.dir})" in done.stderr
+        assert snapshot(backup.dir) == before
+    check.refuse_live_copy(g)  # the original is not refused

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import durations
+from .. import check, durations
 from ..errors import CertwizError, InputError
 from ..passphrase import signing_passphrase as needs_ca_passphrase
 from ..profile import open_profile
@@ -21,7 +21,7 @@ from .common import (
     command_lock_timeout,
     reports_errors,
 )
-from .helptext import help_page
+from .helptext import PROFILE_CORRUPT, help_page
 
 
 @help_page(
@@ -38,6 +38,8 @@ from .helptext import help_page
         CertwizError.exit_code: "cannot listen there (address in use, no permission)",
         InputError.exit_code: "bad input (listen, trusted proxy, socket mode, grace, no such "
         "profile); nothing was started",
+        PROFILE_CORRUPT: "the profile is inconsistent, or a copy of another profile of the "
+        "home (check says which); nothing was started",
     },
 )
 @reports_errors
@@ -97,6 +99,7 @@ def serve_cmd(
     mode = server.parse_socket_mode(socket_mode)
     span = durations.parse(grace, "grace")
     prof = open_profile(profile, home)
+    check.refuse_live_copy(prof)  # before the passphrase and the proxy secret
     from ..est import proxy
 
     proxy.check_listener("listen", prof, port=where.port, unix=where.unix)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import check
 from ..errors import CertwizError, InputError
 from . import service, wire
 
@@ -174,6 +175,8 @@ def run(
 ) -> None:
     """Serve until SIGTERM or SIGINT; returns after a clean stop."""
     import waitress  # type: ignore[import-untyped]
+
+    check.refuse_live_copy(settings.profile)  # it would enroll into a copy (round 11, F4)
 
     app = logged(service.make_app(settings), on_request or (lambda _: None))
     options: dict[str, Any] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .. import crl, inventory, issue, journal, ocsp
+from .. import check, crl, inventory, issue, journal, ocsp
 from ..passphrase import Source, signing_passphrase
 from ..profile import Profile
 from ..transaction import transaction
@@ -22,6 +22,7 @@ def ensure_responder(
     The old one (if any) is revoked as superseded. Returns the new serial, or None.
     A CA passphrase provider is called only then (and only for an encrypted CA key).
     """
+    check.refuse_live_copy(profile)  # a copy beside its original answers for neither
     if ocsp.responder_renewal(profile) is None:  # nothing to do: no lock, no audit record
         return None
     ca_passphrase = signing_passphrase(profile, ca_passphrase)

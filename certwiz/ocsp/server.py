@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from .. import check
 from ..errors import CertwizError, InputError, StateError
 from ..profile import Profile
 from . import (
@@ -256,6 +257,7 @@ def serve(
 ) -> None:
     """Answer OCSP requests on LISTEN until SIGTERM or SIGINT; then remove the pid file."""
     check_ready(profile)
+    check.refuse_live_copy(profile)  # it would answer from a copy's index (round 11, F4)
     pid_file = pid_file or default_pid_file(profile)
     responder = _Responder(_Settings(profile, next_update_minutes))
     try:
