@@ -176,7 +176,7 @@ def revoke(
         if same:
             tx.note("same_key", [e.serial for _, e in same])
         notes = [
-            f"also revoked {e.serial} ({e.common_name or e.subject}"
+            f"revoked {e.serial} ({e.common_name or e.subject}"
             f"{', signed by the root' if other != profile else ''}): it carries the same key"
             for other, e in same
         ]

@@ -92,6 +92,20 @@ def test_a_key_compromise_revokes_every_certificate_of_the_key(
     assert verdict.returncode != 0
 
 
+def test_the_note_of_a_certificate_revoked_with_the_key_reads_once_also(
+    cli, profile: Profile
+) -> None:
+    """The line said "Also also revoked ..." (attack round 11): the CLI words "Also", the
+    note says what was done."""
+    stolen = ec.generate_private_key(ec.SECP256R1())
+    issue.sign_csr(profile, request(stolen, "dev-1"), None, "client")
+    other = issue.sign_csr(profile, request(stolen, "api.example.com"), None, "server")
+    result = cli("revoke", "-p", "my-app", "-n", "dev-1", "--reason", "keyCompromise")
+    assert result.returncode == 0, result.stderr
+    line = f"Also revoked {other.serial} (api.example.com): it carries the same key"
+    assert line in result.stdout.splitlines(), result.stdout
+
+
 def test_a_key_compromise_crosses_the_levels_of_a_two_level_profile(
     home: Path, tmp_path: Path
 ) -> None:

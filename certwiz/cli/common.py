@@ -217,7 +217,10 @@ def files_text(files: dict[str, str]) -> str:
 
 
 def notes_text(notes: list[str]) -> str:
-    """What a command did besides its own work (a CRL renewed, a grace ended), one line each."""
+    """What a command did besides its own work (a CRL renewed, a grace ended), one line each.
+
+    The "Also" is worded here only: a note is what was done ("revoked 1A (bot): ..."),
+    as the audit record and --json carry it."""
     return "".join(f"\nAlso {note}" for note in notes)
 
 
