@@ -700,6 +700,27 @@ def test_includes_with_globs_relative_to_the_prefix(lab: Lab) -> None:
     )
 
 
+def test_the_attackers_negated_set_reads_the_site_nginx_serves(lab: Lab) -> None:
+    """`include sites/[^_]*.conf`: nginx loads app.conf (optional_no_ca, no guard), not
+    the disabled _k-mtls.conf (a correct server); doctor read the other one."""
+    prefix = lab.work / "negated"
+    (prefix / "sites").mkdir(parents=True)
+    bad, good = (
+        good_conf(lab, verify="ssl_verify_client optional_no_ca;"),
+        good_conf(lab),
+    )
+    head, _, rest = bad.partition("    server {")
+    server_text, _, tail = ("    server {" + rest).rpartition("}")
+    (prefix / "sites" / "app.conf").write_text(server_text)
+    good_server = ("    server {" + good.partition("    server {")[2]).rpartition("}")[0]
+    (prefix / "sites" / "_k-mtls.conf").write_text(good_server)
+    conf = lab.conf(head + "    include sites/[^_]*.conf;\n" + tail + "}\n", "negated")
+    assert nginx_t(conf).returncode == 0
+    found = doctor.diagnose(lab.site, conf).findings
+    assert ids(found) == {"verify-optional-unchecked"}
+    assert found[0].file == str(prefix / "sites" / "app.conf")
+
+
 def test_a_site_file_with_a_relative_include_is_not_guessed(lab: Lab) -> None:
     """nginx resolves a site file's `include snippets/x.conf` from the main nginx.conf's
     directory; doctor took the site file's own and read another file (attack round 6:

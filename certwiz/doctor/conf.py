@@ -2,20 +2,21 @@
 
 Only what `certwiz doctor` needs: every directive with its arguments and the
 file and line it came from, `include`s spliced in where they stand (globs
-sorted, relative paths taken from nginx's configuration prefix, the directory
-of the main file unless told otherwise), and the values a location inherits
-from its server and the http block. It never runs nginx and never writes.
+expanded and sorted as nginx's glob(3) does: globbing.py; relative paths taken
+from nginx's configuration prefix, the directory of the main file unless told
+otherwise), and the values a location inherits from its server and the http block.
+It never runs nginx and never writes.
 """
 
 from __future__ import annotations
 
-import glob
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from . import globbing
 
 MAX_INCLUDE_DEPTH = 32
 MAX_FILES = 2000
@@ -252,9 +253,13 @@ class Reader:
         target = self.resolve(args[0])
         if not Path(args[0]).is_absolute():
             self.relative.append((path, line, args[0]))
-        if _GLOB_CHARS.search(args[0]):
-            matches = sorted(Path(p) for p in glob.glob(str(target)))  # nginx sorts too
-            files = [m for m in matches if m.is_file()]
+        # as nginx: glob(3) of the prefixed name, every match read (a directory is an error)
+        pattern = args[0] if Path(args[0]).is_absolute() else f"{self.prefix}/{args[0]}"
+        if _GLOB_CHARS.search(pattern):
+            try:
+                files = globbing.expand(pattern)
+            except globbing.Unsupported as exc:
+                raise _error(path, line, f"include {args[0]}: doctor cannot expand {exc}") from None
         else:
             if not target.is_file():
                 raise _error(path, line, f"include {target}: no such file")
