@@ -358,6 +358,14 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         ),
         {"header-forgeable"},
     ),
+    "identity-set-in-http": (
+        lambda lab: {
+            "http_extra": "proxy_set_header X-Client-Verify $ssl_client_verify;",
+            "headers": "",
+            "server_extra": "location /api/ { scgi_pass 127.0.0.1:9001; }",
+        },
+        {"header-forgeable"},
+    ),
     "grpc-pass-without-grpc-set-header": (
         other_pass("grpc_pass grpc://127.0.0.1:9001"),
         {"header-forgeable"},

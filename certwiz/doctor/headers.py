@@ -69,7 +69,9 @@ def _fix(setter: str, passing: str) -> str:
 def header_findings(view: ServerView, upstreams: dict[str, Directive]) -> list[Finding]:
     server = view.block
     identity: set[str] = set()
-    for header in within(server, *(setter for setter, _ in SENDERS.values())):
+    setters = [setter for setter, _ in SENDERS.values()]
+    around = [d for block in server.chain()[1:] for d in block.block or [] if d.name in setters]
+    for header in [*around, *within(server, *setters)]:  # set in http { } counts too
         key = _key(header)
         if key and len(header.args) >= 2 and _IDENTITY_VALUE.search(header.args[1]):
             identity.add(key)
