@@ -5,7 +5,8 @@ or uwsgi application sends the client's own X-Client-Cert-Subject as
 HTTP_X_CLIENT_CERT_SUBJECT unless that module's *_param replaces it. One real nginx,
 one server per case on its own 127.0.0.1 port (each in its own site file doctor reads
 alone), a real SCGI and uwsgi backend here that answers with the HTTP_* parameters it
-received, and a verified client (alice) that sends a forged subject.
+received (and nginx itself as the HTTP/2 backend of grpc_pass, answering the headers it
+got), and a verified client (alice) that sends a forged subject.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from certwiz import ca, doctor, issue
+from certwiz.doctor.headers import SENDERS
 from certwiz.profile import Profile
 from examples.local_nginx import LocalNginx, free_port
 from tests.nginx_support import curl_as, require_curl, require_nginx
@@ -102,7 +104,26 @@ CASES = {
         'uwsgi_param HTTP_X_CLIENT_CERT_SUBJECT "";',
         "uwsgi",
     ),
+    # gRPC: proxy_set_header does not reach grpc_pass either; the backend is nginx (h2c)
+    "grpc-open": ("", "grpc"),
+    "grpc-cleared": (
+        "grpc_set_header X-Client-Verify $ssl_client_verify; "
+        'grpc_set_header X-Client-Cert-Subject "";',
+        "grpc",
+    ),
 }
+
+# An HTTP/2 (h2c) application for grpc_pass: nginx itself, answering the two headers.
+GRPC_BACKEND = """
+server {{
+    listen 127.0.0.1:{port} http2;
+    location / {{
+        default_type application/json;
+        return 200 '{{"HTTP_X_CLIENT_VERIFY": "$http_x_client_verify",
+                     "HTTP_X_CLIENT_CERT_SUBJECT": "$http_x_client_cert_subject"}}';
+    }}
+}}
+"""
 
 
 @dataclass
@@ -159,13 +180,17 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     issue.issue_server(site, APP)
     issue.issue_client(site, "alice")
     backends = {name: backend(name) for name in ("scgi", "uwsgi")}
+    grpc = root / "grpc-backend.conf"
+    targets = {name: f"127.0.0.1:{server.server_address[1]}" for name, server in backends.items()}
+    targets["grpc"] = f"grpc://127.0.0.1:{free_port()}"
+    grpc.write_text(GRPC_BACKEND.format(port=targets["grpc"].rsplit(":", 1)[1]))
     ports, sites = {}, {}
     for case, (own, protocol) in CASES.items():
         ports[case] = free_port()
-        target = f"{protocol}_pass 127.0.0.1:{backends[protocol].server_address[1]}"
+        target = f"{protocol}_pass {targets[protocol]}"
         sites[case] = root / f"{case}.conf"
         sites[case].write_text(site_conf(site, ports[case], own, target))
-    nginx = LocalNginx(root / "nginx", list(sites.values()))
+    nginx = LocalNginx(root / "nginx", [*sites.values(), grpc])
     try:
         nginx.start()
         yield Edge(site, root, ports, sites)
@@ -176,16 +201,17 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             server.server_close()
 
 
-@pytest.mark.parametrize("case", ["scgi-open", "uwsgi-open"])
+@pytest.mark.parametrize("case", ["scgi-open", "uwsgi-open", "grpc-open"])
 def test_a_pass_without_its_own_params_hands_on_the_forged_identity(edge: Edge, case: str) -> None:
     protocol = CASES[case][1]
+    setter = SENDERS[f"{protocol}_pass"][0]
     assert edge.sent(case)[SUBJECT] == "CN=admin"  # proxy_set_header did nothing here
     found = edge.found(case)
     assert (
         sorted((f.id, f.line) for f in found)
         == [("header-forgeable", edge.line(case, f"{protocol}_pass"))] * 2
     )  # x-client-cert-subject and x-client-verify
-    assert all(f"{protocol}_param HTTP_X_CLIENT_VERIFY" in f.fix for f in found)
+    assert all(f"`{setter} " in f.fix for f in found)
     assert "proxy_set_header" not in found[0].fix
 
 
@@ -199,7 +225,7 @@ def test_a_dashed_param_name_replaces_no_header(edge: Edge) -> None:
     assert "x-client-cert-subject" in found[0].message
 
 
-@pytest.mark.parametrize("case", ["scgi-set", "scgi-off", "uwsgi-cleared"])
+@pytest.mark.parametrize("case", ["scgi-set", "scgi-off", "uwsgi-cleared", "grpc-cleared"])
 def test_a_pass_that_sets_or_drops_them_is_clean(edge: Edge, case: str) -> None:
     sent = edge.sent(case)
     assert "admin" not in json.dumps(sent)
@@ -207,6 +233,6 @@ def test_a_pass_that_sets_or_drops_them_is_clean(edge: Edge, case: str) -> None:
         assert sent[SUBJECT] == "CN=alice" and sent[VERIFY] == "SUCCESS"
     if case == "scgi-off":
         assert not any(k.startswith("HTTP_X_CLIENT") for k in sent), sent
-    if case == "uwsgi-cleared":
+    if case in ("uwsgi-cleared", "grpc-cleared"):
         assert sent.get(SUBJECT, "") == "" and sent[VERIFY] == "SUCCESS"  # nginx omits it
     assert edge.found(case) == [], [f.text() for f in edge.found(case)]
