@@ -653,15 +653,18 @@ def serves_tls(pem: bytes) -> bool:
 
 
 def san_hosts(der: bytes) -> set[str]:
-    """The DNS names (in lower case) and IP addresses of the subjectAltName."""
+    """The DNS names (in lower case) and IP addresses (`names.canonical_ip`: a mapped
+    ::ffff:a.b.c.d as a.b.c.d) of the subjectAltName."""
     from cryptography import x509
+
+    from .names import canonical_ip
 
     try:
         sans = certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return set()
     dns = {name.lower() for name in sans.value.get_values_for_type(x509.DNSName)}
-    return dns | {str(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)}
+    return dns | {canonical_ip(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)}
 
 
 def same_public_key(cert_pem: bytes, csr_pem: bytes) -> bool:

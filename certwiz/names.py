@@ -164,15 +164,37 @@ def hosts_overlap(one: str, other: str) -> bool:
     return False
 
 
+def canonical_ip(
+    address: ipaddress.IPv4Address
+    | ipaddress.IPv6Address
+    | ipaddress.IPv4Network
+    | ipaddress.IPv6Network,
+) -> str:
+    """An address as certwiz stores and compares it: ipaddress's canonical text, and an
+    IPv4-mapped IPv6 address (::ffff:10.0.0.1) as the IPv4 address it is (10.0.0.1).
+
+    A mapped address is how a dual-stack socket shows an IPv4 peer; on the wire it is
+    IPv4. Go's x509 writes it into a certificate as the 4-byte IPv4 address and matches
+    the two as one host (so do cfssl, step-ca, Vault and mkcert, built on it): a
+    certificate for ::ffff:10.0.0.1 beside another for 10.0.0.1 would be two valid
+    certificates for one host (attack round 11). OpenSSL compares the bytes, so only
+    the IPv4 form also works for its clients. A network (a malformed SAN of 8 or 32
+    bytes, as cryptography reads it) stays as it is.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 def _ip(value: str) -> str | None:
-    """The address in canonical form; None if `value` is not one.
+    """The address in canonical form (`canonical_ip`); None if `value` is not one.
 
     IPv6 scope ids (fe80::1%eth0) are refused: a certificate cannot hold them.
     """
     if "%" in value:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        return canonical_ip(ipaddress.ip_address(value))
     except ValueError:
         return None
 

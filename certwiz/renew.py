@@ -65,7 +65,13 @@ def _sans(cert: x509.Certificate) -> list[names.San]:
         x509.RFC822Name: "email",
         x509.UniformResourceIdentifier: "URI",
     }
-    return [names.San(kinds[type(g)], str(g.value)) for g in ext.value if type(g) in kinds]
+    return [
+        names.San("IP", names.canonical_ip(g.value))  # as a new one would hold it
+        if isinstance(g, x509.IPAddress)
+        else names.San(kinds[type(g)], str(g.value))
+        for g in ext.value
+        if type(g) in kinds
+    ]
 
 
 def current(profile: Profile, name: str, kind: str) -> Current:

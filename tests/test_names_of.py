@@ -9,6 +9,7 @@ Checked against the certificates (cryptography) and `openssl verify -crl_check`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def test_a_host_gets_one_valid_certificate_unless_shared_on_purpose(cli, profile
         ["-n", "api.example.com"],  # the -n of one is a --san of the other
         ["-n", "b.example.com", "--san", "api.EXAMPLE.com"],
         ["-n", "10.0.0.1"],
+        ["-n", "::ffff:10.0.0.1"],  # IPv4-mapped: the same host (attack round 11)
+        ["-n", "e.example.com", "--san", "::FFFF:a00:1"],
         ["-n", "c.example.com", "--san", "A.example.com"],
         ["-n", "d.example.com", "--san", "*.example.com"],  # a wildcard over a.example.com
     ):
@@ -128,6 +131,38 @@ def test_a_host_gets_one_valid_certificate_unless_shared_on_purpose(cli, profile
     # a revoked certificate covers nothing any more
     assert cli("revoke", "-p", "my-app", "-n", "w.example.org").returncode == 0
     assert server("-n", "x.example.org").returncode == 0
+
+
+def test_an_ipv4_mapped_address_is_stored_and_compared_as_its_ipv4_address(
+    cli, profile, tmp_path: Path
+) -> None:
+    """::ffff:10.0.0.9 is 10.0.0.9 (attack round 11: accepted beside a valid certificate
+    for 10.0.0.9; Go's verifier takes them as one host): a new certificate holds the
+    4-byte IPv4 address, as Go's x509 writes it, and a hand-signed one holding the
+    16-byte mapped form covers the IPv4 host."""
+
+    def ips(name: str) -> list[object]:
+        san = load_cert(profile.cert_path(name)).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+        return san.value.get_values_for_type(x509.IPAddress)
+
+    done = cli("server", "issue", "-p", "my-app", "-n", "::ffff:10.0.0.8", "--san", "::ffff:a00:7")
+    assert done.returncode == 0, done.stderr
+    assert ips("10.0.0.8") == [ipaddress.IPv4Address("10.0.0.8"), ipaddress.IPv4Address("10.0.0.7")]
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("[s]\nextendedKeyUsage = serverAuth\nsubjectAltName = IP:::ffff:10.0.0.9\n")
+    hand_sign(profile.cnf, tmp_path, "edge6", "-extfile", str(ext), "-extensions", "s")
+    held = load_cert(tmp_path / "edge6.pem").extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert held.value.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("::ffff:10.0.0.9")
+    ]
+    for args in (["-n", "10.0.0.9"], ["-n", "g.example.com", "--san", "::ffff:10.0.0.9"]):
+        done = cli("server", "issue", "-p", "my-app", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "10.0.0.9 is already covered by edge6" in done.stderr, done.stderr
 
 
 def test_a_hand_signed_server_covers_its_hosts(cli, profile, tmp_path: Path) -> None:

@@ -241,6 +241,19 @@ CASES: list[Case] = [
     Case("server-ipv6-zone", [*SI, "-n", "fe80::1%eth0"], "name"),
     Case("server-63-label-65-chars", [*SI, "-n", "a" * 63 + ".example"], "name"),
     Case("server-ip-octet-256", [*SI, "-n", "10.0.0.256"], "name"),
+    # an IPv4-mapped IPv6 address is its IPv4 address: 10.9.8.7 has a valid certificate
+    Case(
+        "server-ipv4-mapped-taken",
+        [*SI, "-n", "::ffff:10.9.8.7"],
+        "",
+        says="10.9.8.7 already has a valid certificate",
+    ),
+    Case(
+        "san-ipv4-mapped-taken",
+        [*SI, "-n", "a.local", "--san", "::ffff:a09:807"],
+        "",
+        says="10.9.8.7 is already covered by 10.9.8.7",
+    ),
     # --san: config injection into the extension file, wildcards, schemes
     Case(
         "san-inject-section",
@@ -660,7 +673,8 @@ CASES: list[Case] = [
 @pytest.fixture(scope="module")
 def base(victim: Profile) -> Path:
     """The directory above the home, with passphrase files of every broken kind, and a
-    revoked server certificate (gone.example.com) next to the victim's valid ones."""
+    revoked server certificate (gone.example.com) next to the victim's valid ones, and a
+    valid one for the IP address 10.9.8.7."""
     root = victim.home.parent
     (root / "short.pass").write_text("abc\n")
     (root / "short.pass").chmod(0o600)  # a secret file: only ours
@@ -678,6 +692,7 @@ def base(victim: Profile) -> Path:
     (root / "taken.csv").write_bytes(header + b"bot-1,,,\nwww.example.com,,,\n")
     issue.issue_server(victim, "gone.example.com")
     revoke.revoke(victim, name="gone.example.com")
+    issue.issue_server(victim, "10.9.8.7")
     return root
 
 
