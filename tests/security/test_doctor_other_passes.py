@@ -4,7 +4,7 @@ proxy_set_header applies to proxy_pass only: a location that hands requests to a
 or uwsgi application sends the client's own X-Client-Cert-Subject as
 HTTP_X_CLIENT_CERT_SUBJECT unless that module's *_param replaces it. One real nginx,
 one server per case on its own 127.0.0.1 port (each in its own site file doctor reads
-alone), a real SCGI and uwsgi backend here that answers with the HTTP_* parameters it
+alone), a real SCGI, uwsgi and FastCGI backend here that answers with the HTTP_* parameters it
 received (and nginx itself as the HTTP/2 backend of grpc_pass, answering the headers it
 got), and a verified client (alice) that sends a forged subject.
 """
@@ -59,23 +59,66 @@ def _uwsgi(stream: socketserver.StreamRequestHandler) -> dict[str, str]:
     return out
 
 
+def _record(kind: int, content: bytes) -> bytes:
+    """One FastCGI record of request 1 (what nginx sends)."""
+    return struct.pack(">BBHHBB", 1, kind, 1, len(content), 0, 0) + content
+
+
+def _fastcgi(stream: socketserver.StreamRequestHandler) -> dict[str, str]:
+    """A FastCGI request's parameters: PARAMS records (type 4) up to an empty one, each
+    a run of name-value pairs whose lengths take 1 byte, or 4 with the top bit set; then
+    the request body (STDIN, type 5) up to an empty record."""
+    params, done = b"", False
+    while not done:
+        _, kind, _, size, padding, _ = struct.unpack(">BBHHBB", stream.rfile.read(8))
+        content = stream.rfile.read(size + padding)[:size]
+        params += content if kind == 4 else b""
+        done = kind == 5 and size == 0
+    out, at = {}, 0
+
+    def length() -> int:
+        nonlocal at
+        if params[at] < 128:
+            at += 1
+            return params[at - 1]
+        at += 4
+        return int(struct.unpack_from(">I", params, at - 4)[0]) & 0x7FFFFFFF
+
+    while at < len(params):
+        n, v = length(), length()
+        out[params[at : at + n].decode()] = params[at + n : at + n + v].decode()
+        at += n + v
+    return out
+
+
 class _Backend(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
 
+# protocol -> (read a request's parameters, frame the answer)
+PROTOCOLS = {
+    "scgi": (_scgi, lambda answer: b"Status: 200 OK\r\n" + answer),
+    "uwsgi": (_uwsgi, lambda answer: b"HTTP/1.0 200 OK\r\n" + answer),
+    "fastcgi": (
+        _fastcgi,
+        lambda answer: (
+            _record(6, b"Status: 200 OK\r\n" + answer) + _record(6, b"") + _record(3, bytes(8))
+        ),  # END_REQUEST: request complete
+    ),
+}
+
+
 def backend(protocol: str) -> _Backend:
     """An application of PROTOCOL on a free 127.0.0.1 port: it answers the HTTP_*
     parameters (the request headers, as a CGI app reads them) as JSON."""
-    read, status = (
-        (_scgi, b"Status: 200 OK") if protocol == "scgi" else (_uwsgi, b"HTTP/1.0 200 OK")
-    )
+    read, frame = PROTOCOLS[protocol]
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             params = {k: v for k, v in read(self).items() if k.startswith("HTTP_")}
-            self.wfile.write(status + b"\r\nContent-Type: application/json\r\n\r\n")
-            self.wfile.write(json.dumps(params).encode())
+            answer = b"Content-Type: application/json\r\n\r\n" + json.dumps(params).encode()
+            self.wfile.write(frame(answer))
 
     server = _Backend(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -103,6 +146,13 @@ CASES = {
         "uwsgi_param HTTP_X_CLIENT_VERIFY $ssl_client_verify; "
         'uwsgi_param HTTP_X_CLIENT_CERT_SUBJECT "";',
         "uwsgi",
+    ),
+    "fastcgi-open": ("include /etc/nginx/fastcgi_params;", "fastcgi"),
+    "fastcgi-set": (
+        "include /etc/nginx/fastcgi_params; "
+        "fastcgi_param HTTP_X_CLIENT_VERIFY $ssl_client_verify; "
+        "fastcgi_param HTTP_X_CLIENT_CERT_SUBJECT $ssl_client_s_dn;",
+        "fastcgi",
     ),
     # gRPC: proxy_set_header does not reach grpc_pass either; the backend is nginx (h2c)
     "grpc-open": ("", "grpc"),
@@ -179,7 +229,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     site = ca.init("site", root / "certs")
     issue.issue_server(site, APP)
     issue.issue_client(site, "alice")
-    backends = {name: backend(name) for name in ("scgi", "uwsgi")}
+    backends = {name: backend(name) for name in PROTOCOLS}
     grpc = root / "grpc-backend.conf"
     targets = {name: f"127.0.0.1:{server.server_address[1]}" for name, server in backends.items()}
     targets["grpc"] = f"grpc://127.0.0.1:{free_port()}"
@@ -201,7 +251,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             server.server_close()
 
 
-@pytest.mark.parametrize("case", ["scgi-open", "uwsgi-open", "grpc-open"])
+@pytest.mark.parametrize("case", ["scgi-open", "uwsgi-open", "fastcgi-open", "grpc-open"])
 def test_a_pass_without_its_own_params_hands_on_the_forged_identity(edge: Edge, case: str) -> None:
     protocol = CASES[case][1]
     setter = SENDERS[f"{protocol}_pass"][0]
@@ -225,11 +275,13 @@ def test_a_dashed_param_name_replaces_no_header(edge: Edge) -> None:
     assert "x-client-cert-subject" in found[0].message
 
 
-@pytest.mark.parametrize("case", ["scgi-set", "scgi-off", "uwsgi-cleared", "grpc-cleared"])
+@pytest.mark.parametrize(
+    "case", ["scgi-set", "scgi-off", "uwsgi-cleared", "fastcgi-set", "grpc-cleared"]
+)
 def test_a_pass_that_sets_or_drops_them_is_clean(edge: Edge, case: str) -> None:
     sent = edge.sent(case)
     assert "admin" not in json.dumps(sent)
-    if case == "scgi-set":
+    if case in ("scgi-set", "fastcgi-set"):
         assert sent[SUBJECT] == "CN=alice" and sent[VERIFY] == "SUCCESS"
     if case == "scgi-off":
         assert not any(k.startswith("HTTP_X_CLIENT") for k in sent), sent
