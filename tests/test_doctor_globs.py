@@ -9,6 +9,7 @@ order) and by doctor's reader: both must load exactly the expected files, in ord
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -111,8 +112,14 @@ def test_a_directory_that_matches_fails_in_nginx_and_doctor(tree: Path) -> None:
         doctor_loads(tree)
 
 
-def test_a_collating_symbol_is_refused_not_guessed(tree: Path) -> None:
+@pytest.mark.parametrize("pattern", [b"w/d/[[.a.]]*.conf", b"w/latin/caf\xe9*.conf"])
+def test_a_glob_doctor_cannot_read_exactly_is_refused_not_guessed(
+    tree: Path, pattern: bytes
+) -> None:
+    """A collating symbol; a Latin-1 name (nginx globs the bytes, doctor read U+FFFD)."""
+    (tree / "w" / "latin").mkdir(exist_ok=True)  # not in d/: the table's files stay
+    (tree / "w" / "latin" / os.fsdecode(b"caf\xe9.conf")).touch()
     main = tree / "nginx.conf"
-    main.write_text("events {}\nhttp {\n    include w/d/[[.a.]]*.conf;\n}\n")
+    main.write_bytes(b"events {}\nhttp {\n    include " + pattern + b";\n}\n")
     with pytest.raises(InputError, match=r"nginx-conf: .*:3: include .*cannot expand"):
         doctor_loads(tree)

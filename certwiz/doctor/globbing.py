@@ -22,7 +22,8 @@ What this matcher does, each rule checked against `nginx -T` on Debian 12
 Written here rather than calling glob(3) through ctypes: glob_t's layout differs between
 C libraries (glibc, musl, the BSDs), and doctor must read a Linux nginx's config the way
 that nginx does wherever it runs. Collating symbols and equivalence classes (`[[.a.]]`,
-`[[=a=]]`) are refused: doctor would have to guess.
+`[[=a=]]`), and a pattern with bytes that are not UTF-8 (doctor reads the config as
+UTF-8), are refused: doctor would have to guess, and could miss a file nginx loads.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def compile_component(pattern: bytes) -> re.Pattern[bytes]:
 
 def expand(pattern: str) -> list[Path]:
     """The paths glob(3) returns for PATTERN with flags 0, sorted as nginx gets them."""
+    if "\ufffd" in pattern:  # conf.py read bytes that are not UTF-8: not nginx's bytes
+        raise Unsupported("a pattern with bytes that are not UTF-8")
     raw = os.fsencode(pattern)
     found = [b"/" if raw.startswith(b"/") else b""]
     for component in [c for c in raw.split(b"/") if c]:
