@@ -20,6 +20,8 @@ from certwiz.doctor import conf as doctor_conf
 from certwiz.errors import InputError
 from tests.nginx_support import require_nginx
 
+pytestmark = pytest.mark.nginx
+
 NAMES = ["a", "B", "_k", ".h", "^x", "!y", "]z", "-m", "[x]", "c\\d", "é"]
 
 # pattern (from the prefix) -> the files nginx loads, in its order
