@@ -317,12 +317,20 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+# The shortcut reads a certificate in about 50 us, cryptography in about 17 us once imported
+# (about 80 ms): `list` takes the first kinds by the shortcut, then the rest by cryptography.
+_KINDS_BY_SHORTCUT = [2000]
+
+
 def kind_of(pem: bytes) -> str:
     """'ca', 'server', 'client', 'server+client', 'other' (no EKU) or 'unknown' (unreadable)."""
     try:
         der = pem_to_der(pem)
     except DERError:
         return "unknown"
+    if _KINDS_BY_SHORTCUT[0] <= 0:
+        return _kind_of(der)
+    _KINDS_BY_SHORTCUT[0] -= 1
     shape = _shape(der)
     if shape is not None:  # the shapes openssl writes for certwiz: no cryptography
         if shape.is_ca():

@@ -11,6 +11,7 @@ import fnmatch
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from itertools import chain, repeat
 
 from . import database, der, durations, grace, names
 from .errors import InputError, StateError
@@ -340,16 +341,19 @@ def certificates(
     pending = grace.read(profile)
     horizon = now + where.expiring if where.expiring is not None else None
     found = []
-    levels = [(profile, e) for e in database.read(profile.index)]
+    entries = database.read(profile.index)
     newcerts = str(profile.newcerts)
-    if with_root:
-        levels += [(profile.root, e) for e in root_signed(profile)]
+    root = root_signed(profile) if with_root else []
     # --expiring keeps valid certificates only: V and not_after in (now, horizon], compared
     # as text first (most of 100,000 entries fail here), then as status says.
-    window = (database.sortable(now), database.sortable(horizon)) if horizon else None
+    if horizon is not None:
+        since, by = database.sortable(now), database.sortable(horizon)
+        entries = [e for e in entries if e.flag == "V" and since < e.until <= by]
+        root = [e for e in root if e.flag == "V" and since < e.until <= by]
+    levels: Iterable[tuple[Profile, database.Entry]] = zip(repeat(profile), entries)
+    if root:  # no (level, entry) pair built ahead for 100,000 entries
+        levels = chain(levels, zip(repeat(profile.root), root))
     for level, entry in levels:
-        if window is not None and not (entry.flag == "V" and window[0] < entry.until <= window[1]):
-            continue
         status = _status(entry, pending, now)
         if where.status is not None and status != where.status:
             continue

@@ -85,11 +85,17 @@ def test_the_shortcut_knows_what_certwiz_issues(certs: dict[str, bytes]) -> None
         assert der._shape(der.pem_to_der(certs[name])) is not None, name
 
 
-def test_every_answer_is_cryptographys(certs: dict[str, bytes]) -> None:
+def test_every_answer_is_cryptographys(
+    certs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, pem in certs.items():
         data = der.pem_to_der(pem)
         assert _agrees(data), name
         assert der.kind_of(pem) == der._kind_of(data), name
+    monkeypatch.setattr(der, "_KINDS_BY_SHORTCUT", [1])  # thousands listed: cryptography
+    kinds = [der.kind_of(pem) for pem in certs.values()]
+    assert kinds == [der._kind_of(der.pem_to_der(pem)) for pem in certs.values()]
+    assert der._KINDS_BY_SHORTCUT == [0]
 
 
 def test_damaged_copies_are_declined_or_read_alike(certs: dict[str, bytes]) -> None:
