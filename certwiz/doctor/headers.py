@@ -111,14 +111,15 @@ def _sent_headers(passing: Directive, server: Directive, identity: set[str]) -> 
             )
     if switch is not None and first_arg(at.inherited(switch)) == "off":
         return out  # no header of the client's is sent at all
-    replaced = {_replaces(h) for h in effective}
-    for key in sorted(identity - replaced):
+    missing = sorted(identity - {_replaces(h) for h in effective})
+    if missing:  # one finding per pass, naming every header it lets through
+        names = ", ".join(key.replace("_", "-") for key in missing)
         out.append(
             make(
                 "header-forgeable",
                 passing.where,
-                f"this {passing.name} does not set {key.replace('_', '-')} with {setter} "
-                "(it is set elsewhere in the server), so the client's own header passes through",
+                f"this {passing.name} does not set {names} with {setter} (set elsewhere "
+                "for this server), so the client's own header passes through",
                 fix,
             )
         )
