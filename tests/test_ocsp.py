@@ -70,24 +70,23 @@ def start_responder(
     port = port or free_port()
     env = clean_env(home)
     start = certwiz_argv("certwiz.ocsp.server", settings)
-    proc = subprocess.Popen(
-        [sys.executable, *start, "ocsp", "serve", "-p", profile, "--listen", f"127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    log = home.parent / f"ocsp-{port}.log"  # a file: a pipe nobody reads would fill and block
+    with log.open("w") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, *start, "ocsp", "serve", "-p", profile, "--listen",
+             f"127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
+        )  # fmt: skip
     assert proc.stdout is not None
     line = proc.stdout.readline()  # printed once it listens
-    assert "OCSP responder for profile" in line, (line, proc.stderr.read() if proc.stderr else "")
+    assert "OCSP responder for profile" in line, (line, log.read_text())
     return Responder(proc, port, home / profile / "ocsp.pid")
 
 
 def query(profile: Profile, cert: Path, url: str) -> str:
     """Real `openssl ocsp` as the client; returns good/revoked/unknown for CERT."""
     out = openssl("ocsp", "-issuer", str(profile.ca_cert), "-cert", str(cert), "-url", url,
-                  "-CAfile", str(profile.ca_cert), check=False)  # fmt: skip
+                  "-CAfile", str(profile.ca_cert), "-timeout", "20", check=False)  # fmt: skip
     assert "Response verify OK" in out.stderr + out.stdout, out.stderr
     return out.stdout.split(f"{cert}: ", 1)[1].split()[0]
 
@@ -402,6 +401,81 @@ def _curl(home: Path, site: Profile, port: int, name: str) -> int:
     )
     assert result.returncode == 0, result.stderr
     return result.status
+
+
+# One local process sending whole requests as fast as it can, each on a new connection
+# closed at once (attack round 11, F3): half of them about a profile's certificate, half
+# about made-up serials of the same CA (the attacker's script, bounded in time).
+FLOOD = """
+import asyncio, os, sys, time
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+port, seconds, template = int(sys.argv[1]), float(sys.argv[2]), open(sys.argv[3], "rb").read()
+own = ocsp.load_der_ocsp_request(template)
+def post(der):
+    head = b"POST / HTTP/1.0\\r\\nContent-Type: application/ocsp-request\\r\\n"
+    return head + b"Content-Length: %d\\r\\n\\r\\n" % len(der) + der
+def made_up():
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        own.issuer_name_hash, own.issuer_key_hash, int.from_bytes(os.urandom(8), "big"),
+        own.hash_algorithm)
+    return post(builder.build().public_bytes(Encoding.DER))
+async def one(message):
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(message)
+        await writer.drain()
+        writer.close()
+    except OSError:
+        pass
+async def main():
+    end, sent, mine = time.time() + seconds, 0, post(template)
+    while time.time() < end:
+        await asyncio.gather(*[one(mine if i % 2 else made_up()) for i in range(200)])
+        sent += 200
+        print(sent, flush=True)
+asyncio.run(main())
+"""
+
+
+def test_a_flood_of_whole_requests_cannot_lock_nginx_out(
+    home: Path, site: Profile, stack: tuple[LocalNginx, Responder, int]
+) -> None:
+    """Attack round 11, F3: a local process sending whole requests (300 connections at a
+    time, each closed once sent) took every slot and an unbounded queue of openssl runs:
+    7 of 10 `openssl ocsp -timeout 3` timed out and NGINX handshakes took 6-16 s or
+    failed. Now answers about the profile's certificates come from a cache the index
+    invalidates, made-up serials wait in a short queue of their own and are dropped when
+    their client has gone: during a flood NGINX admits a valid client and refuses one
+    revoked meanwhile, and openssl's queries are answered (generous bounds, no timing)."""
+    from certwiz.ocsp import MAX_PARALLEL
+
+    _server, responder, port = stack
+    issue.issue_client(site, "erin")
+    assert _curl(home, site, port, "erin") == 200
+    template = home.parent / "carol.ocsp-request"
+    openssl("ocsp", "-issuer", str(site.ca_cert), "-cert", str(site.cert_path("carol")),
+            "-no_nonce", "-reqout", str(template))  # fmt: skip
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(responder.port), "8",
+                              str(template)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert _curl(home, site, port, "carol") == 200
+        assert query(site, site.cert_path("erin"), responder.url) == "good"
+        revoked = invoke(home, "revoke", "-p", "site", "-n", "erin")
+        assert revoked.returncode == 0, revoked.stderr
+        assert query(site, site.cert_path("erin"), responder.url) == "revoked"  # not cached
+        assert _curl(home, site, port, "erin") == 400
+        for _ in range(3):
+            assert _curl(home, site, port, "carol") == 200
+            assert query(site, site.cert_path("carol"), responder.url) == "good"
+        assert thread_count(responder.proc.pid) <= MAX_PARALLEL + 4
+        assert flood.poll() is None, flood.communicate()  # all of it happened during the flood
+    finally:
+        flood.kill()  # by its pid
+        out, err = flood.communicate()
+    assert int(out.split()[-1]) >= 1000, err  # it did flood
+    assert query(site, site.cert_path("carol"), responder.url) == "good"
 
 
 def test_e2e_revoked_client_refused_without_reload_then_fail_closed(

@@ -1,15 +1,16 @@
-"""The responder's HTTP side: bound only to the address given, one `openssl ocsp`
-per request (through certwiz.openssl), a pid file, and a clean stop on SIGTERM.
+"""The responder's HTTP side: bound only to the address given, `openssl ocsp` (through
+certwiz.openssl) for what is not cached, a pid file, and a clean stop on SIGTERM.
 
 Connections are read by one asyncio loop, not by a thread each: an idle or slow
 connection costs a socket and no thread, and is closed when its whole request has not
 arrived within READ_TIMEOUT. At most MAX_CONNECTIONS are open at once; a new one closes
-the oldest still being read. A request read whole goes to a pool of MAX_PARALLEL threads
-(one `openssl ocsp` each). Before (attack round 10, F16) every connection had a thread
-and no timeout: idle local connections piled up threads forever, and the responder,
-which NGINX needs for every handshake (it fails closed), could be exhausted by any
-local user.
-"""
+the oldest of the address holding the most. Answers about the profile's certificates
+come from a cache (`_Answers`) or one openssl run per question; other requests wait in
+a short queue of their own; openssl runs in a pool of MAX_PARALLEL threads (+1 for the
+others). Before (attack round 10, F16) every connection had a thread and no timeout;
+then (round 11, F3) every whole request queued an openssl run, unbounded, even for a
+client that had left: any local user could exhaust the responder NGINX needs for every
+handshake (it fails closed)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ import fcntl
 import io
 import os
 import signal
+import socket
 import sys
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from .. import check
+from cryptography.hazmat.primitives import serialization
+
+from .. import check, database
 from ..errors import CertwizError, InputError, StateError
 from ..profile import Profile
 from . import (
@@ -42,11 +48,18 @@ from . import (
     answer,
     check_ready,
     default_pid_file,
+    responder_cert,
+    responder_key,
 )
 
 READ_TIMEOUT = 10.0  # seconds for a whole request (NGINX and openssl send theirs at once)
-MAX_CONNECTIONS = 256  # open at once; a new one closes the oldest still being read
+MAX_CONNECTIONS = 256  # open at once; a new one closes the oldest of the busiest address
 MAX_HEAD = 128 * 1024  # request line and headers (a GET carries the request in its path)
+BACKLOG = 4096  # connections the kernel holds until accepted (asyncio's 100 dropped SYNs)
+ACCEPT_BATCH = 64  # accepted per turn of the loop (below MAX_CONNECTIONS: none closed at once)
+CACHE_SECONDS = 60.0  # an answer is reused at most this long (and a fifth of nextUpdate)
+MAX_CACHED = 4096  # answers kept (the least recently used go first)
+MAX_OTHERS = 16  # requests about other certificates waiting for openssl; more get 503
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,8 @@ class _Settings:
 
 class _Handler(BaseHTTPRequestHandler):
     """http.server's parsing and replies, on a request already read whole (RAW) and
-    into a buffer (`output`): the socket is the event loop's, never a thread's."""
+    into a buffer: the socket is the event loop's, never a thread's. After parsing,
+    `request` is the DER OCSP request, or None and `output` is the refusal (4xx)."""
 
     server: Any  # the _Settings (BaseHTTPRequestHandler's name for it)
     protocol_version = "HTTP/1.0"
@@ -66,6 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def __init__(self, raw: bytes, peer: tuple[str, int], settings: _Settings) -> None:
         self.raw = raw
+        self.request_der: bytes | None = None
         self.output = b""
         super().__init__(None, peer, settings)  # type: ignore[arg-type]
 
@@ -80,50 +95,43 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
-            self._fail(411, "Content-Length required")
+            self.fail(411, "Content-Length required")
             return
         if not 0 < length <= MAX_REQUEST:
-            self._fail(413, f"an OCSP request is at most {MAX_REQUEST} bytes")
+            self.fail(413, f"an OCSP request is at most {MAX_REQUEST} bytes")
             return
-        self._respond(self.rfile.read(length))
+        self.request_der = self.rfile.read(length)
 
     def do_GET(self) -> None:
         encoded = unquote(self.path.lstrip("/"))
         if not encoded or len(encoded) > MAX_REQUEST * 2:
-            self._fail(400, "GET /BASE64-OF-DER-REQUEST (RFC 6960 A.1)")
+            self.fail(400, "GET /BASE64-OF-DER-REQUEST (RFC 6960 A.1)")
             return
         try:
-            request = base64.b64decode(encoded, validate=True)
+            self.request_der = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            self._fail(400, "the path is not base64")
-            return
-        self._respond(request)
+            self.fail(400, "the path is not base64")
 
-    def _respond(self, request: bytes) -> None:
-        settings: _Settings = self.server
-        try:
-            body = answer(settings.profile, request, settings.next_update_minutes)
-        except InputError as exc:
-            self._fail(400, exc.rule)
-            return
-        except CertwizError as exc:  # openssl could not parse or sign
-            self._fail(400 if "request" in str(exc).lower() else 500, "no OCSP response")
-            self.log_message("openssl failed: %s", exc)
-            return
+    def respond(self, body: bytes) -> bytes:
+        """The reply carrying the DER OCSP response BODY."""
+        self.wfile = self._out = io.BytesIO()
         self.send_response(200)
         self.send_header("Content-Type", CONTENT_TYPE_RESPONSE)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
+        return self._out.getvalue()
 
-    def _fail(self, status: int, text: str) -> None:
+    def fail(self, status: int, text: str) -> bytes:
+        self.wfile = self._out = io.BytesIO()
         data = (text + "\n").encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        return self._out.getvalue()
 
     def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write(f"certwiz ocsp: {self.address_string()} {format % args}\n")
@@ -155,44 +163,258 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
         return head + exc.partial
 
 
+class Busy(Exception):
+    """Too many requests about other certificates wait already (503)."""
+
+
+def _inputs(profile: Profile) -> tuple[str, ...]:
+    """What every answer depends on: the index, the CA certificate that signs leaves,
+    the responder's certificate and key."""
+    paths = (profile.index, profile.signing_cert, responder_cert(profile), responder_key(profile))
+    return tuple(str(path) for path in paths)
+
+
+def _state(paths: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """The files of PATHS (`_inputs`) as they are now: a change to any of them (a
+    revocation rewrites index.txt) is a new state, so it reaches the very next answer."""
+    found: list[tuple[int, ...]] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            found.append((0,))
+            continue
+        found.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(found)
+
+
+@dataclass
+class _Job:
+    """One `openssl ocsp` run that requests with the same key wait for together."""
+
+    gone: list[Callable[[], bool]]
+    done: asyncio.Future[bytes | None]
+
+
+class _Answers:
+    """Signed answers, cached per certificate asked about until the state (`_state`)
+    changes or CACHE_SECONDS pass: answering the same question again costs a dict look-up
+    on the event loop, not an openssl run, so a local flood of requests costs its sender
+    as much as the responder (attack round 11, F3).
+
+    A request about ONE certificate of the profile (its serial in index.txt, the issuer
+    hashes of the CA that signs leaves: what NGINX sends) is answered from the cache or
+    by one openssl run that every request with the same question waits for; its nonce
+    is not echoed (RFC 5019: answers made once for many). Every other request (another
+    CA's or an unknown serial, several certificates) is answered by openssl as it came,
+    one at a time, at most MAX_OTHERS waiting (more get 503), and skipped when its
+    client has gone: a flood of made-up serials cannot delay the profile's own.
+    """
+
+    def __init__(self, settings: _Settings, pool: ThreadPoolExecutor) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.inputs = _inputs(settings.profile)  # paths built once: a request costs 4 stats
+        self.lifetime = min(CACHE_SECONDS, settings.next_update_minutes * 60 / 5)
+        self.state: tuple[tuple[int, ...], ...] | None = None
+        self.known: frozenset[int] = frozenset()  # serials of index.txt
+        self.ours: frozenset[tuple[str, bytes, bytes]] = frozenset()  # issuer hashes
+        self.loading: asyncio.Future[None] | None = None
+        self.cache: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
+        self.keys: dict[bytes, bytes | None] = {}  # request as sent -> `_own`'s key
+        self.pending: dict[bytes, _Job] = {}
+        self.own_slots = asyncio.Semaphore(MAX_PARALLEL)
+        self.other_slot = asyncio.Semaphore(1)
+        self.others = 0
+
+    def _load(self) -> tuple[frozenset[int], frozenset[tuple[str, bytes, bytes]]]:
+        """The serials of index.txt and the issuer hashes of the CA (a thread's work)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509 import ocsp as x509_ocsp
+
+        profile = self.settings.profile
+        known = frozenset(e.serial_int for e in database.read(profile.index))
+        ours: set[tuple[str, bytes, bytes]] = set()
+        with contextlib.suppress(OSError, ValueError):
+            ca = x509.load_pem_x509_certificate(profile.signing_cert.read_bytes())
+            for algorithm in (hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()):
+                built = x509_ocsp.OCSPRequestBuilder().add_certificate(ca, ca, algorithm).build()
+                ours.add((algorithm.name, built.issuer_name_hash, built.issuer_key_hash))
+        return known, frozenset(ours)
+
+    async def _current(self) -> tuple[tuple[int, ...], ...]:
+        """The state now; the serials and hashes loaded for it (once, by one thread)."""
+        state = _state(self.inputs)
+        while state != self.state:
+            if self.loading is None:
+                self.loading = asyncio.get_running_loop().create_future()
+                loading = self.loading
+                try:
+                    loaded = await asyncio.get_running_loop().run_in_executor(self.pool, self._load)
+                    self.known, self.ours = loaded
+                    self.state = state
+                    self.cache.clear()
+                    self.keys.clear()
+                finally:
+                    self.loading = None
+                    loading.set_result(None)
+            else:
+                await asyncio.shield(self.loading)
+            state = _state(self.inputs)
+        return state
+
+    def _own(self, request: bytes) -> bytes | None:
+        """The request rebuilt about its one certificate (no nonce, no extensions) when
+        it asks about one certificate of the profile; else None."""
+        from cryptography.x509 import ocsp as x509_ocsp
+
+        try:
+            parsed = x509_ocsp.load_der_ocsp_request(request)
+            issuer = (parsed.hash_algorithm.name, parsed.issuer_name_hash, parsed.issuer_key_hash)
+            if issuer not in self.ours or parsed.serial_number not in self.known:
+                return None
+            canonical = x509_ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+                parsed.issuer_name_hash,
+                parsed.issuer_key_hash,
+                parsed.serial_number,
+                parsed.hash_algorithm,
+            )
+            return canonical.build().public_bytes(serialization.Encoding.DER)
+        except (ValueError, TypeError):  # not one request cryptography reads: openssl's
+            return None
+
+    async def answer(self, request: bytes, gone: Callable[[], bool]) -> bytes | None:
+        """The DER response to REQUEST; None when its client went away before its turn.
+        Busy when too many other requests wait; openssl's errors as `ocsp.answer`'s."""
+        state = await self._current()
+        if request in self.keys:
+            key = self.keys[request]
+        else:
+            key = self.keys[request] = self._own(request)
+            if len(self.keys) > MAX_CACHED:
+                self.keys.clear()  # made-up requests: start again rather than grow
+        if key is None:
+            return await self._other(request, gone)
+        now = time.monotonic()
+        cached = self.cache.get(key)
+        if cached is not None and now - cached[0] < self.lifetime:
+            self.cache.move_to_end(key)
+            return cached[1]
+        job = self.pending.get(key)
+        if job is None:
+            job = _Job([], asyncio.get_running_loop().create_future())
+            self.pending[key] = job
+            asyncio.get_running_loop().create_task(self._run(key, job, state))
+        job.gone.append(gone)
+        return await asyncio.shield(job.done)
+
+    async def _run(self, key: bytes, job: _Job, state: tuple[tuple[int, ...], ...]) -> None:
+        try:
+            async with self.own_slots:
+                if all(gone() for gone in job.gone):
+                    body = None  # nobody waits for it any more
+                else:
+                    body = await asyncio.get_running_loop().run_in_executor(
+                        self.pool, self._sign, key
+                    )
+        except Exception as exc:  # openssl's: every waiter gets it
+            self.pending.pop(key, None)
+            job.done.set_exception(exc)
+            return
+        self.pending.pop(key, None)
+        if body is not None and state == self.state:  # not if the index changed meanwhile
+            self.cache[key] = (time.monotonic(), body)
+            while len(self.cache) > MAX_CACHED:
+                self.cache.popitem(last=False)
+        job.done.set_result(body)
+
+    async def _other(self, request: bytes, gone: Callable[[], bool]) -> bytes | None:
+        if self.others >= MAX_OTHERS:
+            raise Busy
+        self.others += 1
+        try:
+            async with self.other_slot:
+                if gone():
+                    return None
+                return await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self._sign, request
+                )
+        finally:
+            self.others -= 1
+
+    def _sign(self, request: bytes) -> bytes:
+        return answer(self.settings.profile, request, self.settings.next_update_minutes)
+
+
 class _Responder:
-    """The event loop's side: connections in, whole requests to the pool, replies out."""
+    """The event loop's side: connections in, requests answered, replies out."""
 
     def __init__(self, settings: _Settings) -> None:
         self.settings = settings
-        self.pool = ThreadPoolExecutor(MAX_PARALLEL, thread_name_prefix="certwiz-ocsp")
-        self.open: dict[asyncio.StreamWriter, bool] = {}  # oldest first; True: being read
+        self.pool = ThreadPoolExecutor(MAX_PARALLEL + 1, thread_name_prefix="certwiz-ocsp")
+        self.answers = _Answers(settings, self.pool)
+        # per peer address, its connections oldest first: being read, and waiting for
+        # their answer (O(1) to find whom to close: a flood must not make each accept slow)
+        self.reading: dict[str, OrderedDict[asyncio.StreamWriter, None]] = {}
+        self.waiting: dict[str, OrderedDict[asyncio.StreamWriter, None]] = {}
+        self.count = Counter[str]()
 
-    def _make_room(self) -> bool:
-        """Close the oldest connection still being read when MAX_CONNECTIONS are open;
-        False when every open one is already answered (the new one is then closed)."""
-        if len(self.open) < MAX_CONNECTIONS:
-            return True
-        for writer, reading in self.open.items():
-            if reading:
-                writer.transport.abort()
-                del self.open[writer]
+    def _add(self, table: dict[str, OrderedDict[asyncio.StreamWriter, None]], peer: str,
+             writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        table.setdefault(peer, OrderedDict())[writer] = None
+        self.count[peer] += 1
+
+    def _drop(self, peer: str, writer: asyncio.StreamWriter) -> bool:
+        """Forget WRITER; False if it was already closed for a newer connection."""
+        for table in (self.reading, self.waiting):
+            mine = table.get(peer)
+            if mine is not None and writer in mine:
+                del mine[writer]
+                if not mine:
+                    del table[peer]
+                self.count[peer] -= 1
                 return True
         return False
 
-    def _answer(self, raw: bytes, peer: tuple[str, int]) -> bytes:
-        return _Handler(raw, peer, self.settings).output
+    def is_open(self, peer: str, writer: asyncio.StreamWriter) -> bool:
+        return writer in self.reading.get(peer, ()) or writer in self.waiting.get(peer, ())
+
+    def _make_room(self) -> None:
+        """When MAX_CONNECTIONS are open, close the oldest connection of the address that
+        holds the most (one still being read first, else one waiting for its answer): a
+        flood from one address costs that address its own connections, never another's.
+        On the loopback every local process shares one address; there the oldest goes,
+        and the answers' cache keeps every turn short."""
+        if self.count.total() < MAX_CONNECTIONS:
+            return
+        busiest = max(self.count, key=self.count.__getitem__)
+        table = self.reading if busiest in self.reading else self.waiting
+        writer = next(iter(table[busiest]))
+        self._drop(busiest, writer)
+        writer.transport.abort()
+
+    def close_all(self) -> None:
+        for table in (self.reading, self.waiting):
+            for mine in table.values():
+                for writer in mine:
+                    writer.transport.abort()
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._make_room():
-            writer.transport.abort()
-            return
-        self.open[writer] = True
+        peer = writer.get_extra_info("peername") or ("unix", 0)
+        address = str(peer[0])
+        self._make_room()
+        self._add(self.reading, address, writer)
         sent = False
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 raw = await _read_request(reader)
-            if writer not in self.open:  # closed for a newer connection meanwhile
+            if not self._drop(address, writer):  # closed for a newer connection meanwhile
                 return
-            self.open[writer] = False
-            peer = writer.get_extra_info("peername") or ("unix", 0)
-            loop = asyncio.get_running_loop()
-            reply = await loop.run_in_executor(self.pool, self._answer, raw, peer[:2])
+            self._add(self.waiting, address, writer)
+            reply = await self._reply(raw, peer[:2], reader, writer)
+            if reply is None or not self.is_open(address, writer):
+                return
             writer.write(reply)
             async with asyncio.timeout(READ_TIMEOUT):
                 await writer.drain()
@@ -200,11 +422,37 @@ class _Responder:
         except (TimeoutError, OSError, asyncio.LimitOverrunError, ValueError):
             pass  # too slow, too large a head, or gone: closed without an answer
         finally:
-            self.open.pop(writer, None)
+            self._drop(address, writer)
             if sent:
                 writer.close()  # after the reply
             else:
                 writer.transport.abort()  # nothing waits to be sent to a client not reading
+
+    async def _reply(
+        self,
+        raw: bytes,
+        peer: tuple[str, int],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bytes | None:
+        """The bytes to send for RAW, or None when its client has gone meanwhile."""
+        handler = _Handler(raw, peer, self.settings)
+        if handler.request_der is None:
+            return handler.output  # refused while parsing (4xx)
+
+        def gone() -> bool:  # a client that closed (or was closed) waits for nothing
+            return reader.at_eof() or writer.transport.is_closing()
+
+        try:
+            body = await self.answers.answer(handler.request_der, gone)
+        except Busy:
+            return handler.fail(503, "busy: too many requests about other certificates")
+        except InputError as exc:
+            return handler.fail(400, exc.rule)
+        except CertwizError as exc:  # openssl could not parse or sign
+            handler.log_message("openssl failed: %s", exc)
+            return handler.fail(400 if "request" in str(exc).lower() else 500, "no OCSP response")
+        return None if body is None else handler.respond(body)
 
 
 # ---- pid file and the foreground loop -------------------------------------------------
@@ -273,11 +521,17 @@ async def _serve(
     on_ready: Callable[[Listen], None] | None,
 ) -> None:
     try:
-        server = await asyncio.start_server(
-            responder.connection, listen.host, listen.port, reuse_address=True, limit=MAX_HEAD
-        )
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        sock = socket.create_server((listen.host, listen.port), family=family, backlog=BACKLOG)
     except OSError as exc:
         raise CertwizError(f"cannot listen on {listen}: {exc.strerror}") from None
+    # asyncio accepts up to `backlog` connections per turn of the loop (and listen()s
+    # with it): a few per turn, so a burst is answered before the next is taken in,
+    # while the kernel's queue stays long (a full queue drops SYNs: a 1 s retransmit)
+    server = await asyncio.start_server(
+        responder.connection, sock=sock, limit=MAX_HEAD, backlog=ACCEPT_BATCH
+    )
+    sock.listen(BACKLOG)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -300,8 +554,7 @@ async def _serve(
                     pid_file.unlink()
     finally:
         server.close()
-        for writer in list(responder.open):
-            writer.transport.abort()
+        responder.close_all()
         if held is not None:
             os.close(held)
         for sig in (signal.SIGTERM, signal.SIGINT):
