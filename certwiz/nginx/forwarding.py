@@ -40,6 +40,10 @@ FORWARDING = (
     "X-ProxyUser-Ip",
     "X-Remote-Addr",
     "X-Originating-IP",
+    # CDNs' and Envoy's client address
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Envoy-External-Address",
 )
 
 # Who the client is, as auth gateways (oauth2-proxy, Authelia, ...) pass it.
@@ -76,6 +80,54 @@ USER = (
     "X-MS-CLIENT-PRINCIPAL",
     "X-MS-CLIENT-PRINCIPAL-NAME",
     "X-MS-CLIENT-PRINCIPAL-ID",
+    # Kubernetes' authenticating proxy and impersonation (X-Remote-Extra-* and
+    # Impersonate-Extra-* are prefixes: the common keys are listed)
+    "X-Remote-Group",
+    "X-Remote-Extra-Scopes",
+    "X-Remote-Extra-Groups",
+    "Impersonate-User",
+    "Impersonate-Group",
+    "Impersonate-Uid",
+    "Impersonate-Extra-Scopes",
+    # Kong
+    "X-Consumer-Username",
+    "X-Consumer-ID",
+    "X-Consumer-Custom-ID",
+    "X-Consumer-Groups",
+    "X-Authenticated-Userid",
+    "X-Authenticated-Groups",
+    "X-Authenticated-Scope",
+    "X-Credential-Identifier",
+    "X-Anonymous-Consumer",
+    # authentik
+    "X-Authentik-Username",
+    "X-Authentik-Groups",
+    "X-Authentik-Email",
+    "X-Authentik-Name",
+    "X-Authentik-Uid",
+    "X-Authentik-Jwt",
+    # oauth2-proxy's tokens, Pomerium, Google IAP, App Engine, Tailscale
+    "X-Forwarded-Access-Token",
+    "X-Auth-Request-Access-Token",
+    "X-Pomerium-Jwt-Assertion",
+    "X-Pomerium-Claim-Email",
+    "X-Goog-IAP-JWT-Assertion",
+    "X-AppEngine-User-Email",
+    "X-AppEngine-User-Id",
+    "Tailscale-User-Login",
+    "Tailscale-User-Name",
+    "Tailscale-User-Profile-Pic",
+    # the plain spellings apps read
+    "X-Groups",
+    "X-Roles",
+    "X-User-Id",
+    "X-User-Name",
+    "X-Auth-Username",
+    "X-Proxy-User",
+    "Proxy-User",
+    "X-Webauth-Email",
+    "X-Webauth-Name",
+    "X-Webauth-Groups",
 )
 
 # The client certificate, as other TLS terminators hand it to a backend.
@@ -166,6 +218,13 @@ CLIENT_CERT = (
     "X-Client-Issuer",
     "X-Client-Serial",
     "X-Client-Verified",
+    "X-Client-Cert-Verified",
+    "X-Client-Cert-Sha256",
+    "X-Client-Ssl-Verify",
+    "X-Ssl-Verified",
+    "X-Tls-Client-Cert",
+    # IIS ARR's "the request came over TLS"
+    "X-Arr-Ssl",
 )
 
 REMOVED_HEADERS = FORWARDING + USER + CLIENT_CERT
