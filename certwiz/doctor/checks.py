@@ -21,6 +21,7 @@ from .findings import Finding, make
 from .headers import header_findings
 from .listen import addresses, plain_listen_findings, shared_listen_findings
 from .tls import server_cert_findings, tls_findings
+from .values import Sources
 from .view import first_arg, is_related, view_of
 
 
@@ -29,6 +30,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
     upstreams = {
         first_arg(d): d for d in root.walk() if d.name == "upstream" and d.block is not None
     }
+    sources = Sources.of(root)
     views = [view_of(server, unreadable) for server in servers(root)]
     related = [v for v in views if is_related(v, facts)]
     sockets = addresses(views)
@@ -51,7 +53,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
             out += revocation_findings(view, facts, unreadable)
             out += depth_findings(view, facts)
         out += server_cert_findings(view, facts, unreadable)
-        out += header_findings(view, upstreams)
+        out += header_findings(view, upstreams, sources)
         out += tls_findings(view)
     out += shared_listen_findings(sockets, related)
     seen: set[tuple[str, str, int, str]] = set()

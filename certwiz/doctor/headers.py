@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 from .conf import Directive
 from .findings import Finding, make
+from .values import Sources
 from .view import ServerView, first_arg, passes_in, within
 
-_IDENTITY_VALUE = re.compile(r"\$\{?ssl_client_")
+_IDENTITY_VALUE = re.compile(r"\$\{?ssl_client_", re.I)
 
 # Each pass module sends the client's request headers its own way, and only its own
 # directive sets or clears one: proxy_set_header does nothing for scgi_pass.
@@ -66,7 +67,9 @@ def _fix(setter: str, passing: str) -> str:
     )
 
 
-def header_findings(view: ServerView, upstreams: dict[str, Directive]) -> list[Finding]:
+def header_findings(
+    view: ServerView, upstreams: dict[str, Directive], sources: Sources
+) -> list[Finding]:
     server = view.block
     identity: set[str] = set()
     setters = [setter for setter, _ in SENDERS.values()]
@@ -78,7 +81,7 @@ def header_findings(view: ServerView, upstreams: dict[str, Directive]) -> list[F
     out: list[Finding] = []
     for passing in passes_in(server):
         if passing.name in SENDERS:
-            out += _sent_headers(passing, server, identity)
+            out += _sent_headers(passing, server, identity, sources)
         if passing.name == "proxy_pass":
             out += _upstream_findings(passing, upstreams)
     if identity:
@@ -89,9 +92,12 @@ def header_findings(view: ServerView, upstreams: dict[str, Directive]) -> list[F
     return out
 
 
-def _sent_headers(passing: Directive, server: Directive, identity: set[str]) -> list[Finding]:
-    """What PASSING sends of the identity headers: set from the client's own, or the
-    client's passed through because this module's directive does not replace it."""
+def _sent_headers(
+    passing: Directive, server: Directive, identity: set[str], sources: Sources
+) -> list[Finding]:
+    """What PASSING sends of the identity headers: set from anything the client can
+    write (values.py: only $ssl_* and literals are not), or the client's own passed
+    through because this module's directive does not replace it."""
     setter, switch = SENDERS[passing.name]
     fix = None if passing.name == "proxy_pass" else _fix(setter, passing.name)
     at = passing.parent or server
@@ -100,12 +106,15 @@ def _sent_headers(passing: Directive, server: Directive, identity: set[str]) -> 
     for header in effective:
         key = _key(header)
         value = header.args[1] if len(header.args) >= 2 else ""
-        if key and (key.startswith("x_client") or key in identity) and "$http_" in value:
+        if not key or not (key.startswith("x_client") or key in identity):
+            continue
+        why = sources.forgeable(value)
+        if why is not None:
             out.append(
                 make(
                     "header-forgeable",
                     header.where,
-                    f"{header.args[0]} is set from {value}, which the client sends",
+                    f"{header.args[0]} is set from {value}, and the client chooses {why}",
                     fix,
                 )
             )

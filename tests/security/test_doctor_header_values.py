@@ -1,0 +1,174 @@
+"""doctor: an identity header is trustworthy only when the TLS layer fixes its value
+(attack round 12, F3).
+
+The attacker's server verified client certificates (`ssl_verify_client on`) but set
+the X-Client-* headers from what the client writes: `$arg_`, `$cookie_`,
+`$remote_user`, `${http_...}`, `$HTTP_...` in capitals, a `map` of `$http_...`, a
+`map` of `$http_...` onto literals, a `set` from `$http_...`. A verified client's
+forged values reached the echo backend through a real nginx, and doctor said "no
+findings" (it looked for the text "$http_" only). Now the value must come from
+`$ssl_*` variables or literals, or maps and sets built from those; anything else is
+`header-forgeable`. The clean site (the same real nginx) sets them from
+`$ssl_client_*`, `${SSL_CLIENT_I_DN}`, a map of `$ssl_client_verify` and a map
+capturing the CN of `$ssl_client_s_dn`: the backend gets the real values whatever the
+client sends, and doctor has no finding.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from certwiz import ca, doctor, issue
+from certwiz.profile import Profile
+from examples.echo_backend import EchoBackend
+from examples.local_nginx import LocalNginx, free_port
+from tests.nginx_support import curl_as, require_curl, require_nginx
+
+pytestmark = pytest.mark.nginx
+
+APP = "app.test"
+
+FORGED = """
+map $http_x_who $who { default $http_x_who; }
+map $http_x_role $role { default NONE; admin SUCCESS; }
+"""
+FORGED_HEADERS = {
+    "X-Client-Cert-Subject": "$arg_subject",
+    "X-Client-Cert": "$cookie_cert",
+    "X-Client-Cert-Serial": "$remote_user",
+    "X-Client-Cert-Issuer": "$who",
+    "X-Client-Cert-Fingerprint": '"${http_x_fp}"',
+    "X-Client-Cert-Not-After": "$HTTP_X_NA",
+    "X-Client-Verify": "$role",
+    "X-Client-Cert-Dn": "$dn",
+}
+
+CLEAN = """
+map $ssl_client_verify $verified { default no; SUCCESS yes; }
+map $ssl_client_s_dn $cn { default ""; "~CN=([^,]+)" $1; }
+"""
+CLEAN_HEADERS = {
+    "X-Client-Verify": "$ssl_client_verify",
+    "X-Client-Cert-Subject": "$ssl_client_s_dn",
+    "X-Client-Cert-Issuer": '"${SSL_CLIENT_I_DN}"',
+    "X-Client-Verified": "$verified",
+    "X-Client-Cn": "$cn",
+    "X-Client-Cert": '""',
+}
+
+
+def site(profile: Profile, port: int, http: str, headers: dict[str, str], body: str) -> str:
+    lines = "\n".join(f"        proxy_set_header {k} {v};" for k, v in headers.items())
+    return f"""{http}
+server {{
+    listen 127.0.0.1:{port} ssl;
+    server_name {APP};
+    ssl_certificate "{profile.fullchain_path(APP)}";
+    ssl_certificate_key "{profile.key_path(APP)}";
+    ssl_client_certificate "{profile.ca_cert}";
+    ssl_crl "{profile.crl}";
+    ssl_verify_client on;
+    ssl_verify_depth 1;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / {{
+{body}
+{lines}
+        proxy_pass {{upstream}};
+    }}
+}}
+"""
+
+
+@dataclass
+class Edge:
+    profile: Profile
+    work: Path
+    ports: dict[str, int]
+    sites: dict[str, Path]
+
+    def sent(self, case: str, path: str, headers: dict[str, str]) -> dict[str, str]:
+        """What the echo backend got from bob (verified) asking for PATH with HEADERS."""
+        r = curl_as(self.profile.dir, "bob", APP, self.ports[case], self.work, path,
+                    headers=headers)  # fmt: skip
+        assert r.status == 200, (r.body, r.stderr)
+        return {k.lower(): v for k, v in json.loads(r.body)["headers"].items()}
+
+    def found(self, case: str) -> list[tuple[str, int]]:
+        return sorted(
+            (f.id, f.line) for f in doctor.diagnose(self.profile, self.sites[case]).findings
+        )
+
+    def line(self, case: str, text: str) -> int:
+        lines = self.sites[case].read_text().splitlines()
+        return next(n for n, line in enumerate(lines, 1) if text in line)
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    require_nginx()
+    require_curl()
+    root = tmp_path_factory.mktemp("doctor-values")
+    profile = ca.init("site", root / "certs")
+    issue.issue_server(profile, APP)
+    issue.issue_client(profile, "bob")
+    backend = EchoBackend().start()
+    upstream = f"http://127.0.0.1:{backend.port}"
+    ports = {"forged": free_port(), "clean": free_port()}
+    texts = {
+        "forged": site(profile, ports["forged"], FORGED, FORGED_HEADERS,
+                       "        set $dn $http_x_dn;"),
+        "clean": site(profile, ports["clean"], CLEAN, CLEAN_HEADERS, ""),
+    }  # fmt: skip
+    sites = {}
+    for name, text in texts.items():
+        sites[name] = root / f"{name}.conf"
+        sites[name].write_text(text.replace("{upstream}", upstream))
+    nginx = LocalNginx(root / "nginx", list(sites.values()))
+    try:
+        nginx.start()
+        yield Edge(profile, root, ports, sites)
+    finally:
+        nginx.stop()
+        backend.stop()
+
+
+def test_identity_headers_from_what_the_client_writes_are_forgeable(edge: Edge) -> None:
+    basic = base64.b64encode(b"CN=admin:x").decode()
+    got = edge.sent("forged", "/?subject=CN=admin", {
+        "Cookie": "cert=forged-pem", "Authorization": f"Basic {basic}", "X-Who": "CN=Root CA",
+        "X-Fp": "forged-fp", "X-Na": "forged-na", "X-Role": "admin", "X-Dn": "CN=admin",
+    })  # fmt: skip
+    assert {k: got.get(k.lower()) for k in FORGED_HEADERS} == {
+        "X-Client-Cert-Subject": "CN=admin",
+        "X-Client-Cert": "forged-pem",
+        "X-Client-Cert-Serial": "CN=admin",
+        "X-Client-Cert-Issuer": "CN=Root CA",
+        "X-Client-Cert-Fingerprint": "forged-fp",
+        "X-Client-Cert-Not-After": "forged-na",  # $HTTP_X_NA is $http_x_na to nginx
+        "X-Client-Verify": "SUCCESS",  # a literal, but the client picks it
+        "X-Client-Cert-Dn": "CN=admin",
+    }
+    assert edge.found("forged") == sorted(
+        ("header-forgeable", edge.line("forged", f"proxy_set_header {name} "))
+        for name in FORGED_HEADERS
+    )
+
+
+def test_identity_headers_from_the_handshake_are_clean(edge: Edge) -> None:
+    forged = {name: "forged" for name in CLEAN_HEADERS}
+    got = edge.sent("clean", "/", forged)
+    assert got["x-client-verify"] == "SUCCESS"
+    assert got["x-client-cert-subject"] == "CN=bob"
+    assert got["x-client-cert-issuer"].startswith("CN=")
+    assert got["x-client-cert-issuer"] != "forged"
+    assert (got["x-client-verified"], got["x-client-cn"]) == ("yes", "bob")
+    assert "x-client-cert" not in got
+    assert edge.found("clean") == []
