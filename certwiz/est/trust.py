@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import der, p12
 from ..errors import CertwizError, InputError
-from ..fsutil import read_head
+from ..fsutil import read_head, require_safe_source
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -63,7 +63,11 @@ def endpoint(url: str) -> Endpoint:
 
 
 def check_ca(path: Path, field: str = "ca") -> Path:
-    """A CA file: PEM with at least one certificate (what TLS and `verify` trust)."""
+    """A CA file: PEM with at least one certificate (what TLS and `verify` trust), that
+    no other user could change: whoever can write it chooses whom the agent trusts, the
+    server it sends its token or key's proof to and the answer it installs (attack round
+    12, F7; the rule of --upstream-ca)."""
+    require_safe_source(field, path)
     data = read_head(path, field, p12.MAX_BYTES)
     if len(data) > p12.MAX_BYTES or not der.pem_certificates(data):
         raise InputError(field, f"{path} holds no PEM certificate (give a CA's certificate)")

@@ -172,3 +172,33 @@ def test_the_attacks_file_is_refused_as_root(cli: Callable[..., object], tmp_pat
     os.chown(passfile, NOBODY, NOBODY)
     refused(cli("ca", "init", "-p", "t", "--ca-passphrase-file", str(passfile)),
             "ca-passphrase-file", "is writable by group or others (mode 777)")  # fmt: skip
+
+
+def test_the_agents_ca_files_another_user_could_change_are_refused(
+    cli: Callable[..., object], home: Path, tmp_path: Path
+) -> None:
+    """agent enroll/renew --ca and --server-ca (attack round 12, F7): whoever can write
+    them chooses the server the agent sends its token to and the certificate it installs.
+    Exit 2, one line naming the option, before anything is sent or written."""
+    assert cli("ca", "init", "-p", "a").returncode == 0
+    pem = (home / "a" / "ca.crt").read_text()
+    good = made(tmp_path / "ours" / "ca.pem", 0o644, pem)
+    device = tmp_path / "device"
+    device.mkdir(mode=0o700)
+    url = "https://127.0.0.1:1"
+    enroll = ["agent", "enroll", "--url", url, "-n", "bot", "--token", "t", "-u",
+              "--out", str(device / "bot.p12")]  # fmt: skip
+    renew = ["agent", "renew", "--url", url, "--p12", str(device / "bot.p12"), "-u"]
+    for path, says in unsafe_files(tmp_path):
+        if "readable" in says:
+            continue
+        path.write_text(pem)
+        for spelled in spellings(path):
+            refused(cli(*enroll, "--ca", spelled), "ca", says)
+        refused(cli(*renew, "--ca", str(path)), "ca", says)
+        refused(cli(*enroll, "--ca", str(good), "--server-ca", str(path)), "server-ca", says)
+        refused(cli(*renew, "--ca", str(good), "--server-ca", str(path)), "server-ca", says)
+    assert list(device.iterdir()) == []
+    # the same files, safe: past the check (nothing listens on port 1)
+    done = cli(*enroll, "--ca", str(good), "--server-ca", str(good))
+    assert done.returncode == 1 and "127.0.0.1:1" in done.stderr, done.stderr
