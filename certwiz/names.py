@@ -344,6 +344,19 @@ def client_name(value: str, *, internal_ok: bool = False) -> str:
     return value
 
 
+def enrollable_name(value: str) -> str:
+    """A client name a device can enroll with over EST: a client name without ':'.
+
+    The token goes in HTTP Basic as NAME:TOKEN and the user name ends at the first ':'
+    (RFC 7617): an invite for such a name could never be used (attack round 12, F10)."""
+    client_name(value)
+    if ":" in value:
+        raise InputError(
+            "name", f"{value!r} must not contain ':' to enroll over EST: HTTP Basic cannot carry it"
+        )
+    return value
+
+
 def names_files(name: str) -> bool:
     """May a certificate's name (maybe made by hand) name files in the profile?"""
     try:

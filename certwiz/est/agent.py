@@ -258,7 +258,7 @@ def enroll(
 
     where = trust.endpoint(url)
     token = token_text(token)
-    name = names.client_name(name)
+    name = names.enrollable_name(name)
     p12.check_format(p12_format)
     names.key_type(key_type)
     trusted = trust.server_trust(ca, server_ca)

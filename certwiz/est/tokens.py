@@ -118,7 +118,7 @@ def invite(
     timeout: float | None = None,
 ) -> Invited:
     """A new one-time token that enrolls client NAME (valid DAYS) until now + TTL."""
-    names.client_name(name)
+    names.enrollable_name(name)
     span = check_ttl(ttl)
     validity = durations.parse(days, "days")
     check_no_valid(profile, name)  # before the lock too: a refusal leaves no trace

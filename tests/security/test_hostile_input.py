@@ -458,6 +458,19 @@ CASES: list[Case] = [
         "",
         says="already has a valid certificate",
     ),
+    # HTTP Basic ends the user name at the first ':' (attack round 12, F10)
+    Case(
+        "invite-name-colon",
+        ["client", "invite", "-p", "victim", "-n", "bot:1"],
+        "name",
+        says="HTTP Basic cannot carry it",
+    ),
+    Case(
+        "agent-enroll-name-colon",
+        [*AGENT_ENROLL, "--out", "{base}/dev.p12", "--name", "bot:1"],
+        "name",
+        says="HTTP Basic cannot carry it",
+    ),
     Case("serve-listen-hostname", [*SERVE, "localhost:8085"], "listen"),
     Case("serve-listen-port-0", [*SERVE, "127.0.0.1:0"], "listen"),
     Case("serve-listen-no-port", [*SERVE, "127.0.0.1"], "listen"),
