@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -241,6 +242,40 @@ def unsafe_file(path: Path, *, secret: bool = False) -> str | None:
         return f"{given} is writable by group or others (mode {mode:o})"
     if secret and mode & 0o004:
         return f"{given} is readable by others (mode {mode:o})"
+    return acl_grant(given, info, secret=secret)
+
+
+_ACL_USER, _ACL_GROUP, _ACL_MASK = 0x02, 0x08, 0x10
+_ACL_READ, _ACL_WRITE = 0x4, 0x2
+
+
+def acl_grant(path: Path, info: os.stat_result, *, secret: bool) -> str | None:
+    """What PATH's POSIX ACL (system.posix_acl_access) lets another user do, or None.
+
+    The mode's group bits are the ACL's mask, but a named user or group entry
+    (user:nobody:r) reaches someone the owner and group bits do not name: one that may
+    write (or, SECRET, read) under the mask is treated as "others" (attack round 12, F9).
+    The owner and the file's own group named again change nothing. The xattr is version
+    2: a u32 version, then entries of u16 tag, u16 perm, u32 id (little-endian).
+    """
+    try:
+        raw = os.getxattr(path, "system.posix_acl_access")
+    except OSError:  # no ACL, or a filesystem without them
+        return None
+    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != 2 or (len(raw) - 4) % 8:
+        return f"{path} has a POSIX ACL certwiz cannot read: remove it (setfacl -b)"
+    entries = list(struct.iter_unpack("<HHI", raw[4:]))
+    mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), 0o7)
+    wanted = _ACL_WRITE | (_ACL_READ if secret else 0)
+    for tag, perm, who in entries:
+        named = (tag == _ACL_USER and who != info.st_uid) or (
+            tag == _ACL_GROUP and who != info.st_gid
+        )
+        granted = perm & mask & wanted
+        if named and granted:
+            kind = "uid" if tag == _ACL_USER else "gid"
+            may = "write" if granted & _ACL_WRITE else "read"
+            return f"{path} has an ACL entry letting {kind} {who} {may} it (setfacl -b removes it)"
     return None
 
 

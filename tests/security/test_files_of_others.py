@@ -9,11 +9,13 @@ the upstream). Round 11 (F5): a path that only began like a descriptor,
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from certwiz import fsutil
 from tests.conftest import snapshot
 
 NOBODY = 65534
@@ -202,3 +204,61 @@ def test_the_agents_ca_files_another_user_could_change_are_refused(
     # the same files, safe: past the check (nothing listens on port 1)
     done = cli(*enroll, "--ca", str(good), "--server-ca", str(good))
     assert done.returncode == 1 and "127.0.0.1:1" in done.stderr, done.stderr
+
+
+def with_acl(path: Path, *entries: tuple[int, int, int]) -> Path:
+    """PATH with a POSIX access ACL of ENTRIES (tag, perm, id) besides its mode's three,
+    as setfacl writes it (version 2, little-endian); the test fails where the
+    filesystem refuses ACLs only outside CI."""
+    mode = path.stat().st_mode
+    base = [(0x01, (mode >> 6) & 7, 0xFFFFFFFF), (0x04, (mode >> 3) & 7, 0xFFFFFFFF),
+            (0x20, mode & 7, 0xFFFFFFFF)]  # fmt: skip
+    raw = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", *e) for e in sorted(base + list(entries))
+    )
+    try:
+        os.setxattr(path, "system.posix_acl_access", raw)
+    except OSError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"this filesystem refuses POSIX ACLs: {error}")
+    return path
+
+
+def test_a_secret_file_an_acl_opens_to_another_user_is_refused(
+    cli: Callable[..., object], home: Path, tmp_path: Path
+) -> None:
+    """Attack round 12 (F9): a 0600 passphrase file with ACL user:nobody:r was used; the
+    mode bits said nobody else could read it. A named entry that may read (a secret) or
+    write under the mask counts as others; one the mask cuts off, the owner's own uid or
+    the file's own group (a group may read a secret, as 0640 says) does not."""
+    user, group, mask = 0x02, 0x08, 0x10
+    gid = os.getegid()
+    refused_cases = [
+        (with_acl(made(tmp_path / "u-r"), (user, 4, NOBODY), (mask, 4, 0)), "uid 65534 read"),
+        (with_acl(made(tmp_path / "g-r"), (group, 4, NOBODY), (mask, 4, 0)), "gid 65534 read"),
+        (with_acl(made(tmp_path / "u-rw"), (user, 6, NOBODY), (mask, 4, 0)), "uid 65534 read"),
+    ]
+    assert oct(refused_cases[0][0].stat().st_mode & 0o777) == "0o640"  # the mask shows as group r
+    for path, says in refused_cases:
+        assert fsutil.unsafe_file(path, secret=True) is not None
+        refused(cli("ca", "init", "-p", "a", "--ca-passphrase-file", str(path)),
+                "ca-passphrase-file", says)  # fmt: skip
+    assert not (home / "a").exists()
+    # a certificate (not secret) may be read through an ACL, never written
+    assert fsutil.unsafe_file(refused_cases[0][0]) is None
+    writable = made(tmp_path / "u-w", 0o600)
+    with_acl(writable, (user, 6, NOBODY), (mask, 6, 0))
+    writable.chmod(0o600)  # mode's group bits are the mask: now --- (rw- still in the entry)
+    assert (
+        fsutil.unsafe_file(writable) is None and fsutil.unsafe_file(writable, secret=True) is None
+    )
+    with_acl(writable, (user, 2, NOBODY), (mask, 2, 0))  # the mode says so too (620)
+    assert "writable by group or others" in str(fsutil.unsafe_file(writable))
+    fine = [
+        with_acl(made(tmp_path / "own"), (user, 6, os.geteuid()), (mask, 0, 0)),
+        with_acl(made(tmp_path / "grp"), (group, 4, gid), (mask, 4, 0)),
+    ]
+    for path in fine:
+        assert fsutil.unsafe_file(path, secret=True) is None, path
+    assert cli("ca", "init", "-p", "a", "--ca-passphrase-file", str(fine[1])).returncode == 0
