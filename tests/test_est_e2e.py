@@ -36,7 +36,7 @@ from certwiz.p12 import format_of as p12_format_of
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port, free_privileged_port, stop_pid, wait_for
-from tests.conftest import clean_env, load_crl, openssl, run_certwiz
+from tests.conftest import clean_env, hand_sign, load_crl, openssl, run_certwiz
 from tests.nginx_support import CurlResult, curl, require_curl, require_nginx, secret_file
 from tests.security.test_secrets import WRAPPER
 
@@ -245,6 +245,36 @@ def test_a_one_day_certificate_renews_and_the_old_one_dies_after_the_grace(loop:
         x509.ReasonFlags.superseded
     )
     assert loop.get(stale).status == 400
+    assert loop.get(bundle).status == 200
+
+
+def test_a_certificate_with_more_than_a_cn_is_refused_before_anything_is_signed(
+    loop: Loop,
+) -> None:
+    """Attack round 12, F4: a hand-signed /O=Acme/CN=hand-01 bundle. The service signed
+    CN=hand-01, the agent (rightly) refused a certificate for another subject, and the
+    old one, put in its grace, was revoked later: the device locked out. Now the service
+    refuses with 403 before signing: nothing signed, no grace, the bundle unchanged and
+    still admitted, the agent's one line says why (exit 5: re-enroll)."""
+    where = loop.work / "dev-hand-01"
+    where.mkdir(mode=0o700)
+    crt = hand_sign(loop.profile.cnf, where / "made", "hand-01", "-extensions", "client_ext",
+                    subj="/O=Acme/CN=hand-01")  # fmt: skip
+    bundle = where / "hand-01.p12"
+    openssl("pkcs12", "-export", "-in", str(crt), "-inkey", str(where / "made" / "hand-01.key"),
+            "-passout", "pass:", "-out", str(bundle))  # fmt: skip
+    shutil.rmtree(where / "made")
+    assert loop.get(bundle).status == 200
+    before, index = bundle.read_bytes(), (loop.profile.dir / "index.txt").read_bytes()
+    pending = dict(grace.read(loop.profile))
+    result = loop.agent(*loop.renew_argv(bundle, "--before", "1"))
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.startswith(f"certwiz: error: simplereenroll: refused by {loop.url} (403")
+    assert "more in its subject than CN=hand-01" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert bundle.read_bytes() == before
+    assert (loop.profile.dir / "index.txt").read_bytes() == index  # nothing signed
+    assert grace.read(loop.profile) == pending  # and nothing superseded
     assert loop.get(bundle).status == 200
 
 

@@ -196,6 +196,8 @@ def test_refused_renewals_are_audited_and_change_nothing(
     foreign_pem = client_pem(other, "bot-1")
     mine = client_pem(prof, "mine")
     tampered = x509.load_pem_x509_certificate(mine)
+    acme = hand_sign(prof.cnf, tmp_path, "acme-1", "-extensions", "client_ext",
+                     subj="/O=Acme/CN=acme-1")  # fmt: skip
     cases = [
         ("revoked", revoked_pem, "gone", 403, b"is revoked"),
         ("expired", expired.read_bytes(), "old", 403, b"is expired"),
@@ -203,6 +205,8 @@ def test_refused_renewals_are_audited_and_change_nothing(
         ("no certificate", None, "mine", 403, b"no client certificate"),
         ("garbage header", b"-----BEGIN CERTIFICATE-----\nxx", "mine", 400, b"not a PEM"),
         ("another name", mine, "someone-else", 403, b"is not the certificate's"),
+        # attack round 12, F4: refused before signing, not renewed as CN=acme-1
+        ("more than a CN", acme.read_bytes(), "acme-1", 403, b"more in its subject than CN"),
     ]
     assert tampered.subject.rfc4514_string() == "CN=mine"
     for label, pem, cn, status, reason in cases:

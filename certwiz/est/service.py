@@ -355,6 +355,15 @@ def current_of(profile: Profile, cert: x509.Certificate) -> renewing.Current:
         raise AlreadyRenewed(entry.serial, pending.successor, name)
     if not names.names_files(name):
         raise Refused(403, f"client certificate {entry.serial} has no certwiz name")
+    if cert.subject != x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]):
+        # certwiz signs CN=NAME only, and the agent rightly refuses a certificate whose
+        # subject is not its own: renewing /O=Acme/CN=NAME here would sign, put the old
+        # certificate in its grace and leave the device with neither (attack round 12, F4)
+        raise Refused(
+            403,
+            f"client certificate {entry.serial} has more in its subject than CN={name}: "
+            "EST renews only CN=NAME; renew it with `certwiz client renew` or re-enroll",
+        )
     try:
         current = renewing.current(profile, name, "client")
     except StateError as exc:
