@@ -235,6 +235,10 @@ def other_server(lab: Lab, listen: str = "127.0.0.1:18443", guard: str = "") -> 
     }}"""
 
 
+# A server without client certificates in front of UPSTREAM (attack round 12, F12).
+PLAIN_SERVER = "server {{ listen 127.0.0.1:18089; location / {{ proxy_pass {upstream}; }} }}"
+
+
 VERIFY_CHECK = 'if ($ssl_client_verify != "SUCCESS") { return 403; }'
 
 
@@ -415,6 +419,25 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         {"error-page-passes", "header-forgeable"},
     ),
     "shared-listen": (lambda lab: {"more_servers": other_server(lab)}, {"shared-listen-unguarded"}),
+    # attack round 12, F12: the same application served by a server without mTLS
+    "plain-server-to-the-same-upstream": (
+        lambda lab: {"more_servers": PLAIN_SERVER.format(upstream="http://127.0.0.1:18080/x")},
+        {"upstream-without-mtls"},
+    ),
+    "plain-server-to-a-member-of-the-upstream-block": (
+        lambda lab: {
+            "http_extra": "upstream app { server 192.0.2.7:8080; server 127.0.0.1:18080; }",
+            "upstream": "proxy_pass https://app;",
+            "more_servers": PLAIN_SERVER.format(upstream="http://localhost:18080"),
+        },
+        {"upstream-without-mtls"},
+    ),
+    "other-profiles-server-to-the-same-upstream": (
+        lambda lab: {
+            "more_servers": other_server(lab, "127.0.0.1:18444").replace("18081", "18080")
+        },
+        {"upstream-without-mtls"},
+    ),
     # attack round 10, F4: what a guard returns, and what nginx refuses before the check
     "error-page-for-the-guards-421": (
         lambda lab: {
@@ -486,6 +509,39 @@ def test_a_pass_that_sets_the_identity_with_its_own_directive_is_clean(
     conf = lab.conf(
         good_conf(lab, **other_pass(passing, own)(lab)), f"own-{passing.split()[0]}-{len(own)}"
     )
+    assert nginx_t(conf).returncode == 0, nginx_t(conf).stderr
+    found = doctor.diagnose(lab.site, conf).findings
+    assert found == [], [f.text() for f in found]
+
+
+@pytest.mark.parametrize(
+    ("label", "more"),
+    [
+        ("different-upstream", PLAIN_SERVER.format(upstream="http://127.0.0.1:18081")),
+        ("unknown-upstream", PLAIN_SERVER.format(upstream="http://127.0.0.1:$arg_port")),
+        ("second-mtls-server", "server { listen 127.0.0.1:18444 ssl; server_name second.local; "
+         "ssl_certificate {cert}; ssl_certificate_key {key}; include {common}; "
+         "location / { proxy_set_header X-Client-Verify $ssl_client_verify; "
+         "proxy_pass http://127.0.0.1:18080; } }"),
+    ],
+)  # fmt: skip
+def test_other_servers_that_do_not_open_the_upstream_are_clean(
+    lab: Lab, label: str, more: str
+) -> None:
+    """A server without mTLS to another upstream, and a second mTLS server of the same
+    profile to the same one, open no other way in."""
+    common = lab.work / "common-mtls.inc"
+    site = lab.site
+    common.write_text(
+        f"ssl_client_certificate {site.ca_cert}; ssl_crl {site.crl}; ssl_verify_client on; "
+        "ssl_verify_depth 1; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; "
+        "ssl_session_tickets off;\n"
+    )
+    more = more.replace("{cert}", str(site.fullchain_path("second.local")))
+    more = more.replace("{key}", str(site.key_path("second.local"))).replace(
+        "{common}", str(common)
+    )
+    conf = lab.conf(good_conf(lab, more_servers=more), f"clean-reach-{label}")
     assert nginx_t(conf).returncode == 0, nginx_t(conf).stderr
     found = doctor.diagnose(lab.site, conf).findings
     assert found == [], [f.text() for f in found]
@@ -769,9 +825,14 @@ def test_rendered_config_is_clean(lab: Lab) -> None:
 def test_rendered_profiles_sharing_a_port_are_clean_and_without_guard_caught(lab: Lab) -> None:
     """issue 13 item 1: two profiles on one listen address, as `nginx render` writes them."""
     confs = []
-    for profile, server, sni_only in ((lab.site, SERVER, False), (lab.other, "other.local", True)):
+    # each its own application: one upstream behind both would let the other profile's
+    # clients into this one's (upstream-without-mtls)
+    for profile, server, sni_only, port in (
+        (lab.site, SERVER, False, 18080),
+        (lab.other, "other.local", True, 18081),
+    ):
         out = lab.work / f"shared-{profile.name}"
-        nginx_lib.render(profile, server, "http://127.0.0.1:18080", listen="127.0.0.1:18444",
+        nginx_lib.render(profile, server, f"http://127.0.0.1:{port}", listen="127.0.0.1:18444",
                          out=out, sni_only=sni_only)  # fmt: skip
         confs.append(out / nginx_lib.SITE_CONF)
     prefix = lab.work / "shared-run"

@@ -20,6 +20,7 @@ from .facts import ProfileFacts
 from .findings import Finding, make
 from .headers import header_findings
 from .listen import addresses, plain_listen_findings, shared_listen_findings
+from .reach import unprotected_findings
 from .tls import server_cert_findings, tls_findings
 from .values import Sources
 from .view import first_arg, is_related, view_of
@@ -56,6 +57,7 @@ def diagnose_servers(root: Directive, facts: ProfileFacts) -> list[Finding]:
         out += header_findings(view, upstreams, sources)
         out += tls_findings(view)
     out += shared_listen_findings(sockets, related)
+    out += unprotected_findings(views, related, upstreams, facts.profile.name)
     seen: set[tuple[str, str, int, str]] = set()
     unique = []
     for finding in out + unreadable:

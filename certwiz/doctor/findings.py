@@ -150,6 +150,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "re-render every server with `certwiz nginx render` (it adds the $ssl_server_name "
         "handshake guard), or give each profile its own listen address",
     ),
+    "upstream-without-mtls": (
+        ERROR,
+        "the application behind it is reachable without a client certificate of the profile",
+        "serve that upstream only from servers that verify the profile's client certificates "
+        "(ssl_verify_client on with ssl_client_certificate PROFILE/ca.crt), or remove this pass",
+    ),
     "no-server-for-profile": (
         WARNING,
         "no server in this configuration trusts the profile's CA or serves its certificate",
