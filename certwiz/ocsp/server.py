@@ -82,7 +82,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.raw = raw
         self.request_der: bytes | None = None
         self.output = b""
-        super().__init__(None, peer, settings)  # type: ignore[arg-type]
+        post = _plain_post(raw)
+        if post is None:
+            super().__init__(None, peer, settings)  # type: ignore[arg-type]
+            return
+        # what NGINX and openssl send: no header but Content-Length matters, and
+        # http.server's header parsing (the email package) cost more than the answer
+        self.client_address, self.server = peer, settings
+        self.requestline, self.request_version, self.command = post[0], post[1], "POST"
+        self.request_der = post[2]
 
     def setup(self) -> None:
         self.rfile = io.BytesIO(self.raw)
@@ -145,6 +153,20 @@ def _content_length(head: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return int(value.strip()) if value.strip().isdigit() else 0
     return 0
+
+
+def _plain_post(raw: bytes) -> tuple[str, str, bytes] | None:
+    """(request line, version, body) of `POST PATH HTTP/1.x` whose whole body (its
+    Content-Length, at most MAX_REQUEST) arrived; None for anything else."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    line = head.split(b"\r\n", 1)[0]
+    method, _, rest = line.partition(b" ")
+    path, _, version = rest.partition(b" ")
+    if method != b"POST" or version not in (b"HTTP/1.0", b"HTTP/1.1") or not path.isascii():
+        return None
+    if not 0 < _content_length(head) == len(body) <= MAX_REQUEST:
+        return None
+    return line.decode("ascii"), version.decode("ascii"), body
 
 
 async def _read_request(reader: asyncio.StreamReader) -> bytes:
