@@ -77,7 +77,7 @@ def not_plain_dir(path: Path) -> str | None:
 
 
 def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz home") -> None:
-    """InputError if PATH (links resolved) is inside the certwiz HOME.
+    """InputError if PATH (links resolved) is inside the certwiz HOME, or any profile.
 
     A path certwiz or nginx writes to on the operator's word (export --out, a pid
     file, an error log) must never land on a profile's own files: the CA key, the
@@ -92,6 +92,25 @@ def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz
         inside = False
     if inside:
         raise InputError(field, f"{path} is inside {what} {home}; give a path outside it")
+    profile = profile_around(path)
+    if profile is not None:
+        raise InputError(
+            field, f"{path} is inside the certwiz profile {profile}; give a path outside it"
+        )
+
+
+def profile_around(path: Path) -> Path | None:
+    """The certwiz profile (a directory holding openssl.cnf and index.txt) that PATH, as
+    given or with links resolved, is in or below, or None: whatever the home. Another
+    home's profile (a copy, a second instance, a CERTWIZ_HOME of its own) has a CA key
+    and a database too (attack round 12, F8: export --out replaced one's ca.key)."""
+    given = path.expanduser().absolute()
+    with contextlib.suppress(OSError, RuntimeError):
+        for chain in (given, given.resolve(strict=False)):
+            for directory in (chain, *chain.parents):
+                if (directory / "openssl.cnf").is_file() and (directory / "index.txt").is_file():
+                    return directory
+    return None
 
 
 def require_safe_target(field: str, path: Path, *, in_place: bool = False) -> None:

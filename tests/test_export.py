@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,27 @@ def test_out_never_lands_in_the_certwiz_home(state: dict[str, Path], target: str
     assert result.returncode == 2
     assert "inside the certwiz home" in result.stderr
     assert snapshot(state["home"]) == before
+
+
+@pytest.mark.parametrize("target", ["p/private/ca.key", "p/index.txt", "p/issued/new.pem",
+                                    "p/nginx/x.pem", "p/root/private/ca.key"])  # fmt: skip
+def test_out_never_lands_in_another_homes_profile(state: dict[str, Path], target: str) -> None:
+    """Attack round 12 (F8): export --out --force from one home replaced another home's
+    CA key. Any profile (openssl.cnf + index.txt), whatever the home, by any name."""
+    other = state["base"] / "other-home"
+    if not other.exists():
+        shutil.copytree(state["home"], other, symlinks=True)
+        (other / "p" / "root" / "private").mkdir(parents=True)
+        (other / "p" / "root" / "private" / "ca.key").write_text("x\n")
+        (state["base"] / "link").symlink_to(other / "p" / "private")
+    before = snapshot(other)
+    for out in (other / target, state["base"] / "link" / "ca.key"):
+        result = certwiz(state, "export", "-p", "p", "-n", "bot", "--out", str(out), "--force")
+        assert result.returncode == 2, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"certwiz: error: out: {out} is inside the certwiz profile "
+                         f"{other / 'p'}; give a path outside it"]  # fmt: skip
+        assert snapshot(other) == before
 
 
 def test_certwiz_own_names_cannot_be_claimed_or_exported(
