@@ -325,6 +325,21 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         lambda lab: {"headers": "proxy_set_header X-Client-Verify $http_x_client_verify;"},
         {"header-forgeable"},
     ),
+    # attack round 12, F3: literals only, but the client picks which
+    "header-set-under-a-client-if": (
+        lambda lab: {
+            "headers": "set $verified NONE; if ($http_x_role = admin) { set $verified SUCCESS; } "
+            "proxy_set_header X-Client-Verify $verified;"
+        },
+        {"header-forgeable"},
+    ),
+    "header-from-a-uri-capture": (
+        lambda lab: {
+            "server_extra": "location ~ ^/u/(.+)$ { proxy_set_header X-Client-Cert-Subject $1; "
+            "proxy_pass http://127.0.0.1:18080; }"
+        },
+        {"header-forgeable"},
+    ),
     "location-drops-headers": (
         lambda lab: {
             "server_extra": "location /api { proxy_set_header Host $host; "
@@ -542,6 +557,17 @@ def test_other_servers_that_do_not_open_the_upstream_are_clean(
         "{common}", str(common)
     )
     conf = lab.conf(good_conf(lab, more_servers=more), f"clean-reach-{label}")
+    assert nginx_t(conf).returncode == 0, nginx_t(conf).stderr
+    found = doctor.diagnose(lab.site, conf).findings
+    assert found == [], [f.text() for f in found]
+
+
+def test_identity_set_from_a_capture_of_the_subject_is_clean(lab: Lab) -> None:
+    """A `set` under an `if` on $ssl_client_s_dn: its capture is the certificate's."""
+    headers = 'if ($ssl_client_s_dn ~ "CN=([^,]+)") { set $cn $1; } ' + (
+        "proxy_set_header X-Client-Verify $ssl_client_verify; proxy_set_header X-Client-Cn $cn;"
+    )
+    conf = lab.conf(good_conf(lab, headers=headers), "clean-set-capture")
     assert nginx_t(conf).returncode == 0, nginx_t(conf).stderr
     found = doctor.diagnose(lab.site, conf).findings
     assert found == [], [f.text() for f in found]
