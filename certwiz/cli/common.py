@@ -267,10 +267,16 @@ def deploy_crl(
         refuse = (lambda dump: enforce.stale_servers(profile, dump)) if profile else None
         done = nginx_lib.reload(argv, refuse=refuse)
     except nginx_lib.NginxError:
+        # the change (a revocation, its CRL) is committed: say so, and how to finish
+        published = (
+            f"The CRL {data['crl']} is published, but nginx does not enforce it yet: "
+            if data.get("crl")
+            else ""
+        )
         emit(
             as_json,
             {**data, "reloaded": False, "reload_command": hint},
-            f"{text}\nnginx was NOT reloaded; fix the error below, then run: {hint}",
+            f"{text}\n{published}nginx was NOT reloaded; fix the error below, then run: {hint}",
         )
         raise
     served = (

@@ -83,13 +83,13 @@ def _telling_line(output: str, returncode: int) -> str:
     return lines[-1] if lines else f"exit code {returncode}"
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run nginx (or --nginx-cmd) without the CERTWIZ_*PASSPHRASE variables: it needs none."""
+def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """Run nginx (or --nginx-cmd) without the CERTWIZ_*PASSPHRASE variables: it needs none.
+    Its output is bytes: `nginx -T` copies the config files, whatever their encoding."""
     try:
         return subprocess.run(
             argv,
             capture_output=True,
-            text=True,
             stdin=subprocess.DEVNULL,
             env=openssl.child_env(),
             timeout=NGINX_TIMEOUT,
@@ -101,14 +101,26 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         raise NginxError(f"cannot run {argv[0]}: {exc.strerror}") from None
 
 
+def _text(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """nginx's stderr and stdout as text; a byte that is not UTF-8 (a config comment in
+    Latin-1) becomes a lone surrogate, so the paths in it still name the files (as
+    doctor reads configs)."""
+    return (proc.stderr + proc.stdout).decode("utf-8", "surrogateescape")
+
+
+def _telling(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """The telling line, printable (undecodable bytes as \\xNN)."""
+    text = (proc.stderr + proc.stdout).decode("utf-8", "backslashreplace")
+    return _telling_line(text, proc.returncode)
+
+
 def test_config(argv: Sequence[str]) -> str:
     """`nginx -t` (as `-V -T`: the same test, plus the build options and the config,
     which tell where the pid file is); NginxError with nginx's line when it fails."""
     proc = _run([*argv, "-V", "-T"])
     if proc.returncode != 0:
-        line = _telling_line(proc.stderr + proc.stdout, proc.returncode)
-        raise NginxError(f"nginx -t failed, nginx NOT reloaded: {line}")
-    return proc.stderr + proc.stdout
+        raise NginxError(f"nginx -t failed, nginx NOT reloaded: {_telling(proc)}")
+    return _text(proc)
 
 
 def reload_timeout() -> float:
@@ -144,7 +156,13 @@ def reload(
     `nginx -T` output, forbids the reload (NginxError naming it, nothing reloaded)."""
     limit = reload_timeout() if timeout is None else timeout
     output = test_config(argv)
-    problems = refuse(output) if refuse is not None else []
+    try:
+        problems = refuse(output) if refuse is not None else []
+    except Exception as exc:  # after a revocation: one line, never a traceback
+        raise NginxError(
+            f"nginx NOT reloaded: cannot check the configuration it would load "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     if problems:
         raise NginxError("nginx NOT reloaded: " + "; ".join(problems))
     pid_file = workers.pid_path(list(argv), output)
@@ -153,8 +171,7 @@ def reload(
     start = time.monotonic()
     proc = _run([*argv, "-s", "reload"])
     if proc.returncode != 0:
-        line = _telling_line(proc.stderr + proc.stdout, proc.returncode)
-        raise NginxError(f"nginx -s reload failed: {line}")
+        raise NginxError(f"nginx -s reload failed: {_telling(proc)}")
     if master is None:
         where = pid_file or "no pid file in nginx -V -T"
         return Reloaded(None, 0.0, f"not waited for the new workers: no nginx master at {where}")

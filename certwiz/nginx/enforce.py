@@ -1,13 +1,15 @@
 """Does the configuration nginx is about to load enforce this profile's CRL?
 
-A server that admits the profile's clients (its `ssl_client_certificate` holds the
-profile's signing CA: the same key, a renewed certificate too) but checks them against
-a CRL file without the profile's current CRL (a copied or moved profile's site rendered
-with --out elsewhere, a stale copy, a hand-made config) would keep admitting a client
-certwiz just revoked. `--reload` refuses to reload such a configuration silently:
-`revoke --reload` and `crl gen --reload` exist to make a revocation count. A CRL file
-that holds the profile's current CRL (a deploy step copied it, or bundled several) is
-fine; a server on OCSP alone (`ssl_ocsp`, no `ssl_crl`) asks the responder instead.
+A server that admits the profile's clients (its `ssl_client_certificate` or
+`ssl_trusted_certificate` holds one of the profile's CAs, root or intermediate: the same
+key, a renewed certificate too) but checks them against a CRL file holding an older CRL
+of those CAs (a copied or moved profile's site rendered with --out elsewhere, a snapshot,
+a hand-made config) would keep admitting a client certwiz just revoked. `--reload`
+refuses to reload such a configuration silently: `revoke --reload` and `crl gen --reload`
+exist to make a revocation count. A CRL file that holds the profile's current CRLs (a
+deploy step copied them, or bundled several CAs') is fine; one that holds no CRL of a CA
+makes nginx refuse every chain through that CA; a server on OCSP alone (`ssl_ocsp`, no
+`ssl_crl`) asks the responder instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import shlex
 from pathlib import Path
 
-from .. import check
+from .. import check, der
 from ..doctor import conf
 from ..errors import InputError
 from ..profile import Profile
@@ -83,9 +85,37 @@ def _est(where: dict[str, conf.Directive]) -> conf.Directive | None:
     return est.first("proxy_pass") if est is not None else None
 
 
+def _issuer(crl_der: bytes) -> bytes | None:
+    """The issuer Name (DER) of a CRL; None if it does not parse."""
+    try:
+        return der.crl(crl_der).issuer.public_bytes()
+    except (ValueError, TypeError):
+        return None
+
+
+def _admitting(server: conf.Directive, ours: set[bytes], prefix: Path) -> conf.Directive | None:
+    """The CA file directive through which SERVER admits a client chain of one of OURS
+    (keys: root or intermediate, a renewed certificate too), or None. nginx trusts what
+    ssl_client_certificate and ssl_trusted_certificate both hold."""
+    verify = server.inherited("ssl_verify_client")
+    if verify is None or verify.args[:1] == ["off"]:
+        return None
+    for name in ("ssl_client_certificate", "ssl_trusted_certificate"):
+        directive = server.inherited(name)
+        if directive is not None and ours & set(check.ca_keys(_path(directive, prefix)) or ()):
+            return directive
+    return None
+
+
 def stale_servers(profile: Profile, dump: str) -> list[str]:
     """One line per server block in DUMP (`nginx -T` output) that admits PROFILE's clients
-    but does not enforce its current CRL; [] when every such server does."""
+    but does not enforce its current CRL; [] when every such server does.
+
+    A server admits them when one of its CA files holds any CA of the profile (root or
+    intermediate: a client sends its chain up to the root). nginx's ssl_crl checks every
+    certificate of the chain against a CRL of its issuer and refuses a chain when one is
+    missing; so what lets a revoked client in is a CRL file that holds an older CRL of one
+    of the profile's CAs (a snapshot, a copy's), or no ssl_crl at all (and no OCSP)."""
     main = _MAIN.search(dump)
     if main is None:
         return []
@@ -96,34 +126,34 @@ def stale_servers(profile: Profile, dump: str) -> list[str]:
         # elsewhere, --nginx-cmd 'docker exec ...', and its paths are not this host's)
         return []
     prefix = Path(main.group(1)).parent
-    ours = check.ca_keys(profile.chain)  # the signing CA's key first
-    crl = _crls(profile.nginx_crl)
-    if not ours or not crl:
+    ours = set(check.ca_keys(profile.chain) or ()) | set(check.ca_keys(profile.ca_cert) or ())
+    current = _crls(profile.nginx_crl)
+    issuers = {_issuer(crl) for crl in current} - {None}
+    if not ours or not current:
         return []  # the profile's own files are checked under its lock
     found = []
     for server in conf.servers(root):
-        verify = server.inherited("ssl_verify_client")
-        client_ca = server.inherited("ssl_client_certificate")
-        if verify is None or verify.args[:1] == ["off"] or client_ca is None:
-            continue
-        if ours[0] not in (check.ca_keys(_path(client_ca, prefix)) or ()):
+        admits = _admitting(server, ours, prefix)
+        if admits is None:
             continue  # a server that does not admit this profile's clients
         ssl_crl = server.inherited("ssl_crl")
         ocsp = server.inherited("ssl_ocsp")
         if ssl_crl is None:
             if ocsp is None or ocsp.args[:1] == ["off"]:
                 found.append(
-                    f"{client_ca.file}:{client_ca.line}: this server admits the clients of "
+                    f"{admits.file}:{admits.line}: this server admits the clients of "
                     f"profile {profile.name} and checks no CRL; render it: "
-                    + _render_command(profile, server, client_ca.file)
+                    + _render_command(profile, server, admits.file)
                 )
             continue
         named = _path(ssl_crl, prefix)
-        if not crl <= _crls(named):  # a file holding this CRL (and others) is fine
+        stale = {c for c in _crls(named) - current if _issuer(c) in issuers}
+        if stale:  # a file holding the current CRLs (and other CAs') is fine
             found.append(
                 f"{ssl_crl.file}:{ssl_crl.line}: ssl_crl {named} is not profile "
-                f"{profile.name}'s current CRL {profile.nginx_crl} (a copied or moved "
-                "profile's site?), so a revocation would not count there; re-render it: "
+                f"{profile.name}'s current CRL {profile.nginx_crl}: it holds an older CRL "
+                "of the profile's CA (a snapshot, or a copied or moved profile's site?), "
+                "so a revocation would not count there; re-render it: "
                 + _render_command(profile, server, ssl_crl.file)
             )
     return found
