@@ -233,6 +233,45 @@ def test_idle_connections_cannot_exhaust_the_responder(home: Path, site: Profile
         assert responder.stop() == 0
 
 
+def test_a_full_responder_closes_the_busiest_address_s_connections(
+    home: Path, site: Profile
+) -> None:
+    """Per-address fairness (attack round 11, F3): when every slot is taken, the oldest
+    connection of the address holding the most is closed, not the oldest of all: 10
+    connections from 127.0.0.1, then 40 from 127.0.0.2 with room for 30; the first 10
+    still get their answers, and 127.0.0.2's oldest were closed."""
+    responder = start_responder(home, "site", settings={"MAX_CONNECTIONS": 30,
+                                                        "READ_TIMEOUT": 60.0})  # fmt: skip
+    request = home.parent / "bob.ocsp-request"
+    openssl("ocsp", "-issuer", str(site.ca_cert), "-cert", str(site.cert_path("bob")),
+            "-no_nonce", "-reqout", str(request))  # fmt: skip
+    der = request.read_bytes()
+    post = b"POST / HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(der) + der
+    first: list[socket.socket] = []
+    other: list[socket.socket] = []
+    try:
+        for _ in range(10):
+            first.append(socket.create_connection(("127.0.0.1", responder.port), 10))
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", responder.port), 10,
+                                            source_address=("127.0.0.2", 0))  # fmt: skip
+            other.append(sock)
+        assert all(closed_by_peer(sock) for sock in other[:10])  # its oldest: made room
+        for sock in first:
+            sock.sendall(post)
+            sock.settimeout(30)
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.0 200 "), reply[:80]
+            answer = x509_ocsp.load_der_ocsp_response(reply.split(b"\r\n\r\n", 1)[1])
+            assert answer.certificate_status == x509_ocsp.OCSPCertStatus.GOOD
+    finally:
+        for sock in first + other:
+            sock.close()
+        assert responder.stop() == 0
+
+
 def test_second_responder_is_refused(home: Path, site: Profile) -> None:
     first = start_responder(home, "site")
     try:
