@@ -31,6 +31,7 @@ from . import check, crl, database, der, durations, inventory, names, openssl, u
 from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import InputError, StateError
+from .est import invites
 from .fsutil import install_many, read_bounded, scratch_dir
 from .issue import DEFAULT_LEAF_DAYS, ca_end_cap, leaf_extfile, other_kind
 from .openssl import Secret
@@ -325,11 +326,12 @@ def _issue_in(
         if todo:
             _keys_and_requests(profile, work, todo, key_type, secret, report, workers)
             signed = _sign(tx, work, todo, key_type, ca_secret, report)
+        cancelled = invites.cancel(tx, signed)  # as issue.sign does for one name
         bundles = [r for r in rows if r.name in signed or not profile.p12_path(r.name).exists()]
         held = _valid_of(profile, list(done.values()))
         certs = {**{name: clash.entry for name, clash in held.items()}, **signed}
         _bundles(profile, work, bundles, certs, secret, report, workers)
-    notes = upkeep.tidy(profile, tx, ca_secret) if todo else []
+    notes = cancelled + (upkeep.tidy(profile, tx, ca_secret) if todo else [])
     bundled = {r.name for r in bundles}
     tx.note("skipped", [r.name for r in rows if r.name not in bundled])
     items = []

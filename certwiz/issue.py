@@ -34,6 +34,7 @@ from . import (
 from . import openssl_args as args
 from . import p12 as p12_lib
 from .errors import CertwizError, InputError, StateError
+from .est import invites
 from .fsutil import write_atomic
 from .openssl import Secret
 from .passphrase import Source, bundle_passphrase, signing_passphrase
@@ -200,9 +201,11 @@ def ca_end_cap(profile: Profile, validity: timedelta) -> tuple[datetime | None, 
 
 
 def capped_notes(tx: Transaction) -> list[str]:
-    """The note `sign` leaves when it capped the validity at the CA's end."""
+    """The notes `sign` leaves: the validity capped at the CA's end, invites cancelled."""
     capped = tx.current.details.get("validity_capped")
-    return [str(capped)] if capped else []
+    cancelled = tx.current.details.get(invites.CANCELLED)
+    names_ = cancelled if isinstance(cancelled, list) else []
+    return ([str(capped)] if capped else []) + invites.notes(names_)
 
 
 def load_csr(source: Path | bytes, field: str = "csr") -> Csr:
@@ -338,12 +341,15 @@ def sign(
     ca_passphrase: Secret | None,
     replace_subject: bool = False,
     not_before: datetime | None = None,
+    redeeming: bool = False,
 ) -> tuple[str, Path]:
     """`openssl ca` signs CSR with certwiz's extensions; returns (serial, cert path).
 
     `replace_subject` (a CSR made elsewhere) makes the subject exactly CN=name;
     certwiz's own CSRs already are. A revocation a killed run left out of the
-    CRL is published first.
+    CRL is published first. A client's unused invites are cancelled (the audit
+    record says so) unless this is the enrollment `redeeming` one: NAME now has its
+    certificate, and an invite must not buy it another (attack round 12, F6).
     """
     profile = tx.profile
     if tx.crl_missing:
@@ -374,6 +380,8 @@ def sign(
             )
         )
     tx.note_serial(serial_hex)
+    if kind == "client" and not redeeming:
+        invites.cancel(tx, [name])
     problem = None if extfile else der.plain_client_problem(cert.read_bytes())
     if problem is not None:  # openssl.cnf's [client_ext] was edited: never deliver that
         withdrawn = _withdraw(profile, serial_hex, ca_passphrase)
@@ -588,6 +596,7 @@ def sign_csr_in(
     ca_passphrase: Secret | None,
     hosts: Sequence[str] = (),
     superseding: tuple[database.Entry, timedelta | None] | None = None,
+    redeeming: bool = False,
 ) -> Issued:
     """Sign a checked CSR as CN=name inside TX; the key never passes through certwiz.
 
@@ -620,6 +629,7 @@ def sign_csr_in(
             rsa=csr.rsa,
             ca_passphrase=ca_passphrase,
             replace_subject=True,
+            redeeming=redeeming,
         )
         gone = [str(path) for path in remove if path.is_file() and not path.is_symlink()]
         with _withdrawn_on_failure(tx, work, serial_hex, ca_passphrase):

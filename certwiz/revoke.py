@@ -11,6 +11,7 @@ from .crl import crl_version as crl_version
 from .crl import regenerate_crl as regenerate_crl
 from .crl import revoke_entry as revoke_entry
 from .errors import InputError, StateError
+from .est import invites
 from .passphrase import Source, signing_passphrase
 from .profile import Profile
 from .transaction import Transaction, joined, transaction
@@ -162,6 +163,9 @@ def revoke(
             why = compromise or reason
             revoke_entry(other, entry, why, secret, keyfile if other != profile else None)
             tx.note_serial(entry.serial)
+        # an unused invite of a revoked name would enroll it again (attack round 12, F6)
+        revoked_names = {e.common_name for e in mine} | {e.common_name for _, e in same}
+        cancelled = invites.cancel(tx, {n for n in revoked_names | {name} if n})
         publish = bool(targets or same or unfinished)
         # the CRLs of the levels that revoked something (a key compromise may reach both)
         root_publish = publish and (by_root is not None or any(o != profile for o, _ in same))
@@ -180,6 +184,7 @@ def revoke(
             f"{', signed by the root' if other != profile else ''}): it carries the same key"
             for other, e in same
         ]
+        notes += cancelled
         if already:  # what recovery caught up (crl-chain.pem left behind by the killed run)
             notes += tx.recovered
         serials = [e.serial for e in targets] + [e.serial for _, e in same]

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certwiz import audit, ca, grace, intermediate, issue, revoke
 from certwiz.est import service, tokens, wire
 from certwiz.profile import Profile
-from tests.conftest import hand_sign, snapshot
+from tests.conftest import hand_sign, invoke, snapshot
 
 Key = ec.EllipticCurvePrivateKey
 
@@ -446,3 +446,54 @@ def test_the_secret_goes_only_to_a_listener_no_other_user_can_take(
         assert "owned by uid 65534" in refused(unix=private / "est.sock")
     assert "certwiz home" in refused(unix=prof.home / "est.sock")
     assert "certwiz home" in refused(unix=prof.dir / "nginx" / "est.sock")
+
+
+def test_issuing_or_revoking_a_name_cancels_its_invites(
+    prof: Profile, settings: service.Settings, tmp_path: Path
+) -> None:
+    """Attack round 12, F6: an unused invite survived `client issue` and `revoke` (even
+    keyCompromise) and enrolled the name afterwards. Issuing (issue, sign, issue-batch)
+    or revoking a name cancels its invites: the output says it, the audit record names
+    it, and the token is refused (401) with nothing signed."""
+    home = prof.dir.parent
+
+    def refused(name: str, token: str) -> None:
+        index = prof.index.read_bytes()
+        answer = call(settings, wire.SIMPLEENROLL, wire.encode_csr(csr(name)[0]),
+                      auth=(name, token))  # fmt: skip
+        assert answer.status == 401, answer.body
+        assert prof.index.read_bytes() == index  # nothing signed
+
+    def cancelled(done: object, name: str, command: str) -> None:
+        assert done.returncode == 0, done.stderr  # type: ignore[attr-defined]
+        assert f"cancelled the unused invite of {name}" in done.stdout  # type: ignore[attr-defined]
+        record = next(r for r in reversed(audit.read(prof)) if r["command"] == command)
+        assert name in record["invites_cancelled"], record
+
+    token = tokens.invite(prof, "inv-issued").token
+    done = invoke(home, "client", "issue", "-p", "est", "-n", "inv-issued", "-u")
+    cancelled(done, "inv-issued", "client issue")
+    refused("inv-issued", token)
+
+    token = tokens.invite(prof, "inv-signed").token
+    (tmp_path / "req.csr").write_bytes(
+        x509.load_der_x509_csr(csr("inv-signed")[0]).public_bytes(serialization.Encoding.PEM)
+    )
+    done = invoke(home, "client", "sign", "-p", "est", "--csr", str(tmp_path / "req.csr"))
+    cancelled(done, "inv-signed", "client sign")
+    refused("inv-signed", token)
+
+    token = tokens.invite(prof, "inv-batch").token
+    (tmp_path / "fleet.csv").write_text("name,unencrypted\ninv-batch,true\n")
+    done = invoke(home, "client", "issue-batch", "-p", "est", "--from", str(tmp_path / "fleet.csv"))
+    cancelled(done, "inv-batch", "client issue-batch")
+    refused("inv-batch", token)
+
+    # a certificate made by hand after the invite, then its key compromised
+    token = tokens.invite(prof, "inv-revoked").token
+    hand_sign(prof.cnf, tmp_path / "hand", "inv-revoked", "-extensions", "client_ext")
+    done = invoke(home, "revoke", "-p", "est", "-n", "inv-revoked", "--reason", "keyCompromise")
+    cancelled(done, "inv-revoked", "revoke")
+    refused("inv-revoked", token)
+    assert not any(item.used is None for item in tokens.read(prof).values()
+                   if item.name.startswith("inv-"))  # fmt: skip

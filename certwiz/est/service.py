@@ -505,6 +505,7 @@ def enroll(settings: Settings, environ: Environ, context: dict[str, Any]) -> byt
             validity=validity,
             sans=[],
             ca_passphrase=settings.ca_passphrase,
+            redeeming=True,
         )
         tokens.spend(tx, invite)
         return _issued_body(profile, done.serial)

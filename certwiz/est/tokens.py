@@ -25,40 +25,22 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 from .. import durations, names
 from ..errors import InputError, StateError
-from ..fsutil import read_records, write_records
 from ..issue import DEFAULT_LEAF_DAYS, check_no_valid
 from ..profile import Profile
 from ..transaction import Transaction, transaction
+from .invites import TOKENS_FILE as TOKENS_FILE
+from .invites import Invite as Invite
+from .invites import path_of as path_of
+from .invites import read as read
+from .invites import write as write
 
-TOKENS_FILE = "est-tokens.json"
 DEFAULT_TTL = "1h"
 MAX_TTL = timedelta(days=30)  # an invite is for an enrollment about to happen
 TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 256  # what `redeem` reads of a presented token
-
-
-@dataclass(frozen=True)
-class Invite:
-    """A stored invite (no token: only its hash)."""
-
-    digest: str
-    name: str
-    days: str  # the certificate's validity, as durations.text writes it
-    expires: datetime
-    used: str | None = None  # when it was spent (UTC text), or None
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "days": self.days,
-            "expires": durations.stamp(self.expires),
-            "used": self.used,
-        }
 
 
 @dataclass(frozen=True)
@@ -73,33 +55,8 @@ class Invited:
     replaced: int  # earlier unused invites of the name this one replaced
 
 
-def path_of(profile: Profile) -> Path:
-    return profile.dir / TOKENS_FILE
-
-
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _invite(key: str, item: Any) -> Invite:
-    return Invite(
-        key,
-        str(item["name"]),
-        str(item["days"]),
-        durations.from_stamp(item["expires"]),
-        None if item["used"] is None else str(item["used"]),
-    )
-
-
-def read(profile: Profile) -> dict[str, Invite]:
-    """The stored invites by hash; ProfileCorrupt naming the file if it is damaged."""
-    return read_records(path_of(profile), "token list", _invite)
-
-
-def write(profile: Profile, invites: dict[str, Invite], now: datetime) -> None:
-    """Replace the list (under the lock), dropping expired invites; empty removes the file."""
-    live = {key: item.as_json() for key, item in invites.items() if item.expires > now}
-    write_records(path_of(profile), live, 0o600)
 
 
 def check_ttl(ttl: str | timedelta) -> timedelta:
