@@ -396,6 +396,8 @@ class _Responder:
                 if not mine:
                     del table[peer]
                 self.count[peer] -= 1
+                if not self.count[peer]:
+                    del self.count[peer]  # one entry per address connected now, not ever
                 return True
         return False
 
