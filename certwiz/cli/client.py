@@ -216,8 +216,10 @@ def client_invite(
     The device makes its own key and CSR and sends it with the token as the HTTP
     Basic password (user NAME); the key never leaves it. The token is printed once
     (JSON key `token`); the profile keeps only its hash. It works once, until --ttl
-    has passed; a new invite for NAME replaces an unused one. A NAME with a valid
-    certificate is refused: it renews with that certificate (simplereenroll).
+    has passed; a new invite for NAME replaces an unused one, and issuing NAME
+    otherwise (client issue, sign, issue-batch) or revoking it cancels it. A NAME with
+    a valid certificate is refused: it renews with that certificate (simplereenroll);
+    a NAME with ':' too (HTTP Basic cannot carry it).
     """
     from ..est import tokens
 
