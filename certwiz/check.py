@@ -229,7 +229,33 @@ def live_copy(profile: Profile) -> str | None:
             f"{shared}; keep one of them: move the other (a backup) out of the certwiz home "
             f"{profile.home}"
         )
-    return None
+    return _copy_of_elsewhere(profile, mine)
+
+
+def _copy_of_elsewhere(profile: Profile, mine: set[bytes] | None) -> str | None:
+    """Why PROFILE is a live copy of the directory its openssl.cnf names, or None: that
+    directory, in any home, still exists and holds the same CA (a `cp -a HOME HOME2`
+    while HOME is in use; attack round 12, F5: the copy issued production's next serial
+    and production's nginx admitted it). Gone (mv, a backup restored after a loss) or
+    holding another CA, it is not the original: recovery repoints openssl.cnf."""
+    old = misplaced_cnf(profile)
+    if old is None or not Path(old).is_absolute():
+        return None
+    original = Profile(Path(old).name, Path(old).parent)
+    try:
+        if not original.has_ca() or os.path.samefile(original.dir, profile.dir):
+            return None
+    except OSError:
+        return None
+    mine = _ca_key_set(profile) if mine is None else mine
+    if not mine or not mine & _ca_key_set(original):
+        return None
+    return (
+        f"{profile.dir} is a copy of {original.dir} (its openssl.cnf names it, and it "
+        "holds this CA's key): both would sign the same serials with one key and revoke "
+        f"into different CRLs; work on {original.dir}, or, if this is a backup, keep it "
+        f"outside any certwiz home; to work on this copy instead, move {original.dir} away first"
+    )
 
 
 def refuse_live_copy(profile: Profile) -> None:

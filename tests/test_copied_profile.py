@@ -138,3 +138,50 @@ def test_long_running_readers_refuse_a_copy_as_changes_do(home: Path) -> None:
         assert f"{backup.dir} is a copy of profile g ({g.dir})" in done.stderr
         assert snapshot(backup.dir) == before
     check.refuse_live_copy(g)  # the original is not refused
+
+
+def test_a_copied_home_beside_its_original_changes_nothing(home: Path, tmp_path: Path) -> None:
+    """Attack round 12 (F5): `cp -a HOME HOME2` while HOME is in use: the copy in HOME2
+    issued production's next serial with production's key (its nginx admitted it).
+    The directory the copy's openssl.cnf names still holds this CA: refused (exit 4,
+    naming the original), check reports it; the original works; once the original is
+    gone (lost, or moved), the copy is the profile again."""
+    g = ca.init("g", home)
+    assert invoke(home, "client", "issue", "-p", "g", "-n", "b", "-u").returncode == 0
+    home2 = tmp_path / "home2"
+    shutil.copytree(home, home2, symlinks=True)  # cp -a HOME HOME2
+    copy = Profile("g", home2)
+    before = snapshot(copy.dir)
+    before.pop("audit.log")
+    for argv in (("client", "issue", "-p", "g", "-n", "evil", "-u"), ("crl", "gen", "-p", "g")):
+        done = invoke(home2, *argv)
+        assert done.returncode == 4, (argv, done.stdout, done.stderr)
+        assert done.stderr.splitlines() == [
+            f"certwiz: error: {copy.dir} is a copy of {g.dir} (its openssl.cnf names it, and "
+            "it holds this CA's key): both would sign the same serials with one key and "
+            f"revoke into different CRLs; work on {g.dir}, or, if this is a backup, keep it "
+            f"outside any certwiz home; to work on this copy instead, move {g.dir} away "
+            "first; nothing was changed"
+        ], done.stderr
+    after = snapshot(copy.dir)
+    after.pop("audit.log")
+    assert after == before
+    found = invoke(home2, "check", "-p", "g", "--json")
+    assert found.returncode == 4
+    assert f"is a copy of {g.dir}" in json.dumps(json.loads(found.stdout))
+    assert invoke(home, "client", "issue", "-p", "g", "-n", "b2", "-u").returncode == 0
+    assert invoke(home, "check", "-p", "g").returncode == 0
+    # another CA at the named place is not the original: the copy is repointed
+    other = tmp_path / "other"
+    ca.init("g", other)
+    shutil.copytree(home2, tmp_path / "home3", symlinks=True)
+    (tmp_path / "home3" / "g" / "openssl.cnf").write_text(
+        copy.cnf.read_text().replace(str(g.dir), str(other / "g"))
+    )
+    assert check.live_copy(Profile("g", tmp_path / "home3")) is None
+    # the original lost: the copy is the profile (restore after loss)
+    shutil.rmtree(home)
+    done = invoke(home2, "client", "issue", "-p", "g", "-n", "c", "-u")
+    assert done.returncode == 0, done.stderr
+    assert check.misplaced_cnf(copy) is None
+    assert [e.common_name for e in database.read(copy.index)] == ["b", "c"]

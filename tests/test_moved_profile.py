@@ -3,7 +3,9 @@
 Issue 13 item 4: openssl.cnf names the profile's directory absolutely; after `cp -a` of a
 home (a restored backup, a staging copy) `revoke` in the copy exited 0 while the
 revocation landed in the original's index.txt, and `check` said consistent. Now the next
-change re-renders the `dir =` line for where the profile is, and `check` reports it.
+change re-renders the `dir =` line for where the profile is, and `check` reports it; while
+the directory it names still holds the same CA (a copy beside its original, round 12 F5)
+the copy is refused instead.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ def test_a_copy_revokes_and_issues_in_its_own_database(profile: Profile, tmp_pat
     issue.issue_client(profile, "bot-01")
     original = snapshot(profile.home)
     copy = _copy(profile.home, tmp_path / "re$tored #1")  # escaped in openssl.cnf
+    # beside its original it is a second live CA: refused (attack round 12, F5)
+    done = invoke(copy.home, "revoke", "-p", "my-app", "-n", "bot-01")
+    assert done.returncode == 4 and f"is a copy of {profile.dir}" in done.stderr, done.stderr
+    assert snapshot(profile.home) == original  # the original is untouched
+    kept = tmp_path / "original"
+    shutil.move(profile.home, kept)  # the original lost (as far as the copy knows)
     done = invoke(copy.home, "revoke", "-p", "my-app", "-n", "bot-01")
     assert done.returncode == 0, done.stderr
-    assert snapshot(profile.home) == original  # the original is untouched
+    assert snapshot(kept) == original  # the original is untouched
     assert crl_check(copy.ca_cert, copy.crl, copy.cert_path("bot-01")).returncode != 0
     assert copy.index.read_text().startswith("R\t")
     assert f"dir = {cnf_escape(copy.dir)}\n" in copy.cnf.read_text()
@@ -38,7 +46,7 @@ def test_a_copy_revokes_and_issues_in_its_own_database(profile: Profile, tmp_pat
     assert any("openssl.cnf" in line for line in record["recovered"])  # type: ignore[union-attr]
     done = invoke(copy.home, "client", "issue", "-p", "my-app", "-n", "bot-02", "-u")
     assert done.returncode == 0, done.stderr
-    assert snapshot(profile.home) == original
+    assert snapshot(kept) == original
 
 
 def test_check_reports_a_profile_whose_config_names_another_directory(
@@ -89,6 +97,8 @@ def test_a_copied_two_level_profile_points_both_configs_at_itself(
     original = snapshot(home)
     copy = tmp_path / "copy"
     shutil.copytree(home, copy, symlinks=True)
+    kept = tmp_path / "kept"
+    shutil.move(home, kept)  # the original gone (beside it, the copy is refused: F5)
     for args in (("client", "issue", "-p", "two", "-n", "bot", "-u"), ("crl", "gen", "-p", "two")):
         done = invoke(copy, *args)
         assert done.returncode == 0, done.stderr
@@ -97,4 +107,4 @@ def test_a_copied_two_level_profile_points_both_configs_at_itself(
         in (copy / "two" / "root" / "openssl.cnf").read_text()
     )
     assert invoke(copy, "check", "-p", "two").returncode == 0
-    assert snapshot(home) == original
+    assert snapshot(kept) == original

@@ -29,6 +29,12 @@ pytestmark = pytest.mark.nginx
 SERVER = "app.test"
 
 
+def retire(original: Profile) -> None:
+    """The original's CA key gone (a retired directory whose files nginx may still name):
+    a copy beside an original that still signs is refused outright (round 12, F5)."""
+    original.ca_key.unlink()
+
+
 def test_revoke_reload_in_a_copy_enforces_the_copys_crl(tmp_path: Path) -> None:
     """The copy's own site follows it; a site rendered elsewhere (--out) for the original,
     which certwiz may not rewrite, makes `revoke --reload` refuse to reload (exit 1) with
@@ -52,6 +58,7 @@ def test_revoke_reload_in_a_copy_enforces_the_copys_crl(tmp_path: Path) -> None:
         staging = tmp_path / "staging"
         shutil.copytree(home, staging, symlinks=True)  # cp -a: a staging copy
         original, copy = Profile("app", home), Profile("app", staging)
+        retire(original)
         site = copy.dir / "nginx" / "mtls_proxy.conf"
         assert str(original.dir) in site.read_text()  # what the copy inherits
         before = snapshot(home)
@@ -159,6 +166,7 @@ def test_the_refusal_names_the_render_command_with_the_sites_options(
        "--tls", "modern", "--error-log", str(log), "--out", str(out))  # fmt: skip
     shutil.copytree(profile.home, tmp_path / "copy", symlinks=True)
     copy = Profile("my-app", tmp_path / "copy")
+    retire(profile)
     cw_copy = certwiz_ok(copy.home)
     cw_copy("crl", "gen", "-p", "my-app")  # the copy's CRL is no longer the original's
     main = tmp_path / "nginx.conf"
@@ -211,6 +219,7 @@ def test_a_copy_whose_original_renewed_its_ca_still_has_its_site_follow(
     copy = Profile("my-app", tmp_path / "copy")
     cw("ca", "renew", "-p", "my-app")
     assert profile.ca_cert.read_bytes() != copy.ca_cert.read_bytes()
+    retire(profile)
     main = tmp_path / "nginx.conf"
     main.write_text(f'events {{}}\nhttp {{\n    include "{out}/mtls_proxy.conf";\n}}\n')
     dump = f"# configuration file {main}:\n"
@@ -232,6 +241,7 @@ def test_a_copy_where_nginx_cannot_name_its_paths_is_not_rewritten(
     cw("nginx", "render", "-p", "my-app", "--server", SERVER, "--upstream", "http://127.0.0.1:9")
     shutil.copytree(profile.home, tmp_path / "re$tored", symlinks=True)
     copy = Profile("my-app", tmp_path / "re$tored")
+    retire(profile)
     site = copy.dir / "nginx" / "mtls_proxy.conf"
     text = site.read_text()
     certwiz_ok(copy.home)("client", "issue", "-p", "my-app", "-n", "bot", "-u")
