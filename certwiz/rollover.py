@@ -33,6 +33,7 @@ class Renewed:
     archived: str
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    trust: str = ""  # what those who trust the CA must do (from what changed)
 
 
 def _request_args(cert: Path, key: Path, out: Path, passphrase: Secret | None) -> list[openssl.Arg]:
@@ -92,11 +93,8 @@ def renew_ca(
     if root and not profile.two_level:
         raise InputError("root", f"profile {profile.name} has a single CA: renew it without --root")
     two = profile.two_level and not root
-    days = names.days(
-        days
-        if days is not None
-        else (intermediate.DEFAULT_INTERMEDIATE_DAYS if two else DEFAULT_SINGLE_DAYS)
-    )
+    chosen = None if days is None else days
+    days = names.days(days if days is not None else _default_days(profile, two, root))
     if two:
         intermediate.require_unrevoked(profile)  # before the lock: a refusal leaves no trace
         left = der.cert_validity(der.pem_to_der(profile.ca_cert.read_bytes()))[1] - _now()
@@ -109,6 +107,7 @@ def renew_ca(
     elif root_key is not None:
         intermediate.root_keyfile(profile, root_key, "")  # refuses --root-key here
     secret = signing_passphrase(profile, ca_passphrase)  # a provider: after every check
+    trusted_before = profile.ca_cert.read_bytes()
     with (
         transaction(profile, "ca renew", [profile.name], timeout=timeout) as tx,
         scratch_dir(profile.dir) as work,
@@ -137,6 +136,10 @@ def renew_ca(
         tx.note("archived", str(archived))
         tx.note("fullchains", refreshed)
         notes = upkeep.tidy(profile, tx, secret)
+        trust = _trust_note(profile, trusted_before)
+    if chosen is None:
+        why = "the intermediate's default" if two else "the old certificate's own length"
+        notes.append(f"valid for {days} days: {why} (--days chooses another)")
     return Renewed(
         profile.name,
         label,
@@ -145,6 +148,35 @@ def renew_ca(
         str(archived),
         files,
         [f"rewrote {path}" for path in refreshed] + notes,
+        trust,
+    )
+
+
+def _default_days(profile: Profile, two: bool, root: bool) -> int:
+    """Without --days: an intermediate gets ca init's default; a self-signed CA (the root,
+    or a single CA) keeps the length it has (a 20-year root re-signed for 10 without a
+    word was attack round 12's minor note)."""
+    if two:
+        return intermediate.DEFAULT_INTERMEDIATE_DAYS
+    own = (profile.root if root else profile).ca_cert
+    try:
+        not_before, not_after = der.cert_validity(der.pem_to_der(own.read_bytes()))
+    except (OSError, ValueError):
+        return DEFAULT_SINGLE_DAYS  # the transaction refuses a damaged CA, naming it
+    return max((not_after - not_before).days, 1)
+
+
+def _trust_note(profile: Profile, before: bytes) -> str:
+    """What those who trust the profile's CA must do, from what changed: ca.crt (a single
+    CA, or the root) or only the intermediate that chain.pem and the fullchains carry."""
+    if profile.ca_cert.read_bytes() != before:
+        return (
+            f"Clients and servers that trust {profile.ca_cert} need the new one "
+            "before the old expires."
+        )
+    return (
+        f"{profile.ca_cert} did not change: what trusts it needs nothing new; servers that "
+        f"send {profile.chain} or a fullchain send the new intermediate once reloaded."
     )
 
 

@@ -58,8 +58,13 @@ def test_two_level_renew_of_the_intermediate_with_an_offline_root(cli, home: Pat
     key = home.parent / "root.key"
     assert cli("ca", "root-key", "export", "-p", "fleet", "--out", str(key)).returncode == 0
     old = load_cert(fleet.intermediate_cert)
+    root_before = fleet.ca_cert.read_bytes()
     result = cli("ca", "renew", "-p", "fleet", "--root-key", str(key), "--json")
     assert result.returncode == 0, result.stderr
+    assert fleet.ca_cert.read_bytes() == root_before
+    trust = json.loads(result.stdout)["trust"]
+    assert trust.startswith(f"{fleet.ca_cert} did not change: what trusts it needs nothing new")
+    assert "need the new one" not in result.stdout  # it was said though ca.crt stayed
     new = load_cert(fleet.intermediate_cert)
     assert new.serial_number != old.serial_number
     assert spki(new) == spki(old) and new.subject == old.subject
@@ -87,7 +92,12 @@ def test_two_level_renew_of_the_root(cli, home: Path) -> None:
     new = load_cert(fleet.ca_cert)
     assert fleet.root.ca_cert.read_bytes() == fleet.ca_cert.read_bytes()
     assert spki(new) == spki(old) and new.serial_number != old.serial_number
-    assert (new.not_valid_after_utc - new.not_valid_before_utc).days == 3650
+    # without --days the root keeps its own length (it was re-signed for 3650 silently)
+    length = (old.not_valid_after_utc - old.not_valid_before_utc).days
+    assert length == intermediate.DEFAULT_ROOT_DAYS != 3650
+    assert (new.not_valid_after_utc - new.not_valid_before_utc).days == length
+    assert f"valid for {length} days: the old certificate's own length" in result.stdout
+    assert f"Clients and servers that trust {fleet.ca_cert} need the new one" in result.stdout
     assert new.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 1
     load_cert(fleet.intermediate_cert).verify_directly_issued_by(new)
     assert fleet.chain.read_bytes().endswith(fleet.ca_cert.read_bytes())

@@ -414,7 +414,11 @@ def ca_renew(
     profile: ProfileOpt,
     days: Annotated[
         str | None,
-        typer.Option("--days", "-d", help="Validity in days [3650; an intermediate: 1825]."),
+        typer.Option(
+            "--days",
+            "-d",
+            help="Validity in days [a self-signed CA: its own length; an intermediate: 1825].",
+        ),
     ] = None,
     root: Annotated[
         bool,
@@ -439,8 +443,7 @@ def ca_renew(
         asdict(done),
         f"Renewed the {done.level} CA certificate of {done.profile} (serial {done.serial}, "
         f"valid until {done.not_after}); the old one is in {done.archived}\n"
-        f"{files_text(done.files)}{notes_text(done.notes)}\n"
-        "Clients and servers that trust ca.crt need the new one before the old expires.",
+        f"{files_text(done.files)}{notes_text(done.notes)}\n{done.trust}",
     )
 
 
