@@ -170,7 +170,10 @@ def renew(
             existing_key=existing,
         )
         until = upkeep.supersede(tx, profile, name, old.entry, entry.serial, span, ca_passphrase)
-        notes = issuing.capped_notes(tx) + upkeep.tidy(profile, tx, ca_passphrase)
+        changed = subject_changed(old.entry, entry)
+        if changed:
+            tx.note("subject", {"old": old.entry.subject, "new": entry.subject})
+        notes = changed + issuing.capped_notes(tx) + upkeep.tidy(profile, tx, ca_passphrase)
     return Renewed(
         name,
         kind,
@@ -181,6 +184,18 @@ def renew(
         {k: str(v) for k, v in files.items()},
         notes,
     )
+
+
+def subject_changed(old: database.Entry, new: database.Entry) -> list[str]:
+    """The note when a renewal changes the subject: certwiz issues CN=NAME only, so a
+    hand-signed or adopted certificate with a fuller subject (/O=Acme/CN=bot-01) is
+    renewed as /CN=bot-01, and a backend that reads the subject DN sees another one."""
+    if old.subject == new.subject:
+        return []
+    return [
+        f"changed the subject from {old.subject} to {new.subject} (certwiz issues CN=NAME "
+        "only): a backend that reads X-Client-Cert-Subject sees the new one"
+    ]
 
 
 def renew_with_csr(

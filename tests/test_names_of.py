@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from certwiz import database
+from certwiz import audit, database
 from tests.conftest import crl_check, hand_sign, load_cert, load_crl
 
 
@@ -171,3 +171,21 @@ def test_a_hand_signed_server_covers_its_hosts(cli, profile, tmp_path: Path) -> 
     hand_sign(profile.cnf, tmp_path, "edge", "-extfile", str(ext), "-extensions", "s")
     done = cli("server", "issue", "-p", "my-app", "-n", "api.example.com")
     assert done.returncode == 2 and "already covered by edge" in done.stderr, done.stderr
+
+
+def test_renewing_a_fuller_subject_says_the_subject_changes(cli, profile, tmp_path: Path) -> None:
+    """certwiz issues CN=NAME only: a renewal of /O=Acme/CN=bot-03 says so, in the output
+    and the audit record, as a backend reading the subject DN sees another one."""
+    hand_sign(profile.cnf, tmp_path, "bot-03", "-extensions", "client_ext",
+              subj="/O=Acme/CN=bot-03")  # fmt: skip
+    (old,) = [e.subject for e in database.read(profile.index) if e.common_name == "bot-03"]
+    assert "/O=Acme" in old  # openssl ca orders it by the policy: /CN=bot-03/O=Acme
+    done = cli("client", "renew", "-p", "my-app", "-n", "bot-03")
+    assert done.returncode == 0, done.stderr
+    assert f"Also changed the subject from {old} to /CN=bot-03 " in done.stdout
+    renewed = load_cert(profile.cert_path("bot-03"))
+    assert renewed.subject.rfc4514_string() == "CN=bot-03"
+    record = audit.read(profile)[-1]
+    ops = [record, *record.get("operations", [])]  # type: ignore[misc]
+    expected = {"old": old, "new": "/CN=bot-03"}
+    assert expected in [op.get("subject") for op in ops]  # type: ignore[union-attr]
