@@ -92,6 +92,12 @@ def require_outside(field: str, path: Path, home: Path, what: str = "the certwiz
         inside = False
     if inside:
         raise InputError(field, f"{path} is inside {what} {home}; give a path outside it")
+    require_no_profile(field, path)
+
+
+def require_no_profile(field: str, path: Path) -> None:
+    """InputError if PATH is inside a certwiz profile of any home (`profile_around`): for a
+    write target that has no home of its own to stay out of (the agent's bundle)."""
     profile = profile_around(path)
     if profile is not None:
         raise InputError(

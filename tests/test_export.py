@@ -12,6 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from certwiz import intermediate
+from certwiz.errors import InputError
+from certwiz.profile import Profile
 from tests.conftest import load_cert, snapshot
 from tests.test_library import make_csr
 
@@ -191,6 +194,28 @@ def test_out_never_lands_in_another_homes_profile(state: dict[str, Path], target
         assert lines == [f"certwiz: error: out: {out} is inside the certwiz profile "
                          f"{other / 'p'}; give a path outside it"]  # fmt: skip
         assert snapshot(other) == before
+
+
+def test_the_agents_bundle_and_an_exported_root_key_never_land_in_a_profile(
+    state: dict[str, Path],
+) -> None:
+    """The other write targets without a home of their own: agent enroll --out --force
+    (it replaces what is there) and root-key export --out (a new file), same rule."""
+    other = state["base"] / "agent-home"
+    shutil.copytree(state["home"], other, symlinks=True)
+    before = snapshot(other)
+    key = other / "p" / "private" / "ca.key"
+    done = certwiz(state, "agent", "enroll", "--url", "https://127.0.0.1:1", "-n", "bot",
+                   "--token-file", secret(state, "token", "t0ken"), "--ca",
+                   str(other / "p" / "ca.crt"), "-u", "--out", str(key), "--force")  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.strip().splitlines() == [
+        f"certwiz: error: out: {key} is inside the certwiz profile {other / 'p'}; "
+        "give a path outside it"
+    ]
+    with pytest.raises(InputError, match="inside the certwiz profile"):
+        intermediate.check_export_target(Profile("p", state["home"]), key.with_name("root.key"))
+    assert snapshot(other) == before
 
 
 def test_certwiz_own_names_cannot_be_claimed_or_exported(

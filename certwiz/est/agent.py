@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from .. import durations, names, p12
 from ..errors import CertwizError, InputError
-from ..fsutil import flock_by, install, scratch_dir, unsafe_directory
+from ..fsutil import flock_by, install, require_no_profile, scratch_dir, unsafe_directory
 from ..passphrase import Source, bundle_passphrase, resolve
 from . import device, pending, transport, trust, verify
 
@@ -269,6 +269,7 @@ def enroll(
     if not out.parent.is_dir():
         raise InputError("out", f"{out.parent} is not a directory")
     require_own_directory("out", out)
+    require_no_profile("out", out)  # --force would replace a CA's file (round 12, F8)
     secret = bundle_passphrase(password, unencrypted=unencrypted)  # asked only now
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     from . import wire
