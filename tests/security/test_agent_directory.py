@@ -96,12 +96,15 @@ def test_a_bundle_directory_another_user_can_change_is_refused(
         link.symlink_to(ours)
         os.lchown(link, NOBODY, NOBODY)
         cases.append((link, f"owned by uid {NOBODY}"))
+    safe = tmp_path / "safe"  # enroll's --ca out of the way: its own check comes first (F7)
+    safe.mkdir(mode=0o700)
+    shutil.copyfile(cases[0][0] / "ca.crt", safe / "ca.crt")
     for where, says in cases:
         before = snapshot(where)
         refused(run_certwiz(tmp_path, *renew(where / "bot.p12")), "p12", says)
         result = run_certwiz(
             tmp_path, "agent", "enroll", "--url", f"https://127.0.0.1:{closed_port()}",
-            "-n", "bot", "--token", "t0k", "--ca", str(where / "ca.crt"),
+            "-n", "bot", "--token", "t0k", "--ca", str(safe / "ca.crt"),
             "--out", str(where / "new.p12"), "-u",
         )  # fmt: skip
         refused(result, "out", says)
