@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import stat
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 
 from . import names
 from .errors import InputError, LockTimeout, ProfileCorrupt, StateError
-from .fsutil import read_small_text, unsafe_directory
+from .fsutil import flock_by, read_small_text, unsafe_directory
 
 HOME_ENV = "CERTWIZ_HOME"
 LOCK_TIMEOUT_ENV = "CERTWIZ_LOCK_TIMEOUT"
@@ -291,24 +289,13 @@ class Profile:
         try:
             fds.append(os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY))
             deadline = time.monotonic() + timeout
-            delay = 0.005
-            held = 0
-            while held < len(fds):
-                try:
-                    fcntl.flock(fds[held], fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held += 1
-                    continue
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                if time.monotonic() >= deadline:
+            for fd in fds:
+                if not flock_by(fd, deadline):
                     raise LockTimeout(
                         f"profile {self.name} is busy: another certwiz holds {self.lock_file} "
                         f"(waited {timeout:g}s; to wait longer give --lock-timeout or "
                         f"set {LOCK_TIMEOUT_ENV})"
                     )
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
             yield
         finally:
             for fd in fds:
