@@ -37,7 +37,7 @@ from .ca import (
     skeleton,
 )
 from .errors import InputError, ProfileCorrupt, StateError
-from .fsutil import require_no_profile, write_atomic
+from .fsutil import require_no_profile, require_safe_target, write_atomic
 from .openssl import Secret
 from .passphrase import Source, resolve
 from .profile import ROOT_DIR, Profile
@@ -300,6 +300,7 @@ def check_export_target(profile: Profile, out: Path) -> Path:
     if inside == profile.dir.resolve() or profile.dir.resolve() in inside.parents:
         raise InputError("out", f"{target} is inside the profile; the point is to move it out")
     require_no_profile("out", target)  # nor into another profile (round 12, F8)
+    require_safe_target("out", target)  # the only copy of the root key: nobody may move it
     return target
 
 

@@ -4,6 +4,7 @@ cryptography and with hand-run `openssl` on both levels."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -204,6 +205,15 @@ def test_hostile_root_key_and_out(cli, home: Path, fleet: Profile) -> None:
     not_a_key.write_text("hello\n")
     existing = home.parent / "exists.key"
     existing.write_text("x")
+    shared = home.parent / "shared"  # anyone may rename or delete what lands here
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    theirs = home.parent / "theirs"
+    theirs.mkdir()
+    if os.geteuid() == 0:  # only root can give a directory away; CI runs as root
+        os.chown(theirs, 65534, 65534)
+    else:
+        theirs.chmod(0o777)
     cases = [
         (["crl", "gen", "-p", "fleet", "--root-key", str(home.parent / "missing.key")], "root-key"),
         (["crl", "gen", "-p", "fleet", "--root-key", str(not_a_key)], "root-key"),
@@ -213,6 +223,8 @@ def test_hostile_root_key_and_out(cli, home: Path, fleet: Profile) -> None:
         (["ca", "root-key", "export", "-p", "fleet", "--out", str(existing)], "out"),
         (["ca", "root-key", "export", "-p", "fleet", "--out", str(fleet.dir / "k.pem")], "out"),
         (["ca", "root-key", "export", "-p", "fleet", "--out", str(home / "nodir" / "k")], "out"),
+        (["ca", "root-key", "export", "-p", "fleet", "--out", str(shared / "root.key")], "out"),
+        (["ca", "root-key", "export", "-p", "fleet", "--out", str(theirs / "root.key")], "out"),
     ]
     before = snapshot(home)
     for args, field in cases:
