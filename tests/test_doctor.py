@@ -10,6 +10,7 @@ unlucky operator would have them.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -746,6 +747,26 @@ def test_a_guard_admitting_no_sni_is_sound_on_the_socket_default_only(
     assert nginx_t(conf).returncode == 0
     found = ids(doctor.diagnose(lab.site, conf).findings)
     assert found == ({"shared-listen-unguarded"} if flagged else set())
+
+
+@pytest.mark.parametrize(("first", "flagged"), [
+    ("break;", True),
+    ("rewrite ^ /elsewhere last;", True),
+    ("rewrite ^ /elsewhere break;", True),
+    ("", False),
+    ("set $refused 1;", False),
+])  # fmt: skip
+def test_a_handshake_guard_counts_only_when_its_return_runs(
+    lab: Lab, first: str, flagged: bool
+) -> None:
+    """Attack round 13, F3: nginx runs an `if` block's rewrite directives in order, so
+    `{ break; return 421; }` returns nothing and the other server's client gets in."""
+    guard = f'if ($ssl_server_name !~* "^myserver[.]local$") {{ {first} return 421; }}'
+    text = good_conf(lab, server_extra=guard, more_servers=other_server(lab))
+    conf = lab.conf(text, "sni-guard-" + ("-".join(re.findall(r"\w+", first)) or "return"))
+    assert nginx_t(conf).returncode == 0
+    found = ids(doctor.diagnose(lab.site, conf).findings)
+    assert ("shared-listen-unguarded" in found) is flagged, found
 
 
 def test_key_mismatch_is_caught_before_nginx_refuses_to_load(lab: Lab) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .conf import Directive
 from .findings import Finding, make
-from .view import ServerView, first_arg, reached_ifs
+from .view import ServerView, first_arg, guard_return, reached_ifs
 
 # `listen` flags that mark the address's default server (`default` is nginx's old spelling).
 _DEFAULT_FLAGS = ("default_server", "default")
@@ -148,7 +148,7 @@ def has_handshake_guard(server: Directive, is_default: bool = False) -> bool:
             args[-1] = args[-1][:-1]  # `if ($x !~* ^a$)`: the paren sits on the pattern
         if len(args) != 3 or args[0] != "$ssl_server_name" or args[1] not in ("!~*", "!~"):
             continue
-        done = cond.first("return")
+        done = guard_return(cond)
         if done is None or not done.args or not re.fullmatch(r"4\d\d", done.args[0]):
             continue
         try:

@@ -109,16 +109,29 @@ def ends_rewrites(item: Directive) -> bool:
     return item.name == "if" and any(ends_rewrites(inner) for inner in item.block or [])
 
 
-def reached_ifs(block: Directive) -> list[Directive]:
-    """The `if` blocks of BLOCK that every request reaches: those before any `break`
+def reached(block: Directive, name: str) -> list[Directive]:
+    """The NAME directives of BLOCK that every request reaches: those before any `break`
     or `rewrite ... last|break` of the same block (nginx runs them in order)."""
     out: list[Directive] = []
     for item in block.block or []:
-        if item.name == "if":
+        if item.name == name:
             out.append(item)
         if ends_rewrites(item):
             break
     return out
+
+
+def reached_ifs(block: Directive) -> list[Directive]:
+    """The `if` blocks of BLOCK that every request reaches."""
+    return reached(block, "if")
+
+
+def guard_return(condition: Directive) -> Directive | None:
+    """The `return` an `if` block runs when its condition holds: its first one, unless
+    a `break` or `rewrite ... last|break` before it ends the block first (`if (...)
+    { break; return 403; }` returns nothing, the request goes on)."""
+    returns = reached(condition, "return")
+    return returns[0] if returns else None
 
 
 def is_guarded(directive: Directive, top: Directive | None = None) -> bool:
@@ -131,7 +144,7 @@ def is_guarded(directive: Directive, top: Directive | None = None) -> bool:
     while block is not None and block.name != "http":
         for item in reached_ifs(block):
             condition = " ".join(item.args)
-            if VERIFY_GUARD.search(condition) and item.first("return") is not None:
+            if VERIFY_GUARD.search(condition) and guard_return(item) is not None:
                 return True
         if block.name == "server" or block is top:
             break

@@ -38,6 +38,13 @@ from tests.nginx_support import curl, require_curl, require_nginx
 pytestmark = pytest.mark.nginx
 
 APP, OTHER = "app.test", "other.test"
+# what the `$ssl_client_verify` guard runs before its `return 403` (attack round 13, F3)
+GUARDS = {
+    "guard-break": "break;",
+    "guard-rewrite": "rewrite ^ /denied last;",
+    "guard-first": "",
+    "guard-set": "set $refused 1;",
+}
 
 
 @dataclass
@@ -101,12 +108,23 @@ def cases(site: Profile, other: Profile, ports: dict[str, int], upstream: str) -
     error_page 400 497 = @app;
     location @app {{ {verify} {app} }}
 {plain}"""
+
+    def guard(first: str) -> str:
+        return f"""
+    if ($ssl_client_verify != SUCCESS) {{ {first} return 403; }}
+    location /denied {{ {verify} {app} }}
+{plain}"""
+
     listen = {name: f"127.0.0.1:{port} ssl" for name, port in ports.items()}
     spelled = f'"127.000.000.001:{ports["spelled"]}" ssl default_server'
     return {
         "deep": tls_server(site, APP, listen["deep"], deep, "optional"),
         "guard-page": tls_server(site, APP, listen["guard-page"], guard_page, "optional"),
         "early-page": tls_server(site, APP, listen["early-page"], early_page),
+        **{
+            name: tls_server(site, APP, listen[name], guard(first), "optional")
+            for name, first in GUARDS.items()
+        },
         # this one's listen has no ssl: the other server's makes the socket TLS
         "spelled": tls_server(site, APP, f"127.0.0.1:{ports['spelled']}", plain)
         + tls_server(other, OTHER, spelled, plain),
@@ -124,7 +142,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     issue.issue_server(other, OTHER)
     issue.issue_client(other, "eve")
     backend = EchoBackend().start()
-    ports = {name: free_port() for name in ("deep", "guard-page", "early-page", "spelled")}
+    ports = {name: free_port() for name in ("deep", "guard-page", "early-page", "spelled", *GUARDS)}
     sites = {}
     for name, text in cases(site, other, ports, f"http://127.0.0.1:{backend.port}").items():
         sites[name] = root / f"{name}.conf"
@@ -230,3 +248,25 @@ def test_an_error_page_for_what_nginx_refuses_first_is_a_bypass(edge: Edge) -> N
     assert ids(edge.found("early-page")) == [
         ("error-page-passes", edge.line("early-page", "error_page 400 497"))
     ]
+
+
+@pytest.mark.parametrize(
+    ("case", "path"), [("guard-break", "/admin"), ("guard-rewrite", "/denied")]
+)
+def test_a_guard_that_stops_before_its_return_is_no_guard(edge: Edge, case: str, path: str) -> None:
+    """F3 (round 13): `if ($ssl_client_verify != SUCCESS) { break; return 403; }` (or
+    `rewrite ... last` first): the if block's rewrite directives run in order, the
+    return never does, a client without a certificate reaches the app."""
+    status, body = get(edge, case, "/admin")
+    assert status == 200, body
+    assert json.loads(body)["path"] == path
+    assert reached_app(body)["x-client-verify"] == "NONE"
+    found = ids(edge.found(case))
+    assert found and {id for id, _ in found} == {"verify-optional-unchecked"}
+
+
+@pytest.mark.parametrize("case", ["guard-first", "guard-set"])
+def test_a_guard_whose_return_runs_is_clean(edge: Edge, case: str) -> None:
+    """The same guard with its `return` first, or after a `set`: refused, and clean."""
+    assert get(edge, case, "/admin")[0] == 403
+    assert edge.found(case) == []
