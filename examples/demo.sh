@@ -3,7 +3,7 @@
 # (run by `make demo`): a good client gets through, no certificate and a revoked one
 # get 400. Everything started here is stopped again by pid, also on error (trap).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+CDPATH= cd -- "$(dirname -- "$0")/.." >/dev/null  # never a CDPATH entry: rm -rf follows
 home=${CERTWIZ_HOME:-$PWD/certs}
 run=$PWD/demo/run
 rm -rf "$home/demo" "$run"
