@@ -13,6 +13,7 @@ after the CRL was written. Real nginx, real curl, one of each for the module.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,41 @@ def test_trust_through_any_ca_file_counts(stack: Stack, tmp_path: Path) -> None:
         (found,) = enforce.stale_servers(tri, f"# configuration file {conf}:\n")
         assert found.startswith(f"{conf}:{_line_of(conf, admits)}: this server admits"), found
         assert "checks no CRL" in found, found
+
+
+def test_a_plain_http_server_inheriting_the_trust_admits_no_client(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Attack round 13, minor: http-level ssl_client_certificate and an old ssl_crl are
+    inherited by a plain-http server too, which asks for no certificate: not a reason to
+    refuse the reload. A listen without ssl on a socket another server's `listen ... ssl`
+    makes TLS does admit clients (nginx merges them): flagged."""
+    tri = stack.tri
+    old = tmp_path / "old.pem"
+    old.write_bytes(tri.nginx_crl.read_bytes())
+    assert invoke(stack.home, "crl", "gen", "-p", "tri").returncode == 0  # old.pem is stale
+    port = free_port()
+    plain = f"server {{\n    listen 127.0.0.1:{port};\n    location / {{ return 200; }}\n}}\n"
+    mine = f'ssl_client_certificate "{tri.chain}";'
+    tls = _server(tri, port, mine, tri.nginx_crl, "http://127.0.0.1:1")
+    http = (  # what every server of the http block inherits, the plain one too
+        f'ssl_certificate "{tri.dir}/issued/{SERVER}.fullchain.pem";\n'
+        f'ssl_certificate_key "{tri.key_path(SERVER)}";\n'
+        f'ssl_client_certificate "{tri.chain}";\nssl_crl "{old}";\nssl_verify_client optional;\n'
+    )
+    for n, (servers, flagged) in enumerate([(plain, False), (plain + tls, True)]):
+        conf = tmp_path / f"plain{n}.conf"
+        top = f"error_log stderr;\npid {tmp_path}/nginx{n}.pid;\nevents {{}}\n"
+        conf.write_text(f"{top}http {{\n{http}{servers}}}\n")
+        checked = subprocess.run([require_nginx(), "-t", "-p", str(tmp_path), "-c", str(conf)],
+                                 capture_output=True, text=True)  # fmt: skip
+        assert checked.returncode == 0, checked.stderr
+        found = enforce.stale_servers(tri, f"# configuration file {conf}:\n")
+        if not flagged:
+            assert found == [], found
+        else:
+            (line,) = found  # the plain listen's server, through the http-level ssl_crl
+            assert line.startswith(f"{conf}:{_line_of(conf, 'ssl_crl')}: ssl_crl {old} is not")
 
 
 def test_a_non_utf8_byte_in_the_config_never_breaks_a_reload(stack: Stack) -> None:

@@ -110,6 +110,15 @@ def addresses(views: list[ServerView]) -> dict[str, Address]:
     return out
 
 
+def tls_servers(servers: list[Directive]) -> list[Directive]:
+    """The SERVERS (all of a configuration's, in order) that serve TLS on a socket of
+    theirs, by the rule of `Address.tls`: only those can ask for a client certificate
+    (a plain-http server inheriting http-level ssl_* directives admits none)."""
+    views = [ServerView(server, [], None, "off", None) for server in servers]  # blocks only
+    sockets = addresses(views)
+    return [v.block for v in views if any(sockets[key].tls for _, key in listens(v))]
+
+
 def plain_listen_findings(view: ServerView, sockets: dict[str, Address]) -> list[Finding]:
     """A listen on a socket that is not TLS: its requests bring no client certificate."""
     out = []

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import check, der
 from ..doctor import conf
+from ..doctor.listen import tls_servers
 from ..errors import InputError
 from ..profile import Profile
 
@@ -109,7 +110,8 @@ def _admitting(server: conf.Directive, ours: set[bytes], prefix: Path) -> conf.D
 
 def stale_servers(profile: Profile, dump: str) -> list[str]:
     """One line per server block in DUMP (`nginx -T` output) that admits PROFILE's clients
-    but does not enforce its current CRL; [] when every such server does.
+    but does not enforce its current CRL; [] when every such server does. Only a server
+    nginx serves TLS for admits a client certificate (listen ... ssl, as doctor reads it).
 
     A server admits them when one of its CA files holds any CA of the profile (root or
     intermediate: a client sends its chain up to the root). nginx's ssl_crl checks every
@@ -132,7 +134,7 @@ def stale_servers(profile: Profile, dump: str) -> list[str]:
     if not ours or not current:
         return []  # the profile's own files are checked under its lock
     found = []
-    for server in conf.servers(root):
+    for server in tls_servers(conf.servers(root)):  # a plain-http one admits no client
         admits = _admitting(server, ours, prefix)
         if admits is None:
             continue  # a server that does not admit this profile's clients
