@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -477,6 +477,23 @@ asyncio.run(main())
 """
 
 
+def answered(ask: Callable[[], object], tries: int = 5) -> object:
+    """ASK's first answer within TRIES: during a local flood a query may be dropped (a full
+    responder closes the busiest address's oldest connection, and every local process
+    shares 127.0.0.1: SECURITY 17 says so), but it is not locked out. The last try's
+    failure is raised."""
+    for attempt in range(tries):
+        try:
+            result = ask()
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+            continue
+        if result not in (0, 400) or attempt == tries - 1:  # curl 0/400: no answer in time
+            return result
+    raise AssertionError("unreachable")
+
+
 def test_a_flood_of_whole_requests_cannot_lock_nginx_out(
     home: Path, site: Profile, stack: tuple[LocalNginx, Responder, int]
 ) -> None:
@@ -502,14 +519,15 @@ def test_a_flood_of_whole_requests_cannot_lock_nginx_out(
         assert flood.stdout is not None
         while int(flood.stdout.readline() or 10**9) < 400:  # flooding now (or gone: below)
             pass
-        assert _curl(home, site, port, "carol") == 200
-        assert query(site, site.cert_path("erin"), responder.url) == "good"
+        assert answered(lambda: _curl(home, site, port, "carol")) == 200
+        assert answered(lambda: query(site, site.cert_path("erin"), responder.url)) == "good"
         revoked = invoke(home, "revoke", "-p", "site", "-n", "erin")
         assert revoked.returncode == 0, revoked.stderr
-        assert query(site, site.cert_path("erin"), responder.url) == "revoked"  # not cached
+        erin = answered(lambda: query(site, site.cert_path("erin"), responder.url))
+        assert erin == "revoked"  # not cached
         assert _curl(home, site, port, "erin") == 400
-        assert _curl(home, site, port, "carol") == 200
-        assert query(site, site.cert_path("carol"), responder.url) == "good"
+        assert answered(lambda: _curl(home, site, port, "carol")) == 200
+        assert answered(lambda: query(site, site.cert_path("carol"), responder.url)) == "good"
         assert thread_count(responder.proc.pid) <= MAX_PARALLEL + 4
         assert flood.poll() is None, flood.communicate()  # still flooding: it ran all along
     finally:
