@@ -1,12 +1,17 @@
 """Where a value nginx sends comes from: can the client choose any part of it?
 
-An identity header is trustworthy only when every value it can take is fixed by the
-TLS handshake: literals, `$ssl_*` variables (not `$ssl_server_name`, the client's SNI),
-and `map`/`set` variables built only from those. Everything else is the client's to
-write: `$http_*`, `$arg_*`, `$cookie_*`, `$remote_user` (read from the Authorization
-header), `$args`, `$uri`, `$request_uri`, a regex capture of the URI, and any variable
-doctor cannot trace (geo, split_clients, perl_set, js_set, auth_request_set...). An
-allow-list, so a spelling doctor does not know is forgeable rather than clean.
+An identity header is trustworthy only when every value it can take is fixed by the TLS
+handshake: literals, nginx's built-in `$ssl_*` variables (_HANDSHAKE; not
+`$ssl_server_name`, the client's SNI), and `map`/`set` variables built only from those.
+A name the configuration defines itself is traced through its definitions, never trusted
+for its spelling: `$ssl_client_user` from a regex named capture
+`(?<ssl_client_user>...)`, a `geo`, a `split_clients`... is the client's (attack round
+14), and a variable a `map` and a `set` both define is trusted only when all are.
+Everything else is the client's to write: `$http_*`, `$arg_*`, `$cookie_*`,
+`$remote_user` (read from the Authorization header), `$args`, `$uri`, `$request_uri`, a
+regex capture of the URI, and any variable doctor cannot trace (geo, split_clients,
+perl_set, js_set, auth_request_set...). An allow-list, so a spelling doctor does not
+know is forgeable rather than clean.
 
 nginx reads `$name` and `${name}`, and variable names without regard to case
 (`$HTTP_X_FP` is `$http_x_fp`: checked through a real nginx in
@@ -22,7 +27,26 @@ from .conf import Directive
 
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]*)\}|([A-Za-z0-9_]+))")
 _CAPTURE = re.compile(r"[0-9]+")
-_FROM_CLIENT = ("ssl_server_name",)  # the SNI the client sends
+# ngx_http_ssl_module's variables (nginx 1.22 documentation), less $ssl_server_name:
+# the SNI the client sends
+_HANDSHAKE = frozenset(
+    {
+        "ssl_alpn_protocol", "ssl_cipher", "ssl_ciphers", "ssl_client_cert",
+        "ssl_client_escaped_cert", "ssl_client_fingerprint", "ssl_client_i_dn",
+        "ssl_client_i_dn_legacy", "ssl_client_raw_cert", "ssl_client_s_dn",
+        "ssl_client_s_dn_legacy", "ssl_client_serial", "ssl_client_v_end",
+        "ssl_client_v_remain", "ssl_client_v_start", "ssl_client_verify", "ssl_curve",
+        "ssl_curves", "ssl_early_data", "ssl_protocol", "ssl_session_id",
+        "ssl_session_reused",
+    }
+)  # fmt: skip
+# PCRE's named groups: (?<name>...), (?'name'...), (?P<name>...); each is a variable
+_NAMED_CAPTURE = re.compile(r"\(\?(?:P?<|')([A-Za-z_][A-Za-z0-9_]*)[>']")
+# directives that define a variable doctor does not trace: the argument index it is at
+_OTHER_DEFINITIONS = {
+    "geo": -1, "split_clients": -1, "auth_request_set": 0, "js_set": 0, "js_var": 0,
+    "perl_set": 0,
+}  # fmt: skip
 _MAP_KEYWORDS = ("hostnames", "volatile")
 
 
@@ -37,6 +61,7 @@ class Sources:
 
     maps: dict[str, Directive] = field(default_factory=dict)
     sets: dict[str, list[Directive]] = field(default_factory=dict)
+    others: dict[str, Directive] = field(default_factory=dict)
     _memo: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +74,12 @@ class Sources:
             elif directive.name == "set" and len(directive.args) == 2:
                 for name in variables(directive.args[0]):
                     out.sets.setdefault(name, []).append(directive)
+            elif directive.name in _OTHER_DEFINITIONS and directive.args:
+                for name in variables(directive.args[_OTHER_DEFINITIONS[directive.name]]):
+                    out.others.setdefault(name, directive)
+            for arg in directive.args:
+                for name in _NAMED_CAPTURE.findall(arg):
+                    out.others.setdefault(name.lower(), directive)
         return out
 
     def forgeable(self, value: str, captures: bool = False) -> str | None:
@@ -72,6 +103,10 @@ class Sources:
         return why
 
     def _trace(self, name: str) -> str | None:
+        if name in self.others:
+            return f"${name} (defined by {self.others[name].name})"
+        if name not in self.maps and name not in self.sets:
+            return None if name in _HANDSHAKE else f"${name}"
         if name in self.maps:
             block = self.maps[name]
             source = self.forgeable(block.args[0])
@@ -83,19 +118,14 @@ class Sources:
                 why = self.forgeable(entry.args[-1], captures=True)
                 if why is not None:
                     return f"${name} (a map value {entry.args[-1]}: {why})"
-            return None
-        if name in self.sets:
-            for directive in self.sets[name]:
-                why = self.forgeable(directive.args[1], captures=_in_trusted_if(directive, self))
-                if why is not None:
-                    return f"${name} (set to {directive.args[1]}: {why})"
-                condition = _conditions(directive, self)
-                if condition is not None:
-                    return f"${name} (set under if {condition})"
-            return None
-        if name.startswith("ssl_") and name not in _FROM_CLIENT:
-            return None
-        return f"${name}"
+        for directive in self.sets.get(name, []):
+            why = self.forgeable(directive.args[1], captures=_in_trusted_if(directive, self))
+            if why is not None:
+                return f"${name} (set to {directive.args[1]}: {why})"
+            condition = _conditions(directive, self)
+            if condition is not None:
+                return f"${name} (set under if {condition})"
+        return None
 
 
 def _ifs(directive: Directive) -> list[Directive]:

@@ -1,17 +1,19 @@
 """doctor: an identity header is trustworthy only when the TLS layer fixes its value
 (attack round 12, F3).
 
-The attacker's server verified client certificates (`ssl_verify_client on`) but set
-the X-Client-* headers from what the client writes: `$arg_`, `$cookie_`,
-`$remote_user`, `${http_...}`, `$HTTP_...` in capitals, a `map` of `$http_...`, a
-`map` of `$http_...` onto literals, a `set` from `$http_...`. A verified client's
-forged values reached the echo backend through a real nginx, and doctor said "no
-findings" (it looked for the text "$http_" only). Now the value must come from
+The attacker's server verified client certificates (`ssl_verify_client on`) but set the
+X-Client-* headers from what the client writes: `$arg_`, `$cookie_`, `$remote_user`,
+`${http_...}`, `$HTTP_...` in capitals, a `map` of `$http_...`, a `map` of `$http_...`
+onto literals, a `set` from `$http_...`. A verified client's forged values reached the
+echo backend through a real nginx, and doctor said "no findings" (it looked for the text
+"$http_" only). Round 14: doctor trusted any name starting ssl_ (a regex named capture
+`(?<ssl_client_name>...)`, a `geo $http_x_fwd $ssl_geo`) and a map of `$ssl_client_s_dn`
+that a `set` from `$http_...` overrides. Now the value must come from nginx's own
 `$ssl_*` variables or literals, or maps and sets built from those; anything else is
-`header-forgeable`. The clean site (the same real nginx) sets them from
-`$ssl_client_*`, `${SSL_CLIENT_I_DN}`, a map of `$ssl_client_verify` and a map
-capturing the CN of `$ssl_client_s_dn`: the backend gets the real values whatever the
-client sends, and doctor has no finding.
+`header-forgeable`. The clean site (the same real nginx) sets them from `$ssl_client_*`,
+`${SSL_CLIENT_I_DN}`, a map of `$ssl_client_verify` and a map capturing the CN of
+`$ssl_client_s_dn`: the backend gets the real values whatever the client sends, and
+doctor has no finding.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 import pytest
 
 from certwiz import ca, doctor, issue
+from certwiz.doctor import values
+from certwiz.doctor.conf import load
 from certwiz.profile import Profile
 from examples.echo_backend import EchoBackend
 from examples.local_nginx import LocalNginx, free_port
@@ -37,6 +41,8 @@ APP = "app.test"
 FORGED = """
 map $http_x_who $who { default $http_x_who; }
 map $http_x_role $role { default NONE; admin SUCCESS; }
+geo $http_x_fwd $ssl_geo { default NONE; 10.0.0.1 SUCCESS; }
+map $ssl_client_s_dn $whom { default $ssl_client_s_dn; }
 """
 FORGED_HEADERS = {
     "X-Client-Cert-Subject": "$arg_subject",
@@ -47,7 +53,16 @@ FORGED_HEADERS = {
     "X-Client-Cert-Not-After": "$HTTP_X_NA",
     "X-Client-Verify": "$role",
     "X-Client-Cert-Dn": "$dn",
+    # attack round 14: ssl_-named variables the configuration defines, and a set over a map
+    "X-Client-Name": "$ssl_client_name",
+    "X-Client-Geo": "$ssl_geo",
+    "X-Client-Whom": "$whom",
 }
+FORGED_BODY = """
+        set $dn $http_x_dn;
+        set $whom $http_x_whom;
+        if ($http_x_user ~ (?<ssl_client_name>.+)) {}
+"""
 
 CLEAN = """
 map $ssl_client_verify $verified { default no; SUCCESS yes; }
@@ -124,7 +139,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     ports = {"forged": free_port(), "clean": free_port()}
     texts = {
         "forged": site(profile, ports["forged"], FORGED, FORGED_HEADERS,
-                       "        set $dn $http_x_dn;"),
+                       FORGED_BODY),
         "clean": site(profile, ports["clean"], CLEAN, CLEAN_HEADERS, ""),
     }  # fmt: skip
     sites = {}
@@ -145,6 +160,7 @@ def test_identity_headers_from_what_the_client_writes_are_forgeable(edge: Edge) 
     got = edge.sent("forged", "/?subject=CN=admin", {
         "Cookie": "cert=forged-pem", "Authorization": f"Basic {basic}", "X-Who": "CN=Root CA",
         "X-Fp": "forged-fp", "X-Na": "forged-na", "X-Role": "admin", "X-Dn": "CN=admin",
+        "X-User": "CN=admin", "X-Fwd": "10.0.0.1", "X-Whom": "CN=admin",
     })  # fmt: skip
     assert {k: got.get(k.lower()) for k in FORGED_HEADERS} == {
         "X-Client-Cert-Subject": "CN=admin",
@@ -155,6 +171,9 @@ def test_identity_headers_from_what_the_client_writes_are_forgeable(edge: Edge) 
         "X-Client-Cert-Not-After": "forged-na",  # $HTTP_X_NA is $http_x_na to nginx
         "X-Client-Verify": "SUCCESS",  # a literal, but the client picks it
         "X-Client-Cert-Dn": "CN=admin",
+        "X-Client-Name": "CN=admin",  # a named capture of the client's header
+        "X-Client-Geo": "SUCCESS",  # a geo of the client's header
+        "X-Client-Whom": "CN=admin",  # the set overrides the map of $ssl_client_s_dn
     }
     assert edge.found("forged") == sorted(
         ("header-forgeable", edge.line("forged", f"proxy_set_header {name} "))
@@ -172,3 +191,26 @@ def test_identity_headers_from_the_handshake_are_clean(edge: Edge) -> None:
     assert (got["x-client-verified"], got["x-client-cn"]) == ("yes", "bob")
     assert "x-client-cert" not in got
     assert edge.found("clean") == []
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        "server { location ~ ^/u/(?<ssl_x>[^/]+) { return 204; } }",
+        "server { location ~ ^/u/(?P<ssl_x>[^/]+) { return 204; } }",
+        "server { server_name ~^(?'ssl_x'.+)$; }",
+        "map $http_host $y { ~^(?<ssl_x>.+)$ 1; }",
+        "split_clients $http_x_a $ssl_x { 50% SUCCESS; * NONE; }",
+        "server { location / { auth_request_set $ssl_x $upstream_http_x; } }",
+        "js_set $ssl_x main.f;",
+        "perl_set $ssl_x 'sub { 1 }';",
+        "",  # not one of nginx's: nothing fixes its value
+    ],
+)
+def test_an_ssl_name_is_no_handshake_value(definition: str, tmp_path: Path) -> None:
+    """Only ngx_http_ssl_module's own variables are the handshake's (attack round 14)."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"http {{ {definition} }}\n")
+    sources = values.Sources.of(load(conf))
+    assert sources.forgeable("$ssl_x") is not None
+    assert sources.forgeable("$ssl_client_s_dn$ssl_client_verify") is None
