@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -637,9 +638,36 @@ def outer_length(data: bytes) -> int:
     return pos + length
 
 
+# OpenSSL (PEM_X509_INFO_read_bio, what nginx's CA files go through) reads a certificate
+# in every spelling: BEGIN CERTIFICATE, the old BEGIN X509 CERTIFICATE, and BEGIN TRUSTED
+# CERTIFICATE (the certificate followed by its trust settings).
+_ANY_CERT = re.compile(
+    rb"-----BEGIN ((?:X509 |TRUSTED )?CERTIFICATE)-----(.*?)-----END \1-----", re.S
+)
+
+
 def pem_certificates(pem: bytes) -> list[bytes]:
-    """The DER of every certificate in a PEM file (a chain), in order."""
-    return [pem_to_der(CERT_BEGIN + block) for block in pem.split(CERT_BEGIN)[1:]]
+    """The DER of every certificate in a PEM file (a chain), in order, in any spelling
+    OpenSSL reads as one (a CA file in the old one still makes nginx trust that CA)."""
+    out = []
+    for label, body in _ANY_CERT.findall(pem):
+        try:
+            data = base64.b64decode(b"".join(body.split()))
+        except binascii.Error as exc:
+            raise DERError(str(exc)) from exc
+        if label == b"TRUSTED CERTIFICATE":
+            data = _first_element(data)
+        out.append(data)
+    return out
+
+
+def _first_element(data: bytes) -> bytes:
+    """The first DER element of DATA (a trusted certificate's X509, without its trust)."""
+    try:
+        _, _, end = _tlv(data, 0, len(data))
+    except _Unusual:
+        raise DERError("a damaged TRUSTED CERTIFICATE") from None
+    return data[:end]
 
 
 def serves_tls(pem: bytes) -> bool:

@@ -279,6 +279,8 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         {"verify-optional-unchecked"},
     ),
     "no-crl": (lambda lab: {"crl": ""}, {"revocation-off"}),
+    # attack round 14, F3: nginx reads an empty ssl_crl as no CRL
+    "empty-crl": (lambda lab: {"crl": 'ssl_crl "";'}, {"revocation-off"}),
     "old-crl": (lambda lab: {"crl": f"ssl_crl {lab.old_crl};"}, {"crl-not-current"}),
     "expired-crl": (
         lambda lab: {"crl": f"ssl_crl {lab.files['expired-crl.pem']};"},

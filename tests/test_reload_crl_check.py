@@ -12,6 +12,7 @@ after the CRL was written. Real nginx, real curl, one of each for the module.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -215,6 +216,48 @@ def test_a_plain_http_server_inheriting_the_trust_admits_no_client(
         else:
             (line,) = found  # the plain listen's server, through the http-level ssl_crl
             assert line.startswith(f"{conf}:{_line_of(conf, 'ssl_crl')}: ssl_crl {old} is not")
+
+
+def _spelled(pem: bytes, label: bytes) -> bytes:
+    """PEM in another spelling OpenSSL reads as a certificate (a TRUSTED CERTIFICATE
+    carries trust settings after the certificate: an empty X509_CERT_AUX here)."""
+    from certwiz import der
+
+    body = der.pem_to_der(pem) + (b"\x30\x00" if label == b"TRUSTED CERTIFICATE" else b"")
+    text = base64.encodebytes(body)
+    return b"-----BEGIN %s-----\n%s-----END %s-----\n" % (label, text, label)
+
+
+def test_an_empty_ssl_crl_checks_no_crl_whatever_the_ca_spelling(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Attack round 14, F3: `ssl_crl "";` is nginx's "no CRL" (it clears the http-level
+    one): the revoked c1 gets 200 there, so a reload is refused; and a CA file in the old
+    PEM spellings (X509 CERTIFICATE, TRUSTED CERTIFICATE) trusts the profile's CA as
+    nginx reads it, so that server counts too."""
+    tri = stack.tri
+    port = free_port()
+    cases = [b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"]
+    for label in cases:
+        ca = tmp_path / f"{label.decode().replace(' ', '-')}.pem"
+        ca.write_bytes(_spelled(tri.ca_cert.read_bytes(), label))
+        conf = tmp_path / f"empty-{ca.name}.conf"
+        # nginx sends the names of ssl_client_certificate's CAs: it reads no TRUSTED one there
+        trust = "ssl_client_certificate"
+        lines = f'{trust} "{ca}";'
+        if label == b"TRUSTED CERTIFICATE":
+            trust = "ssl_trusted_certificate"
+            other = Profile("other", stack.home).ca_cert
+            lines = f'ssl_client_certificate "{other}";\n    {trust} "{ca}";'
+        text = _server(tri, port, lines, tri.nginx_crl, "http://127.0.0.1:1")
+        conf.write_text(f'ssl_crl "{tri.nginx_crl}";\n' + text.replace(f'"{tri.nginx_crl}"', '""'))
+        stack.nginx.serve([stack.site, conf])
+        assert stack.status("c1", port) == 502, label  # revoked, let in: the upstream is down
+        code, out, err = stack.reload("crl", "gen")
+        assert code == 1, (label, out, err)
+        where = f"{conf}:{_line_of(conf, trust)}: this server admits"
+        assert where in err and "checks no CRL" in err, (label, err)
+    stack.nginx.serve([stack.site, stack.snap_conf])
 
 
 def test_a_non_utf8_byte_in_the_config_never_breaks_a_reload(stack: Stack) -> None:

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from ..profile import Profile
 from . import pki
-from .conf import Directive
+from .conf import Directive, ssl_crl
 from .facts import Level, ProfileFacts, crl_age_findings
 from .findings import Finding, make
 from .view import (
@@ -149,7 +149,7 @@ def revocation_findings(
     view: ServerView, facts: ProfileFacts, unreadable: list[Finding]
 ) -> list[Finding]:
     server = view.block
-    crl_at = server.inherited("ssl_crl")
+    crl_at = ssl_crl(server)
     ocsp_at = server.inherited("ssl_ocsp")
     ocsp = first_arg(ocsp_at, "off") in ("on", "leaf")
     out: list[Finding] = []
@@ -170,9 +170,9 @@ def revocation_findings(
             out.append(make("ocsp-leaf-only", ocsp_at.where, "the profile has an intermediate"))
         if ocsp:
             return out
-        return [
-            make("revocation-off", server.where, "this server has neither ssl_crl nor ssl_ocsp")
-        ]
+        empty = server.inherited("ssl_crl")  # `ssl_crl "";`: nginx loads no CRL
+        why = 'ssl_crl "" names no CRL' if empty is not None else "this server has no ssl_crl"
+        return [make("revocation-off", server.where, f"{why} and no ssl_ocsp")]
     path = Path(first_arg(crl_at))
     try:
         loaded = pki.crls(path)

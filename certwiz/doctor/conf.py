@@ -311,6 +311,14 @@ def load(path: Path, prefix: Path | None = None) -> Directive:
     return root
 
 
+def ssl_crl(server: Directive) -> Directive | None:
+    """The ssl_crl nginx checks SERVER's client chains against, or None: none set, or
+    `ssl_crl "";` (nginx reads an empty name as no CRL, and it clears one set at an outer
+    level), so such a server without OCSP checks no revocation at all."""
+    found = server.inherited("ssl_crl")
+    return found if found is not None and found.args and found.args[0] else None
+
+
 def servers(root: Directive) -> list[Directive]:
     """The http `server` blocks (a file with no http block counts as one: a site file)."""
     out: list[Directive] = []

@@ -138,7 +138,7 @@ def stale_servers(profile: Profile, dump: str) -> list[str]:
         admits = _admitting(server, ours, prefix)
         if admits is None:
             continue  # a server that does not admit this profile's clients
-        ssl_crl = server.inherited("ssl_crl")
+        ssl_crl = conf.ssl_crl(server)
         ocsp = server.inherited("ssl_ocsp")
         if ssl_crl is None:
             if ocsp is None or ocsp.args[:1] == ["off"]:
