@@ -450,6 +450,28 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
         },
         {"upstream-without-mtls"},
     ),
+    # attack round 14, F4: other spellings of the local address
+    "plain-server-to-the-mapped-ipv4-address": (
+        lambda lab: {
+            "more_servers": PLAIN_SERVER.format(upstream="http://[::ffff:127.0.0.1]:18080")
+        },
+        {"upstream-without-mtls"},
+    ),
+    "plain-server-to-0": (
+        lambda lab: {"more_servers": PLAIN_SERVER.format(upstream="http://0:18080")},
+        {"upstream-without-mtls"},
+    ),
+    "plain-server-to-0.0.0.0": (
+        lambda lab: {"more_servers": PLAIN_SERVER.format(upstream="http://0.0.0.0:18080")},
+        {"upstream-without-mtls"},
+    ),
+    "plain-server-to-an-upstream-block-of-0.0.0.0": (
+        lambda lab: {
+            "http_extra": "upstream any { server 0.0.0.0:18080; }",
+            "more_servers": PLAIN_SERVER.format(upstream="http://any"),
+        },
+        {"upstream-without-mtls"},
+    ),
     "other-profiles-server-to-the-same-upstream": (
         lambda lab: {
             "more_servers": other_server(lab, "127.0.0.1:18444").replace("18081", "18080")
@@ -536,6 +558,8 @@ def test_a_pass_that_sets_the_identity_with_its_own_directive_is_clean(
     ("label", "more"),
     [
         ("different-upstream", PLAIN_SERVER.format(upstream="http://127.0.0.1:18081")),
+        ("ipv6-loopback", PLAIN_SERVER.format(upstream="http://[::1]:18080")),
+        ("another-ipv4-loopback", PLAIN_SERVER.format(upstream="http://127.0.0.2:18080")),
         ("unknown-upstream", PLAIN_SERVER.format(upstream="http://127.0.0.1:$arg_port")),
         ("second-mtls-server", "server { listen 127.0.0.1:18444 ssl; server_name second.local; "
          "ssl_certificate {cert}; ssl_certificate_key {key}; include {common}; "

@@ -6,12 +6,22 @@ proxy_pass http://127.0.0.1:18081; } }` beside it serves the same application to
 anyone (attack round 12, F12). An upstream is compared by the addresses it reaches:
 a pass's host and port (or unix socket), or the members of an `upstream` block; a
 target built from variables is not known here and not compared.
+
+An address is compared in one form (attack round 14, F4): `::ffff:127.0.0.1` is
+127.0.0.1 (names.canonical_ip), a numeric host as the resolver reads it (`0`, `127.1`:
+inet_aton), and a destination of 0.0.0.0 or `::` is the local host, where Linux
+connects them (127.0.0.1, ::1); `localhost` is 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
+import socket
 from urllib.parse import urlsplit
 
+from ..names import canonical_ip
 from .conf import Directive
 from .findings import Finding, make
 from .listen import address_key
@@ -19,10 +29,20 @@ from .view import ServerView, first_arg, is_guarded, passes_in
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
 _LOCAL_NAMES = ("localhost", "localhost.")
+_NUMERIC = re.compile(r"[0-9A-Fa-fXx.]+")  # what inet_aton may read as an IPv4 address
+_UNSPECIFIED = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # where Linux connects them
 
 
 def _address(host: str, port: int | None) -> str:
     host = "127.0.0.1" if host.lower() in _LOCAL_NAMES else host
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host)
+    if ip is None and _NUMERIC.fullmatch(host):
+        with contextlib.suppress(OSError):
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+    if ip is not None:
+        host = _UNSPECIFIED.get(canonical_ip(ip), canonical_ip(ip))
     return address_key(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
 
 
