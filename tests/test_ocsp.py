@@ -582,3 +582,70 @@ def test_responder_certificate_is_renewed_near_its_end(
     assert crl.get_revoked_certificate_by_serial_number(int(first, 16)) is not None
     records = [json.loads(x) for x in (profile.dir / "audit.log").read_text().splitlines()]
     assert [r["command"] for r in records].count("ocsp responder") == 2  # no record for no-op
+
+
+# An openssl whose first `ocsp` run answers (from the index as it was), then waits for
+# RELEASE before it exits: a run still going when a revocation returns.
+SLOW_OPENSSL = """#!/bin/sh
+if [ "$1" = ocsp ] && mkdir "{gate}/first" 2>/dev/null; then
+    "{real}" "$@"; rc=$?
+    : > "{gate}/answered"
+    n=0; while [ ! -e "{gate}/release" ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
+    exit $rc
+fi
+exec "{real}" "$@"
+"""
+
+
+def test_a_request_after_a_revocation_never_joins_an_older_run(
+    site: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack round 14, F6: a request that came after `revoke` returned joined the
+    openssl run a request before it had started (same certificate asked about) and was
+    told "good". A run belongs to the state (index.txt...) it was started for: the
+    second request gets its own run, which says revoked. In process, a slow openssl."""
+    import asyncio
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from certwiz import revoke
+    from certwiz.ocsp import server
+
+    issue.issue_client(site, "dora")
+    ocsp_responder.ensure_responder(site, None)
+    cert = x509.load_pem_x509_certificate(site.cert_path("dora").read_bytes())
+    issuer = x509.load_pem_x509_certificate(site.ca_cert.read_bytes())
+    request = (
+        x509_ocsp.OCSPRequestBuilder()
+        .add_certificate(cert, issuer, hashes.SHA1())
+        .build()
+        .public_bytes(serialization.Encoding.DER)
+    )
+    wrapper = tmp_path / "openssl"
+    wrapper.write_text(SLOW_OPENSSL.format(gate=tmp_path, real=shutil.which("openssl")))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CERTWIZ_OPENSSL", str(wrapper))
+
+    async def run() -> tuple[bytes | None, bytes | None]:
+        with ThreadPoolExecutor(4) as pool:
+            answers = server._Answers(server._Settings(site, 60), pool)
+            first = asyncio.ensure_future(answers.answer(request, lambda: False))
+            while not (tmp_path / "answered").exists():  # openssl answered "good"
+                await asyncio.sleep(0.05)
+            revoke.revoke(site, name="dora")  # returned: the next request must see it
+            second = asyncio.ensure_future(answers.answer(request, lambda: False))
+            waiting = 0
+            while waiting < 2 and not second.done():  # joined a run, or got its own
+                await asyncio.sleep(0.05)
+                waiting = sum(len(job.gone) for job in answers.pending.values())
+            (tmp_path / "release").touch()
+            return await first, await second
+
+    try:
+        before, after = asyncio.run(run())
+    finally:
+        (tmp_path / "release").touch()
+    assert before is not None and after is not None
+    statuses = [x509_ocsp.load_der_ocsp_response(r).certificate_status for r in (before, after)]
+    assert statuses == [x509_ocsp.OCSPCertStatus.GOOD, x509_ocsp.OCSPCertStatus.REVOKED]
+    assert (tmp_path / "first").is_dir()  # the first run was the slow one

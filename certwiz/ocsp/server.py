@@ -244,7 +244,9 @@ class _Answers:
         self.loading: asyncio.Future[None] | None = None
         self.cache: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self.keys: dict[bytes, bytes | None] = {}  # request as sent -> `_own`'s key
-        self.pending: dict[bytes, _Job] = {}
+        # one job per question AND state: a request never joins a run started for an older
+        # state (a revocation that returned reaches the next request, attack round 14, F6)
+        self.pending: dict[tuple[tuple[tuple[int, ...], ...], bytes], _Job] = {}
         self.own_slots = asyncio.Semaphore(MAX_PARALLEL)
         self.other_slot = asyncio.Semaphore(1)
         self.others = 0
@@ -323,10 +325,10 @@ class _Answers:
         if cached is not None and now - cached[0] < self.lifetime:
             self.cache.move_to_end(key)
             return cached[1]
-        job = self.pending.get(key)
+        job = self.pending.get((state, key))
         if job is None:
             job = _Job([], asyncio.get_running_loop().create_future())
-            self.pending[key] = job
+            self.pending[state, key] = job
             asyncio.get_running_loop().create_task(self._run(key, job, state))
         job.gone.append(gone)
         return await asyncio.shield(job.done)
@@ -341,10 +343,10 @@ class _Answers:
                         self.pool, self._sign, key
                     )
         except Exception as exc:  # openssl's: every waiter gets it
-            self.pending.pop(key, None)
+            self.pending.pop((state, key), None)
             job.done.set_exception(exc)
             return
-        self.pending.pop(key, None)
+        self.pending.pop((state, key), None)
         if body is not None and state == self.state:  # not if the index changed meanwhile
             self.cache[key] = (time.monotonic(), body)
             while len(self.cache) > MAX_CACHED:
