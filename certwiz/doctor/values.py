@@ -77,7 +77,7 @@ class Sources:
             elif directive.name in _OTHER_DEFINITIONS and directive.args:
                 for name in variables(directive.args[_OTHER_DEFINITIONS[directive.name]]):
                     out.others.setdefault(name, directive)
-            for arg in directive.args:
+            for arg in [directive.name, *directive.args]:  # a map's key is its name
                 for name in _NAMED_CAPTURE.findall(arg):
                     out.others.setdefault(name.lower(), directive)
         return out

@@ -196,21 +196,33 @@ def test_identity_headers_from_the_handshake_are_clean(edge: Edge) -> None:
 @pytest.mark.parametrize(
     "definition",
     [
-        "server { location ~ ^/u/(?<ssl_x>[^/]+) { return 204; } }",
-        "server { location ~ ^/u/(?P<ssl_x>[^/]+) { return 204; } }",
-        "server { server_name ~^(?'ssl_x'.+)$; }",
-        "map $http_host $y { ~^(?<ssl_x>.+)$ 1; }",
-        "split_clients $http_x_a $ssl_x { 50% SUCCESS; * NONE; }",
-        "server { location / { auth_request_set $ssl_x $upstream_http_x; } }",
-        "js_set $ssl_x main.f;",
-        "perl_set $ssl_x 'sub { 1 }';",
-        "",  # not one of nginx's: nothing fixes its value
+        "server { location ~ ^/u/(?<ssl_client_verify>[^/]+) { return 204; } }",
+        "server { location ~ ^/u/(?P<ssl_client_verify>[^/]+) { return 204; } }",
+        "server { server_name ~^(?'ssl_client_verify'.+)$; }",
+        "server { if ($http_x_v ~ (?<SSL_CLIENT_VERIFY>.+)) { return 204; } }",
+        "map $http_host $y { ~^(?<ssl_client_verify>.+)$ 1; }",
+        "geo $http_x_fwd $ssl_client_verify { default SUCCESS; }",
+        "split_clients $http_x_a $ssl_client_verify { 50% SUCCESS; * NONE; }",
+        "server { location / { auth_request_set $ssl_client_verify $upstream_http_x; } }",
+        "js_set $ssl_client_verify main.f;",
+        "perl_set $ssl_client_verify 'sub { 1 }';",
     ],
 )
-def test_an_ssl_name_is_no_handshake_value(definition: str, tmp_path: Path) -> None:
-    """Only ngx_http_ssl_module's own variables are the handshake's (attack round 14)."""
+def test_a_redefined_handshake_name_is_the_clients(definition: str, tmp_path: Path) -> None:
+    """nginx accepts a named capture, geo... over its own $ssl_client_verify (nginx -t
+    says so); doctor traces the definitions, not the spelling (attack round 14)."""
     conf = tmp_path / "nginx.conf"
     conf.write_text(f"http {{ {definition} }}\n")
     sources = values.Sources.of(load(conf))
-    assert sources.forgeable("$ssl_x") is not None
-    assert sources.forgeable("$ssl_client_s_dn$ssl_client_verify") is None
+    assert sources.forgeable("$ssl_client_verify") is not None
+    assert sources.forgeable("$ssl_client_s_dn") is None
+
+
+def test_an_ssl_name_nginx_does_not_define_is_no_handshake_value(tmp_path: Path) -> None:
+    """Only ngx_http_ssl_module's own variables are the handshake's (attack round 14)."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("http { }\n")
+    sources = values.Sources.of(load(conf))
+    assert sources.forgeable("$ssl_client_user") is not None
+    assert sources.forgeable("$ssl_server_name") is not None
+    assert sources.forgeable("$ssl_client_s_dn$ssl_client_fingerprint$ssl_protocol") is None
