@@ -286,9 +286,19 @@ def _copies_behind(profile: Profile) -> list[Item]:
     ]
 
 
+def _live_copy(profile: Profile) -> list[Item]:
+    """A live copy (check's rule, `check.live_copy`): critical, as check exits 4 and every
+    change is refused there (attack round 14: status said ok on a copied home)."""
+    copy = check.live_copy(profile)
+    if copy is None:
+        return []
+    message = f"{copy}; see: certwiz check -p {profile.name}"
+    return [Item(profile.name, "profile", profile.name, None, None, None, "critical", message)]
+
+
 def of_profile(profile: Profile, warn: timedelta, now: datetime | None = None) -> list[Item]:
     now = now or datetime.now(UTC)
-    items: list[Item] = []
+    items: list[Item] = _live_copy(profile)
     for level in authorities(profile):
         items.append(_ca_item(profile, level, warn, now))
         items.append(_crl_item(profile, level, warn, now))

@@ -169,6 +169,12 @@ def test_a_copied_home_beside_its_original_changes_nothing(home: Path, tmp_path:
     found = invoke(home2, "check", "-p", "g", "--json")
     assert found.returncode == 4
     assert f"is a copy of {g.dir}" in json.dumps(json.loads(found.stdout))
+    # attack round 14: status said ok there; it is critical, check's reason (exit 2)
+    watched = invoke(home2, "status", "-p", "g", "--json")
+    assert watched.returncode == 2, watched.stdout
+    (item,) = [i for i in json.loads(watched.stdout)["items"] if i["state"] == "critical"]
+    assert item["kind"] == "profile" and f"{copy.dir} is a copy of {g.dir}" in item["message"]
+    assert invoke(home, "status", "-p", "g").returncode == 0  # the original is fine
     assert invoke(home, "client", "issue", "-p", "g", "-n", "b2", "-u").returncode == 0
     assert invoke(home, "check", "-p", "g").returncode == 0
     # another CA at the named place is not the original: the copy is repointed

@@ -41,8 +41,9 @@ def status_cmd(
     """What a monitor must know, worst first; exit 0 fine, 1 warning, 2 critical (Nagios).
 
     Critical: an expired CA certificate, a CRL past its nextUpdate or unreadable
-    (NGINX then rejects every client), a copy behind its sources (a killed run left
-    crl-chain.pem, chain.pem or a fullchain behind; crl gen rebuilds it). Warning: a
+    (NGINX then rejects every client), a live copy of another profile (check exits 4),
+    a copy behind its sources (a killed run left crl-chain.pem, chain.pem or a
+    fullchain behind; crl gen rebuilds it). Warning: a
     CA certificate, CRL or valid certificate expiring within --warn, a CRL past its
     one-third mark.
     """
