@@ -57,11 +57,13 @@ FORGED_HEADERS = {
     "X-Client-Name": "$ssl_client_name",
     "X-Client-Geo": "$ssl_geo",
     "X-Client-Whom": "$whom",
+    "X-Client-Verified": "$ssl_client_verify",
 }
 FORGED_BODY = """
         set $dn $http_x_dn;
         set $whom $http_x_whom;
         if ($http_x_user ~ (?<ssl_client_name>.+)) {}
+        if ($http_x_v ~ (?<ssl_client_verify>.+)) {}
 """
 
 CLEAN = """
@@ -146,12 +148,16 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     for name, text in texts.items():
         sites[name] = root / f"{name}.conf"
         sites[name].write_text(text.replace("{upstream}", upstream))
-    nginx = LocalNginx(root / "nginx", list(sites.values()))
+    # one nginx each: the forged site's named capture over $ssl_client_verify empties
+    # that variable in every server of its http block (the clean site's too)
+    nginxes = [LocalNginx(root / f"nginx-{name}", [path]) for name, path in sites.items()]
     try:
-        nginx.start()
+        for nginx in nginxes:
+            nginx.start()
         yield Edge(profile, root, ports, sites)
     finally:
-        nginx.stop()
+        for nginx in nginxes:
+            nginx.stop()
         backend.stop()
 
 
@@ -161,6 +167,7 @@ def test_identity_headers_from_what_the_client_writes_are_forgeable(edge: Edge) 
         "Cookie": "cert=forged-pem", "Authorization": f"Basic {basic}", "X-Who": "CN=Root CA",
         "X-Fp": "forged-fp", "X-Na": "forged-na", "X-Role": "admin", "X-Dn": "CN=admin",
         "X-User": "CN=admin", "X-Fwd": "10.0.0.1", "X-Whom": "CN=admin",
+        "X-V": "FORGED",
     })  # fmt: skip
     assert {k: got.get(k.lower()) for k in FORGED_HEADERS} == {
         "X-Client-Cert-Subject": "CN=admin",
@@ -174,6 +181,7 @@ def test_identity_headers_from_what_the_client_writes_are_forgeable(edge: Edge) 
         "X-Client-Name": "CN=admin",  # a named capture of the client's header
         "X-Client-Geo": "SUCCESS",  # a geo of the client's header
         "X-Client-Whom": "CN=admin",  # the set overrides the map of $ssl_client_s_dn
+        "X-Client-Verified": "FORGED",  # a named capture over nginx's own variable
     }
     assert edge.found("forged") == sorted(
         ("header-forgeable", edge.line("forged", f"proxy_set_header {name} "))
