@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,9 @@ server {{
 """
 
 
+PLAIN = "server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://0:{{port}}; }} }}\n"
+
+
 @dataclass
 class Edge:
     profile: Profile
@@ -138,16 +142,27 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     issue.issue_client(profile, "bob")
     backend = EchoBackend().start()
     upstream = f"http://127.0.0.1:{backend.port}"
-    ports = {"forged": free_port(), "clean": free_port()}
+    ports = {
+        "forged": free_port(),
+        "clean": free_port(),
+        "reach": free_port(),
+        "plain": free_port(),
+    }
     texts = {
         "forged": site(profile, ports["forged"], FORGED, FORGED_HEADERS,
                        FORGED_BODY),
         "clean": site(profile, ports["clean"], CLEAN, CLEAN_HEADERS, ""),
+        # attack round 14, F4: 0 is the local host to the resolver, and Linux connects
+        # 0.0.0.0 to 127.0.0.1: a plain server beside the mTLS one serves its application
+        "reach": site(profile, ports["reach"], "", {"X-Client-Verify": "$ssl_client_verify"}, "")
+        + PLAIN.format(port=ports["plain"]),
     }  # fmt: skip
     sites = {}
     for name, text in texts.items():
         sites[name] = root / f"{name}.conf"
-        sites[name].write_text(text.replace("{upstream}", upstream))
+        sites[name].write_text(
+            text.replace("{upstream}", upstream).replace("{port}", str(backend.port))
+        )
     # one nginx each: the forged site's named capture over $ssl_client_verify empties
     # that variable in every server of its http block (the clean site's too)
     nginxes = [LocalNginx(root / f"nginx-{name}", [path]) for name, path in sites.items()]
@@ -187,6 +202,13 @@ def test_identity_headers_from_what_the_client_writes_are_forgeable(edge: Edge) 
         ("header-forgeable", edge.line("forged", f"proxy_set_header {name} "))
         for name in FORGED_HEADERS
     )
+
+
+def test_a_plain_server_to_0_reaches_the_protected_application(edge: Edge) -> None:
+    """proxy_pass http://0:P is the mTLS server's http://127.0.0.1:P (attack round 14)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{edge.ports['plain']}/") as answer:
+        assert "headers" in json.loads(answer.read())  # the echo backend, no certificate
+    assert edge.found("reach") == [("upstream-without-mtls", edge.line("reach", "http://0:"))]
 
 
 def test_identity_headers_from_the_handshake_are_clean(edge: Edge) -> None:
