@@ -9,6 +9,7 @@ unlucky operator would have them.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certwiz import ca, doctor, issue, revoke
+from certwiz import ca, der, doctor, issue, revoke
 from certwiz import nginx as nginx_lib
 from certwiz.errors import InputError
 from certwiz.profile import Profile
@@ -132,6 +133,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
         files[name].write_bytes(data)
 
     put("two-cas.pem", site.ca_cert.read_bytes() + other.ca_cert.read_bytes())
+    trusted = base64.encodebytes(der.pem_to_der(other.ca_cert.read_bytes()) + b"\x30\x00")
+    put("trusted-other.pem", b"-----BEGIN TRUSTED CERTIFICATE-----\n%s"
+        b"-----END TRUSTED CERTIFICATE-----\n" % trusted)  # fmt: skip
     put("two-crls.pem", site.crl.read_bytes() + other.crl.read_bytes())
     put("expired-crl.pem", craft_crl(site, now - timedelta(days=40), now - timedelta(days=1), 99))
     put("expiring-crl.pem", craft_crl(site, now - timedelta(days=60), now + timedelta(days=2), 98))
@@ -303,6 +307,11 @@ GALLERY: dict[str, tuple[Callable[[Lab], dict[str, str]], set[str]]] = {
     ),
     "system-bundle-trusted": (
         lambda lab: {"server_extra": "ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;"},
+        {"trust-too-wide"},
+    ),
+    # attack round 14, F3: nginx trusts a CA file in the old spelling (with trust settings)
+    "trusted-spelling": (
+        lambda lab: {"server_extra": f"ssl_trusted_certificate {lab.files['trusted-other.pem']};"},
         {"trust-too-wide"},
     ),
     "depth-zero": (lambda lab: {"depth": "ssl_verify_depth 0;"}, {"verify-depth-too-small"}),

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from ..der import pem_certificates
+
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 
 
@@ -41,7 +43,8 @@ def certificates(path: Path) -> list[x509.Certificate]:
     try:
         with warnings.catch_warnings():  # public bundles hold old certificates
             warnings.simplefilter("ignore")
-            found = x509.load_pem_x509_certificates(data)
+            # every spelling nginx (OpenSSL) reads, TRUSTED CERTIFICATE too (der's reader)
+            found = [x509.load_der_x509_certificate(d) for d in pem_certificates(data)]
     except ValueError:
         found = []
     if not found:
