@@ -23,7 +23,7 @@ KINDS = ("server", "client", "ca")
 
 
 def _iso(when: datetime | None) -> str | None:
-    return None if when is None else f"{when:%Y-%m-%dT%H:%M:%SZ}"
+    return None if when is None else durations.stamp(when)
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,13 +189,13 @@ def ca_end_cap(profile: Profile, validity: timedelta) -> tuple[datetime | None, 
         return None, None  # check reports a bad ca.crt
     if ca_end <= now:
         raise StateError(
-            f"a CA certificate of profile {profile.name} expired {ca_end:%Y-%m-%dT%H:%M:%SZ}; "
+            f"a CA certificate of profile {profile.name} expired {durations.stamp(ca_end)}; "
             "no certificate it signs can be valid"
         )
     if now + validity <= ca_end:
         return None, None
     return ca_end, (
-        f"capped the validity at the CA's notAfter {ca_end:%Y-%m-%dT%H:%M:%SZ} "
+        f"capped the validity at the CA's notAfter {durations.stamp(ca_end)} "
         f"(asked: {durations.text(validity)}); a certificate cannot outlive its CA"
     )
 
@@ -512,7 +512,7 @@ def _issued(
         name,
         kind,
         entry.serial,
-        f"{entry.not_after:%Y-%m-%dT%H:%M:%SZ}",
+        durations.stamp(entry.not_after),
         {k: str(v) for k, v in files.items()},
         notes,
         str(tx.profile.nginx_crl) if published else None,
