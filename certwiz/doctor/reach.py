@@ -55,7 +55,7 @@ def targets(passing: Directive, upstreams: dict[str, Directive]) -> set[str]:
     if not has_scheme:
         scheme, rest = "http", target
     if rest.startswith("unix:"):
-        return {rest.split(":", 2)[0] + ":" + rest.split(":", 2)[1]}
+        return {":".join(rest.split(":", 2)[:2])}  # unix:PATH, without a :URI after it
     split = urlsplit(f"//{rest}")
     host = split.hostname or ""
     try:
