@@ -1,4 +1,4 @@
-"""der's shortcut reader (_Shape) answers as cryptography does, or leaves it to cryptography.
+"""dershape's shortcut reader (_Shape) answers as cryptography does, or leaves it to cryptography.
 
 `list` takes every certificate's kind, and `client issue` its validity and "a plain
 client", from a small DER reader that knows the shapes openssl writes for certwiz. Here
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certwiz import ca, der, issue
+from certwiz import ca, der, dershape, issue
 from certwiz.profile import Profile
 from tests.conftest import hand_sign
 
@@ -65,7 +65,7 @@ def _reference(data: bytes) -> tuple[str, tuple[object, object] | None]:
 
 def _agrees(data: bytes) -> bool:
     """The shortcut declines, or says what cryptography says."""
-    shape = der._shape(data)
+    shape = dershape._shape(data)
     if shape is None:
         return True
     kind, validity = _reference(data)
@@ -75,14 +75,14 @@ def _agrees(data: bytes) -> bool:
         fast = (
             "other"
             if usages is None
-            else der._kind_text(der._SERVER_AUTH in usages, der._CLIENT_AUTH in usages)
+            else der._kind_text(dershape._SERVER_AUTH in usages, dershape._CLIENT_AUTH in usages)
         )
     return fast == kind and shape.validity == validity
 
 
 def test_the_shortcut_knows_what_certwiz_issues(certs: dict[str, bytes]) -> None:
     for name in ("ca", "client", "server", "both", "critical_eku", "no_eku", "ca_pathlen"):
-        assert der._shape(der.pem_to_der(certs[name])) is not None, name
+        assert dershape._shape(der.pem_to_der(certs[name])) is not None, name
 
 
 def test_every_answer_is_cryptographys(
@@ -109,9 +109,9 @@ def test_damaged_copies_are_declined_or_read_alike(certs: dict[str, bytes]) -> N
             at = rng.randrange(len(copy))
             copy[at] = rng.choice([copy[at] ^ (1 << rng.randrange(8)), rng.randrange(256)])
             assert _agrees(bytes(copy)), (name, at, copy[at])
-            declined += der._shape(bytes(copy)) is None
+            declined += dershape._shape(bytes(copy)) is None
         for size in range(0, len(data), 7):
-            assert der._shape(data[:size]) is None
+            assert dershape._shape(data[:size]) is None
     assert declined  # the damage was seen, not only agreed with
 
 
@@ -175,7 +175,7 @@ def _crl_agrees(data: bytes, signer_pem: bytes) -> bool:
 
 def test_crls_read_alike(crls: list[tuple[bytes, bytes, bytes]]) -> None:
     for data, signer, other in crls:
-        assert der._crl_shape(data) is not None  # openssl's CRLs take the shortcut
+        assert dershape._crl_shape(data) is not None  # openssl's CRLs take the shortcut
         assert _crl_agrees(data, signer)
         assert der.crl_signature_problem(data, signer) is None
         if other:

@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "certwiz"
 
-MODEL = {"errors", "names", "durations", "der"}
+MODEL = {"errors", "names", "durations", "der", "dershape"}
 OPENSSL = {"openssl", "openssl_args", "render"}
 STORE = {
     "fsutil",
