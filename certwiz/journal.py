@@ -10,7 +10,7 @@ the scratch directory (PROFILE/.certwiz-*, under the lock) is the journal:
    profile), written once every file is staged whole. This is the commit point.
 3. `supersedes.json` (a renewal): the certificate the new one replaces, and its grace.
 
-Recovery (`check.recover`) rolls a committed delivery forward (the files still in the
+Recovery (`recover.recover`) rolls a committed delivery forward (the files still in the
 scratch directory are installed: an install is a rename, so what moved is done); a
 delivery not committed installed nothing, and its signed certificate, whose key lived
 only in the scratch directory, is owed a withdrawal. Revocations need the CA key, so

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from . import audit, check, journal
+from . import audit, check, journal, recover
 from .profile import Profile
 
 
@@ -162,7 +162,7 @@ def transaction(
         started = time.monotonic()
         failure: BaseException | None = None
         try:
-            tx.recovered = check.recover(profile)
+            tx.recovered = recover.recover(profile)
             report = check.require_consistent(
                 profile, check_crl=check_crl, root_crl_follows=root_crl_follows
             )

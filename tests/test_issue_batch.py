@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certwiz import audit, batch, ca, check, database, openssl
+from certwiz import audit, batch, ca, check, database, openssl, recover
 from certwiz.errors import InputError, StateError
 from certwiz.profile import Profile
 from tests.conftest import clean_env, hand_sign, load_cert, run_certwiz, snapshot
@@ -298,7 +298,7 @@ def test_killed_half_way_then_rerun_issues_only_what_is_missing(tmp_path: Path) 
             seen.add(f"{stage}/{sig.name}")
         # The landed crash tests' standard: recovery under the lock leaves a consistent profile.
         with profile.lock(timeout=30):
-            check.recover(profile)
+            recover.recover(profile)
             assert check.verify_profile(profile).problems == []
         assert not list(profile.dir.glob(".certwiz-*"))
         # The rerun issues only what is missing and finishes the fleet.

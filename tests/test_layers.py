@@ -24,6 +24,7 @@ STORE = {
     "database",
     "audit",
     "check",
+    "recover",
     "journal",
     "derived",
     "transaction",

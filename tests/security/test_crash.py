@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certwiz import ca, check, database, inventory, issue, journal, revoke
+from certwiz import ca, check, database, inventory, issue, journal, recover, revoke
 from certwiz.profile import Profile
 from tests.conftest import clean_env, load_cert, load_crl
 
@@ -81,7 +81,7 @@ def assert_consistent(profile: Profile, traces: Counter[str]) -> None:
         assert profile.index.with_name("index.txt.new").is_file()
         traces["index.txt mid-rotation"] += 1
     with profile.lock(timeout=30):
-        for done in check.recover(profile):
+        for done in recover.recover(profile):
             traces[" ".join(w for w in done.split() if "/" not in w)] += 1
         entries = database.read(profile.index)  # parses
         next_serial = int(profile.serial.read_text(), 16)
